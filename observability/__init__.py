@@ -1,0 +1,1 @@
+"""OpenTelemetry traces, metrics and logs: setup, middleware, instruments, attribute names."""

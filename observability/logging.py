@@ -1,0 +1,38 @@
+"""Structured JSON logs, one object per line, with secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+
+import msgspec
+
+# Anything shaped like one of our secrets, or a bearer credential, never reaches a log line.
+_SECRET = re.compile(r"(scim(?:sk|adm)_[0-9A-Za-z]{38})|((?i:bearer)\s+)[^\s\"']+")
+
+
+def redact(text: str) -> str:
+    return _SECRET.sub(lambda m: f"{m.group(2) or ''}[REDACTED]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return msgspec.json.encode(entry).decode()
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

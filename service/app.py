@@ -1,0 +1,124 @@
+"""`create_app(settings)`: the one place where everything is wired."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from service.routes.admin import AdminController
+from service.routes.health import healthz, readyz
+from service.routes.scim import ScimController, error_response
+from service.scim.errors import ScimError
+from service.settings import Settings
+from tenants.auth import Authenticator
+from tenants.control import close_pool, open_pool
+from tenants.errors import Conflict, ControlPlaneError, InvalidInput, NotFound
+from tenants.registry import TenantRegistry
+from tenants.tokens import TokenStore
+
+log = logging.getLogger(__name__)
+
+_SCIM_PREFIX = "/scim/"
+_CONTROL_PLANE_STATUS: dict[type[ControlPlaneError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 400,
+}
+
+
+def _problem(status: int, detail: str) -> Response[bytes]:
+    """An RFC 9457 problem document: the admin API's error shape."""
+    body = {"type": "about:blank", "status": status, "detail": detail}
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+def _is_scim(request: Request[Any, Any, State]) -> bool:
+    return request.url.path.startswith(_SCIM_PREFIX)
+
+
+def _on_scim_error(request: Request[Any, Any, State], exc: ScimError) -> Response[bytes]:
+    del request
+    return error_response(exc)
+
+
+def _on_control_plane_error(
+    request: Request[Any, Any, State], exc: ControlPlaneError
+) -> Response[bytes]:
+    del request
+    return _problem(_CONTROL_PLANE_STATUS.get(type(exc), 400), str(exc))
+
+
+def _on_http_error(request: Request[Any, Any, State], exc: HTTPException) -> Response[bytes]:
+    """Framework errors (unknown route, wrong method, body too large, bad input)."""
+    headers = dict(exc.headers or {})
+    if _is_scim(request):
+        scim_type = "invalidSyntax" if exc.status_code == 400 else None
+        response = error_response(ScimError(exc.status_code, exc.detail, scim_type))
+        response.headers.update(headers)
+        return response
+    response = _problem(exc.status_code, exc.detail)
+    response.headers.update(headers)
+    return response
+
+
+def _on_unexpected(request: Request[Any, Any, State], exc: Exception) -> Response[bytes]:
+    # The detail stays in our logs: a client learns only that it was our fault.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if _is_scim(request):
+        return error_response(ScimError(500, "internal server error"))
+    return _problem(500, "internal server error")
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the ASGI application. ``settings.database_url`` must be resolved."""
+    if not settings.database_url:
+        raise ValueError("create_app needs settings.database_url (see service.postgres)")
+    dsn = settings.database_url
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await open_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        authenticator = Authenticator(
+            pool,
+            cache_seconds=settings.auth_cache_seconds,
+            flush_seconds=settings.last_used_flush_seconds,
+        )
+        await authenticator.start(dsn)
+        registry = TenantRegistry(settings)
+        app.state.update(
+            pool=pool, authenticator=authenticator, registry=registry, tokens=TokenStore(registry)
+        )
+        try:
+            yield
+        finally:
+            await authenticator.stop()
+            await close_pool(pool)
+
+    return Litestar(
+        route_handlers=[ScimController, AdminController, healthz, readyz],
+        lifespan=[lifespan],
+        state=State({"settings": settings, "admin_token": settings.admin_token}),
+        exception_handlers={
+            ScimError: _on_scim_error,
+            ControlPlaneError: _on_control_plane_error,
+            HTTPException: _on_http_error,
+            Exception: _on_unexpected,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="SCIM platform admin API", version="1.0.0", path="/schema"
+        ),
+        debug=False,
+    )

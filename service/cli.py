@@ -1,0 +1,372 @@
+"""The `scim-platform` command: serve, migrate, tenants and tokens.
+
+Every command talks to the database directly (the one in `DATABASE_URL`, or
+the embedded server under `SCIM_DATA_DIR`), so an operator can manage tenants
+with or without a running service. Output is for people; `--json` is for
+scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TextIO
+
+import msgspec
+
+from observability.logging import configure_logging
+from service.settings import Settings, SettingsError
+from tenants.errors import ControlPlaneError, NotFound
+
+DEMO_SLUG = "demo"
+
+
+def _emit(value: Any, as_json: bool, human: Callable[[], str]) -> None:
+    if as_json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(value).decode()) + "\n")
+    else:
+        sys.stdout.write(human() + "\n")
+
+
+def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    cells = [list(header)] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def _tenant_text(tenant: Any) -> str:
+    grace = tenant.token_rotation_grace_seconds
+    return "\n".join(
+        [
+            f"slug:        {tenant.slug}",
+            f"name:        {tenant.name}",
+            f"id:          {tenant.id}",
+            f"status:      {tenant.status}",
+            f"idp_type:    {tenant.idp_type}",
+            f"Tenant URL:  {tenant.scim_url}",
+            f"schema:      version {tenant.schema_version}",
+            f"token grace: {'default' if grace is None else f'{grace} s'}",
+            f"created:     {tenant.created_at:%Y-%m-%d %H:%M:%S %Z}",
+        ]
+    )
+
+
+def _token_rows(tokens: Sequence[Any]) -> str:
+    return _table(
+        [
+            (t.id, t.name, t.display_prefix + "…", t.status, t.expires_at, t.last_used_at)
+            for t in tokens
+        ],
+        ("ID", "NAME", "PREFIX", "STATUS", "EXPIRES", "LAST USED"),
+    )
+
+
+def _issued_text(issued: Any) -> str:
+    expiry = f"expires {issued.expires_at:%Y-%m-%d %H:%M:%S %Z}" if issued.expires_at else ""
+    return (
+        f"Secret Token (shown once, store it now):\n\n    {issued.token}\n\n"
+        f"id {issued.id}  {expiry}".rstrip()
+    )
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; periodic plain lines elsewhere (CI logs)."""
+
+    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
+        self._label = label
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last_decile = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if total == 0:
+            return
+        if self._tty:
+            filled = 30 * done // total
+            bar = "#" * filled + "." * (30 - filled)
+            self._stream.write(f"\r{self._label} [{bar}] {done}/{total}")
+            if done == total:
+                self._stream.write("\n")
+        else:
+            decile = 10 * done // total
+            if decile != self._last_decile:
+                self._last_decile = decile
+                self._stream.write(f"{self._label}: {done}/{total}\n")
+        self._stream.flush()
+
+
+async def _with_control_plane(
+    settings: Settings, action: Callable[[Any], Awaitable[None]]
+) -> None:
+    """Open the database, make sure the control plane is migrated, run ``action``."""
+    from tenants.control import close_pool, migrate_control_plane, open_pool
+    from tenants.registry import TenantRegistry
+    from tenants.tokens import TokenStore
+
+    assert settings.database_url is not None
+    pool = await open_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        await migrate_control_plane(pool)
+        registry = TenantRegistry(settings)
+        await action(_Context(pool, registry, TokenStore(registry), settings))
+    finally:
+        await close_pool(pool)
+
+
+@dataclasses.dataclass(slots=True)
+class _Context:
+    pool: Any
+    registry: Any
+    tokens: Any
+    settings: Settings
+
+
+async def _migrate_everything(ctx: _Context, *, as_json: bool, quiet: bool = False) -> None:
+    from tenants.migrations import LATEST_VERSION, migrate_all
+
+    progress = None if quiet or as_json else ProgressBar("migrating tenants")
+    report = await migrate_all(
+        ctx.pool, concurrency=ctx.settings.migrate_concurrency, progress=progress
+    )
+    if not quiet:
+        _emit(
+            dataclasses.asdict(report) | {"latest_version": LATEST_VERSION},
+            as_json,
+            lambda: (
+                f"control plane up to date; {report.tenants} tenant(s) below version "
+                f"{LATEST_VERSION}, {report.upgraded} upgraded ({report.steps} step(s)), "
+                f"{len(report.failed)} failed"
+                + "".join(f"\n  {slug}: {error}" for slug, error in report.failed.items())
+            ),
+        )
+    if report.failed:
+        raise ControlPlaneError(f"{len(report.failed)} tenant(s) failed to migrate")
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> Callable[[Any], Awaitable[None]]:
+    async def run(ctx: _Context) -> None:
+        await _migrate_everything(ctx, as_json=args.json)
+
+    return run
+
+
+def _cmd_tenants(args: argparse.Namespace, settings: Settings) -> Callable[[Any], Awaitable[None]]:
+    from tenants.registry import TenantChanges
+
+    async def run(ctx: _Context) -> None:
+        registry = ctx.registry
+        if args.action == "create":
+            tenant = await registry.create(args.slug, args.name or args.slug, args.idp)
+            _emit(tenant, args.json, lambda: _tenant_text(tenant))
+        elif args.action == "list":
+            tenants = await registry.list()
+            _emit(
+                tenants,
+                args.json,
+                lambda: _table(
+                    [(t.slug, t.name, t.status, t.idp_type, t.scim_url) for t in tenants],
+                    ("SLUG", "NAME", "STATUS", "IDP", "TENANT URL"),
+                ),
+            )
+        elif args.action == "show":
+            tenant = await registry.get(args.slug)
+            _emit(tenant, args.json, lambda: _tenant_text(tenant))
+        elif args.action in ("enable", "disable"):
+            tenant = await registry.set_status(args.slug, f"{args.action}d")
+            _emit(tenant, args.json, lambda: f"tenant {tenant.slug} is {tenant.status}")
+        elif args.action == "update":
+            changes = TenantChanges()
+            if args.name is not None:
+                changes.name = args.name
+            if args.idp is not None:
+                changes.idp_type = args.idp
+            if args.token_grace is not None:
+                changes.token_rotation_grace_seconds = (
+                    None if args.token_grace < 0 else args.token_grace
+                )
+            tenant = await registry.update(args.slug, changes)
+            _emit(tenant, args.json, lambda: _tenant_text(tenant))
+        elif args.action == "delete":
+            confirm = args.confirm
+            if confirm is None and sys.stdin.isatty():
+                confirm = input(
+                    f"This drops tenant {args.slug!r} and all its users and groups.\n"
+                    "Type the slug to confirm: "
+                ).strip()
+            await registry.delete(args.slug, confirm=confirm)
+            _emit({"deleted": args.slug}, args.json, lambda: f"tenant {args.slug} deleted")
+
+    return run
+
+
+def _cmd_tokens(args: argparse.Namespace, settings: Settings) -> Callable[[Any], Awaitable[None]]:
+    async def run(ctx: _Context) -> None:
+        tokens = ctx.tokens
+        if args.action == "issue":
+            issued = await tokens.issue(args.slug, name=args.name, expires_in_seconds=args.expires_in)
+            _emit(issued, args.json, lambda: _issued_text(issued))
+        elif args.action == "rotate":
+            issued = await tokens.rotate(args.slug, args.token_id, grace_seconds=args.grace)
+            _emit(issued, args.json, lambda: _issued_text(issued))
+        elif args.action == "revoke":
+            revoked = await tokens.revoke(args.slug, args.token_id)
+            _emit(revoked, args.json, lambda: f"token {revoked.id} revoked")
+        elif args.action == "list":
+            listed = await tokens.list(args.slug)
+            _emit(listed, args.json, lambda: _token_rows(listed))
+
+    return run
+
+
+def _serve(settings: Settings, *, demo: bool) -> None:
+    import uvicorn
+
+    from service.app import create_app
+    from tenants.secrets import ADMIN_TOKEN_PREFIX, generate_secret
+
+    if settings.admin_token is None:
+        settings = dataclasses.replace(settings, admin_token=generate_secret(ADMIN_TOKEN_PREFIX))
+        admin_note = "generated for this run; set SCIM_ADMIN_TOKEN to keep one"
+    else:
+        admin_note = "from SCIM_ADMIN_TOKEN"
+
+    banner: list[str] = []
+
+    async def prepare(ctx: _Context) -> None:
+        await _migrate_everything(ctx, as_json=False, quiet=True)
+        if not demo:
+            return
+        try:
+            tenant = await ctx.registry.get(DEMO_SLUG)
+        except NotFound:
+            tenant = await ctx.registry.create(DEMO_SLUG, "Demo tenant", "entra")
+        issued = await ctx.tokens.issue(DEMO_SLUG, name="issued by make run")
+        banner.extend(
+            [
+                "",
+                "  SCIM platform is starting.",
+                "",
+                f"  Tenant URL:    {tenant.scim_url}",
+                f"  Secret Token:  {issued.token}",
+                "",
+                f"  Admin token:   {settings.admin_token}   ({admin_note})",
+                f"  Admin API:     {settings.base_url()}/admin/v1   (OpenAPI: /schema)",
+                "",
+                f"  Try it:  curl -H 'Authorization: Bearer {issued.token}' \\",
+                f"             {tenant.scim_url}/Users",
+                "",
+            ]
+        )
+
+    asyncio.run(_with_control_plane(settings, prepare))
+    if banner:
+        # Printed, not logged: secrets never go to the logs.
+        print("\n".join(banner), flush=True)  # noqa: T201
+    elif settings.admin_token and admin_note.startswith("generated"):
+        print(f"Admin token ({admin_note}): {settings.admin_token}", flush=True)  # noqa: T201
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scim-platform", description="Multi-tenant SCIM 2.0 provisioning platform."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate, then serve SCIM and the admin API")
+    serve.add_argument("--host", help="listen address (default SCIM_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default SCIM_PORT or 8000)")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="make sure a 'demo' tenant exists and print its URL and a new Secret Token",
+    )
+
+    migrate = commands.add_parser("migrate", help="upgrade the control plane and every tenant")
+    migrate.add_argument("--json", action="store_true")
+
+    tenants = commands.add_parser("tenants", help="create, list, show, change, delete tenants")
+    tenant_actions = tenants.add_subparsers(dest="action", required=True)
+    idp_choices = ("generic", "entra", "okta", "onelogin", "google", "jumpcloud")
+    create = tenant_actions.add_parser("create", help="create a tenant and its schema")
+    create.add_argument("slug")
+    create.add_argument("--name", help="display name (default: the slug)")
+    create.add_argument("--idp", choices=idp_choices, default="generic")
+    tenant_actions.add_parser("list", help="all tenants")
+    for action in ("show", "enable", "disable"):
+        tenant_actions.add_parser(action, help=f"{action} a tenant").add_argument("slug")
+    update = tenant_actions.add_parser("update", help="change name, IdP type or settings")
+    update.add_argument("slug")
+    update.add_argument("--name")
+    update.add_argument("--idp", choices=idp_choices)
+    update.add_argument(
+        "--token-grace",
+        type=int,
+        metavar="SECONDS",
+        help="how long a rotated token keeps working (-1: back to the default)",
+    )
+    remove = tenant_actions.add_parser("delete", help="drop a tenant and all its data")
+    remove.add_argument("slug")
+    remove.add_argument("--confirm", metavar="SLUG", help="repeat the slug to confirm")
+
+    tokens = commands.add_parser("tokens", help="issue, rotate, revoke, list Secret Tokens")
+    token_actions = tokens.add_subparsers(dest="action", required=True)
+    issue = token_actions.add_parser("issue", help="issue a new Secret Token")
+    issue.add_argument("slug")
+    issue.add_argument("--name", default="")
+    issue.add_argument("--expires-in", type=int, metavar="SECONDS")
+    rotate = token_actions.add_parser("rotate", help="replace a token, keeping it for a grace period")
+    rotate.add_argument("slug")
+    rotate.add_argument("token_id")
+    rotate.add_argument("--grace", type=int, metavar="SECONDS")
+    revoke = token_actions.add_parser("revoke", help="stop a token at once")
+    revoke.add_argument("slug")
+    revoke.add_argument("token_id")
+    token_actions.add_parser("list", help="a tenant's tokens").add_argument("slug")
+
+    for sub in (tenant_actions, token_actions):
+        for choice in sub.choices.values():
+            choice.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    configure_logging(settings.log_level)
+    from service.postgres import resolve_database_url
+
+    settings = dataclasses.replace(settings, database_url=resolve_database_url(settings))
+    if args.command == "serve":
+        settings = dataclasses.replace(
+            settings, host=args.host or settings.host, port=args.port or settings.port
+        )
+        _serve(settings, demo=args.demo)
+        return 0
+    handlers = {"migrate": _cmd_migrate, "tenants": _cmd_tenants, "tokens": _cmd_tokens}
+    try:
+        asyncio.run(_with_control_plane(settings, handlers[args.command](args, settings)))
+    except ControlPlaneError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

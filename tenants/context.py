@@ -1,0 +1,16 @@
+"""The tenant a request acts for, as resolved from its URL and token."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TenantContext:
+    id: uuid.UUID
+    slug: str
+    schema: str
+    """The tenant's Postgres schema; validated again wherever it reaches SQL."""
+    enabled: bool
+    idp_type: str

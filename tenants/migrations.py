@@ -1,0 +1,149 @@
+"""Versioned DDL of a tenant's schema, and the fan-out that upgrades every tenant.
+
+Each tenant records the version its schema is at (`scim_control.tenants.
+schema_version`). Upgrading one tenant locks its control row, so two
+migrators never upgrade the same tenant at once, and applies each pending
+step in one transaction with the version bump: a step is all or nothing.
+A tenant at an older version keeps being served until it is upgraded, so a
+step must only add what older code does not rely on the absence of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from service.postgres import Connection, Pool
+from tenants.schemas import quoted_schema
+
+
+@dataclass(frozen=True, slots=True)
+class TenantMigration:
+    version: int
+    description: str
+    sql: str
+    """DDL with `{schema}` where the quoted tenant schema goes."""
+
+
+TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
+    TenantMigration(
+        1,
+        "users, groups, one row per group membership, versions",
+        """
+        CREATE TABLE {schema}.users (
+            id uuid PRIMARY KEY,
+            user_name text NOT NULL,
+            external_id text,
+            display_name text,
+            active boolean NOT NULL DEFAULT true,
+            resource jsonb NOT NULL,
+            version bigint NOT NULL DEFAULT 1,
+            created timestamptz NOT NULL DEFAULT now(),
+            last_modified timestamptz NOT NULL DEFAULT now()
+        );
+        -- userName is unique per tenant, case-insensitively (RFC 7643 section 4.1.1).
+        CREATE UNIQUE INDEX users_user_name_key ON {schema}.users (lower(user_name));
+        CREATE INDEX users_external_id_idx ON {schema}.users (external_id);
+        CREATE INDEX users_created_idx ON {schema}.users (created, id);
+
+        CREATE TABLE {schema}.groups (
+            id uuid PRIMARY KEY,
+            display_name text NOT NULL,
+            external_id text,
+            resource jsonb NOT NULL,
+            version bigint NOT NULL DEFAULT 1,
+            created timestamptz NOT NULL DEFAULT now(),
+            last_modified timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX groups_display_name_idx ON {schema}.groups (lower(display_name));
+        CREATE INDEX groups_external_id_idx ON {schema}.groups (external_id);
+        CREATE INDEX groups_created_idx ON {schema}.groups (created, id);
+
+        -- One row per membership, so a group of 100,000 members is 100,000
+        -- small rows, not one huge document rewritten on every change.
+        CREATE TABLE {schema}.group_members (
+            group_id uuid NOT NULL REFERENCES {schema}.groups (id) ON DELETE CASCADE,
+            member_id uuid NOT NULL,
+            member_type text NOT NULL CHECK (member_type IN ('User', 'Group')),
+            PRIMARY KEY (group_id, member_id)
+        );
+        CREATE INDEX group_members_member_idx ON {schema}.group_members (member_id);
+        """,
+    ),
+)
+
+LATEST_VERSION = TENANT_MIGRATIONS[-1].version
+
+
+async def apply_pending(conn: Connection, tenant_id: uuid.UUID) -> int:
+    """Bring one tenant's schema to the latest version; returns the steps applied.
+
+    Runs inside the caller's transaction when there is one (tenant creation),
+    otherwise each step gets its own.
+    """
+    applied = 0
+    for migration in TENANT_MIGRATIONS:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT schema_name, schema_version FROM scim_control.tenants "
+                "WHERE id = $1 FOR UPDATE",
+                tenant_id,
+            )
+            if row is None:  # deleted while we were migrating others
+                return applied
+            if row["schema_version"] >= migration.version:
+                continue
+            await conn.execute(migration.sql.format(schema=quoted_schema(row["schema_name"])))
+            await conn.execute(
+                "UPDATE scim_control.tenants SET schema_version = $2 WHERE id = $1",
+                tenant_id,
+                migration.version,
+            )
+            applied += 1
+    return applied
+
+
+@dataclass(slots=True)
+class MigrationReport:
+    tenants: int = 0
+    upgraded: int = 0
+    steps: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    """slug -> error, for tenants whose upgrade failed (others go on)."""
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+async def migrate_all(
+    pool: Pool, *, concurrency: int, progress: ProgressCallback | None = None
+) -> MigrationReport:
+    """Upgrade every tenant below the latest version, ``concurrency`` at a time."""
+    rows = await pool.fetch(
+        "SELECT id, slug FROM scim_control.tenants WHERE schema_version < $1 ORDER BY created_at",
+        LATEST_VERSION,
+    )
+    report = MigrationReport(tenants=len(rows))
+    done = 0
+    if progress:
+        progress(done, report.tenants)
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def upgrade(tenant_id: uuid.UUID, slug: str) -> None:
+        nonlocal done
+        async with semaphore, pool.acquire() as conn:
+            try:
+                steps = await apply_pending(conn, tenant_id)
+            except Exception as exc:  # noqa: BLE001 - one broken tenant must not stop the others
+                report.failed[slug] = f"{type(exc).__name__}: {exc}"
+            else:
+                report.steps += steps
+                report.upgraded += 1 if steps else 0
+        done += 1
+        if progress:
+            progress(done, report.tenants)
+
+    await asyncio.gather(*(upgrade(row["id"], row["slug"]) for row in rows))
+    return report

@@ -1,0 +1,214 @@
+"""The tenant registry: creating, reading, changing and deleting tenants.
+
+A tenant is a row in `scim_control.tenants` plus a Postgres schema of its
+own, named from its id. Creating one creates both in one transaction, so a
+tenant never exists without its schema or the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import asyncpg
+import msgspec
+
+from service.settings import Settings
+from tenants import notifications
+from tenants.errors import Conflict, InvalidInput, NotFound
+from tenants.migrations import apply_pending
+from tenants.models import Tenant, TenantSettings
+from tenants.control import engine
+from tenants.schemas import quoted_schema, schema_name_for
+
+SLUG_PATTERN: Final = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+IDP_TYPES: Final = ("generic", "entra", "okta", "onelogin", "google", "jumpcloud")
+STATUSES: Final = ("enabled", "disabled")
+_MAX_NAME = 200
+
+
+class TenantInfo(msgspec.Struct, kw_only=True):
+    id: str
+    slug: str
+    name: str
+    status: str
+    idp_type: str
+    scim_url: str
+    schema_version: int
+    token_rotation_grace_seconds: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TenantChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an operator may change on a tenant; unset fields stay as they are."""
+
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    status: str | msgspec.UnsetType = msgspec.UNSET
+    idp_type: str | msgspec.UnsetType = msgspec.UNSET
+    token_rotation_grace_seconds: int | None | msgspec.UnsetType = msgspec.UNSET
+
+
+def validate_slug(slug: str) -> str:
+    if not SLUG_PATTERN.match(slug):
+        raise InvalidInput(
+            "slug must be 1-63 characters of lower-case letters, digits and inner hyphens"
+        )
+    return slug
+
+
+def _validate_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= _MAX_NAME:
+        raise InvalidInput(f"name must be 1-{_MAX_NAME} characters")
+    return name
+
+
+def _validate_choice(value: str, field: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InvalidInput(f"{field} must be one of: {', '.join(choices)}")
+    return value
+
+
+def _validate_grace(value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise InvalidInput("token_rotation_grace_seconds must be 0 or more")
+    return value
+
+
+_SELECT = (
+    Tenant.id,
+    Tenant.slug,
+    Tenant.name,
+    Tenant.status,
+    Tenant.idp_type,
+    Tenant.schema_version,
+    Tenant.created_at,
+    Tenant.updated_at,
+)
+
+
+class TenantRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def _info(self, row: dict[str, Any], grace: int | None) -> TenantInfo:
+        return TenantInfo(
+            id=str(row["id"]),
+            slug=row["slug"],
+            name=row["name"],
+            status=row["status"],
+            idp_type=row["idp_type"],
+            scim_url=self._settings.tenant_scim_url(row["slug"]),
+            schema_version=row["schema_version"],
+            token_rotation_grace_seconds=grace,
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    async def _grace_by_tenant(self, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, int | None]:
+        if not tenant_ids:
+            return {}
+        rows = await TenantSettings.select(
+            TenantSettings.tenant, TenantSettings.token_rotation_grace_seconds
+        ).where(TenantSettings.tenant.is_in(tenant_ids))
+        return {row["tenant"]: row["token_rotation_grace_seconds"] for row in rows}
+
+    async def create(self, slug: str, name: str, idp_type: str = "generic") -> TenantInfo:
+        validate_slug(slug)
+        name = _validate_name(name)
+        _validate_choice(idp_type, "idp_type", IDP_TYPES)
+        tenant_id = uuid.uuid4()
+        schema = schema_name_for(tenant_id)
+        try:
+            async with engine().transaction() as transaction:
+                conn = transaction.connection
+                await Tenant.insert(
+                    Tenant(
+                        id=tenant_id,
+                        slug=slug,
+                        name=name,
+                        idp_type=idp_type,
+                        schema_name=schema,
+                    )
+                )
+                await conn.execute(f"CREATE SCHEMA {quoted_schema(schema)}")
+                await apply_pending(conn, tenant_id)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"a tenant with slug {slug!r} already exists") from exc
+        return await self.get(slug)
+
+    async def list(self) -> list[TenantInfo]:
+        rows = await Tenant.select(*_SELECT).order_by(Tenant.created_at)
+        grace = await self._grace_by_tenant([row["id"] for row in rows])
+        return [self._info(row, grace.get(row["id"])) for row in rows]
+
+    async def _row(self, slug: str) -> dict[str, Any]:
+        row: dict[str, Any] | None = (
+            await Tenant.select(*_SELECT).where(Tenant.slug == slug).first()
+        )
+        if row is None:
+            raise NotFound(f"no tenant with slug {slug!r}")
+        return row
+
+    async def get(self, slug: str) -> TenantInfo:
+        row = await self._row(slug)
+        grace = await self._grace_by_tenant([row["id"]])
+        return self._info(row, grace.get(row["id"]))
+
+    async def tenant_id(self, slug: str) -> uuid.UUID:
+        tenant_id: uuid.UUID = (await self._row(slug))["id"]
+        return tenant_id
+
+    async def update(self, slug: str, changes: TenantChanges) -> TenantInfo:
+        values: dict[Any, Any] = {}
+        if changes.name is not msgspec.UNSET:
+            values[Tenant.name] = _validate_name(changes.name)
+        if changes.status is not msgspec.UNSET:
+            values[Tenant.status] = _validate_choice(changes.status, "status", STATUSES)
+        if changes.idp_type is not msgspec.UNSET:
+            values[Tenant.idp_type] = _validate_choice(changes.idp_type, "idp_type", IDP_TYPES)
+        tenant_id = await self.tenant_id(slug)
+        async with engine().transaction() as transaction:
+            if values:
+                values[Tenant.updated_at] = datetime.now(UTC)
+                await Tenant.update(values).where(Tenant.id == tenant_id)
+            if changes.token_rotation_grace_seconds is not msgspec.UNSET:
+                await transaction.connection.execute(
+                    "INSERT INTO scim_control.tenant_settings "
+                    "(id, tenant, token_rotation_grace_seconds) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (tenant) DO UPDATE SET "
+                    "token_rotation_grace_seconds = EXCLUDED.token_rotation_grace_seconds, "
+                    "updated_at = now()",
+                    uuid.uuid4(),
+                    tenant_id,
+                    _validate_grace(changes.token_rotation_grace_seconds),
+                )
+            await notifications.notify_tenant_changed(transaction.connection, tenant_id)
+        return await self.get(slug)
+
+    async def set_status(self, slug: str, status: str) -> TenantInfo:
+        return await self.update(slug, TenantChanges(status=status))
+
+    async def delete(self, slug: str, *, confirm: str | None) -> None:
+        """Drop the tenant and all its data. ``confirm`` must repeat the slug."""
+        if confirm != slug:
+            raise InvalidInput(
+                f"deleting a tenant drops all its users and groups; confirm with the slug {slug!r}"
+            )
+        async with engine().transaction() as transaction:
+            conn = transaction.connection
+            row = await conn.fetchrow(
+                "DELETE FROM scim_control.tenants WHERE slug = $1 RETURNING id, schema_name",
+                slug,
+            )
+            if row is None:
+                raise NotFound(f"no tenant with slug {slug!r}")
+            await conn.execute(f"DROP SCHEMA IF EXISTS {quoted_schema(row['schema_name'])} CASCADE")
+            await notifications.notify_tenant_changed(conn, row["id"])
+
+    async def rotation_grace_seconds(self, tenant_id: uuid.UUID) -> int:
+        grace = (await self._grace_by_tenant([tenant_id])).get(tenant_id)
+        return self._settings.token_rotation_grace_seconds if grace is None else grace
