@@ -101,9 +101,7 @@ class ProgressBar:
         self._stream.flush()
 
 
-async def _with_control_plane(
-    settings: Settings, action: Callable[[Any], Awaitable[None]]
-) -> None:
+async def _with_control_plane(settings: Settings, action: Callable[[Any], Awaitable[None]]) -> None:
     """Open the database, make sure the control plane is migrated, run ``action``."""
     from tenants.control import close_pool, migrate_control_plane, open_pool
     from tenants.registry import TenantRegistry
@@ -193,13 +191,7 @@ def _cmd_tenants(args: argparse.Namespace, settings: Settings) -> Callable[[Any]
             tenant = await registry.update(args.slug, changes)
             _emit(tenant, args.json, lambda: _tenant_text(tenant))
         elif args.action == "delete":
-            confirm = args.confirm
-            if confirm is None and sys.stdin.isatty():
-                confirm = input(
-                    f"This drops tenant {args.slug!r} and all its users and groups.\n"
-                    "Type the slug to confirm: "
-                ).strip()
-            await registry.delete(args.slug, confirm=confirm)
+            await registry.delete(args.slug, confirm=args.confirm)
             _emit({"deleted": args.slug}, args.json, lambda: f"tenant {args.slug} deleted")
 
     return run
@@ -209,7 +201,9 @@ def _cmd_tokens(args: argparse.Namespace, settings: Settings) -> Callable[[Any],
     async def run(ctx: _Context) -> None:
         tokens = ctx.tokens
         if args.action == "issue":
-            issued = await tokens.issue(args.slug, name=args.name, expires_in_seconds=args.expires_in)
+            issued = await tokens.issue(
+                args.slug, name=args.name, expires_in_seconds=args.expires_in
+            )
             _emit(issued, args.json, lambda: _issued_text(issued))
         elif args.action == "rotate":
             issued = await tokens.rotate(args.slug, args.token_id, grace_seconds=args.grace)
@@ -267,9 +261,9 @@ def _serve(settings: Settings, *, demo: bool) -> None:
     asyncio.run(_with_control_plane(settings, prepare))
     if banner:
         # Printed, not logged: secrets never go to the logs.
-        print("\n".join(banner), flush=True)  # noqa: T201
+        print("\n".join(banner), flush=True)
     elif settings.admin_token and admin_note.startswith("generated"):
-        print(f"Admin token ({admin_note}): {settings.admin_token}", flush=True)  # noqa: T201
+        print(f"Admin token ({admin_note}): {settings.admin_token}", flush=True)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -327,7 +321,9 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("slug")
     issue.add_argument("--name", default="")
     issue.add_argument("--expires-in", type=int, metavar="SECONDS")
-    rotate = token_actions.add_parser("rotate", help="replace a token, keeping it for a grace period")
+    rotate = token_actions.add_parser(
+        "rotate", help="replace a token, keeping it for a grace period"
+    )
     rotate.add_argument("slug")
     rotate.add_argument("token_id")
     rotate.add_argument("--grace", type=int, metavar="SECONDS")
@@ -347,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     from service.postgres import resolve_database_url
@@ -359,11 +355,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         _serve(settings, demo=args.demo)
         return 0
+    deleting = args.command == "tenants" and args.action == "delete"
+    if deleting and args.confirm is None and sys.stdin.isatty():
+        args.confirm = input(
+            f"This drops tenant {args.slug!r} and all its users and groups.\n"
+            "Type the slug to confirm: "
+        ).strip()
     handlers = {"migrate": _cmd_migrate, "tenants": _cmd_tenants, "tokens": _cmd_tokens}
     try:
         asyncio.run(_with_control_plane(settings, handlers[args.command](args, settings)))
     except ControlPlaneError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -14,7 +14,9 @@ from service.settings import Settings
 
 if TYPE_CHECKING:  # asyncpg's classes are generic only in its type stubs
     Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
-    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 else:
     Pool = asyncpg.Pool
     Connection = asyncpg.Connection

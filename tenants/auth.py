@@ -161,9 +161,7 @@ class Authenticator:
         self._tokens.clear()
 
     async def _listen(self, dsn: str) -> None:
-        def on_notification(
-            _conn: object, _pid: int, _channel: str, payload: object
-        ) -> None:
+        def on_notification(_conn: object, _pid: int, _channel: str, payload: object) -> None:
             parsed = notifications.parse(str(payload))
             if parsed is not None:
                 self.forget(*parsed)

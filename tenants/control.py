@@ -12,8 +12,8 @@ from service.postgres import Pool, create_pool
 # Piccolo looks its engine up through this module; set before any table is used.
 os.environ.setdefault("PICCOLO_CONF", "tenants.piccolo_conf")
 
-from piccolo.apps.migrations.commands.forwards import run_forwards  # noqa: E402
-from piccolo.engine.postgres import PostgresEngine  # noqa: E402
+from piccolo.apps.migrations.commands.forwards import run_forwards
+from piccolo.engine.postgres import PostgresEngine
 
 log = logging.getLogger(__name__)
 

@@ -136,7 +136,7 @@ async def migrate_all(
         async with semaphore, pool.acquire() as conn:
             try:
                 steps = await apply_pending(conn, tenant_id)
-            except Exception as exc:  # noqa: BLE001 - one broken tenant must not stop the others
+            except Exception as exc:
                 report.failed[slug] = f"{type(exc).__name__}: {exc}"
             else:
                 report.steps += steps

@@ -17,10 +17,10 @@ import msgspec
 
 from service.settings import Settings
 from tenants import notifications
+from tenants.control import engine
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.migrations import apply_pending
 from tenants.models import Tenant, TenantSettings
-from tenants.control import engine
 from tenants.schemas import quoted_schema, schema_name_for
 
 SLUG_PATTERN: Final = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -48,7 +48,7 @@ class TenantChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str | msgspec.UnsetType = msgspec.UNSET
     status: str | msgspec.UnsetType = msgspec.UNSET
     idp_type: str | msgspec.UnsetType = msgspec.UNSET
-    token_rotation_grace_seconds: int | None | msgspec.UnsetType = msgspec.UNSET
+    token_rotation_grace_seconds: int | msgspec.UnsetType | None = msgspec.UNSET
 
 
 def validate_slug(slug: str) -> str:

@@ -17,8 +17,8 @@ import re
 import secrets
 import zlib
 
-TENANT_TOKEN_PREFIX = "scimsk_"
-ADMIN_TOKEN_PREFIX = "scimadm_"
+TENANT_TOKEN_PREFIX = "scimsk_"  # noqa: S105 - a public prefix, not a secret
+ADMIN_TOKEN_PREFIX = "scimadm_"  # noqa: S105 - a public prefix, not a secret
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _RANDOM_LENGTH = 32

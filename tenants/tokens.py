@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 
 from tenants import notifications
+from tenants.control import engine
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Token
-from tenants.control import engine
 from tenants.registry import TenantRegistry
 from tenants.secrets import display_prefix, generate_secret, hash_secret
 
@@ -89,7 +89,7 @@ class TokenStore:
             raise InvalidInput("expires_in_seconds must be positive")
         now = datetime.now(UTC)
         secret = generate_secret()
-        row = {
+        row: dict[str, Any] = {
             "id": uuid.uuid4(),
             "name": name,
             "display_prefix": display_prefix(secret),
@@ -101,7 +101,17 @@ class TokenStore:
             "last_used_at": None,
             "replaced_by": None,
         }
-        await Token.insert(Token(tenant=tenant_id, secret_hash=hash_secret(secret), **row))
+        await Token.insert(
+            Token(
+                id=row["id"],
+                tenant=tenant_id,
+                name=name,
+                display_prefix=row["display_prefix"],
+                secret_hash=hash_secret(secret),
+                created_at=now,
+                expires_at=row["expires_at"],
+            )
+        )
         return IssuedToken(token=secret, **msgspec.structs.asdict(_info(row, now)))
 
     async def list(self, slug: str) -> list[TokenInfo]:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from tenants.auth import bearer_token
+from tenants.errors import InvalidInput
 from tenants.registry import TenantChanges, TenantInfo, TenantRegistry
 from tenants.tokens import IssuedToken, TokenInfo, TokenStore
 
@@ -31,7 +33,7 @@ def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
 
 
 class NewTenant(msgspec.Struct, forbid_unknown_fields=True):
-    slug: str
+    slug: FromPath[str]
     name: str
     idp_type: str = "generic"
 
@@ -44,6 +46,20 @@ class NewToken(msgspec.Struct, forbid_unknown_fields=True):
 class Rotation(msgspec.Struct, forbid_unknown_fields=True):
     grace_seconds: int | None = None
     """Unset: the tenant's setting, else `SCIM_TOKEN_ROTATION_GRACE_SECONDS`."""
+
+
+_Body = TypeVar("_Body", bound=msgspec.Struct)
+
+
+async def _optional_body(request: Request[Any, Any, State], kind: type[_Body]) -> _Body:
+    """A JSON body whose every field has a default, so an empty body is fine."""
+    raw = await request.body()
+    if not raw.strip():
+        return kind()
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise InvalidInput(f"invalid request body: {exc}") from exc
 
 
 class TenantList(msgspec.Struct):
@@ -60,7 +76,7 @@ class AdminController(Controller):
     tags = ["admin"]  # noqa: RUF012
 
     @post("/tenants")
-    async def create_tenant(self, state: State, data: NewTenant) -> TenantInfo:
+    async def create_tenant(self, state: State, data: JSONBody[NewTenant]) -> TenantInfo:
         registry: TenantRegistry = state.registry
         return await registry.create(data.slug, data.name, data.idp_type)
 
@@ -70,45 +86,53 @@ class AdminController(Controller):
         return TenantList(await registry.list())
 
     @get("/tenants/{slug:str}")
-    async def get_tenant(self, state: State, slug: str) -> TenantInfo:
+    async def get_tenant(self, state: State, slug: FromPath[str]) -> TenantInfo:
         registry: TenantRegistry = state.registry
         return await registry.get(slug)
 
     @patch("/tenants/{slug:str}")
-    async def update_tenant(self, state: State, slug: str, data: TenantChanges) -> TenantInfo:
+    async def update_tenant(
+        self, state: State, slug: FromPath[str], data: JSONBody[TenantChanges]
+    ) -> TenantInfo:
         registry: TenantRegistry = state.registry
         return await registry.update(slug, data)
 
     @delete("/tenants/{slug:str}", status_code=204)
-    async def delete_tenant(self, state: State, slug: str, confirm: str | None = None) -> None:
+    async def delete_tenant(
+        self, state: State, slug: FromPath[str], confirm: FromQuery[str | None] = None
+    ) -> None:
         """Drops the tenant's schema and all its data; `?confirm=<slug>` is required."""
         registry: TenantRegistry = state.registry
         await registry.delete(slug, confirm=confirm)
 
     @post("/tenants/{slug:str}/tokens")
-    async def issue_token(self, state: State, slug: str, data: NewToken | None) -> IssuedToken:
+    async def issue_token(
+        self, request: Request[Any, Any, State], state: State, slug: FromPath[str]
+    ) -> IssuedToken:
         tokens: TokenStore = state.tokens
-        data = data or NewToken()
-        return await tokens.issue(
-            slug, name=data.name, expires_in_seconds=data.expires_in_seconds
-        )
+        data = await _optional_body(request, NewToken)
+        return await tokens.issue(slug, name=data.name, expires_in_seconds=data.expires_in_seconds)
 
     @get("/tenants/{slug:str}/tokens")
-    async def list_tokens(self, state: State, slug: str) -> TokenList:
+    async def list_tokens(self, state: State, slug: FromPath[str]) -> TokenList:
         tokens: TokenStore = state.tokens
         return TokenList(await tokens.list(slug))
 
     @post("/tenants/{slug:str}/tokens/{token_id:str}/rotate")
     async def rotate_token(
-        self, state: State, slug: str, token_id: str, data: Rotation | None
+        self,
+        request: Request[Any, Any, State],
+        state: State,
+        slug: FromPath[str],
+        token_id: FromPath[str],
     ) -> IssuedToken:
         tokens: TokenStore = state.tokens
-        grace = data.grace_seconds if data else None
-        return await tokens.rotate(slug, token_id, grace_seconds=grace)
+        data = await _optional_body(request, Rotation)
+        return await tokens.rotate(slug, token_id, grace_seconds=data.grace_seconds)
 
     @delete("/tenants/{slug:str}/tokens/{token_id:str}", status_code=204)
-    async def revoke_token(self, state: State, slug: str, token_id: str) -> None:
+    async def revoke_token(
+        self, state: State, slug: FromPath[str], token_id: FromPath[str]
+    ) -> None:
         tokens: TokenStore = state.tokens
         await tokens.revoke(slug, token_id)
-
-

@@ -26,7 +26,5 @@ async def readyz(state: State) -> Response[dict[str, str]]:
     try:
         await asyncio.wait_for(pool.fetchval("SELECT 1"), _READY_TIMEOUT_SECONDS)
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        return Response(
-            {"status": "unavailable", "detail": type(exc).__name__}, status_code=503
-        )
+        return Response({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
     return Response({"status": "ok"})

@@ -8,7 +8,8 @@ from typing import Any, Final
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 
 from service.postgres import Pool
 from service.scim import resources
@@ -40,7 +41,7 @@ def error_response(error: ScimError) -> Response[bytes]:
     return scim_response(error.body(), error.status, headers)
 
 
-async def provide_tenant(request: Request[Any, Any, State], tenant: str) -> TenantContext:
+async def provide_tenant(request: Request[Any, Any, State], tenant: FromPath[str]) -> TenantContext:
     authenticator: Authenticator = request.app.state.authenticator
     try:
         return await authenticator.authenticate(tenant, request.headers.get("authorization"))
@@ -132,13 +133,13 @@ class ScimController(Controller):
     dependencies = {"scim_tenant": Provide(provide_tenant)}  # noqa: RUF012
 
     @staticmethod
-    def _base_url(state: State, scim_tenant: TenantContext) -> str:
+    def _base_url(state: State, scim_tenant: NamedDependency[TenantContext]) -> str:
         settings: Settings = state.settings
         return settings.tenant_scim_url(scim_tenant.slug)
 
     @get("/ServiceProviderConfig")
     async def service_provider_config(
-        self, state: State, scim_tenant: TenantContext
+        self, state: State, scim_tenant: NamedDependency[TenantContext]
     ) -> Response[bytes]:
         settings: Settings = state.settings
         return scim_response(
@@ -149,7 +150,10 @@ class ScimController(Controller):
 
     @post("/Users")
     async def create_user(
-        self, request: Request[Any, Any, State], state: State, scim_tenant: TenantContext
+        self,
+        request: Request[Any, Any, State],
+        state: State,
+        scim_tenant: NamedDependency[TenantContext],
     ) -> Response[bytes]:
         draft = resources.parse_user(await read_json(request))
         pool: Pool = state.pool
@@ -158,7 +162,7 @@ class ScimController(Controller):
 
     @get("/Users/{resource_id:str}")
     async def get_user(
-        self, state: State, scim_tenant: TenantContext, resource_id: str
+        self, state: State, scim_tenant: NamedDependency[TenantContext], resource_id: FromPath[str]
     ) -> Response[bytes]:
         pool: Pool = state.pool
         row = await users.get(pool, scim_tenant.schema, _resource_id(resource_id, "User"))
@@ -168,7 +172,10 @@ class ScimController(Controller):
 
     @get("/Users")
     async def list_users(
-        self, request: Request[Any, Any, State], state: State, scim_tenant: TenantContext
+        self,
+        request: Request[Any, Any, State],
+        state: State,
+        scim_tenant: NamedDependency[TenantContext],
     ) -> Response[bytes]:
         settings: Settings = state.settings
         start_index, count = _pagination(request, settings.max_page_size)
@@ -185,7 +192,7 @@ class ScimController(Controller):
 
     @delete("/Users/{resource_id:str}", status_code=204)
     async def delete_user(
-        self, state: State, scim_tenant: TenantContext, resource_id: str
+        self, state: State, scim_tenant: NamedDependency[TenantContext], resource_id: FromPath[str]
     ) -> None:
         pool: Pool = state.pool
         if not await users.delete(pool, scim_tenant.schema, _resource_id(resource_id, "User")):
@@ -193,7 +200,10 @@ class ScimController(Controller):
 
     @post("/Groups")
     async def create_group(
-        self, request: Request[Any, Any, State], state: State, scim_tenant: TenantContext
+        self,
+        request: Request[Any, Any, State],
+        state: State,
+        scim_tenant: NamedDependency[TenantContext],
     ) -> Response[bytes]:
         draft = resources.parse_group(await read_json(request))
         pool: Pool = state.pool
@@ -204,7 +214,7 @@ class ScimController(Controller):
 
     @get("/Groups/{resource_id:str}")
     async def get_group(
-        self, state: State, scim_tenant: TenantContext, resource_id: str
+        self, state: State, scim_tenant: NamedDependency[TenantContext], resource_id: FromPath[str]
     ) -> Response[bytes]:
         pool: Pool = state.pool
         row = await groups.get(pool, scim_tenant.schema, _resource_id(resource_id, "Group"))
@@ -216,7 +226,10 @@ class ScimController(Controller):
 
     @get("/Groups")
     async def list_groups(
-        self, request: Request[Any, Any, State], state: State, scim_tenant: TenantContext
+        self,
+        request: Request[Any, Any, State],
+        state: State,
+        scim_tenant: NamedDependency[TenantContext],
     ) -> Response[bytes]:
         settings: Settings = state.settings
         start_index, count = _pagination(request, settings.max_page_size)
@@ -231,7 +244,7 @@ class ScimController(Controller):
 
     @delete("/Groups/{resource_id:str}", status_code=204)
     async def delete_group(
-        self, state: State, scim_tenant: TenantContext, resource_id: str
+        self, state: State, scim_tenant: NamedDependency[TenantContext], resource_id: FromPath[str]
     ) -> None:
         pool: Pool = state.pool
         if not await groups.delete(pool, scim_tenant.schema, _resource_id(resource_id, "Group")):

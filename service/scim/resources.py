@@ -16,11 +16,28 @@ from typing import Any, Final
 from service.scim.errors import invalid_syntax, invalid_value
 from service.scim.schemas import ENTERPRISE_USER, GROUP_SCHEMA, USER_SCHEMA
 
-_USER_ATTRIBUTES: Final = (
-    "userName name displayName nickName profileUrl title userType preferredLanguage "
-    "locale timezone active emails phoneNumbers ims photos addresses entitlements roles "
-    "x509Certificates externalId"
-).split()
+_USER_ATTRIBUTES: Final = [
+    "userName",
+    "name",
+    "displayName",
+    "nickName",
+    "profileUrl",
+    "title",
+    "userType",
+    "preferredLanguage",
+    "locale",
+    "timezone",
+    "active",
+    "emails",
+    "phoneNumbers",
+    "ims",
+    "photos",
+    "addresses",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+    "externalId",
+]
 _GROUP_ATTRIBUTES: Final = ("displayName", "externalId")
 _EXTENSIONS: Final = {ENTERPRISE_USER.lower(): ENTERPRISE_USER}
 

@@ -11,7 +11,6 @@ LIST_RESPONSE: Final = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 SERVICE_PROVIDER_CONFIG: Final = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 
 
-
 def service_provider_config(*, base_url: str, max_results: int) -> dict[str, Any]:
     """RFC 7643 section 5, stating only what this server really supports.
 
@@ -30,7 +29,7 @@ def service_provider_config(*, base_url: str, max_results: int) -> dict[str, Any
             {
                 "type": "oauthbearertoken",
                 "name": "OAuth Bearer Token",
-                "description": "The tenant's Secret Token, sent as 'Authorization: Bearer <token>'.",
+                "description": "The tenant's Secret Token, as 'Authorization: Bearer <token>'.",
                 "primary": True,
             }
         ],

@@ -86,9 +86,7 @@ async def members_of(
     return members
 
 
-async def page(
-    pool: Pool, schema: str, *, offset: int, limit: int
-) -> tuple[int, list[GroupRow]]:
+async def page(pool: Pool, schema: str, *, offset: int, limit: int) -> tuple[int, list[GroupRow]]:
     return await paging.page(pool, f"{quoted_schema(schema)}.groups", offset=offset, limit=limit)
 
 

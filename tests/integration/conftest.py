@@ -1,0 +1,101 @@
+"""One running application over the test database, and helpers to drive it over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tenants.secrets import ADMIN_TOKEN_PREFIX, generate_secret
+
+ADMIN_TOKEN = generate_secret(ADMIN_TOKEN_PREFIX)
+BASE_URL = "http://scim.test"
+SCIM_JSON = {"Content-Type": "application/scim+json"}
+
+Client = AsyncTestClient[Litestar]
+
+
+@pytest.fixture(scope="session")
+def settings(migrated_database: str) -> Settings:
+    return Settings(
+        database_url=migrated_database,
+        admin_token=ADMIN_TOKEN,
+        public_url=BASE_URL,
+        db_pool_max=8,
+        # Long enough that a test would see a stale cache if invalidation failed.
+        auth_cache_seconds=300,
+        last_used_flush_seconds=3600,
+        max_body_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def client(app: Litestar) -> AsyncIterator[Client]:
+    async with AsyncTestClient(app, base_url=BASE_URL) as test_client:
+        yield test_client
+
+
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class TenantHandle:
+    """A tenant made for one test: its slug, a working Secret Token, its SCIM path."""
+
+    slug: str
+    token: str
+    token_id: str
+    client: Client
+
+    @property
+    def scim(self) -> str:
+        return f"/scim/v2/{self.slug}"
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        return bearer(token or self.token) | SCIM_JSON
+
+    async def create_user(self, user_name: str, **attributes: Any) -> dict[str, Any]:
+        response = await self.client.post(
+            f"{self.scim}/Users", json={"userName": user_name, **attributes}, headers=self.auth()
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+async def make_tenant(client: Client, slug: str | None = None) -> TenantHandle:
+    slug = slug or f"t-{uuid.uuid4().hex[:12]}"
+    response = await client.post(
+        "/admin/v1/tenants", json={"slug": slug, "name": slug.title()}, headers=admin_headers()
+    )
+    assert response.status_code == 201, response.text
+    issued = await client.post(f"/admin/v1/tenants/{slug}/tokens", headers=admin_headers())
+    assert issued.status_code == 201, issued.text
+    return TenantHandle(slug, issued.json()["token"], issued.json()["id"], client)
+
+
+@pytest.fixture
+async def tenant(client: Client) -> TenantHandle:
+    return await make_tenant(client)
+
+
+@pytest.fixture
+async def other_tenant(client: Client) -> TenantHandle:
+    return await make_tenant(client)
