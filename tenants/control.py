@@ -16,6 +16,8 @@ from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.engine.postgres import PostgresEngine
 
 log = logging.getLogger(__name__)
+# Piccolo announces the server version at INFO each time an engine is built.
+logging.getLogger("piccolo").setLevel(logging.WARNING)
 
 # Any constant works; it only has to be the same in every process.
 _MIGRATION_LOCK_KEY = 0x5C1A_C0DE

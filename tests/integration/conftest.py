@@ -12,6 +12,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
+from service.postgres import Pool, create_pool
 from service.settings import Settings
 from tenants.secrets import ADMIN_TOKEN_PREFIX, generate_secret
 
@@ -45,6 +46,18 @@ async def app(settings: Settings) -> Litestar:
 async def client(app: Litestar) -> AsyncIterator[Client]:
     async with AsyncTestClient(app, base_url=BASE_URL) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+async def db(migrated_database: str) -> AsyncIterator[Pool]:
+    """The tests' own pool, for looking behind the API.
+
+    The application runs in the test client's portal thread, on an event loop
+    of its own, so its pool cannot be used from the tests' loop.
+    """
+    pool = await create_pool(migrated_database, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
 
 
 def admin_headers() -> dict[str, str]:

@@ -1,0 +1,200 @@
+"""Tenant lifecycle through the admin API: create, disable, enable, delete, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from service.postgres import Pool
+from tests.integration.conftest import BASE_URL, Client, TenantHandle, admin_headers, make_tenant
+
+
+async def schema_exists(db: Pool, slug: str) -> bool:
+    exists: bool = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace n JOIN scim_control.tenants t "
+        "ON t.schema_name = n.nspname WHERE t.slug = $1)",
+        slug,
+    )
+    return exists
+
+
+async def tenant_count(db: Pool) -> int:
+    count: int = await db.fetchval("SELECT count(*) FROM scim_control.tenants")
+    return count
+
+
+async def schema_count(db: Pool) -> int:
+    count: int = await db.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_%'")
+    return count
+
+
+async def test_create_returns_tenant_with_scim_url(db: Pool, client: Client) -> None:
+    response = await client.post(
+        "/admin/v1/tenants",
+        json={"slug": "acme-corp", "name": "Acme Corp", "idp_type": "okta"},
+        headers=admin_headers(),
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["scim_url"] == f"{BASE_URL}/scim/v2/acme-corp"
+    assert (body["slug"], body["name"], body["status"], body["idp_type"]) == (
+        "acme-corp",
+        "Acme Corp",
+        "enabled",
+        "okta",
+    )
+    assert body["schema_version"] >= 1
+    schema = await db.fetchval(
+        "SELECT schema_name FROM scim_control.tenants WHERE slug = 'acme-corp'"
+    )
+    # Named from the immutable id, never from the slug.
+    assert schema == "t_" + body["id"].replace("-", "")
+    assert await schema_exists(db, "acme-corp")
+
+    fetched = await client.get("/admin/v1/tenants/acme-corp", headers=admin_headers())
+    assert fetched.json() == body
+    listed = await client.get("/admin/v1/tenants", headers=admin_headers())
+    assert "acme-corp" in [t["slug"] for t in listed.json()["tenants"]]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"slug": "x'; DROP SCHEMA scim_control CASCADE; --", "name": "Evil"},
+        {"slug": "Upper", "name": "Upper case"},
+        {"slug": "-leading", "name": "Leading hyphen"},
+        {"slug": "a" * 64, "name": "Too long"},
+        {"slug": "ok-slug", "name": ""},
+        {"slug": "ok-slug", "name": "Bad IdP", "idp_type": "ldap"},
+        {"slug": "ok-slug"},
+        {"slug": "ok-slug", "name": "x", "surprise": True},
+    ],
+)
+async def test_bad_tenant_input_changes_nothing(
+    db: Pool, client: Client, payload: dict[str, Any]
+) -> None:
+    before = (await tenant_count(db), await schema_count(db))
+    response = await client.post("/admin/v1/tenants", json=payload, headers=admin_headers())
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"]
+    assert (await tenant_count(db), await schema_count(db)) == before
+
+
+async def test_malformed_admin_json(client: Client) -> None:
+    response = await client.post(
+        "/admin/v1/tenants",
+        content=b'{"slug": ',
+        headers=admin_headers() | {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+
+
+async def test_duplicate_slug_conflicts(db: Pool, tenant: TenantHandle) -> None:
+    before = await schema_count(db)
+    response = await tenant.client.post(
+        "/admin/v1/tenants", json={"slug": tenant.slug, "name": "Again"}, headers=admin_headers()
+    )
+    assert response.status_code == 409
+    assert await schema_count(db) == before
+
+
+async def test_admin_api_requires_the_admin_token(tenant: TenantHandle) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, tenant.auth()):
+        response = await tenant.client.get("/admin/v1/tenants", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_unknown_tenant_in_admin_api_is_404(client: Client) -> None:
+    for method, path in (
+        ("GET", "/admin/v1/tenants/nobody"),
+        ("PATCH", "/admin/v1/tenants/nobody"),
+        ("GET", "/admin/v1/tenants/nobody/tokens"),
+        ("POST", "/admin/v1/tenants/nobody/tokens"),
+    ):
+        kwargs: dict[str, Any] = {"json": {}} if method in ("PATCH", "POST") else {}
+        response = await client.request(method, path, headers=admin_headers(), **kwargs)
+        assert response.status_code == 404, (method, path, response.text)
+
+
+async def test_disable_refuses_scim_and_enable_restores_data(tenant: TenantHandle) -> None:
+    client = tenant.client
+    alice = await tenant.create_user("alice")
+    disabled = await client.patch(
+        f"/admin/v1/tenants/{tenant.slug}", json={"status": "disabled"}, headers=admin_headers()
+    )
+    assert disabled.json()["status"] == "disabled"
+    refused = await client.get(f"{tenant.scim}/Users", headers=tenant.auth())
+    assert refused.status_code == 403
+    assert refused.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    write = await client.post(f"{tenant.scim}/Users", json={"userName": "x"}, headers=tenant.auth())
+    assert write.status_code == 403
+    # A wrong token still gets 401: only a real token holder learns the tenant is disabled.
+    wrong = await client.get(f"{tenant.scim}/Users", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+
+    await client.patch(
+        f"/admin/v1/tenants/{tenant.slug}", json={"status": "enabled"}, headers=admin_headers()
+    )
+    back = await client.get(f"{tenant.scim}/Users/{alice['id']}", headers=tenant.auth())
+    assert back.status_code == 200
+    assert back.json()["userName"] == "alice"
+
+
+async def test_bad_patch_changes_nothing(tenant: TenantHandle) -> None:
+    for payload in ({"status": "paused"}, {"name": ""}, {"token_rotation_grace_seconds": -1}):
+        response = await tenant.client.patch(
+            f"/admin/v1/tenants/{tenant.slug}", json=payload, headers=admin_headers()
+        )
+        assert response.status_code == 400, payload
+    current = await tenant.client.get(f"/admin/v1/tenants/{tenant.slug}", headers=admin_headers())
+    assert current.json()["status"] == "enabled"
+    assert current.json()["token_rotation_grace_seconds"] is None
+
+
+async def test_delete_needs_confirmation_then_drops_the_schema(
+    db: Pool, tenant: TenantHandle
+) -> None:
+    client = tenant.client
+    await tenant.create_user("alice")
+    for confirm in ("", "?confirm=someone-else"):
+        refused = await client.delete(
+            f"/admin/v1/tenants/{tenant.slug}{confirm}", headers=admin_headers()
+        )
+        assert refused.status_code == 400
+    assert await schema_exists(db, tenant.slug)
+    schema = await db.fetchval(
+        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+
+    deleted = await client.delete(
+        f"/admin/v1/tenants/{tenant.slug}?confirm={tenant.slug}", headers=admin_headers()
+    )
+    assert deleted.status_code == 204
+    assert not await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema
+    )
+    tokens = await db.fetchval(
+        "SELECT count(*) FROM scim_control.tokens t LEFT JOIN scim_control.tenants n "
+        "ON n.id = t.tenant WHERE n.id IS NULL"
+    )
+    assert tokens == 0
+    gone = await client.get(f"{tenant.scim}/Users", headers=tenant.auth())
+    assert gone.status_code == 401
+    missing = await client.get(f"/admin/v1/tenants/{tenant.slug}", headers=admin_headers())
+    assert missing.status_code == 404
+
+    # The slug is free again, and the new tenant starts empty.
+    reborn = await make_tenant(client, tenant.slug)
+    users = await client.get(f"{reborn.scim}/Users", headers=reborn.auth())
+    assert users.json()["totalResults"] == 0
+
+
+async def test_tenants_created_concurrently_each_get_a_schema(db: Pool, client: Client) -> None:
+    handles = await asyncio.gather(*(make_tenant(client) for _ in range(8)))
+    for handle in handles:
+        assert await schema_exists(db, handle.slug)
+        await handle.create_user("same-name")
