@@ -26,9 +26,27 @@ def _int(env: dict[str, str], name: str, default: int, *, minimum: int = 0) -> i
     return value
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_MAX_PORT = 65535
+
+
 def _str(env: dict[str, str], name: str) -> str | None:
     raw = env.get(name)
     return raw.strip() if raw and raw.strip() else None
+
+
+def _port(env: dict[str, str]) -> int:
+    port = _int(env, "SCIM_PORT", 8000, minimum=0)
+    if port > _MAX_PORT:
+        raise SettingsError(f"SCIM_PORT must be at most {_MAX_PORT}, got {port}")
+    return port
+
+
+def _log_level(env: dict[str, str]) -> str:
+    level = (_str(env, "SCIM_LOG_LEVEL") or "INFO").upper()
+    if level not in _LOG_LEVELS:
+        raise SettingsError(f"SCIM_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {level}")
+    return level
 
 
 @dataclass(frozen=True)
@@ -82,7 +100,7 @@ class Settings:
             data_dir=Path(_str(env, "SCIM_DATA_DIR") or cls.data_dir),
             admin_token=_str(env, "SCIM_ADMIN_TOKEN"),
             host=_str(env, "SCIM_HOST") or cls.host,
-            port=_int(env, "SCIM_PORT", cls.port, minimum=0),
+            port=_port(env),
             public_url=public_url.rstrip("/") if public_url else None,
             db_pool_min=pool_min,
             db_pool_max=pool_max,
@@ -98,7 +116,7 @@ class Settings:
                 env, "SCIM_MIGRATE_CONCURRENCY", cls.migrate_concurrency, minimum=1
             ),
             max_page_size=_int(env, "SCIM_MAX_PAGE_SIZE", cls.max_page_size, minimum=1),
-            log_level=(_str(env, "SCIM_LOG_LEVEL") or cls.log_level).upper(),
+            log_level=_log_level(env),
         )
 
     def base_url(self) -> str:
@@ -106,6 +124,8 @@ class Settings:
         if self.public_url:
             return self.public_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        if ":" in host:  # an IPv6 literal needs brackets in a URL
+            host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
     def tenant_scim_url(self, slug: str) -> str:

@@ -23,7 +23,7 @@ from tenants.migrations import apply_pending
 from tenants.models import Tenant, TenantSettings
 from tenants.schemas import quoted_schema, schema_name_for
 
-SLUG_PATTERN: Final = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+SLUG_PATTERN: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 IDP_TYPES: Final = ("generic", "entra", "okta", "onelogin", "google", "jumpcloud")
 STATUSES: Final = ("enabled", "disabled")
 _MAX_NAME = 200
@@ -52,7 +52,7 @@ class TenantChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def validate_slug(slug: str) -> str:
-    if not SLUG_PATTERN.match(slug):
+    if not SLUG_PATTERN.fullmatch(slug):
         raise InvalidInput(
             "slug must be 1-63 characters of lower-case letters, digits and inner hyphens"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-_SCHEMA_NAME = re.compile(r"^t_[0-9a-f]{32}$")
+_SCHEMA_NAME = re.compile(r"t_[0-9a-f]{32}")
 
 
 class InvalidSchemaName(ValueError):
@@ -22,6 +22,6 @@ def quoted_schema(name: str) -> str:
     Every statement that names a tenant schema goes through here, so a schema
     name that did not come from `schema_name_for` can never reach SQL.
     """
-    if not _SCHEMA_NAME.match(name):
+    if not _SCHEMA_NAME.fullmatch(name):
         raise InvalidSchemaName(f"not a tenant schema name: {name!r}")
     return f'"{name}"'

@@ -25,8 +25,8 @@ _RANDOM_LENGTH = 32
 _CHECKSUM_LENGTH = 6
 _DISPLAY_RANDOM_CHARS = 4
 _SHAPE = re.compile(
-    rf"^(?P<prefix>[a-z]+_)(?P<random>[0-9A-Za-z]{{{_RANDOM_LENGTH}}})"
-    rf"(?P<checksum>[0-9A-Za-z]{{{_CHECKSUM_LENGTH}}})$"
+    rf"(?P<prefix>[a-z]+_)(?P<random>[0-9A-Za-z]{{{_RANDOM_LENGTH}}})"
+    rf"(?P<checksum>[0-9A-Za-z]{{{_CHECKSUM_LENGTH}}})"
 )
 
 
@@ -49,7 +49,7 @@ def generate_secret(prefix: str = TENANT_TOKEN_PREFIX) -> str:
 
 def is_well_formed(secret: str, prefix: str = TENANT_TOKEN_PREFIX) -> bool:
     """True when ``secret`` has our prefix, length, alphabet and a valid checksum."""
-    match = _SHAPE.match(secret)
+    match = _SHAPE.fullmatch(secret)
     if match is None or match["prefix"] != prefix:
         return False
     return hmac.compare_digest(match["checksum"], _checksum(match["random"]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -75,7 +75,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def migrated_database(database_url: str) -> AsyncIterator[str]:
+async def migrated_database(database_url: str) -> str:
     """The test database with the control plane migrated, as `serve` leaves it."""
     from tenants.control import close_pool, migrate_control_plane, open_pool
 
@@ -84,4 +84,4 @@ async def migrated_database(database_url: str) -> AsyncIterator[str]:
         await migrate_control_plane(pool)
     finally:
         await close_pool(pool)
-    yield database_url
+    return database_url

@@ -49,6 +49,7 @@ async def test_issued_token_is_shown_once_and_stored_only_as_hash(
     assert tenant.token.startswith(token["display_prefix"])
     assert token["status"] == "active"
     row = await db.fetchrow("SELECT * FROM scim_control.tokens WHERE id = $1::uuid", token["id"])
+    assert row is not None
     assert row["secret_hash"] == hash_secret(tenant.token)
     stored = " ".join(str(value) for value in row.values())
     assert tenant.token not in stored
