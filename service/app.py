@@ -14,8 +14,10 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
 from service.routes.admin import AdminController
+from service.routes.discovery import DiscoveryController
 from service.routes.health import healthz, readyz
-from service.routes.scim import ScimController, error_response
+from service.routes.resources import GroupsController, UsersController
+from service.routes.scim_http import error_response
 from service.scim.errors import ScimError
 from service.settings import Settings
 from tenants.auth import Authenticator
@@ -107,7 +109,14 @@ def create_app(settings: Settings) -> Litestar:
             await close_pool(pool)
 
     return Litestar(
-        route_handlers=[ScimController, AdminController, healthz, readyz],
+        route_handlers=[
+            UsersController,
+            GroupsController,
+            DiscoveryController,
+            AdminController,
+            healthz,
+            readyz,
+        ],
         lifespan=[lifespan],
         state=State({"settings": settings, "admin_token": settings.admin_token}),
         exception_handlers={

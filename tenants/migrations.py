@@ -72,6 +72,26 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
         CREATE INDEX group_members_member_idx ON {schema}.group_members (member_id);
         """,
     ),
+    TenantMigration(
+        2,
+        "indexes for IdP lookups by emails.value and by user displayName",
+        """
+        -- Entra and Okta look users up by email; an expression index over the
+        -- lower-cased addresses answers `emails.value eq "..."` without a scan.
+        CREATE FUNCTION {schema}.email_values(resource jsonb) RETURNS text[]
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+            SELECT coalesce(array_agg(lower(e ->> 'value')), '{{}}')
+            FROM jsonb_array_elements(
+                CASE WHEN jsonb_typeof(resource -> 'emails') = 'array'
+                THEN resource -> 'emails' ELSE '[]'::jsonb END
+            ) AS e
+            WHERE e ->> 'value' IS NOT NULL
+        $$;
+        CREATE INDEX users_email_values_idx ON {schema}.users
+            USING gin ({schema}.email_values(resource));
+        CREATE INDEX users_display_name_idx ON {schema}.users (lower(display_name));
+        """,
+    ),
 )
 
 LATEST_VERSION = TENANT_MIGRATIONS[-1].version

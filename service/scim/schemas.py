@@ -11,7 +11,9 @@ LIST_RESPONSE: Final = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 SERVICE_PROVIDER_CONFIG: Final = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 
 
-def service_provider_config(*, base_url: str, max_results: int) -> dict[str, Any]:
+def service_provider_config(
+    *, base_url: str, max_results: int, bulk_max_operations: int, bulk_max_payload: int
+) -> dict[str, Any]:
     """RFC 7643 section 5, stating only what this server really supports.
 
     Capabilities are switched on here as they are built; clients such as Okta
@@ -19,12 +21,16 @@ def service_provider_config(*, base_url: str, max_results: int) -> dict[str, Any
     """
     return {
         "schemas": [SERVICE_PROVIDER_CONFIG],
-        "patch": {"supported": False},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": False, "maxResults": max_results},
+        "patch": {"supported": True},
+        "bulk": {
+            "supported": True,
+            "maxOperations": bulk_max_operations,
+            "maxPayloadSize": bulk_max_payload,
+        },
+        "filter": {"supported": True, "maxResults": max_results},
         "changePassword": {"supported": False},
-        "sort": {"supported": False},
-        "etag": {"supported": False},
+        "sort": {"supported": True},
+        "etag": {"supported": True},
         "authenticationSchemes": [
             {
                 "type": "oauthbearertoken",

@@ -1,27 +1,58 @@
-"""Index-based pages (SCIM `startIndex`/`count`) over a tenant table."""
+"""Filtered, sorted, index-paged lists (SCIM `filter`, `sortBy`, `startIndex`, `count`)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import asyncpg
 
 from service.postgres import Pool
+from service.scim.filter import Filter
+from service.store.filters import SqlBuilder, Target, compile_filter, order_by
 
-RESOURCE_COLUMNS = "id, resource, created, last_modified, version"
+RESOURCE_COLUMNS = "r.id, r.resource, r.created, r.last_modified, r.version"
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    filter: Filter | None = None
+    sort_by: str | None = None
+    descending: bool = False
+    offset: int = 0
+    limit: int = 100
 
 
 async def page(
-    pool: Pool, table: str, *, offset: int, limit: int
+    pool: Pool, target: Target, table: str, query: ListQuery
 ) -> tuple[int, list[asyncpg.Record]]:
-    """One page in creation order, and the total; the order is stable across pages.
+    """One page and the total number of matches.
 
-    ``table`` must already be schema-qualified and quoted by the caller.
+    ``table`` is schema-qualified and quoted by the caller. Without `sortBy`
+    resources come in creation order, so pages are stable while the IdP walks
+    them. The total rides along on the page's rows (a window count), so the
+    usual IdP lookup (one match or none) costs one round trip.
     """
-    total: int = await pool.fetchval(f"SELECT count(*) FROM {table}")
-    if limit == 0 or offset >= total:
-        return total, []
-    rows = await pool.fetch(
-        f"SELECT {RESOURCE_COLUMNS} FROM {table} ORDER BY created, id OFFSET $1 LIMIT $2",
-        offset,
-        limit,
+    builder = SqlBuilder()
+    where = compile_filter(target, query.filter, builder) if query.filter else "TRUE"
+    order = (
+        order_by(target, query.sort_by, query.descending) if query.sort_by else "r.created, r.id"
     )
-    return total, rows
+    if query.limit == 0:
+        total: int = await pool.fetchval(
+            f"SELECT count(*) FROM {table} r WHERE {where}", *builder.params
+        )
+        return total, []
+    offset, limit = builder.bind(query.offset), builder.bind(query.limit)
+    rows = await pool.fetch(
+        f"SELECT {RESOURCE_COLUMNS}, count(*) OVER () AS total FROM {table} r "
+        f"WHERE {where} ORDER BY {order} OFFSET {offset} LIMIT {limit}",
+        *builder.params,
+    )
+    if rows:
+        return rows[0]["total"], rows
+    if query.offset == 0:
+        return 0, []
+    total = await pool.fetchval(
+        f"SELECT count(*) FROM {table} r WHERE {where}", *builder.params[:-2]
+    )
+    return total, []

@@ -165,15 +165,6 @@ async def test_unknown_ids_endpoints_and_methods(tenant: TenantHandle) -> None:
     assert_scim_error(not_allowed, 405)
 
 
-async def test_filter_is_refused_while_unsupported(tenant: TenantHandle) -> None:
-    response = await tenant.client.get(
-        f'{tenant.scim}/Users?filter=userName eq "x"', headers=tenant.auth()
-    )
-    assert_scim_error(response, 400, "invalidFilter")
-    config = await tenant.client.get(f"{tenant.scim}/ServiceProviderConfig", headers=tenant.auth())
-    assert config.json()["filter"]["supported"] is False
-
-
 async def test_service_provider_config(tenant: TenantHandle) -> None:
     response = await tenant.client.get(
         f"{tenant.scim}/ServiceProviderConfig", headers=tenant.auth()

@@ -26,15 +26,17 @@ def test_schema_urns() -> None:
 
 
 def test_service_provider_config_reports_what_is_supported() -> None:
-    config = service_provider_config(base_url=BASE_URL, max_results=250)
+    config = service_provider_config(
+        base_url=BASE_URL, max_results=250, bulk_max_operations=1000, bulk_max_payload=4096
+    )
     assert config == {
         "schemas": [SERVICE_PROVIDER_CONFIG],
-        "patch": {"supported": False},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": False, "maxResults": 250},
+        "patch": {"supported": True},
+        "bulk": {"supported": True, "maxOperations": 1000, "maxPayloadSize": 4096},
+        "filter": {"supported": True, "maxResults": 250},
         "changePassword": {"supported": False},
-        "sort": {"supported": False},
-        "etag": {"supported": False},
+        "sort": {"supported": True},
+        "etag": {"supported": True},
         "authenticationSchemes": [
             {
                 "type": "oauthbearertoken",
@@ -51,7 +53,9 @@ def test_service_provider_config_reports_what_is_supported() -> None:
 
 
 def test_service_provider_config_has_every_rfc7643_capability() -> None:
-    config = service_provider_config(base_url=BASE_URL, max_results=1)
+    config = service_provider_config(
+        base_url=BASE_URL, max_results=1, bulk_max_operations=1, bulk_max_payload=1
+    )
     required = {"patch", "bulk", "filter", "changePassword", "sort", "etag"}
     assert required <= set(config)
     for capability in required:
@@ -60,8 +64,15 @@ def test_service_provider_config_has_every_rfc7643_capability() -> None:
 
 
 def test_service_provider_config_follows_its_arguments() -> None:
-    config = service_provider_config(base_url="http://127.0.0.1:8000/scim/v2/t", max_results=7)
+    config = service_provider_config(
+        base_url="http://127.0.0.1:8000/scim/v2/t",
+        max_results=7,
+        bulk_max_operations=3,
+        bulk_max_payload=2048,
+    )
     assert config["filter"]["maxResults"] == 7
+    assert config["bulk"]["maxOperations"] == 3
+    assert config["bulk"]["maxPayloadSize"] == 2048
     assert config["meta"]["location"] == "http://127.0.0.1:8000/scim/v2/t/ServiceProviderConfig"
 
 

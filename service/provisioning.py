@@ -1,0 +1,242 @@
+"""What a SCIM request does to a tenant's resources, independent of HTTP.
+
+Each write is one transaction on one pooled connection: read and lock the
+resource, check the client's `If-Match`, apply the change with the pure SCIM
+code (`service.scim`), store it with its version bump, all or nothing. The
+HTTP routes and `/Bulk` both call these functions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from service.postgres import Connection, Pool
+from service.scim import patch, resources, validation
+from service.scim.errors import ScimError, not_found
+from service.scim.projection import Projection, project
+from service.store import groups
+from service.store.paging import ListQuery
+from service.store.resources import GROUPS, USERS, Row, Table, insert, page, touch, update
+from service.store.resources import delete as delete_row
+from service.store.resources import get as get_row
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a request acts: the tenant's schema and the base of its `Location`s."""
+
+    schema: str
+    base_url: str
+
+
+def resource_id(raw: str, table: Table) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError as exc:
+        raise not_found(f"{table.resource_type.name} {raw!r} not found") from exc
+
+
+def etag_matches(header: str, version: int) -> bool:
+    """RFC 9110 If-Match / If-None-Match, with weak comparison as SCIM versions are weak."""
+    current = resources.etag(version).removeprefix("W/")
+    for candidate in header.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == current:
+            return True
+    return False
+
+
+def _check_if_match(row: Row, if_match: str | None) -> None:
+    if if_match is not None and not etag_matches(if_match, row["version"]):
+        raise ScimError(
+            412,
+            f"the resource has changed: its version is {resources.etag(row['version'])}, "
+            f"not {if_match}",
+        )
+
+
+def _body(table: Table, scope: Scope, row: Row, members: list[resources.Member]) -> dict[str, Any]:
+    if table is USERS:
+        return resources.render_user(
+            base_url=scope.base_url,
+            user_id=row["id"],
+            attributes=row["resource"],
+            created=row["created"],
+            last_modified=row["last_modified"],
+            version=row["version"],
+        )
+    return resources.render_group(
+        base_url=scope.base_url,
+        group_id=row["id"],
+        attributes=row["resource"],
+        members=members,
+        created=row["created"],
+        last_modified=row["last_modified"],
+        version=row["version"],
+    )
+
+
+def _wants_members(table: Table, projection: Projection | None) -> bool:
+    return table is GROUPS and (projection is None or projection.wants("members"))
+
+
+async def render(
+    conn: Connection | Pool,
+    table: Table,
+    scope: Scope,
+    row: Row,
+    projection: Projection | None = None,
+) -> dict[str, Any]:
+    """The SCIM representation of a stored row, members loaded only when wanted."""
+    members: list[resources.Member] = []
+    if _wants_members(table, projection):
+        members = (await groups.members_of(conn, scope.schema, [row["id"]])).get(row["id"], [])
+    body = _body(table, scope, row, members)
+    return body if projection is None else project(table.resource_type, body, projection)
+
+
+async def _render_many(
+    pool: Pool, table: Table, scope: Scope, rows: list[Row], projection: Projection
+) -> list[dict[str, Any]]:
+    members: dict[uuid.UUID, list[resources.Member]] = {}
+    if rows and _wants_members(table, projection):
+        # One query for the members of the whole page, not one per group.
+        members = await groups.members_of(pool, scope.schema, [row["id"] for row in rows])
+    return [
+        project(
+            table.resource_type, _body(table, scope, row, members.get(row["id"], [])), projection
+        )
+        for row in rows
+    ]
+
+
+def _new_state(table: Table, payload: Any) -> dict[str, Any]:
+    resource = validation.normalise(table.resource_type, payload)
+    validation.check_required(table.resource_type, resource)
+    if table is USERS:
+        # A user is active unless the IdP says otherwise; clients (Okta among
+        # them) read the flag back, so it is always stated.
+        resource.setdefault("active", True)
+    return resource
+
+
+async def create(
+    pool: Pool, table: Table, scope: Scope, payload: Any, projection: Projection | None = None
+) -> dict[str, Any]:
+    resource = _new_state(table, payload)
+    member_ids = validation.members_of(payload) if table is GROUPS else None
+    async with pool.acquire() as conn, conn.transaction():
+        row = await insert(conn, table, scope.schema, resource)
+        if member_ids:
+            await groups.add(conn, scope.schema, row["id"], member_ids)
+        return await render(conn, table, scope, row, projection)
+
+
+async def get(
+    pool: Pool, table: Table, scope: Scope, raw_id: str, projection: Projection | None = None
+) -> tuple[dict[str, Any], int]:
+    """The resource and its version, or 404."""
+    row = await get_row(pool, table, scope.schema, resource_id(raw_id, table))
+    if row is None:
+        raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
+    return await render(pool, table, scope, row, projection), row["version"]
+
+
+async def version_of(pool: Pool, table: Table, scope: Scope, raw_id: str) -> int:
+    row = await get_row(pool, table, scope.schema, resource_id(raw_id, table))
+    if row is None:
+        raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
+    version: int = row["version"]
+    return version
+
+
+async def _locked(conn: Connection, table: Table, scope: Scope, raw_id: str) -> Row:
+    row = await get_row(conn, table, scope.schema, resource_id(raw_id, table), lock=True)
+    if row is None:
+        raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
+    return row
+
+
+async def replace(
+    pool: Pool,
+    table: Table,
+    scope: Scope,
+    raw_id: str,
+    payload: Any,
+    *,
+    if_match: str | None = None,
+    projection: Projection | None = None,
+) -> dict[str, Any]:
+    """PUT: the payload becomes the whole resource, within its mutability rules."""
+    resource = _new_state(table, payload)
+    member_ids = validation.members_of(payload) if table is GROUPS else None
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _locked(conn, table, scope, raw_id)
+        _check_if_match(row, if_match)
+        validation.check_immutable(table.resource_type, row["resource"], resource)
+        row = await update(conn, table, scope.schema, row["id"], resource)
+        if table is GROUPS:
+            await groups.remove_all(conn, scope.schema, row["id"])
+            await groups.add(conn, scope.schema, row["id"], member_ids or [])
+        return await render(conn, table, scope, row, projection)
+
+
+async def apply_patch(
+    pool: Pool,
+    table: Table,
+    scope: Scope,
+    raw_id: str,
+    body: Any,
+    *,
+    if_match: str | None = None,
+    projection: Projection | None = None,
+) -> dict[str, Any]:
+    """PATCH: every operation applies, or none does."""
+    operations = patch.parse_patch_request(body)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _locked(conn, table, scope, raw_id)
+        _check_if_match(row, if_match)
+        result = patch.apply_patch(table.resource_type, row["resource"], operations)
+        if result.resource != row["resource"]:
+            row = await update(conn, table, scope.schema, row["id"], result.resource)
+        members_changed = 0
+        for step in result.member_steps:
+            members_changed += await _apply_member_step(conn, scope, row["id"], step)
+        if members_changed and result.resource == row["resource"]:
+            row = await touch(conn, table, scope.schema, row["id"])
+        return await render(conn, table, scope, row, projection)
+
+
+async def _apply_member_step(
+    conn: Connection, scope: Scope, group_id: uuid.UUID, step: patch.MemberStep
+) -> int:
+    if step.kind == "add":
+        return await groups.add(conn, scope.schema, group_id, step.ids)
+    if step.kind == "remove":
+        return await groups.remove(conn, scope.schema, group_id, step.ids)
+    if step.kind == "remove_all":
+        return await groups.remove_all(conn, scope.schema, group_id)
+    if step.kind == "replace":
+        removed = await groups.remove_all(conn, scope.schema, group_id)
+        return removed + await groups.add(conn, scope.schema, group_id, step.ids)
+    assert step.kind == "remove_where"
+    assert step.where is not None
+    return await groups.remove_where(conn, scope.schema, group_id, step.where)
+
+
+async def delete(
+    pool: Pool, table: Table, scope: Scope, raw_id: str, *, if_match: str | None = None
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _locked(conn, table, scope, raw_id)
+        _check_if_match(row, if_match)
+        await delete_row(conn, table, scope.schema, row["id"])
+
+
+async def search(
+    pool: Pool, table: Table, scope: Scope, query: ListQuery, projection: Projection
+) -> tuple[int, list[dict[str, Any]]]:
+    total, rows = await page(pool, table, scope.schema, query)
+    return total, await _render_many(pool, table, scope, rows, projection)

@@ -1,0 +1,398 @@
+"""SCIM filters and `sortBy` compiled to SQL over a tenant's tables.
+
+The parsed filter (`service.scim.filter`) becomes a WHERE clause whose every
+value is a bind parameter; the only text spliced into SQL is the tenant's
+validated schema and attribute names taken from our own schema definitions,
+never from the request. Attributes IdPs look resources up by (`id`,
+`userName`, `externalId`, `displayName`, `active`, `meta.created`,
+`meta.lastModified`, `emails.value`, `members.value`) go to indexed columns or
+expression indexes; everything else is evaluated on the `resource` jsonb.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from service.scim import filter as scim_filter
+from service.scim.attributes import Attribute, ResourceType, resolve, resolve_path
+from service.scim.errors import ScimError
+
+ColumnKind = Literal["text", "uuid", "bool", "timestamp"]
+_ORDERING_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_MULTI_VALUED_DEFAULT_SUB = "value"
+
+
+def invalid_filter(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidFilter")
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    sql: str
+    kind: ColumnKind
+    case_exact: bool = False
+
+
+# (attribute, sub-attribute) of the core schema -> the real column holding it.
+_COMMON_COLUMNS: dict[tuple[str, str | None], Column] = {
+    ("id", None): Column("r.id", "uuid"),
+    ("externalid", None): Column("r.external_id", "text", case_exact=True),
+    ("meta", "created"): Column("r.created", "timestamp"),
+    ("meta", "lastmodified"): Column("r.last_modified", "timestamp"),
+}
+USER_COLUMNS: dict[tuple[str, str | None], Column] = _COMMON_COLUMNS | {
+    ("username", None): Column("r.user_name", "text"),
+    ("displayname", None): Column("r.display_name", "text"),
+    ("active", None): Column("r.active", "bool"),
+}
+GROUP_COLUMNS: dict[tuple[str, str | None], Column] = _COMMON_COLUMNS | {
+    ("displayname", None): Column("r.display_name", "text"),
+}
+_MEMBER_COLUMNS: dict[str, Column] = {
+    "value": Column("m.member_id", "uuid"),
+    "type": Column("m.member_type", "text", case_exact=True),
+}
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal for a name from our own schema definitions."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass
+class SqlBuilder:
+    """Collects bind parameters; placeholders continue after ``first_param - 1``."""
+
+    first_param: int = 1
+    params: list[Any] = field(default_factory=list)
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${self.first_param + len(self.params) - 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Element:
+    """Inside a value filter: one element (``v``) of a multi-valued complex attribute."""
+
+    json: str
+    attribute: Attribute
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    resource_type: ResourceType
+    schema_sql: str
+    """The tenant's quoted schema, for subqueries and index functions."""
+    columns: dict[tuple[str, str | None], Column]
+    email_index: bool = False
+    """Whether the table has the `email_values` expression index (users do)."""
+
+
+def _elements(array_json: str) -> str:
+    # Resources written by older clients may hold an object where a list
+    # belongs; treat anything but an array as empty instead of failing the query.
+    return (
+        f"jsonb_array_elements(CASE WHEN jsonb_typeof({array_json}) = 'array' "
+        f"THEN {array_json} ELSE '[]'::jsonb END)"
+    )
+
+
+def _text_condition(
+    text_sql: str, case_exact: bool, op: str, value: Any, builder: SqlBuilder
+) -> str:
+    if op == "pr":
+        return f"({text_sql} IS NOT NULL AND {text_sql} <> '')"
+    if value is None and op in ("eq", "ne"):
+        return f"({text_sql} IS {'NOT ' if op == 'ne' else ''}NULL)"
+    if not isinstance(value, str):
+        raise invalid_filter(f"{op} needs a string here, got {value!r}")
+    fold = (lambda sql: sql) if case_exact else (lambda sql: f"lower({sql})")
+    text, param = fold(text_sql), fold(builder.bind(value))
+    if op == "eq":
+        return f"{text} = {param}"
+    if op == "ne":
+        return f"({text_sql} IS NULL OR {text} <> {param})"
+    if op == "co":
+        return f"strpos({text}, {param}) > 0"
+    if op == "sw":
+        return f"starts_with({text}, {param})"
+    if op == "ew":
+        return f"right({text}, char_length({param})) = {param}"
+    return f"{text} {_ORDERING_OPS[op]} {param}"
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            pass
+    raise invalid_filter(f"{value!r} is not a dateTime (RFC 3339, e.g. 2026-01-31T12:00:00Z)")
+
+
+def _column_condition(column: Column, op: str, value: Any, builder: SqlBuilder) -> str:
+    if column.kind == "text":
+        return _text_condition(column.sql, column.case_exact, op, value, builder)
+    if op == "pr":
+        return f"({column.sql} IS NOT NULL)"
+    if column.kind == "uuid":
+        if op in ("eq", "ne"):
+            try:
+                parsed = uuid.UUID(str(value))
+            except ValueError:
+                # No resource has an id that is not a UUID.
+                return "FALSE" if op == "eq" else "TRUE"
+            return f"{column.sql} {'=' if op == 'eq' else '<>'} {builder.bind(parsed)}"
+        return _text_condition(f"{column.sql}::text", True, op, value, builder)
+    if column.kind == "bool":
+        if op not in ("eq", "ne") or not isinstance(value, bool):
+            raise invalid_filter("a boolean attribute takes eq or ne with true or false")
+        return f"{column.sql} IS {'NOT ' if op == 'ne' else ''}{'TRUE' if value else 'FALSE'}"
+    if op in ("co", "sw", "ew"):
+        raise invalid_filter(f"{op} does not apply to a dateTime")
+    sql_op = {"eq": "=", "ne": "<>", **_ORDERING_OPS}[op]
+    return f"{column.sql} {sql_op} {builder.bind(_parse_timestamp(value))}"
+
+
+def _json_condition(
+    container: str, attribute: Attribute, op: str, value: Any, builder: SqlBuilder
+) -> str:
+    """``attribute`` held in the jsonb object ``container``."""
+    key = _literal(attribute.name)
+    json_value = f"({container} -> {key})"
+    if op == "pr":
+        return (
+            f"coalesce({json_value} NOT IN ('null'::jsonb, '\"\"'::jsonb, '[]'::jsonb, "
+            "'{}'::jsonb), FALSE)"
+        )
+    if attribute.type == "boolean":
+        if op not in ("eq", "ne") or not isinstance(value, bool):
+            raise invalid_filter(f"{attribute.name} takes eq or ne with true or false")
+        match = f"{json_value} = '{'true' if value else 'false'}'::jsonb"
+        return match if op == "eq" else f"NOT coalesce({match}, FALSE)"
+    if attribute.type in ("integer", "decimal"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise invalid_filter(f"{attribute.name} compares with a number")
+        if op in ("co", "sw", "ew"):
+            raise invalid_filter(f"{op} does not apply to a number")
+        number = (
+            f"(CASE WHEN jsonb_typeof({json_value}) = 'number' "
+            f"THEN ({container} ->> {key})::numeric END)"
+        )
+        sql_op = {"eq": "=", "ne": "<>", **_ORDERING_OPS}[op]
+        return f"coalesce({number} {sql_op} {builder.bind(value)}::numeric, {op == 'ne'})"
+    if attribute.type == "complex":
+        raise invalid_filter(f"name a sub-attribute of {attribute.name} to compare it")
+    return _text_condition(f"({container} ->> {key})", attribute.case_exact, op, value, builder)
+
+
+class FilterCompiler:
+    def __init__(self, target: Target, builder: SqlBuilder) -> None:
+        self._target = target
+        self._builder = builder
+
+    def compile(self, expr: scim_filter.Filter) -> str:
+        return self._expr(expr, None)
+
+    def _expr(self, expr: scim_filter.Filter, element: _Element | None) -> str:
+        if isinstance(expr, scim_filter.And):
+            return f"({self._expr(expr.left, element)} AND {self._expr(expr.right, element)})"
+        if isinstance(expr, scim_filter.Or):
+            return f"({self._expr(expr.left, element)} OR {self._expr(expr.right, element)})"
+        if isinstance(expr, scim_filter.Not):
+            return f"(NOT coalesce({self._expr(expr.expr, element)}, FALSE))"
+        if isinstance(expr, scim_filter.ValuePath):
+            if element is not None:
+                raise invalid_filter("value filters cannot be nested")
+            return self._value_path(expr)
+        if isinstance(expr, scim_filter.Present):
+            return self._compare(expr.path, "pr", None, element)
+        return self._compare(expr.path, expr.op, expr.value, element)
+
+    # -- attribute comparisons ------------------------------------------------------------
+
+    def _compare(
+        self, path: scim_filter.AttrPath, op: str, value: Any, element: _Element | None
+    ) -> str:
+        if element is not None:
+            return self._compare_in_element(path, op, value, element)
+        resolved = resolve(self._target.resource_type, path.schema, path.attr, path.sub_attr)
+        if resolved is None:
+            raise invalid_filter(f"unknown attribute {_path_text(path)!r}")
+        schema, attribute, sub = resolved
+        core = schema is self._target.resource_type.schema
+        column = self._target.columns.get(
+            (attribute.name.lower(), sub.name.lower() if sub else None)
+        )
+        if core and column is not None:
+            return _column_condition(column, op, value, self._builder)
+        if core and attribute.name == "members":
+            member_path = scim_filter.AttrPath(None, sub.name if sub else "value", None)
+            condition: scim_filter.Filter = (
+                scim_filter.Present(member_path)
+                if op == "pr"
+                else scim_filter.Compare(member_path, op, value)
+            )
+            return self._members_exists(condition)
+        container = "r.resource" if core else f"(r.resource -> {_literal(schema.id)})"
+        if attribute.multi_valued and attribute.type == "complex":
+            sub = sub or attribute.sub(_MULTI_VALUED_DEFAULT_SUB)
+            if sub is None:
+                raise invalid_filter(f"name a sub-attribute of {attribute.name}")
+            if self._uses_email_index(attribute, sub, op, value):
+                return self._email_index(value)
+            array = f"({container} -> {_literal(attribute.name)})"
+            matching = _json_condition("e.v", sub, op, value, self._builder)
+            return f"EXISTS (SELECT 1 FROM {_elements(array)} AS e(v) WHERE {matching})"
+        if sub is not None:
+            container = f"({container} -> {_literal(attribute.name)})"
+            return _json_condition(container, sub, op, value, self._builder)
+        return _json_condition(container, attribute, op, value, self._builder)
+
+    def _compare_in_element(
+        self, path: scim_filter.AttrPath, op: str, value: Any, element: _Element
+    ) -> str:
+        if path.schema is not None or path.sub_attr is not None:
+            raise invalid_filter("inside [...] name a sub-attribute of the attribute filtered")
+        sub = element.attribute.sub(path.attr)
+        if sub is None:
+            raise invalid_filter(f"{element.attribute.name} has no sub-attribute {path.attr!r}")
+        return _json_condition(element.json, sub, op, value, self._builder)
+
+    # -- value filters: emails[type eq "work" and value co "@example.com"] --------------------
+
+    def _value_path(self, expr: scim_filter.ValuePath) -> str:
+        path = expr.path
+        resolved = resolve(self._target.resource_type, path.schema, path.attr, path.sub_attr)
+        if resolved is None or resolved[2] is not None:
+            raise invalid_filter(f"unknown multi-valued attribute {_path_text(path)!r}")
+        schema, attribute, _ = resolved
+        if attribute.type != "complex":
+            raise invalid_filter(f"{attribute.name} has no sub-attributes to filter on")
+        core = schema is self._target.resource_type.schema
+        if core and attribute.name == "members":
+            return self._members_exists(expr.filter)
+        container = "r.resource" if core else f"(r.resource -> {_literal(schema.id)})"
+        json_value = f"({container} -> {_literal(attribute.name)})"
+        if not attribute.multi_valued:
+            return self._expr(expr.filter, _Element(json_value, attribute))
+        inner = self._expr(expr.filter, _Element("e.v", attribute))
+        exists = f"EXISTS (SELECT 1 FROM {_elements(json_value)} AS e(v) WHERE {inner})"
+        # emails[value eq "x" and ...]: let the expression index find candidates first.
+        shortcuts = [
+            self._email_index(str(term.value))
+            for term in _conjuncts(expr.filter)
+            if isinstance(term, scim_filter.Compare)
+            and term.path.sub_attr is None
+            and self._uses_email_index(
+                attribute, attribute.sub(term.path.attr), term.op, term.value
+            )
+        ]
+        return f"({' AND '.join([*shortcuts, exists])})"
+
+    def _uses_email_index(
+        self, attribute: Attribute, sub: Attribute | None, op: str, value: Any
+    ) -> bool:
+        return (
+            self._target.email_index
+            and attribute.name == "emails"
+            and sub is not None
+            and sub.name == "value"
+            and op == "eq"
+            and isinstance(value, str)
+        )
+
+    def _email_index(self, value: str) -> str:
+        # Matches the expression of users_email_values_idx exactly, so Postgres uses it.
+        param = self._builder.bind(value)
+        return f"{self._target.schema_sql}.email_values(r.resource) @> ARRAY[lower({param})]"
+
+    def _members_exists(self, condition: scim_filter.Filter) -> str:
+        inner = _member_expr(condition, self._builder)
+        return (
+            f"EXISTS (SELECT 1 FROM {self._target.schema_sql}.group_members m "
+            f"WHERE m.group_id = r.id AND {inner})"
+        )
+
+
+def _member_expr(expr: scim_filter.Filter, builder: SqlBuilder) -> str:
+    if isinstance(expr, scim_filter.And):
+        return f"({_member_expr(expr.left, builder)} AND {_member_expr(expr.right, builder)})"
+    if isinstance(expr, scim_filter.Or):
+        return f"({_member_expr(expr.left, builder)} OR {_member_expr(expr.right, builder)})"
+    if isinstance(expr, scim_filter.Not):
+        return f"(NOT {_member_expr(expr.expr, builder)})"
+    if isinstance(expr, scim_filter.ValuePath):
+        raise invalid_filter("value filters cannot be nested")
+    path = expr.path
+    column = _MEMBER_COLUMNS.get(path.attr.lower())
+    if column is None or path.sub_attr is not None or path.schema is not None:
+        raise invalid_filter(f"members can be filtered by value and type, not {path.attr!r}")
+    if isinstance(expr, scim_filter.Present):
+        return _column_condition(column, "pr", None, builder)
+    return _column_condition(column, expr.op, expr.value, builder)
+
+
+def _conjuncts(expr: scim_filter.Filter) -> list[scim_filter.Filter]:
+    if isinstance(expr, scim_filter.And):
+        return [*_conjuncts(expr.left), *_conjuncts(expr.right)]
+    return [expr]
+
+
+def _path_text(path: scim_filter.AttrPath) -> str:
+    text = f"{path.schema}:{path.attr}" if path.schema else path.attr
+    return f"{text}.{path.sub_attr}" if path.sub_attr else text
+
+
+def compile_filter(target: Target, expr: scim_filter.Filter, builder: SqlBuilder) -> str:
+    return FilterCompiler(target, builder).compile(expr)
+
+
+def compile_member_filter(expr: scim_filter.Filter, builder: SqlBuilder) -> str:
+    """A value filter over `members`, on the `group_members` row aliased `m`."""
+    return _member_expr(expr, builder)
+
+
+def order_by(target: Target, sort_by: str, descending: bool) -> str:
+    """An ORDER BY expression for `sortBy` (RFC 7644 section 3.4.2.3).
+
+    Text sorts case-insensitively unless the attribute is caseExact; resources
+    without a value sort last either way; `id` breaks ties so pages are stable.
+    """
+    resolved = resolve_path(target.resource_type, sort_by)
+    if resolved is None:
+        raise ScimError(400, f"cannot sort by unknown attribute {sort_by!r}", "invalidValue")
+    schema, attribute, sub = resolved
+    core = schema is target.resource_type.schema
+    column = target.columns.get((attribute.name.lower(), sub.name.lower() if sub else None))
+    direction = "DESC" if descending else "ASC"
+    if core and column is not None:
+        expression = column.sql
+        case_exact = column.case_exact or column.kind != "text"
+    else:
+        container = "r.resource" if core else f"(r.resource -> {_literal(schema.id)})"
+        if attribute.multi_valued and attribute.type == "complex":
+            # RFC 7644: a multi-valued attribute sorts by its primary value, if any.
+            sub = sub or attribute.sub(_MULTI_VALUED_DEFAULT_SUB)
+            if sub is None:
+                raise ScimError(400, f"cannot sort by {attribute.name}", "invalidValue")
+            array = f"({container} -> {_literal(attribute.name)})"
+            expression = (
+                f"(SELECT e.v ->> {_literal(sub.name)} FROM {_elements(array)} AS e(v) "
+                "ORDER BY (e.v ->> 'primary') = 'true' DESC NULLS LAST LIMIT 1)"
+            )
+            case_exact = sub.case_exact
+        elif attribute.type == "complex" and sub is None:
+            raise ScimError(400, f"cannot sort by {attribute.name} as a whole", "invalidValue")
+        else:
+            owner = f"({container} -> {_literal(attribute.name)})" if sub else container
+            leaf = sub or attribute
+            expression = f"({owner} ->> {_literal(leaf.name)})"
+            case_exact = leaf.case_exact
+    if not case_exact:
+        expression = f"lower({expression})"
+    return f"{expression} {direction} NULLS LAST, r.id {direction}"

@@ -1,0 +1,150 @@
+"""Users and Groups of one tenant: the SQL both resource types share.
+
+A resource is one row: indexed columns for what IdPs look up and what must
+be unique, and the whole resource as `jsonb`. Every write bumps `version`
+(the ETag) and `last_modified` in the same statement.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from service.postgres import Connection, Pool
+from service.scim.attributes import GROUP_RESOURCE, USER_RESOURCE, ResourceType
+from service.scim.errors import ScimError
+from service.store import paging
+from service.store.filters import GROUP_COLUMNS, USER_COLUMNS, Column, Target
+from service.store.paging import RESOURCE_COLUMNS, ListQuery
+from tenants.schemas import quoted_schema
+
+Row = asyncpg.Record
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    resource_type: ResourceType
+    filter_columns: dict[tuple[str, str | None], Column]
+    indexed: tuple[str, ...]
+    """Columns copied out of the resource, in the order `indexed_values` returns them."""
+    indexed_values: Callable[[dict[str, Any]], tuple[Any, ...]]
+    email_index: bool = False
+
+    def qualified(self, schema: str) -> str:
+        return f"{quoted_schema(schema)}.{self.name}"
+
+    def target(self, schema: str) -> Target:
+        return Target(
+            self.resource_type, quoted_schema(schema), self.filter_columns, self.email_index
+        )
+
+
+USERS = Table(
+    "users",
+    USER_RESOURCE,
+    USER_COLUMNS,
+    ("user_name", "external_id", "display_name", "active"),
+    lambda r: (r["userName"], r.get("externalId"), r.get("displayName"), r.get("active", True)),
+    email_index=True,
+)
+GROUPS = Table(
+    "groups",
+    GROUP_RESOURCE,
+    GROUP_COLUMNS,
+    ("display_name", "external_id"),
+    lambda r: (r["displayName"], r.get("externalId")),
+)
+
+
+def _conflict(table: Table, resource: dict[str, Any]) -> ScimError:
+    if table is USERS:
+        return ScimError(
+            409, f"a user with userName {resource['userName']!r} already exists", "uniqueness"
+        )
+    return ScimError(409, "the resource conflicts with an existing one", "uniqueness")
+
+
+async def insert(conn: Connection, table: Table, schema: str, resource: dict[str, Any]) -> Row:
+    columns = ", ".join(table.indexed)
+    placeholders = ", ".join(f"${i}" for i in range(3, len(table.indexed) + 3))
+    try:
+        row = await conn.fetchrow(
+            f"INSERT INTO {table.qualified(schema)} AS r (id, resource, {columns}) "
+            f"VALUES ($1, $2, {placeholders}) RETURNING {RESOURCE_COLUMNS}",
+            uuid.uuid4(),
+            resource,
+            *table.indexed_values(resource),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise _conflict(table, resource) from exc
+    assert row is not None
+    return row
+
+
+async def get(
+    conn: Connection | Pool,
+    table: Table,
+    schema: str,
+    resource_id: uuid.UUID,
+    *,
+    lock: bool = False,
+) -> Row | None:
+    """One resource; with ``lock``, held until the caller's transaction ends."""
+    return await conn.fetchrow(
+        f"SELECT {RESOURCE_COLUMNS} FROM {table.qualified(schema)} r WHERE r.id = $1"
+        + (" FOR UPDATE" if lock else ""),
+        resource_id,
+    )
+
+
+async def update(
+    conn: Connection, table: Table, schema: str, resource_id: uuid.UUID, resource: dict[str, Any]
+) -> Row:
+    """Store a new state of an existing (locked) resource and bump its version."""
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(table.indexed, start=3))
+    try:
+        row = await conn.fetchrow(
+            f"UPDATE {table.qualified(schema)} AS r SET resource = $2, {assignments}, "
+            "version = r.version + 1, last_modified = now() "
+            f"WHERE r.id = $1 RETURNING {RESOURCE_COLUMNS}",
+            resource_id,
+            resource,
+            *table.indexed_values(resource),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise _conflict(table, resource) from exc
+    assert row is not None
+    return row
+
+
+async def touch(conn: Connection, table: Table, schema: str, resource_id: uuid.UUID) -> Row:
+    """Bump version and lastModified of a resource whose change lives elsewhere (members)."""
+    row = await conn.fetchrow(
+        f"UPDATE {table.qualified(schema)} AS r SET version = r.version + 1, "
+        f"last_modified = now() WHERE r.id = $1 RETURNING {RESOURCE_COLUMNS}",
+        resource_id,
+    )
+    assert row is not None
+    return row
+
+
+async def delete(conn: Connection, table: Table, schema: str, resource_id: uuid.UUID) -> None:
+    """Delete the resource and take it out of every group, in the caller's transaction."""
+    qualified = quoted_schema(schema)
+    await conn.execute(f"DELETE FROM {table.qualified(schema)} WHERE id = $1", resource_id)
+    await conn.execute(
+        f"WITH removed AS (DELETE FROM {qualified}.group_members WHERE member_id = $1 "
+        "RETURNING group_id) "
+        f"UPDATE {qualified}.groups SET version = version + 1, last_modified = now() "
+        "WHERE id IN (SELECT group_id FROM removed)",
+        resource_id,
+    )
+
+
+async def page(pool: Pool, table: Table, schema: str, query: ListQuery) -> tuple[int, list[Row]]:
+    return await paging.page(pool, table.target(schema), table.qualified(schema), query)

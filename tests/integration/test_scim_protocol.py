@@ -1,0 +1,505 @@
+"""RFC 7644 over HTTP: filters, sorting, projection, search, ETags, PUT, PATCH, discovery."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.integration.conftest import TenantHandle
+from tests.integration.test_scim_edge import assert_scim_error
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+async def list_users(tenant: TenantHandle, query: str) -> dict[str, Any]:
+    response = await tenant.client.get(f"{tenant.scim}/Users?{query}", headers=tenant.auth())
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def user_names(body: dict[str, Any]) -> list[str]:
+    return [user["userName"] for user in body["Resources"]]
+
+
+@pytest.fixture
+async def people(tenant: TenantHandle) -> dict[str, dict[str, Any]]:
+    alice = await tenant.create_user(
+        "Alice@Example.com",
+        externalId="EXT-1",
+        displayName="Alice Liddell",
+        name={"givenName": "Alice", "familyName": "Liddell"},
+        emails=[
+            {"value": "alice@example.com", "type": "work", "primary": True},
+            {"value": "alice@home.example", "type": "home"},
+        ],
+        title="Engineer",
+        **{ENTERPRISE: {"department": "R&D", "employeeNumber": "42"}},
+    )
+    bob = await tenant.create_user(
+        "bob@example.com",
+        externalId="ext-2",
+        displayName="Bob Builder",
+        active=False,
+        name={"givenName": "Bob"},
+        emails=[{"value": "Bob@Example.com", "type": "work"}],
+        **{ENTERPRISE: {"department": "Sales"}},
+    )
+    carol = await tenant.create_user(
+        "carol@other.example", emails=[{"value": "carol@other.example", "type": "home"}]
+    )
+    return {"alice": alice, "bob": bob, "carol": carol}
+
+
+def q(filter_text: str) -> str:
+    return "filter=" + quote(filter_text)
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "expected"),
+    [
+        ('userName eq "alice@example.com"', ["Alice@Example.com"]),
+        ('USERNAME EQ "ALICE@EXAMPLE.COM"', ["Alice@Example.com"]),
+        ('externalId eq "EXT-1"', ["Alice@Example.com"]),
+        ('externalId eq "ext-1"', []),  # externalId is caseExact
+        ('emails.value eq "bob@example.com"', ["bob@example.com"]),
+        ('emails eq "alice@home.example"', ["Alice@Example.com"]),
+        (
+            'emails[type eq "work" and value co "@example.com"]',
+            ["Alice@Example.com", "bob@example.com"],
+        ),
+        ('emails[value eq "carol@other.example"]', ["carol@other.example"]),
+        ('emails[type eq "home"]', ["Alice@Example.com", "carol@other.example"]),
+        ('displayName eq "bob builder"', ["bob@example.com"]),
+        ("active eq false", ["bob@example.com"]),
+        ("active eq true", ["Alice@Example.com", "carol@other.example"]),
+        ('name.givenName sw "Al"', ["Alice@Example.com"]),
+        ('userName ew "example.com"', ["Alice@Example.com", "bob@example.com"]),
+        ('userName co "OTHER"', ["carol@other.example"]),
+        ("title pr", ["Alice@Example.com"]),
+        ("not (title pr)", ["bob@example.com", "carol@other.example"]),
+        ('userName sw "a" or userName sw "c"', ["Alice@Example.com", "carol@other.example"]),
+        ('userName sw "a" and active eq false', []),
+        (f'{ENTERPRISE}:department eq "sales"', ["bob@example.com"]),
+        (f"{ENTERPRISE}:employeeNumber pr", ["Alice@Example.com"]),
+        (
+            'urn:ietf:params:scim:schemas:core:2.0:User:userName eq "bob@example.com"',
+            ["bob@example.com"],
+        ),
+        (
+            'meta.created gt "2000-01-01T00:00:00Z"',
+            ["Alice@Example.com", "bob@example.com", "carol@other.example"],
+        ),
+        ('meta.lastModified lt "2000-01-01T00:00:00Z"', []),
+        ('userName gt "b" and userName lt "c"', ["bob@example.com"]),
+        ('id eq "not-a-uuid"', []),
+    ],
+)
+async def test_user_filters(
+    tenant: TenantHandle, people: dict[str, Any], filter_text: str, expected: list[str]
+) -> None:
+    body = await list_users(tenant, q(filter_text))
+    assert sorted(user_names(body)) == sorted(expected)
+    assert body["totalResults"] == len(expected)
+
+
+async def test_filter_by_id(tenant: TenantHandle, people: dict[str, Any]) -> None:
+    body = await list_users(tenant, q(f'id eq "{people["bob"]["id"]}"'))
+    assert user_names(body) == ["bob@example.com"]
+
+
+async def test_entra_test_connection_probe(tenant: TenantHandle) -> None:
+    # Entra sends a random GUID as userName and expects 200 with no results, never 404.
+    body = await list_users(tenant, "filter=userName+eq+%2273ab4fd1-5c3b-4aea-9bb2-0b8e3c9cb1f5%22")
+    assert body == {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 0,
+        "startIndex": 1,
+        "itemsPerPage": 0,
+        "Resources": [],
+    }
+    groups = await tenant.client.get(
+        f"{tenant.scim}/Groups?" + q('displayName eq "73ab4fd1"'), headers=tenant.auth()
+    )
+    assert groups.json()["totalResults"] == 0
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "hint"),
+    [
+        ('userName eq "unterminated', "string"),
+        ('userName xx "a"', "operator"),
+        ('nosuchattribute eq "a"', "unknown attribute"),
+        ('name eq "complex"', "sub-attribute"),
+        ('active eq "yes"', "boolean"),
+        ('meta.created gt "yesterday"', "dateTime"),
+    ],
+)
+async def test_bad_filters_are_invalid_filter(
+    tenant: TenantHandle, filter_text: str, hint: str
+) -> None:
+    response = await tenant.client.get(
+        f"{tenant.scim}/Users?{q(filter_text)}", headers=tenant.auth()
+    )
+    assert_scim_error(response, 400, "invalidFilter")
+    assert hint in response.json()["detail"]
+
+
+async def test_filtered_pagination_counts_all_matches(tenant: TenantHandle) -> None:
+    for i in range(5):
+        await tenant.create_user(f"page{i}@example.com")
+    await tenant.create_user("other@else.example")
+    body = await list_users(tenant, q('userName ew "@example.com"') + "&startIndex=2&count=2")
+    assert body["totalResults"] == 5
+    assert user_names(body) == ["page1@example.com", "page2@example.com"]
+    beyond = await list_users(tenant, q('userName ew "@example.com"') + "&startIndex=9")
+    assert (beyond["totalResults"], beyond["Resources"]) == (5, [])
+
+
+async def test_sorting(tenant: TenantHandle, people: dict[str, Any]) -> None:
+    ascending = await list_users(tenant, "sortBy=userName")
+    assert user_names(ascending) == ["Alice@Example.com", "bob@example.com", "carol@other.example"]
+    descending = await list_users(tenant, "sortBy=userName&sortOrder=descending")
+    assert user_names(descending) == list(reversed(user_names(ascending)))
+    by_department = await list_users(tenant, f"sortBy={ENTERPRISE}:department")
+    # Resources without a value sort last.
+    assert user_names(by_department) == [
+        "Alice@Example.com",
+        "bob@example.com",
+        "carol@other.example",
+    ]
+    by_email = await list_users(tenant, "sortBy=emails&sortOrder=descending")
+    assert user_names(by_email)[0] == "carol@other.example"
+    bad = await tenant.client.get(f"{tenant.scim}/Users?sortBy=nope", headers=tenant.auth())
+    assert_scim_error(bad, 400, "invalidValue")
+    order = await tenant.client.get(
+        f"{tenant.scim}/Users?sortOrder=sideways", headers=tenant.auth()
+    )
+    assert_scim_error(order, 400, "invalidValue")
+
+
+async def test_attributes_and_excluded_attributes(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    body = await list_users(tenant, q('userName eq "alice@example.com"') + "&attributes=userName")
+    [alice] = body["Resources"]
+    assert set(alice) == {"schemas", "id", "meta", "userName"}
+    nested = await list_users(
+        tenant, q('userName eq "alice@example.com"') + "&attributes=name.givenName,emails.value"
+    )
+    [alice] = nested["Resources"]
+    assert alice["name"] == {"givenName": "Alice"}
+    assert alice["emails"] == [{"value": "alice@example.com"}, {"value": "alice@home.example"}]
+    excluded = await tenant.client.get(
+        f"{tenant.scim}/Users/{people['alice']['id']}?excludedAttributes=emails,{ENTERPRISE}",
+        headers=tenant.auth(),
+    )
+    assert "emails" not in excluded.json()
+    assert ENTERPRISE not in excluded.json()
+    assert excluded.json()["userName"] == "Alice@Example.com"
+
+
+async def test_groups_without_members_when_excluded(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    created = await tenant.client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "Staff", "members": [{"value": people["alice"]["id"]}]},
+        headers=tenant.auth(),
+    )
+    group_id = created.json()["id"]
+    listed = await tenant.client.get(
+        f"{tenant.scim}/Groups?excludedAttributes=members", headers=tenant.auth()
+    )
+    [group] = listed.json()["Resources"]
+    assert "members" not in group
+    assert group["displayName"] == "Staff"
+    single = await tenant.client.get(
+        f"{tenant.scim}/Groups/{group_id}?attributes=displayName", headers=tenant.auth()
+    )
+    assert set(single.json()) == {"schemas", "id", "meta", "displayName"}
+    by_member = await tenant.client.get(
+        f"{tenant.scim}/Groups?" + q(f'members.value eq "{people["alice"]["id"]}"'),
+        headers=tenant.auth(),
+    )
+    assert by_member.json()["totalResults"] == 1
+    not_member = await tenant.client.get(
+        f"{tenant.scim}/Groups?" + q(f'members[value eq "{people["bob"]["id"]}"]'),
+        headers=tenant.auth(),
+    )
+    assert not_member.json()["totalResults"] == 0
+
+
+async def test_post_search(tenant: TenantHandle, people: dict[str, Any]) -> None:
+    response = await tenant.client.post(
+        f"{tenant.scim}/Users/.search",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": 'emails.value co "example"',
+            "attributes": ["userName", "displayName"],
+            "sortBy": "userName",
+            "sortOrder": "descending",
+            "startIndex": 1,
+            "count": 10,
+        },
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert user_names(body) == ["carol@other.example", "bob@example.com", "Alice@Example.com"]
+    assert set(body["Resources"][0]) == {"schemas", "id", "meta", "userName"}
+    wrong = await tenant.client.post(
+        f"{tenant.scim}/Users/.search", json={"filter": "title pr"}, headers=tenant.auth()
+    )
+    assert_scim_error(wrong, 400, "invalidSyntax")
+
+
+async def test_etags(tenant: TenantHandle) -> None:
+    user = await tenant.create_user("etag@example.com")
+    url = f"{tenant.scim}/Users/{user['id']}"
+    fetched = await tenant.client.get(url, headers=tenant.auth())
+    etag = fetched.headers["etag"]
+    assert etag == user["meta"]["version"] == 'W/"1"'
+    unchanged = await tenant.client.get(url, headers=tenant.auth() | {"If-None-Match": etag})
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+    changed = await tenant.client.get(url, headers=tenant.auth() | {"If-None-Match": 'W/"7"'})
+    assert changed.status_code == 200
+
+    stale = await tenant.client.put(
+        url,
+        json={"userName": "etag@example.com", "displayName": "Stale"},
+        headers=tenant.auth() | {"If-Match": 'W/"9"'},
+    )
+    assert_scim_error(stale, 412)
+    assert "displayName" not in (await tenant.client.get(url, headers=tenant.auth())).json()
+
+    fresh = await tenant.client.put(
+        url,
+        json={"userName": "etag@example.com", "displayName": "Fresh"},
+        headers=tenant.auth() | {"If-Match": etag},
+    )
+    assert fresh.status_code == 200
+    assert fresh.headers["etag"] == 'W/"2"'
+    stale_delete = await tenant.client.delete(url, headers=tenant.auth() | {"If-Match": etag})
+    assert_scim_error(stale_delete, 412)
+    deleted = await tenant.client.delete(url, headers=tenant.auth() | {"If-Match": 'W/"2"'})
+    assert deleted.status_code == 204
+
+
+async def test_put_replaces_the_whole_resource(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    alice = people["alice"]
+    url = f"{tenant.scim}/Users/{alice['id']}"
+    response = await tenant.client.put(
+        url,
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "id": "ignored",
+            "userName": "alice@example.com",
+            "active": False,
+            "meta": {"created": "1999-01-01T00:00:00Z"},
+        },
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == alice["id"]
+    assert body["userName"] == "alice@example.com"
+    assert body["active"] is False
+    assert "emails" not in body
+    assert ENTERPRISE not in body
+    assert body["meta"]["created"] == alice["meta"]["created"]
+    assert body["meta"]["version"] == 'W/"2"'
+    # The filter columns follow the new state.
+    found = await list_users(tenant, q("emails pr"))
+    assert "alice@example.com" not in user_names(found)
+
+    taken = await tenant.client.put(
+        url, json={"userName": "BOB@example.com"}, headers=tenant.auth()
+    )
+    assert_scim_error(taken, 409, "uniqueness")
+    missing = await tenant.client.put(url, json={"displayName": "x"}, headers=tenant.auth())
+    assert_scim_error(missing, 400, "invalidValue")
+
+
+async def patch(tenant: TenantHandle, path: str, operations: list[dict[str, Any]]) -> Any:
+    return await tenant.client.patch(
+        f"{tenant.scim}/{path}",
+        json={"schemas": [PATCH_OP], "Operations": operations},
+        headers=tenant.auth(),
+    )
+
+
+async def test_patch_user(tenant: TenantHandle, people: dict[str, Any]) -> None:
+    alice = people["alice"]
+    response = await patch(
+        tenant,
+        f"Users/{alice['id']}",
+        [
+            {"op": "replace", "path": "displayName", "value": "Alice L."},
+            {"op": "replace", "path": 'emails[type eq "work"].value', "value": "al@example.com"},
+            {"op": "add", "path": f"{ENTERPRISE}:costCenter", "value": "CC-7"},
+            {"op": "remove", "path": "title"},
+            {"op": "replace", "value": {"active": False, "name.familyName": "L."}},
+        ],
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["displayName"] == "Alice L."
+    assert body["emails"][0]["value"] == "al@example.com"
+    assert body[ENTERPRISE]["costCenter"] == "CC-7"
+    assert "title" not in body
+    assert body["active"] is False
+    assert body["name"] == {"givenName": "Alice", "familyName": "L."}
+    assert body["meta"]["version"] == 'W/"2"'
+    # Indexed columns follow a PATCH too.
+    found = await list_users(tenant, q('emails.value eq "al@example.com" and active eq false'))
+    assert user_names(found) == ["Alice@Example.com"]
+
+
+async def test_patch_is_all_or_nothing(tenant: TenantHandle, people: dict[str, Any]) -> None:
+    alice = people["alice"]
+    response = await patch(
+        tenant,
+        f"Users/{alice['id']}",
+        [
+            {"op": "replace", "path": "displayName", "value": "Never stored"},
+            {"op": "replace", "path": "nosuchattribute", "value": "x"},
+        ],
+    )
+    assert_scim_error(response, 400, "invalidPath")
+    current = await tenant.client.get(f"{tenant.scim}/Users/{alice['id']}", headers=tenant.auth())
+    assert current.json()["displayName"] == "Alice Liddell"
+    assert current.json()["meta"]["version"] == 'W/"1"'
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "scim_type"),
+    [
+        ({"Operations": [{"op": "add", "path": "title", "value": "x"}]}, 400, "invalidSyntax"),
+        ({"schemas": [PATCH_OP], "Operations": []}, 400, "invalidSyntax"),
+        (
+            {"schemas": [PATCH_OP], "Operations": [{"op": "move", "path": "title"}]},
+            400,
+            "invalidSyntax",
+        ),
+        ({"schemas": [PATCH_OP], "Operations": [{"op": "remove"}]}, 400, "noTarget"),
+        (
+            {"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "id", "value": "x"}]},
+            400,
+            "mutability",
+        ),
+        (
+            {"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": "userName"}]},
+            400,
+            "invalidValue",
+        ),
+        (
+            {
+                "schemas": [PATCH_OP],
+                "Operations": [{"op": "add", "path": "emails[type eq", "value": "x"}],
+            },
+            400,
+            "invalidPath",
+        ),
+    ],
+)
+async def test_patch_errors(
+    tenant: TenantHandle, body: dict[str, Any], status: int, scim_type: str
+) -> None:
+    user = await tenant.create_user("patchme@example.com")
+    response = await tenant.client.patch(
+        f"{tenant.scim}/Users/{user['id']}", json=body, headers=tenant.auth()
+    )
+    assert_scim_error(response, status, scim_type)
+
+
+async def test_patch_group_members(tenant: TenantHandle, people: dict[str, Any]) -> None:
+    created = await tenant.client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Team"}, headers=tenant.auth()
+    )
+    group_id = created.json()["id"]
+    ids = [people[name]["id"] for name in ("alice", "bob", "carol")]
+    added = await patch(
+        tenant,
+        f"Groups/{group_id}",
+        [{"op": "Add", "path": "members", "value": [{"value": i} for i in ids]}],
+    )
+    assert added.status_code == 200, added.text
+    assert {m["value"] for m in added.json()["members"]} == set(ids)
+    assert added.json()["meta"]["version"] == 'W/"2"'
+
+    removed = await patch(
+        tenant, f"Groups/{group_id}", [{"op": "remove", "path": f'members[value eq "{ids[0]}"]'}]
+    )
+    assert {m["value"] for m in removed.json()["members"]} == set(ids[1:])
+    # Entra's legacy form: remove on `members` with a value list removes exactly those.
+    legacy = await patch(
+        tenant,
+        f"Groups/{group_id}",
+        [{"op": "Remove", "path": "members", "value": [{"value": ids[1]}]}],
+    )
+    assert [m["value"] for m in legacy.json()["members"]] == [ids[2]]
+    renamed = await patch(
+        tenant,
+        f"Groups/{group_id}",
+        [{"op": "replace", "value": {"id": group_id, "displayName": "Renamed"}}],
+    )
+    assert renamed.json()["displayName"] == "Renamed"
+    assert [m["value"] for m in renamed.json()["members"]] == [ids[2]]
+    unknown = await patch(
+        tenant,
+        f"Groups/{group_id}",
+        [{"op": "add", "path": "members", "value": [{"value": ids[0]}, {"value": group_id}]}],
+    )
+    assert_scim_error(unknown, 400, "invalidValue")
+    after = await tenant.client.get(f"{tenant.scim}/Groups/{group_id}", headers=tenant.auth())
+    assert [m["value"] for m in after.json()["members"]] == [ids[2]]
+    cleared = await patch(tenant, f"Groups/{group_id}", [{"op": "remove", "path": "members"}])
+    assert cleared.json()["members"] == []
+
+
+async def test_put_group_replaces_members(tenant: TenantHandle, people: dict[str, Any]) -> None:
+    created = await tenant.client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "Old", "members": [{"value": people["alice"]["id"]}]},
+        headers=tenant.auth(),
+    )
+    replaced = await tenant.client.put(
+        f"{tenant.scim}/Groups/{created.json()['id']}",
+        json={"displayName": "New", "members": [{"value": people["bob"]["id"]}]},
+        headers=tenant.auth(),
+    )
+    assert replaced.status_code == 200
+    assert replaced.json()["displayName"] == "New"
+    assert [m["value"] for m in replaced.json()["members"]] == [people["bob"]["id"]]
+
+
+async def test_discovery(tenant: TenantHandle) -> None:
+    config = (
+        await tenant.client.get(f"{tenant.scim}/ServiceProviderConfig", headers=tenant.auth())
+    ).json()
+    assert config["patch"]["supported"] is True
+    assert config["filter"]["supported"] is True
+    assert config["etag"]["supported"] is True
+    types = (await tenant.client.get(f"{tenant.scim}/ResourceTypes", headers=tenant.auth())).json()
+    assert {t["id"] for t in types["Resources"]} == {"User", "Group"}
+    user_type = await tenant.client.get(f"{tenant.scim}/ResourceTypes/User", headers=tenant.auth())
+    assert user_type.json()["schemaExtensions"] == [{"schema": ENTERPRISE, "required": False}]
+    schemas = (await tenant.client.get(f"{tenant.scim}/Schemas", headers=tenant.auth())).json()
+    assert schemas["totalResults"] == 3
+    user_schema = await tenant.client.get(
+        f"{tenant.scim}/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", headers=tenant.auth()
+    )
+    user_name = next(a for a in user_schema.json()["attributes"] if a["name"] == "userName")
+    assert (user_name["required"], user_name["uniqueness"]) == (True, "server")
+    assert user_schema.json()["meta"]["location"].endswith(
+        f"{tenant.scim}/Schemas/urn:ietf:params:scim:schemas:core:2.0:User"
+    )
+    missing = await tenant.client.get(f"{tenant.scim}/Schemas/urn:nope", headers=tenant.auth())
+    assert_scim_error(missing, 404)
