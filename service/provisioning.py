@@ -57,9 +57,15 @@ def _check_if_match(row: Row, if_match: str | None) -> None:
         )
 
 
-def _body(table: Table, scope: Scope, row: Row, members: list[resources.Member]) -> dict[str, Any]:
+Memberships = dict[uuid.UUID, list[resources.Member]]
+UserGroups = dict[uuid.UUID, list[tuple[uuid.UUID, str, bool]]]
+
+
+def _body(
+    table: Table, scope: Scope, row: Row, members: Memberships, user_groups: UserGroups
+) -> dict[str, Any]:
     if table is USERS:
-        return resources.render_user(
+        body = resources.render_user(
             base_url=scope.base_url,
             user_id=row["id"],
             attributes=row["resource"],
@@ -67,19 +73,49 @@ def _body(table: Table, scope: Scope, row: Row, members: list[resources.Member])
             last_modified=row["last_modified"],
             version=row["version"],
         )
+        if row["id"] in user_groups:
+            body["groups"] = [
+                {
+                    "value": str(group_id),
+                    "$ref": f"{scope.base_url}/Groups/{group_id}",
+                    "display": display,
+                    "type": "direct" if direct else "indirect",
+                }
+                for group_id, display, direct in user_groups[row["id"]]
+            ]
+        return body
     return resources.render_group(
         base_url=scope.base_url,
         group_id=row["id"],
         attributes=row["resource"],
-        members=members,
+        members=members.get(row["id"], []),
         created=row["created"],
         last_modified=row["last_modified"],
         version=row["version"],
     )
 
 
-def _wants_members(table: Table, projection: Projection | None) -> bool:
-    return table is GROUPS and (projection is None or projection.wants("members"))
+async def _render_rows(
+    conn: Connection | Pool,
+    table: Table,
+    scope: Scope,
+    rows: list[Row],
+    projection: Projection | None,
+) -> list[dict[str, Any]]:
+    """Resources of one type, with their members or groups in one query for all rows."""
+    ids = [row["id"] for row in rows]
+    related = "members" if table is GROUPS else "groups"
+    members: Memberships = {}
+    user_groups: UserGroups = {}
+    if ids and (projection is None or projection.wants(related)):
+        if table is GROUPS:
+            members = await groups.members_of(conn, scope.schema, ids)
+        else:
+            user_groups = await groups.groups_of(conn, scope.schema, ids)
+    bodies = [_body(table, scope, row, members, user_groups) for row in rows]
+    if projection is None:
+        return bodies
+    return [project(table.resource_type, body, projection) for body in bodies]
 
 
 async def render(
@@ -89,27 +125,9 @@ async def render(
     row: Row,
     projection: Projection | None = None,
 ) -> dict[str, Any]:
-    """The SCIM representation of a stored row, members loaded only when wanted."""
-    members: list[resources.Member] = []
-    if _wants_members(table, projection):
-        members = (await groups.members_of(conn, scope.schema, [row["id"]])).get(row["id"], [])
-    body = _body(table, scope, row, members)
-    return body if projection is None else project(table.resource_type, body, projection)
-
-
-async def _render_many(
-    pool: Pool, table: Table, scope: Scope, rows: list[Row], projection: Projection
-) -> list[dict[str, Any]]:
-    members: dict[uuid.UUID, list[resources.Member]] = {}
-    if rows and _wants_members(table, projection):
-        # One query for the members of the whole page, not one per group.
-        members = await groups.members_of(pool, scope.schema, [row["id"] for row in rows])
-    return [
-        project(
-            table.resource_type, _body(table, scope, row, members.get(row["id"], [])), projection
-        )
-        for row in rows
-    ]
+    """The SCIM representation of a stored row."""
+    [body] = await _render_rows(conn, table, scope, [row], projection)
+    return body
 
 
 def _new_state(table: Table, payload: Any) -> dict[str, Any]:
@@ -239,4 +257,4 @@ async def search(
     pool: Pool, table: Table, scope: Scope, query: ListQuery, projection: Projection
 ) -> tuple[int, list[dict[str, Any]]]:
     total, rows = await page(pool, table, scope.schema, query)
-    return total, await _render_many(pool, table, scope, rows, projection)
+    return total, await _render_rows(pool, table, scope, rows, projection)

@@ -112,3 +112,32 @@ async def members_of(
             Member(id=row["member_id"], type=row["member_type"], display=row["display"])
         )
     return members
+
+
+async def groups_of(
+    conn: Connection | Pool, schema: str, member_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[tuple[uuid.UUID, str, bool]]]:
+    """The groups each user is in, directly or through nested groups.
+
+    Returns, per member, (group id, group displayName, direct?). The depth
+    bound keeps a membership cycle from recursing forever.
+    """
+    qualified = quoted_schema(schema)
+    rows = await conn.fetch(
+        "WITH RECURSIVE reach(member_id, group_id, depth) AS ("
+        f" SELECT member_id, group_id, 1 FROM {qualified}.group_members"
+        " WHERE member_id = ANY($1::uuid[])"
+        " UNION"
+        " SELECT r.member_id, m.group_id, r.depth + 1 FROM reach r"
+        f" JOIN {qualified}.group_members m ON m.member_id = r.group_id"
+        " WHERE r.depth < 32"
+        ") "
+        "SELECT r.member_id, r.group_id, g.display_name, min(r.depth) AS depth FROM reach r "
+        f"JOIN {qualified}.groups g ON g.id = r.group_id "
+        "GROUP BY r.member_id, r.group_id, g.display_name ORDER BY r.member_id, g.display_name",
+        member_ids,
+    )
+    found: dict[uuid.UUID, list[tuple[uuid.UUID, str, bool]]] = defaultdict(list)
+    for row in rows:
+        found[row["member_id"]].append((row["group_id"], row["display_name"], row["depth"] == 1))
+    return found

@@ -503,3 +503,36 @@ async def test_discovery(tenant: TenantHandle) -> None:
     )
     missing = await tenant.client.get(f"{tenant.scim}/Schemas/urn:nope", headers=tenant.auth())
     assert_scim_error(missing, 404)
+
+
+async def test_user_reports_its_direct_and_indirect_groups(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    alice = people["alice"]["id"]
+    inner = await tenant.client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "Inner", "members": [{"value": alice}]},
+        headers=tenant.auth(),
+    )
+    outer = await tenant.client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "Outer", "members": [{"value": inner.json()["id"]}]},
+        headers=tenant.auth(),
+    )
+    user = (await tenant.client.get(f"{tenant.scim}/Users/{alice}", headers=tenant.auth())).json()
+    assert [(g["display"], g["type"]) for g in user["groups"]] == [
+        ("Inner", "direct"),
+        ("Outer", "indirect"),
+    ]
+    assert user["groups"][1]["value"] == outer.json()["id"]
+    bob = (
+        await tenant.client.get(f"{tenant.scim}/Users/{people['bob']['id']}", headers=tenant.auth())
+    ).json()
+    assert "groups" not in bob
+    # groups is readOnly: sending it changes nothing.
+    ignored = await tenant.client.put(
+        f"{tenant.scim}/Users/{people['bob']['id']}",
+        json={"userName": "bob@example.com", "groups": [{"value": inner.json()["id"]}]},
+        headers=tenant.auth(),
+    )
+    assert "groups" not in ignored.json()
