@@ -19,11 +19,18 @@ Choices the RFC leaves open, most of them made for what clients send:
   be dotted (``name.givenName``) or URN-qualified (``urn:...:User:department``),
   as Entra sends them, or an extension URN with an object. ``id``, ``meta`` and
   ``schemas`` in it are ignored: Okta echoes the group's ``id`` when renaming.
+* Targeting a readOnly attribute (``id``, ``meta``, ``groups``) is a
+  mutability error, where POST and PUT silently ignore such attributes: a
+  PATCH names its target, and pretending to succeed would mislead the client.
 * Add and replace merge into a single-valued complex attribute (``name``),
   leaving sub-attributes not given unchanged. A complex attribute with a
   ``value`` (the enterprise ``manager``) is one reference, and is replaced whole.
-* Setting an attribute to null, or to a value that normalises to nothing
-  (``{}``, or "" for the manager), removes it.
+* Add to a multi-valued attribute appends the values not already there; replace
+  swaps the whole list. A sub-attribute path without a filter
+  (``emails.display``) addresses every value.
+* A null value, or one that normalises to nothing (``{}``, or "" for the
+  manager), removes a single-valued attribute; replace with it removes a
+  multi-valued one, add with it adds nothing.
 * A value filter that matches nothing is a noTarget error for add and replace,
   except ``emails[type eq "work"].value`` and the like on emails, phoneNumbers,
   addresses, ims and photos: that creates ``{"type": "work", "value": ...}``,
@@ -452,14 +459,12 @@ def _settle_primary(values: list[Any], touched: list[Any], name: str) -> None:
 
 
 def _described(stored: Any, given: list[Any]) -> bool:
-    """Whether `stored` is one of the `given` values: all their sub-attributes agree."""
-    for item in given:
-        if isinstance(item, dict) and isinstance(stored, dict):
-            if all(stored.get(key) == sub_value for key, sub_value in item.items()):
-                return True
-        elif stored == item:
-            return True
-    return False
+    """Whether `stored` is one of the `given` values, or has all the sub-attributes of one."""
+    return any(
+        item == stored
+        or (isinstance(item, dict) and isinstance(stored, dict) and item.items() <= stored.items())
+        for item in given
+    )
 
 
 def _set(mapping: dict[str, Any], key: str, value: Any) -> None:

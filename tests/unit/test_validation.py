@@ -120,9 +120,7 @@ def test_sub_attribute_names_are_canonicalised() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    "urn", [ENTERPRISE_USER, ENTERPRISE_USER.upper(), ENTERPRISE_USER.lower()]
-)
+@pytest.mark.parametrize("urn", [ENTERPRISE_USER, ENTERPRISE_USER.upper(), ENTERPRISE_USER.lower()])
 def test_extension_urn_is_matched_case_insensitively(urn: str) -> None:
     payload = {"userName": "u", urn: {"Department": "R&D", "employeenumber": "42"}}
     assert normalise(USER_RESOURCE, payload) == {
