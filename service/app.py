@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from service.routes.discovery import DiscoveryController
 from service.routes.health import healthz, readyz
 from service.routes.resources import GroupsController, UsersController
 from service.routes.scim_http import error_response
+from service.routes.tenant_root import TenantRootController
 from service.scim.errors import ScimError
 from service.settings import Settings
 from tenants.auth import Authenticator
@@ -29,6 +31,8 @@ from tenants.tokens import TokenStore
 log = logging.getLogger(__name__)
 
 _SCIM_PREFIX = "/scim/"
+# RFC 7644 section 3.13: the version is in the path; answer another one with invalidVers.
+_OTHER_SCIM_VERSION = re.compile(r"^/scim/(v(?!2/)[0-9][^/]*)/")
 _CONTROL_PLANE_STATUS: dict[type[ControlPlaneError], int] = {
     NotFound: 404,
     Conflict: 409,
@@ -66,8 +70,15 @@ def _on_http_error(request: Request[Any, Any, State], exc: HTTPException) -> Res
     """Framework errors (unknown route, wrong method, body too large, bad input)."""
     headers = dict(exc.headers or {})
     if _is_scim(request):
-        scim_type = "invalidSyntax" if exc.status_code == 400 else None
-        response = error_response(ScimError(exc.status_code, exc.detail, scim_type))
+        version = _OTHER_SCIM_VERSION.match(request.url.path)
+        if exc.status_code == 404 and version:
+            error = ScimError(
+                400, f"SCIM version {version[1]} is not supported; use /scim/v2", "invalidVers"
+            )
+        else:
+            scim_type = "invalidSyntax" if exc.status_code == 400 else None
+            error = ScimError(exc.status_code, exc.detail, scim_type)
+        response = error_response(error)
         response.headers.update(headers)
         return response
     response = _problem(exc.status_code, exc.detail)
@@ -113,6 +124,7 @@ def create_app(settings: Settings) -> Litestar:
             UsersController,
             GroupsController,
             DiscoveryController,
+            TenantRootController,
             AdminController,
             healthz,
             readyz,

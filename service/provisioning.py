@@ -8,6 +8,7 @@ HTTP routes and `/Bulk` both call these functions.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -258,3 +259,41 @@ async def search(
 ) -> tuple[int, list[dict[str, Any]]]:
     total, rows = await page(pool, table, scope.schema, query)
     return total, await _render_rows(pool, table, scope, rows, projection)
+
+
+SearchSpec = tuple[Table, ListQuery, Projection]
+
+
+async def search_everywhere(
+    pool: Pool, scope: Scope, searches: list[SearchSpec]
+) -> tuple[int, list[dict[str, Any]]]:
+    """A search at the tenant root (RFC 7644 section 3.4.3) over several resource types.
+
+    The types are paged as one sequence, each in its own order: `startIndex`
+    and `count` apply to the concatenation, `totalResults` is the sum.
+    """
+    total, bodies = 0, list[dict[str, Any]]()
+    skipped: list[ScimError] = []
+    for table, query, projection in searches:
+        offset = max(query.offset - total, 0)
+        limit = max(query.limit - len(bodies), 0)
+        try:
+            matched, found = await search(
+                pool,
+                table,
+                scope,
+                dataclasses.replace(query, offset=offset, limit=limit),
+                projection,
+            )
+        except ScimError as error:
+            # A filter naming an attribute this type lacks (userName on a Group)
+            # is rejected before any SQL runs: that type simply has no matches.
+            if error.scim_type != "invalidFilter":
+                raise
+            skipped.append(error)
+            continue
+        total += matched
+        bodies.extend(found)
+    if len(skipped) == len(searches):
+        raise skipped[0]
+    return total, bodies

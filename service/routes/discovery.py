@@ -1,14 +1,14 @@
-"""Discovery (RFC 7644 section 4), per tenant URL, and `/Bulk` at the same root."""
+"""Discovery (RFC 7644 section 4): what each tenant's endpoint supports, per tenant URL."""
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
-from service.bulk import MAX_OPERATIONS, run_bulk
-from service.routes.scim_http import AnyRequest, provide_tenant, read_json, scim_response, scope_of
+from service.bulk import MAX_OPERATIONS
+from service.routes.scim_http import provide_tenant, scim_response, scope_of
 from service.scim import discovery
 from service.scim.errors import not_found
 from service.scim.schemas import list_response, service_provider_config
@@ -69,8 +69,3 @@ class DiscoveryController(Controller):
         return scim_response(
             discovery.resource_type_document(resource_type, scope_of(state, scim_tenant).base_url)
         )
-
-    @post("/Bulk", status_code=200)
-    async def bulk(self, request: AnyRequest, state: State, scim_tenant: Tenant) -> Response[bytes]:
-        body = await read_json(request)
-        return scim_response(await run_bulk(state.pool, scope_of(state, scim_tenant), body))

@@ -37,11 +37,11 @@ class ResourceController(Controller):
     dependencies = {"scim_tenant": Provide(provide_tenant)}  # noqa: RUF012
 
     async def _list(
-        self, state: State, scim_tenant: TenantContext, params: dict[str, Any]
+        self, state: State, scim_tenant: TenantContext, params: dict[str, Any], *, in_uri: bool
     ) -> Response[bytes]:
         settings: Settings = state.settings
         query, projection, start_index = list_parameters(
-            params, self.table.resource_type, settings.max_page_size
+            params, self.table.resource_type, settings.max_page_size, in_uri=in_uri
         )
         pool: Pool = state.pool
         total, bodies = await provisioning.search(
@@ -53,13 +53,14 @@ class ResourceController(Controller):
     async def list_resources(
         self, request: AnyRequest, state: State, scim_tenant: Tenant
     ) -> Response[bytes]:
-        return await self._list(state, scim_tenant, dict(request.query_params))
+        return await self._list(state, scim_tenant, dict(request.query_params), in_uri=True)
 
     @post("/.search", status_code=200)
     async def search_resources(
         self, request: AnyRequest, state: State, scim_tenant: Tenant
     ) -> Response[bytes]:
-        return await self._list(state, scim_tenant, search_body(await read_json(request)))
+        body = search_body(await read_json(request))
+        return await self._list(state, scim_tenant, body, in_uri=False)
 
     @post("/")
     async def create_resource(

@@ -10,9 +10,9 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 
 from service.provisioning import Scope
-from service.scim.attributes import ResourceType
+from service.scim.attributes import ResourceType, resolve
 from service.scim.errors import ScimError, invalid_syntax, invalid_value
-from service.scim.filter import parse_filter
+from service.scim.filter import Filter, parse_filter, paths_in
 from service.scim.projection import Projection, parse_projection
 from service.settings import Settings
 from service.store.paging import ListQuery
@@ -104,13 +104,27 @@ def _string(name: str, raw: Any) -> str | None:
     return raw
 
 
+def _refuse_secrets_in_uri(expr: Filter, resource_type: ResourceType) -> None:
+    """RFC 7644 section 7.5.2: a password never travels in a URI (which proxies log)."""
+    for path in paths_in(expr):
+        resolved = resolve(resource_type, path.schema, path.attr, path.sub_attr)
+        if resolved is not None and resolved[1].mutability == "writeOnly":
+            raise ScimError(
+                403, f"{resolved[1].name} must not be sent in a URI; use POST .search", "sensitive"
+            )
+
+
 def list_parameters(
-    params: dict[str, Any], resource_type: ResourceType, max_page_size: int
+    params: dict[str, Any], resource_type: ResourceType, max_page_size: int, *, in_uri: bool
 ) -> tuple[ListQuery, Projection, int]:
     """`filter`, `sortBy`, `sortOrder`, `startIndex`, `count`, `attributes`,
-    `excludedAttributes` (RFC 7644 section 3.4.2), from a query string or a
-    SearchRequest body; returns the query, the projection and `startIndex`."""
+    `excludedAttributes` (RFC 7644 section 3.4.2), from a query string
+    (``in_uri``) or a SearchRequest body; returns the query, the projection
+    and `startIndex`."""
     raw_filter = _string("filter", params.get("filter"))
+    parsed = parse_filter(raw_filter) if raw_filter and raw_filter.strip() else None
+    if parsed is not None and in_uri:
+        _refuse_secrets_in_uri(parsed, resource_type)
     sort_order = (_string("sortOrder", params.get("sortOrder")) or "ascending").lower()
     if sort_order not in ("ascending", "descending"):
         raise invalid_value("sortOrder must be 'ascending' or 'descending'")
@@ -119,7 +133,7 @@ def list_parameters(
     count = _integer("count", params.get("count"))
     count = DEFAULT_PAGE_SIZE if count is None else min(max(count, 0), max_page_size)
     query = ListQuery(
-        filter=parse_filter(raw_filter) if raw_filter and raw_filter.strip() else None,
+        filter=parsed,
         sort_by=_string("sortBy", params.get("sortBy")) or None,
         descending=sort_order == "descending",
         offset=start_index - 1,

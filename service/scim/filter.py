@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, assert_never
 
@@ -52,6 +52,7 @@ __all__ = [
     "matches",
     "parse_filter",
     "parse_patch_path",
+    "paths_in",
 ]
 
 MAX_LENGTH: Final = 4096
@@ -577,6 +578,20 @@ _COMPARATORS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "ew": lambda actual, expected: bool(actual.endswith(expected)),
 }
 _STRING_ONLY: Final = frozenset({"co", "sw", "ew"})
+
+
+def paths_in(expr: Filter) -> Iterator[AttrPath]:
+    """Every attribute a filter names; inside a value path, as `attr.sub` of its attribute."""
+    if isinstance(expr, And | Or):
+        yield from paths_in(expr.left)
+        yield from paths_in(expr.right)
+    elif isinstance(expr, Not):
+        yield from paths_in(expr.expr)
+    elif isinstance(expr, ValuePath):
+        for inner in paths_in(expr.filter):
+            yield AttrPath(expr.path.schema, expr.path.attr, inner.attr)
+    else:
+        yield expr.path
 
 
 def _never_case_exact(_: AttrPath) -> bool:

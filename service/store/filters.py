@@ -224,6 +224,8 @@ class FilterCompiler:
         if resolved is None:
             raise invalid_filter(f"unknown attribute {_path_text(path)!r}")
         schema, attribute, sub = resolved
+        if attribute.returned == "never":
+            raise invalid_filter(f"{attribute.name} is never stored, so it cannot be filtered on")
         core = schema is self._target.resource_type.schema
         column = self._target.columns.get(
             (attribute.name.lower(), sub.name.lower() if sub else None)

@@ -536,3 +536,70 @@ async def test_user_reports_its_direct_and_indirect_groups(
         headers=tenant.auth(),
     )
     assert "groups" not in ignored.json()
+
+
+async def test_search_at_the_root_spans_users_and_groups(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    await tenant.client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Alpha team"}, headers=tenant.auth()
+    )
+    everything = await tenant.client.post(
+        f"{tenant.scim}/.search",
+        json={"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]},
+        headers=tenant.auth(),
+    )
+    assert everything.json()["totalResults"] == 4
+    kinds = [r["meta"]["resourceType"] for r in everything.json()["Resources"]]
+    assert kinds == ["User", "User", "User", "Group"]
+    # userName exists only on users: groups simply do not match.
+    users_only = await tenant.client.post(
+        f"{tenant.scim}/.search",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": 'userName sw "bob"',
+        },
+        headers=tenant.auth(),
+    )
+    assert [r["userName"] for r in users_only.json()["Resources"]] == ["bob@example.com"]
+    paged = await tenant.client.post(
+        f"{tenant.scim}/.search",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "startIndex": 3,
+            "count": 2,
+        },
+        headers=tenant.auth(),
+    )
+    assert paged.json()["totalResults"] == 4
+    assert [r["meta"]["resourceType"] for r in paged.json()["Resources"]] == ["User", "Group"]
+    unknown = await tenant.client.post(
+        f"{tenant.scim}/.search",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": 'nothing eq "x"',
+        },
+        headers=tenant.auth(),
+    )
+    assert_scim_error(unknown, 400, "invalidFilter")
+
+
+async def test_password_is_sensitive_in_uris_and_never_filterable(tenant: TenantHandle) -> None:
+    in_uri = await tenant.client.get(
+        f"{tenant.scim}/Users?" + q('password eq "hunter2"'), headers=tenant.auth()
+    )
+    assert_scim_error(in_uri, 403, "sensitive")
+    in_body = await tenant.client.post(
+        f"{tenant.scim}/Users/.search",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": 'password eq "hunter2"',
+        },
+        headers=tenant.auth(),
+    )
+    assert_scim_error(in_body, 400, "invalidFilter")
+
+
+async def test_other_scim_versions_are_invalid_vers(tenant: TenantHandle) -> None:
+    response = await tenant.client.get(f"/scim/v1/{tenant.slug}/Users", headers=tenant.auth())
+    assert_scim_error(response, 400, "invalidVers")
