@@ -25,7 +25,8 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 run: $(STAMP) ## migrate, ensure the demo tenant, print its Tenant URL and a Secret Token, serve
 	$(BIN)/scim-platform serve --demo
 
-test: $(STAMP) ## run the whole suite against a real PostgreSQL
+test: $(STAMP) ## run the whole suite against a real PostgreSQL (and Redis)
+	bash tests/support/ensure_redis.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff lint and format check
@@ -39,10 +40,16 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
+bench: $(STAMP) ## load benchmark vs the asyncpg floor and scim2-server (ARGS=--quick: 2 min)
+	$(BIN)/python -m tests.bench $(ARGS)
+
+bench-quick: $(STAMP) ## the 2-minute smoke run of the benchmark that CI runs
+	$(BIN)/python -m tests.bench --quick $(ARGS)
+
 migrate: $(STAMP) ## upgrade the control plane and every tenant schema
 	$(BIN)/scim-platform migrate
 
 clean: ## remove the virtual environment and caches (keeps .data)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help install run test lint format typecheck migrate clean
+.PHONY: help install run test lint format typecheck bench bench-quick migrate clean

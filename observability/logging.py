@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from observability.tracing import current_ids
+
 # Anything shaped like one of our secrets, or an HTTP credential, never reaches a log line.
 # Whatever follows "Bearer" or "Basic" is taken for a credential: redacting a
 # word of prose now and then is cheaper than leaking one short password.
@@ -27,6 +29,15 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
+        # Structured fields a caller passed as `extra={"fields": {...}}` (the access log).
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                entry.setdefault(key, redact(value) if isinstance(value, str) else value)
+        if "trace_id" not in entry:
+            ids = current_ids()
+            if ids is not None:
+                entry["trace_id"], entry["span_id"] = ids
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return msgspec.json.encode(entry).decode()

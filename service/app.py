@@ -14,14 +14,25 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
+from observability import request_context
+from observability.database import TracedConnection
+from observability.middleware import TelemetryMiddleware
+from observability.prometheus import metrics
+from observability.setup import Telemetry
+from service import ratelimit
+from service.request_log.plugin import RequestLogPlugin
 from service.routes.admin import AdminController
 from service.routes.discovery import DiscoveryController
+from service.routes.events import EventsController
 from service.routes.health import healthz, readyz
+from service.routes.provisioning_admin import ProvisioningAdminController
+from service.routes.rate_limits import RateLimitController
 from service.routes.resources import GroupsController, UsersController
 from service.routes.scim_http import error_response
 from service.routes.tenant_root import TenantRootController
 from service.scim.errors import ScimError
 from service.settings import Settings
+from service.webhooks import runtime as webhooks
 from tenants.auth import Authenticator
 from tenants.control import close_pool, open_pool
 from tenants.errors import Conflict, ControlPlaneError, InvalidInput, NotFound
@@ -89,20 +100,31 @@ def _on_http_error(request: Request[Any, Any, State], exc: HTTPException) -> Res
 def _on_unexpected(request: Request[Any, Any, State], exc: Exception) -> Response[bytes]:
     # The detail stays in our logs: a client learns only that it was our fault.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    request_context.note_exception(exc)
     if _is_scim(request):
         return error_response(ScimError(500, "internal server error"))
     return _problem(500, "internal server error")
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the ASGI application. ``settings.database_url`` must be resolved."""
+def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litestar:
+    """Build the ASGI application. ``settings.database_url`` must be resolved.
+
+    ``telemetry`` defaults to what the `OTEL_*` environment asks for.
+    """
     if not settings.database_url:
         raise ValueError("create_app needs settings.database_url (see service.postgres)")
     dsn = settings.database_url
+    telemetry = telemetry or Telemetry.from_env(settings.metrics_tenant_labels)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await open_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        pool = await open_pool(
+            dsn,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            connection_class=TracedConnection,
+        )
+        telemetry.bind_pool(pool)
         authenticator = Authenticator(
             pool,
             cache_seconds=settings.auth_cache_seconds,
@@ -117,20 +139,31 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await authenticator.stop()
+            telemetry.bind_pool(None)
             await close_pool(pool)
+            telemetry.shutdown()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             UsersController,
             GroupsController,
             DiscoveryController,
             TenantRootController,
             AdminController,
+            EventsController,
+            ProvisioningAdminController,
+            RateLimitController,
             healthz,
             readyz,
+            metrics,
         ],
-        lifespan=[lifespan],
-        state=State({"settings": settings, "admin_token": settings.admin_token}),
+        lifespan=[lifespan, ratelimit.lifespan, webhooks.lifespan],
+        middleware=[ratelimit.rate_limit_middleware],
+        plugins=[RequestLogPlugin(settings)],
+        before_send=[ratelimit.rate_limit_headers],
+        state=State(
+            {"settings": settings, "admin_token": settings.admin_token, "telemetry": telemetry}
+        ),
         exception_handlers={
             ScimError: _on_scim_error,
             ControlPlaneError: _on_control_plane_error,
@@ -143,3 +176,7 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
     )
+    # Outside Litestar's routing, so that requests matching no route are traced too.
+    app.asgi_handler = TelemetryMiddleware(app.asgi_handler, telemetry)
+    telemetry.watch_rate_limiter(lambda: app.state.get("rate_limiter"))
+    return app

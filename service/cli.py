@@ -11,15 +11,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
 from observability.logging import configure_logging
+from service import cli_provisioning, cli_webhooks
 from service.settings import Settings, SettingsError
 from tenants.errors import ControlPlaneError, NotFound
+
+if TYPE_CHECKING:
+    from observability.setup import Telemetry
 
 DEMO_SLUG = "demo"
 
@@ -193,8 +198,44 @@ def _cmd_tenants(args: argparse.Namespace, settings: Settings) -> Callable[[Any]
         elif args.action == "delete":
             await registry.delete(args.slug, confirm=args.confirm)
             _emit({"deleted": args.slug}, args.json, lambda: f"tenant {args.slug} deleted")
+        elif args.action == "rate-limit":
+            await _rate_limit(ctx, args)
 
     return run
+
+
+def _rate_limit_text(info: Any) -> str:
+    def source(own: int | None) -> str:
+        return "(default)" if own is None else "(own)"
+
+    return "\n".join(
+        [
+            f"tenant:      {info.slug}",
+            f"rate:        {info.per_second} per second {source(info.override.per_second)}",
+            f"burst:       {info.burst} {source(info.override.burst)}",
+            f"concurrency: {info.concurrency} in flight {source(info.override.concurrency)}",
+            f"enforced as: {info.burst} requests in any {info.window_seconds} s window",
+        ]
+    )
+
+
+async def _rate_limit(ctx: _Context, args: argparse.Namespace) -> None:
+    """Show a tenant's rate limits; set them (unset options: the defaults); or --reset."""
+    from tenants.ratelimit import RateLimitChanges
+    from tenants.ratelimit_store import RateLimitStore
+
+    store = RateLimitStore(ctx.registry, ctx.settings.rate_limit)
+    limits = {"per_second": args.per_second, "burst": args.burst, "concurrency": args.concurrency}
+    given = {name: value for name, value in limits.items() if value is not None}
+    if args.reset and given:
+        raise ControlPlaneError("--reset cannot be combined with new limits")
+    if args.reset:
+        info = await store.reset(args.slug)
+    elif given:
+        info = await store.set(args.slug, RateLimitChanges(**given))
+    else:
+        info = await store.get(args.slug)
+    _emit(info, args.json, lambda: _rate_limit_text(info))
 
 
 def _cmd_tokens(args: argparse.Namespace, settings: Settings) -> Callable[[Any], Awaitable[None]]:
@@ -218,7 +259,27 @@ def _cmd_tokens(args: argparse.Namespace, settings: Settings) -> Callable[[Any],
     return run
 
 
-def _serve(settings: Settings, *, demo: bool) -> None:
+def _cmd_requests(args: argparse.Namespace, settings: Settings) -> Callable[[Any], Awaitable[None]]:
+    from datetime import timedelta
+
+    from service.request_log.recorder import purge_expired
+
+    async def run(ctx: _Context) -> None:
+        days = settings.request_log_retention_days
+        report = await purge_expired(ctx.pool, timedelta(days=days))
+        _emit(
+            dataclasses.asdict(report) | {"retention_days": days},
+            args.json,
+            lambda: (
+                f"purged {report.deleted} logged request(s) older than {days} day(s) "
+                f"from {report.tenants} tenant(s)"
+            ),
+        )
+
+    return run
+
+
+def _serve(settings: Settings, *, demo: bool, telemetry: Telemetry) -> None:
     import uvicorn
 
     from service.app import create_app
@@ -229,6 +290,9 @@ def _serve(settings: Settings, *, demo: bool) -> None:
         admin_note = "generated for this run; set SCIM_ADMIN_TOKEN to keep one"
     else:
         admin_note = "from SCIM_ADMIN_TOKEN"
+    if settings.secret_key is None and demo:
+        # Webhook secrets sealed with it are unreadable after a restart; production sets one.
+        settings = dataclasses.replace(settings, secret_key=secrets.token_urlsafe(32))
 
     banner: list[str] = []
 
@@ -265,12 +329,18 @@ def _serve(settings: Settings, *, demo: bool) -> None:
     elif settings.admin_token and admin_note.startswith("generated"):
         print(f"Admin token ({admin_note}): {settings.admin_token}", flush=True)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, telemetry),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+
+
+def _add_feature_parsers(commands: Any) -> None:
+    """Commands whose code lives in a module of their own."""
+    cli_provisioning.add_parsers(commands)
+    cli_webhooks.add_parsers(commands)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -311,6 +381,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a rotated token keeps working (-1: back to the default)",
     )
+    limit = tenant_actions.add_parser(
+        "rate-limit", help="show or set a tenant's rate limits (applied without a restart)"
+    )
+    limit.add_argument("slug")
+    limit.add_argument("--per-second", type=int, metavar="N", help="sustained requests a second")
+    limit.add_argument("--burst", type=int, metavar="M", help="requests at once; a multiple of N")
+    limit.add_argument("--concurrency", type=int, metavar="C", help="requests in flight at once")
+    limit.add_argument("--reset", action="store_true", help="back to the service defaults")
     remove = tenant_actions.add_parser("delete", help="drop a tenant and all its data")
     remove.add_argument("slug")
     remove.add_argument("--confirm", metavar="SLUG", help="repeat the slug to confirm")
@@ -332,7 +410,15 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("token_id")
     token_actions.add_parser("list", help="a tenant's tokens").add_argument("slug")
 
-    for sub in (tenant_actions, token_actions):
+    requests = commands.add_parser("requests", help="the provisioning request log")
+    request_actions = requests.add_subparsers(dest="action", required=True)
+    request_actions.add_parser(
+        "purge", help="delete logged requests older than SCIM_REQUEST_LOG_RETENTION_DAYS"
+    )
+
+    _add_feature_parsers(commands)
+
+    for sub in (tenant_actions, token_actions, request_actions):
         for choice in sub.choices.values():
             choice.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -353,7 +439,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = dataclasses.replace(
             settings, host=args.host or settings.host, port=args.port or settings.port
         )
-        _serve(settings, demo=args.demo)
+        from observability.setup import Telemetry, TelemetryConfigError
+
+        try:
+            # Before migrating: a wrong OTEL_* setting should stop `serve` at once.
+            telemetry = Telemetry.from_env(settings.metrics_tenant_labels)
+        except TelemetryConfigError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
+        _serve(settings, demo=args.demo, telemetry=telemetry)
         return 0
     deleting = args.command == "tenants" and args.action == "delete"
     if deleting and args.confirm is None and sys.stdin.isatty():
@@ -361,9 +455,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"This drops tenant {args.slug!r} and all its users and groups.\n"
             "Type the slug to confirm: "
         ).strip()
-    handlers = {"migrate": _cmd_migrate, "tenants": _cmd_tenants, "tokens": _cmd_tokens}
+    handlers = {
+        "migrate": _cmd_migrate,
+        "tenants": _cmd_tenants,
+        "tokens": _cmd_tokens,
+        "requests": _cmd_requests,
+    }
+    if args.command in cli_provisioning.COMMANDS:
+        action = cli_provisioning.handler(args)
+    elif args.command in cli_webhooks.COMMANDS:
+        action = cli_webhooks.handler(args, settings)
+    else:
+        action = handlers[args.command](args, settings)
     try:
-        asyncio.run(_with_control_plane(settings, handlers[args.command](args, settings)))
+        asyncio.run(_with_control_plane(settings, action))
     except ControlPlaneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -59,12 +59,26 @@ async def _init_connection(conn: Connection) -> None:
     )
 
 
+async def _keep_session(conn: Connection) -> None:
+    """Release a connection without asyncpg's reset query.
+
+    The default reset (`RESET ALL`, `UNLISTEN *`, unlocking advisory locks)
+    costs a round trip on every release, 6% of a request in the benchmark
+    profile. Nothing here leaves session state behind: settings are
+    `SET LOCAL` inside transactions, listeners use their own connections, and
+    the one session advisory lock (control-plane migrations) is released in a
+    `finally`. asyncpg still rolls back an unfinished transaction first.
+    """
+    del conn
+
+
 async def create_pool(dsn: str, *, min_size: int, max_size: int, **kwargs: Any) -> Pool:
     pool: Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         **kwargs,
     )
     return pool

@@ -3,25 +3,33 @@
 Each write is one transaction on one pooled connection: read and lock the
 resource, check the client's `If-Match`, apply the change with the pure SCIM
 code (`service.scim`), store it with its version bump, all or nothing. The
-HTTP routes and `/Bulk` both call these functions.
+HTTP routes and `/Bulk` both call these functions. Each write appends its
+events (`service.events`) as the last step of its transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from observability import instruments, request_context
+from observability.attributes import ACTION_CREATED, ACTION_DELETED
+from service import events, passwords
 from service.postgres import Connection, Pool
 from service.scim import patch, resources, validation
 from service.scim.errors import ScimError, not_found
 from service.scim.projection import Projection, project
-from service.store import groups
+from service.store import groups, lifecycle
+from service.store.outbox import NewEvent
 from service.store.paging import ListQuery
 from service.store.resources import GROUPS, USERS, Row, Table, insert, page, touch, update
 from service.store.resources import delete as delete_row
 from service.store.resources import get as get_row
+from tenants import policies
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,13 @@ class Scope:
 
     schema: str
     base_url: str
+    events: bool = True
+    """Whether writes record events (`SCIM_EVENTS_ENABLED`)."""
+    tenant_id: uuid.UUID | None = None
+    """For the tenant's provisioning policy; without it the defaults apply."""
+    client: str = "generic"
+    """The calling IdP (`service.scim.clients.detect_client`), for the link audit."""
+    user_agent: str | None = None
 
 
 def resource_id(raw: str, table: Table) -> uuid.UUID:
@@ -102,13 +117,19 @@ async def _render_rows(
     scope: Scope,
     rows: list[Row],
     projection: Projection | None,
+    *,
+    related_exist: bool = True,
 ) -> list[dict[str, Any]]:
-    """Resources of one type, with their members or groups in one query for all rows."""
+    """Resources of one type, with their members or groups in one query for all rows.
+
+    ``related_exist=False`` says the caller knows there are none to load (a
+    user just created is in no group yet), which saves the query.
+    """
     ids = [row["id"] for row in rows]
     related = "members" if table is GROUPS else "groups"
     members: Memberships = {}
     user_groups: UserGroups = {}
-    if ids and (projection is None or projection.wants(related)):
+    if ids and related_exist and (projection is None or projection.wants(related)):
         if table is GROUPS:
             members = await groups.members_of(conn, scope.schema, ids)
         else:
@@ -125,10 +146,22 @@ async def render(
     scope: Scope,
     row: Row,
     projection: Projection | None = None,
+    *,
+    related_exist: bool = True,
 ) -> dict[str, Any]:
     """The SCIM representation of a stored row."""
-    [body] = await _render_rows(conn, table, scope, [row], projection)
+    [body] = await _render_rows(conn, table, scope, [row], projection, related_exist=related_exist)
     return body
+
+
+def _event_body(table: Table, scope: Scope, row: Row) -> dict[str, Any]:
+    """A row's representation for its events: no member or group lists, so no query."""
+    return _body(table, scope, row, {}, {})
+
+
+async def _record(conn: Connection, scope: Scope, *batches: Sequence[NewEvent | None]) -> None:
+    if scope.events:
+        await events.record(conn, scope.schema, [event for batch in batches for event in batch])
 
 
 def _new_state(table: Table, payload: Any) -> dict[str, Any]:
@@ -141,16 +174,85 @@ def _new_state(table: Table, payload: Any) -> dict[str, Any]:
     return resource
 
 
+async def _policy(conn: Connection, scope: Scope) -> policies.Policy:
+    if scope.tenant_id is None:
+        return policies.Policy()
+    return await policies.load(conn, scope.tenant_id)
+
+
+async def _password_hash(table: Table, payload: Any) -> str | None:
+    """The hash of the password a User body sets, if any; computed off the event loop."""
+    password = validation.password_of(payload) if table is USERS else None
+    return None if password is None else await asyncio.to_thread(passwords.hash_password, password)
+
+
 async def create(
     pool: Pool, table: Table, scope: Scope, payload: Any, projection: Projection | None = None
 ) -> dict[str, Any]:
     resource = _new_state(table, payload)
     member_ids = validation.members_of(payload) if table is GROUPS else None
+    password_hash = await _password_hash(table, payload)
     async with pool.acquire() as conn, conn.transaction():
-        row = await insert(conn, table, scope.schema, resource)
+        claimed = await _claim(conn, scope, resource) if table is USERS else None
+        row = claimed or await insert(conn, table, scope.schema, resource)
+        instruments.provisioned(table.resource_type.name, ACTION_CREATED)
+        if password_hash is not None:
+            await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
+        members = events.MembershipChanges()
         if member_ids:
-            await groups.add(conn, scope.schema, row["id"], member_ids)
-        return await render(conn, table, scope, row, projection)
+            members.added(await groups.add(conn, scope.schema, row["id"], member_ids))
+        body = await render(conn, table, scope, row, projection, related_exist=table is GROUPS)
+        if claimed is None:
+            created = _event_body(table, scope, row)
+            await _record(conn, scope, [events.created(created)], members.events(created))
+        return body
+
+
+async def _claim(conn: Connection, scope: Scope, resource: dict[str, Any]) -> Row | None:
+    """The pre-loaded or soft-deleted user a POSTed one is, adopted; None if there is none.
+
+    Matching follows the tenant's policy. A soft-deleted user is restored (its
+    data was kept for exactly this, and its userName is still taken); a
+    pre-loaded one is linked, or refused with 409 when the policy says so.
+    """
+    policy = await _policy(conn, scope)
+    found = await lifecycle.find_claimable(conn, scope.schema, resource, policy.match_order)
+    if found is None:
+        return None
+    existing, matched_by, matched_value = found
+    preloaded = not existing["managed"]
+    if preloaded and policy.link_mode == "refuse":
+        raise ScimError(
+            409,
+            f"a user with this {matched_by} already exists and this tenant's policy is not to "
+            "link existing users; ask the operator to link or remove it",
+            "uniqueness",
+        )
+    # What the operator (or the user's earlier life) knew and the IdP does not send is kept.
+    row = await lifecycle.adopt(
+        conn, scope.schema, existing["id"], {**existing["resource"], **resource}
+    )
+    link = await lifecycle.record_link(
+        conn,
+        scope.schema,
+        user_id=existing["id"],
+        kind="linked" if preloaded else "restored",
+        matched_by=matched_by,
+        matched_value=matched_value,
+        client=scope.client,
+        user_agent=scope.user_agent,
+    )
+    after = _event_body(USERS, scope, row)
+    how = {
+        "kind": link["kind"],
+        "matched_by": matched_by,
+        "matched_value": matched_value,
+        "client": scope.client,
+    }
+    # A restored user was reported deleted; to the product it comes back as created.
+    event = events.linked(after, how) if preloaded else events.created(after)
+    await _record(conn, scope, [event])
+    return row
 
 
 async def get(
@@ -191,15 +293,27 @@ async def replace(
     """PUT: the payload becomes the whole resource, within its mutability rules."""
     resource = _new_state(table, payload)
     member_ids = validation.members_of(payload) if table is GROUPS else None
+    password_hash = await _password_hash(table, payload)
     async with pool.acquire() as conn, conn.transaction():
         row = await _locked(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
         validation.check_immutable(table.resource_type, row["resource"], resource)
-        row = await update(conn, table, scope.schema, row["id"], resource)
+        before = _event_body(table, scope, row)
+        # A PUT repeating a user's stored state (Okta's full-object updates) changes
+        # nothing; a group's members are compared as its PUT rewrites them.
+        if table is GROUPS or resource != row["resource"]:
+            row = await update(conn, table, scope.schema, row["id"], resource)
+        if password_hash is not None:
+            await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
+        members = events.MembershipChanges()
         if table is GROUPS:
-            await groups.remove_all(conn, scope.schema, row["id"])
-            await groups.add(conn, scope.schema, row["id"], member_ids or [])
-        return await render(conn, table, scope, row, projection)
+            members.removed(await groups.remove_all(conn, scope.schema, row["id"]))
+            members.added(await groups.add(conn, scope.schema, row["id"], member_ids or []))
+        body = await render(conn, table, scope, row, projection)
+        after = _event_body(table, scope, row)
+        instruments.changed(table.resource_type.name, before, after)
+        await _record(conn, scope, [events.changed(before, after)], members.events(after))
+        return body
 
 
 async def apply_patch(
@@ -214,35 +328,56 @@ async def apply_patch(
 ) -> dict[str, Any]:
     """PATCH: every operation applies, or none does."""
     operations = patch.parse_patch_request(body)
+    request_context.note_patch_operations(len(operations))
     async with pool.acquire() as conn, conn.transaction():
         row = await _locked(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
         result = patch.apply_patch(table.resource_type, row["resource"], operations)
+        if result.password is not None:
+            password_hash = await asyncio.to_thread(passwords.hash_password, result.password)
+            await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
+        before = _event_body(table, scope, row)
         if result.resource != row["resource"]:
             row = await update(conn, table, scope.schema, row["id"], result.resource)
+        members = events.MembershipChanges()
         members_changed = 0
         for step in result.member_steps:
-            members_changed += await _apply_member_step(conn, scope, row["id"], step)
+            members_changed += await _apply_member_step(conn, scope, row["id"], step, members)
         if members_changed and result.resource == row["resource"]:
             row = await touch(conn, table, scope.schema, row["id"])
-        return await render(conn, table, scope, row, projection)
+        rendered = await render(conn, table, scope, row, projection)
+        after = _event_body(table, scope, row)
+        instruments.changed(table.resource_type.name, before, after)
+        await _record(conn, scope, [events.changed(before, after)], members.events(after))
+        return rendered
 
 
 async def _apply_member_step(
-    conn: Connection, scope: Scope, group_id: uuid.UUID, step: patch.MemberStep
+    conn: Connection,
+    scope: Scope,
+    group_id: uuid.UUID,
+    step: patch.MemberStep,
+    changes: events.MembershipChanges,
 ) -> int:
+    """Run one member step; returns how many memberships it touched."""
+    added: groups.Members = []
+    removed: groups.Members = []
     if step.kind == "add":
-        return await groups.add(conn, scope.schema, group_id, step.ids)
-    if step.kind == "remove":
-        return await groups.remove(conn, scope.schema, group_id, step.ids)
-    if step.kind == "remove_all":
-        return await groups.remove_all(conn, scope.schema, group_id)
-    if step.kind == "replace":
+        added = await groups.add(conn, scope.schema, group_id, step.ids)
+    elif step.kind == "remove":
+        removed = await groups.remove(conn, scope.schema, group_id, step.ids)
+    elif step.kind == "remove_all":
         removed = await groups.remove_all(conn, scope.schema, group_id)
-        return removed + await groups.add(conn, scope.schema, group_id, step.ids)
-    assert step.kind == "remove_where"
-    assert step.where is not None
-    return await groups.remove_where(conn, scope.schema, group_id, step.where)
+    elif step.kind == "replace":
+        removed = await groups.remove_all(conn, scope.schema, group_id)
+        added = await groups.add(conn, scope.schema, group_id, step.ids)
+    else:
+        assert step.kind == "remove_where"
+        assert step.where is not None
+        removed = await groups.remove_where(conn, scope.schema, group_id, step.where)
+    changes.removed(removed)
+    changes.added(added)
+    return len(added) + len(removed)
 
 
 async def delete(
@@ -251,13 +386,26 @@ async def delete(
     async with pool.acquire() as conn, conn.transaction():
         row = await _locked(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
-        await delete_row(conn, table, scope.schema, row["id"])
+        if table is USERS and (await _policy(conn, scope)).deprovision_mode != "hard_delete":
+            # Kept until the policy's purge; SCIM clients get 404 from now on (RFC 7644 3.6).
+            left = await lifecycle.soft_delete(conn, scope.schema, row["id"])
+        else:
+            left = await delete_row(conn, table, scope.schema, row["id"])
+        instruments.provisioned(table.resource_type.name, ACTION_DELETED)
+        member = (row["id"], table.resource_type.name)
+        await _record(
+            conn,
+            scope,
+            [events.deleted(_event_body(table, scope, row))],
+            events.removed_from_groups(member, left),
+        )
 
 
 async def search(
     pool: Pool, table: Table, scope: Scope, query: ListQuery, projection: Projection
 ) -> tuple[int, list[dict[str, Any]]]:
     total, rows = await page(pool, table, scope.schema, query)
+    request_context.note_results(len(rows), total)
     return total, await _render_rows(pool, table, scope, rows, projection)
 
 

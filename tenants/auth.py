@@ -23,6 +23,7 @@ import asyncpg
 from service.postgres import Pool
 from tenants import notifications
 from tenants.context import TenantContext
+from tenants.ratelimit import RateLimitOverride
 from tenants.secrets import hash_secret, is_well_formed
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,10 @@ class Authenticator:
         if cached is not None and cached.cached_until > time.monotonic():
             return cached.tenant
         row = await self._pool.fetchrow(
-            "SELECT id, slug, schema_name, status, idp_type FROM scim_control.tenants "
-            "WHERE slug = $1",
+            "SELECT t.id, t.slug, t.schema_name, t.status, t.idp_type, "
+            "r.tenant IS NOT NULL AS limited, r.per_second, r.burst, r.concurrency "
+            "FROM scim_control.tenants AS t "
+            "LEFT JOIN scim_control.rate_limits AS r ON r.tenant = t.id WHERE t.slug = $1",
             slug,
         )
         if row is None:
@@ -123,6 +126,9 @@ class Authenticator:
             schema=row["schema_name"],
             enabled=row["status"] == "enabled",
             idp_type=row["idp_type"],
+            rate_limit=RateLimitOverride(row["per_second"], row["burst"], row["concurrency"])
+            if row["limited"]
+            else None,
         )
         self._tenants[slug] = _CachedTenant(tenant, time.monotonic() + self._cache_seconds)
         return tenant

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from tenants.ratelimit import RateLimitOverride
+
 
 @dataclass(frozen=True, slots=True)
 class TenantContext:
@@ -14,3 +16,5 @@ class TenantContext:
     """The tenant's Postgres schema; validated again wherever it reaches SQL."""
     enabled: bool
     idp_type: str
+    rate_limit: RateLimitOverride | None = None
+    """The tenant's own rate limits, cached with the tenant; None: the service defaults."""

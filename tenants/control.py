@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+from typing import Any
 
 from service.postgres import Pool, create_pool
 
@@ -33,14 +34,15 @@ def engine() -> PostgresEngine:
     return _engine
 
 
-async def open_pool(dsn: str, *, min_size: int, max_size: int) -> Pool:
+async def open_pool(dsn: str, *, min_size: int, max_size: int, **options: Any) -> Pool:
     """Create the one pool of the process and hand it to Piccolo as well.
 
     The control plane (through Piccolo) and the tenant data (through asyncpg)
     share it, so the pool size set by the operator is the real bound.
+    ``options`` go to asyncpg (the server passes its traced connection class).
     """
     global _engine  # noqa: PLW0603 - Piccolo's tables find their engine through module state
-    pool = await create_pool(dsn, min_size=min_size, max_size=max_size)
+    pool = await create_pool(dsn, min_size=min_size, max_size=max_size, **options)
     if _engine is None:
         _engine = PostgresEngine(config={"dsn": dsn})
     _engine.config = {"dsn": dsn}

@@ -92,6 +92,96 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
         CREATE INDEX users_display_name_idx ON {schema}.users (lower(display_name));
         """,
     ),
+    TenantMigration(
+        3,
+        "the event outbox: one row per committed change, numbered without gaps",
+        """
+        -- A counter row, not a sequence: the UPDATE that takes the next numbers
+        -- holds the row lock until commit, so numbers are handed out in commit
+        -- order and a rolled-back change gives its numbers back. A reader that
+        -- has seen N can ask for `sequence > N` and never skip a later commit.
+        CREATE TABLE {schema}.event_sequence (
+            singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            last bigint NOT NULL
+        );
+        INSERT INTO {schema}.event_sequence (last) VALUES (0);
+        CREATE TABLE {schema}.events (
+            sequence bigint PRIMARY KEY,
+            id uuid NOT NULL UNIQUE,
+            type text NOT NULL,
+            resource_type text NOT NULL,
+            resource_id uuid NOT NULL,
+            occurred_at timestamptz NOT NULL DEFAULT now(),
+            data jsonb NOT NULL,
+            previous jsonb
+        );
+        -- Append-only and in time order: a BRIN index serves the retention purge
+        -- at almost no cost per insert.
+        CREATE INDEX events_occurred_at_idx ON {schema}.events USING brin (occurred_at);
+        """,
+    ),
+    TenantMigration(
+        4,
+        "password hashes, pre-loaded and soft-deleted users, the audit of linked users",
+        """
+        -- A salted scrypt hash of the write-only SCIM password; never the password.
+        ALTER TABLE {schema}.users ADD COLUMN password_hash text;
+        -- false: pre-loaded by the operator and not yet claimed by the IdP, so
+        -- invisible over SCIM until a POST links it.
+        ALTER TABLE {schema}.users ADD COLUMN managed boolean NOT NULL DEFAULT true;
+        -- Set by a DELETE the deprovisioning policy keeps the data for; the
+        -- groups it was in are kept so nothing is lost before the purge.
+        ALTER TABLE {schema}.users ADD COLUMN deleted_at timestamptz;
+        ALTER TABLE {schema}.users ADD COLUMN deleted_groups uuid[];
+        CREATE INDEX users_deleted_at_idx ON {schema}.users (deleted_at)
+            WHERE deleted_at IS NOT NULL;
+
+        CREATE TABLE {schema}.user_links (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            user_id uuid NOT NULL,
+            kind text NOT NULL CHECK (kind IN ('linked', 'restored')),
+            matched_by text NOT NULL,
+            matched_value text NOT NULL,
+            client text NOT NULL,
+            user_agent text,
+            linked_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX user_links_user_idx ON {schema}.user_links (user_id);
+        """,
+    ),
+    TenantMigration(
+        5,
+        "the provisioning request log",
+        """
+        -- One row per SCIM request, written in batches by service.request_log;
+        -- bodies are stored with secrets and configured PII already masked.
+        CREATE TABLE {schema}.requests (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            received_at timestamptz NOT NULL,
+            client text,
+            user_agent text,
+            method text NOT NULL,
+            path text NOT NULL,
+            query text,
+            operation text NOT NULL,
+            resource_id text,
+            status smallint NOT NULL,
+            scim_type text,
+            detail text,
+            latency_ms real NOT NULL,
+            trace_id text,
+            body text,
+            body_bytes integer NOT NULL DEFAULT 0,
+            body_truncated boolean NOT NULL DEFAULT false
+        );
+        -- Newest first, paged by (received_at, id); the status index serves
+        -- `status=4xx` searches and the time index the retention purge.
+        CREATE INDEX requests_received_idx ON {schema}.requests (received_at, id);
+        CREATE INDEX requests_status_idx ON {schema}.requests (status, received_at, id);
+        CREATE INDEX requests_resource_idx ON {schema}.requests (resource_id)
+            WHERE resource_id IS NOT NULL;
+        """,
+    ),
 )
 
 LATEST_VERSION = TENANT_MIGRATIONS[-1].version

@@ -8,7 +8,11 @@ a SHA-256 hash and a short display prefix.
 from __future__ import annotations
 
 from piccolo.columns import (
+    JSONB,
     UUID,
+    Array,
+    BigInt,
+    Bytea,
     ForeignKey,
     Integer,
     OnDelete,
@@ -54,4 +58,81 @@ class TenantSettings(Table, tablename="tenant_settings", schema=CONTROL_SCHEMA):
     updated_at = Timestamptz(default=TimestamptzNow())
 
 
-TENANT_TABLES = (Tenant, Token, TenantSettings)
+class ProvisioningPolicy(Table, tablename="provisioning_policies", schema=CONTROL_SCHEMA):
+    """How a tenant links existing users, deprovisions, and maps attributes to profiles."""
+
+    tenant = ForeignKey(references=Tenant, on_delete=OnDelete.cascade, primary_key=True)
+    link_mode = Varchar(length=16, default="link")
+    match_order = Array(base_column=Text(), default=["externalId", "userName", "email"])
+    deprovision_mode = Varchar(length=16, default="soft_delete")
+    retention_days = Integer(default=30)
+    attribute_mapping = JSONB(default={})
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class RateLimit(Table, tablename="rate_limits", schema=CONTROL_SCHEMA):
+    """A tenant's rate-limit override; NULL columns fall back to the service defaults."""
+
+    tenant = ForeignKey(references=Tenant, on_delete=OnDelete.cascade, primary_key=True)
+    per_second = Integer(null=True, default=None)
+    burst = Integer(null=True, default=None)
+    concurrency = Integer(null=True, default=None)
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class WebhookEndpoint(Table, tablename="webhook_endpoints", schema=CONTROL_SCHEMA):
+    """Where events are delivered; no tenant means every tenant's events.
+
+    The signing secrets are sealed (`service.webhooks.signing`), never plain text.
+    """
+
+    id = UUID(primary_key=True)
+    tenant = ForeignKey(references=Tenant, on_delete=OnDelete.cascade, null=True)
+    url = Text()
+    event_types = Array(base_column=Text(), null=True, default=None)
+    secret = Bytea()
+    previous_secret = Bytea(null=True, default=None)
+    previous_secret_expires_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class WebhookStream(Table, tablename="webhook_streams", schema=CONTROL_SCHEMA):
+    """One endpoint's view of one tenant's outbox: a cursor and a delivery lease."""
+
+    id = UUID(primary_key=True)
+    endpoint = ForeignKey(references=WebhookEndpoint, on_delete=OnDelete.cascade)
+    tenant = ForeignKey(references=Tenant, on_delete=OnDelete.cascade)
+    last_sequence = BigInt()
+    lease_owner = UUID(null=True, default=None)
+    lease_until = Timestamptz(null=True, default=None)
+    retry_at = Timestamptz(null=True, default=None)
+
+
+class WebhookDelivery(Table, tablename="webhook_deliveries", schema=CONTROL_SCHEMA):
+    id = UUID(primary_key=True)
+    endpoint = UUID()
+    tenant = UUID()
+    sequence = BigInt()
+    event_id = UUID()
+    event_type = Text()
+    body = JSONB()
+    status = Varchar(length=16, default="pending")
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(default=TimestamptzNow())
+    last_error = Text(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    finished_at = Timestamptz(null=True, default=None)
+
+
+class WebhookAttempt(Table, tablename="webhook_attempts", schema=CONTROL_SCHEMA):
+    id = BigInt(primary_key=True)
+    delivery = ForeignKey(references=WebhookDelivery, on_delete=OnDelete.cascade)
+    endpoint = ForeignKey(references=WebhookEndpoint, on_delete=OnDelete.cascade)
+    attempted_at = Timestamptz(default=TimestamptzNow())
+    status_code = Integer(null=True, default=None)
+    latency_ms = Integer()
+    error = Text(null=True, default=None)
+
+
+TENANT_TABLES = (Tenant, Token, TenantSettings, ProvisioningPolicy, RateLimit)

@@ -22,12 +22,17 @@ from service.routes.scim_http import (
     scope_of,
     search_body,
 )
+from service.scim.projection import parse_projection
 from service.scim.schemas import list_response
 from service.settings import Settings
 from service.store.resources import GROUPS, USERS, Table
 from tenants.context import TenantContext
 
 Tenant = NamedDependency[TenantContext]
+
+
+def _asks_for_attributes(request: AnyRequest) -> bool:
+    return any(request.query_params.get(name) for name in ("attributes", "excludedAttributes"))
 
 
 class ResourceController(Controller):
@@ -70,7 +75,7 @@ class ResourceController(Controller):
         body = await provisioning.create(
             state.pool,
             self.table,
-            scope_of(state, scim_tenant),
+            scope_of(state, scim_tenant, request.headers.get("user-agent")),
             payload,
             projection_parameters(request, self.table.resource_type),
         )
@@ -113,6 +118,15 @@ class ResourceController(Controller):
         self, request: AnyRequest, state: State, scim_tenant: Tenant, resource_id: FromPath[str]
     ) -> Response[bytes]:
         payload = await read_json(request)
+        # RFC 7644 section 3.5.2 lets a PATCH answer 204. A group's answer would
+        # carry every member (100,000 rows for the largest), so groups answer 204
+        # unless the client asks for attributes; users, small, answer 200.
+        quiet = self.table is GROUPS and not _asks_for_attributes(request)
+        projection = (
+            parse_projection(GROUPS.resource_type, None, "members")
+            if quiet
+            else projection_parameters(request, self.table.resource_type)
+        )
         body = await provisioning.apply_patch(
             state.pool,
             self.table,
@@ -120,8 +134,10 @@ class ResourceController(Controller):
             resource_id,
             payload,
             if_match=request.headers.get("if-match"),
-            projection=projection_parameters(request, self.table.resource_type),
+            projection=projection,
         )
+        if quiet:
+            return scim_response(None, 204, {"ETag": body["meta"]["version"]})
         return resource_response(body)
 
     @delete("/{resource_id:str}", status_code=204)

@@ -9,8 +9,11 @@ from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.params import FromPath
 
+from observability import request_context, tracing
+from service import ratelimit
 from service.provisioning import Scope
 from service.scim.attributes import ResourceType, resolve
+from service.scim.clients import detect_client
 from service.scim.errors import ScimError, invalid_syntax, invalid_value
 from service.scim.filter import Filter, parse_filter, paths_in
 from service.scim.projection import Projection, parse_projection
@@ -39,6 +42,7 @@ def scim_response(
 
 
 def error_response(error: ScimError) -> Response[bytes]:
+    request_context.note_scim_error(error.scim_type)
     headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if error.status == 401 else None
     return scim_response(error.body(), error.status, headers)
 
@@ -54,18 +58,31 @@ def resource_response(body: dict[str, Any], status_code: int = 200) -> Response[
 async def provide_tenant(request: AnyRequest, tenant: FromPath[str]) -> TenantContext:
     authenticator: Authenticator = request.app.state.authenticator
     try:
-        return await authenticator.authenticate(tenant, request.headers.get("authorization"))
+        context = await authenticator.authenticate(tenant, request.headers.get("authorization"))
     except AuthenticationFailed as exc:
         # Unknown tenant, wrong tenant, revoked, expired or malformed token: one
         # answer for all, so the response tells an attacker nothing.
         raise ScimError(401, "The bearer token is not valid for this Tenant URL.") from exc
     except TenantDisabled as exc:
         raise ScimError(403, "This tenant is disabled; ask the operator to enable it.") from exc
+    request_context.note_tenant(context.id, context.slug, context.idp_type)
+    # Charged only once the tenant is known: an unauthenticated flood costs no tenant anything.
+    with tracing.span("scim.rate_limit"):
+        await ratelimit.admit(request.scope, request.app.state.rate_limiter, context)
+    return context
 
 
-def scope_of(state: State, tenant: TenantContext) -> Scope:
+def scope_of(state: State, tenant: TenantContext, user_agent: str | None = None) -> Scope:
+    """Where a request acts; `user_agent` (for writes that may link users) names the client."""
     settings: Settings = state.settings
-    return Scope(schema=tenant.schema, base_url=settings.tenant_scim_url(tenant.slug))
+    return Scope(
+        schema=tenant.schema,
+        base_url=settings.tenant_scim_url(tenant.slug),
+        events=settings.events_enabled,
+        tenant_id=tenant.id,
+        client=detect_client(user_agent, tenant.idp_type),
+        user_agent=user_agent,
+    )
 
 
 async def read_json(request: AnyRequest) -> Any:

@@ -51,4 +51,8 @@ class TenantRootController(Controller):
     @post("/Bulk", status_code=200)
     async def bulk(self, request: AnyRequest, state: State, scim_tenant: Tenant) -> Response[bytes]:
         body = await read_json(request)
-        return scim_response(await run_bulk(state.pool, scope_of(state, scim_tenant), body))
+        return scim_response(
+            await run_bulk(
+                state.pool, scope_of(state, scim_tenant, request.headers.get("user-agent")), body
+            )
+        )

@@ -36,9 +36,16 @@ Choices the RFC leaves open, most of them made for what clients send:
   addresses, ims and photos: that creates ``{"type": "work", "value": ...}``,
   which is how Entra adds a first work email or address.
 * Remove with a filter that matches nothing succeeds without a change, so
-  that a retried request does not fail.
+  that a retried request does not fail. A single reference takes a filter on
+  remove (``manager[value eq "id"]``, as Entra removes a manager): it goes if
+  it matches.
+* Attributes of a custom extension this server does not define
+  (``urn:ietf:params:scim:schemas:extension:acme:2.0:User:costCentre``, with a
+  path or in a path-less value) are kept as sent, like POST keeps them; an
+  unknown attribute without a URN is still an invalidPath error.
 * Remove on a multi-valued attribute with a value removes the values it
   describes rather than all of them: Entra removes group members this way.
+* ``manager`` without its URN means the enterprise manager, as Entra has sent it.
 * A value marked primary clears primary on the attribute's other values
   (RFC 7643 section 2.4).
 * Immutability is judged on the outcome: an immutable attribute that had a
@@ -55,6 +62,8 @@ from typing import Any, Final
 from service.scim.attributes import USER, Attribute, ResourceType, Schema, resolve
 from service.scim.errors import ScimError, invalid_syntax, invalid_value
 from service.scim.filter import AttrPath, Compare, Filter, Or, PatchPath, matches, parse_patch_path
+from service.scim.mapping import CUSTOM_EXTENSION_PREFIX
+from service.scim.schemas import ENTERPRISE_USER
 from service.scim.validation import (
     MEMBERS,
     PASSWORD,
@@ -184,14 +193,49 @@ class _Patcher:
             if not prefix and key.lower() in _IGNORED_IN_VALUE:
                 continue
             schema = None if prefix else self.resource_type.schema_for(key)
-            if schema is None:
+            if schema is None and not prefix and self._is_custom_extension_object(key, value):
+                self._pathless(op, value, prefix=f"{key}:")
+            elif schema is None:
                 self._target(op, parse_patch_path(prefix + key), value)
             elif isinstance(value, dict):
                 self._pathless(op, value, prefix=f"{schema.id}:")
             else:
                 raise invalid_value(f"{schema.id} must be an object")
 
+    def _is_custom_extension_object(self, key: str, value: Any) -> bool:
+        """``urn:ietf:params:scim:schemas:extension:<name>:2.0:User`` with an object."""
+        return (
+            isinstance(value, dict)
+            and key.lower().startswith(CUSTOM_EXTENSION_PREFIX)
+            and key.rsplit(":", 1)[-1].lower() == self.resource_type.name.lower()
+        )
+
+    def _custom_target(self, op: str, path: PatchPath, value: Any) -> bool:
+        """Apply an operation on a custom extension no schema here describes, if it is one."""
+        schema_urn = path.attr.schema
+        whole = f"{schema_urn}:{path.attr.attr}"
+        if (
+            schema_urn is None
+            or self.resource_type.schema_for(schema_urn) is not None
+            or self.resource_type.schema_for(whole) is not None
+            or not schema_urn.lower().startswith(CUSTOM_EXTENSION_PREFIX)
+            or path.value_filter is not None
+            or path.sub_attr is not None
+        ):
+            return False
+        if path.attr.sub_attr is None and whole.rsplit(":", 1)[-1].lower() == (
+            self.resource_type.name.lower()
+        ):
+            self._custom_extension(op, whole, value)
+        else:
+            self._custom(op, path.attr, value)
+        return True
+
     def _target(self, op: str, path: PatchPath, value: Any) -> None:
+        if self._custom_target(op, path, value):
+            return
+        if op == "remove" and path.value_filter is not None and self._remove_reference(path):
+            return
         target = self._resolve(path)
         if target.attribute is MEMBERS:
             self._members(op, target, value)
@@ -216,9 +260,16 @@ class _Patcher:
         if container is not self.resource and not container:
             del self.resource[target.schema.id]
 
+    def _lookup(self, attr: AttrPath) -> tuple[Schema, Attribute, Attribute | None] | None:
+        found = resolve(self.resource_type, attr.schema, attr.attr, attr.sub_attr)
+        if found is None and attr.schema is None and attr.attr.lower() == "manager":
+            # Entra has been reported to address the enterprise manager unqualified.
+            found = resolve(self.resource_type, ENTERPRISE_USER, attr.attr, attr.sub_attr)
+        return found
+
     def _resolve(self, path: PatchPath) -> _Target:
         attr = path.attr
-        found = resolve(self.resource_type, attr.schema, attr.attr, attr.sub_attr)
+        found = self._lookup(attr)
         if found is None:
             raise ScimError(
                 400,
@@ -250,6 +301,61 @@ class _Patcher:
             return extension
         existing: dict[str, Any] | None = self.resource.get(schema.id)
         return existing
+
+    def _custom(self, op: str, attr: AttrPath, value: Any) -> None:
+        """An attribute of a custom extension no schema here describes: kept as sent."""
+        assert attr.schema is not None
+        urn = _key_like(self.resource, attr.schema)
+        extension = self.resource.get(urn)
+        if not isinstance(extension, dict):
+            extension = {}
+        holder = extension
+        name = _key_like(extension, attr.attr)
+        if attr.sub_attr is not None:
+            inner = extension.get(name)
+            holder = inner if isinstance(inner, dict) else {}
+            extension[name] = holder
+            name = _key_like(holder, attr.sub_attr)
+        _set(holder, name, None if op == "remove" else value)
+        if holder is not extension and not holder:
+            del extension[_key_like(extension, attr.attr)]
+        _set(self.resource, urn, extension)
+
+    def _custom_extension(self, op: str, urn: str, value: Any) -> None:
+        """A whole custom extension as the path: removed, or its attributes set."""
+        if op == "remove":
+            self.resource.pop(_key_like(self.resource, urn), None)
+        elif isinstance(value, dict):
+            if op == "replace":
+                self.resource.pop(_key_like(self.resource, urn), None)
+            self._pathless(op, value, prefix=f"{urn}:")
+        else:
+            raise invalid_value(f"{urn} must be an object")
+
+    def _remove_reference(self, path: PatchPath) -> bool:
+        """Remove ``manager[value eq "id"]``: the reference goes if it matches the filter.
+
+        Entra removes a manager this way; the RFC allows filters only on
+        multi-valued attributes, so a single reference is treated as a list of one.
+        """
+        attr = path.attr
+        found = self._lookup(attr)
+        if found is None or path.sub_attr is not None or attr.sub_attr is not None:
+            return False
+        schema, attribute, _ = found
+        if attribute.multi_valued or attribute.sub("value") is None:
+            return False
+        if attribute.mutability == "readOnly":
+            raise ScimError(400, f"{attribute.name} is readOnly", "mutability")
+        container = self._container(schema, create=False)
+        current = None if container is None else container.get(attribute.name)
+        assert path.value_filter is not None
+        if container is not None and isinstance(current, dict):
+            if matches(path.value_filter, current):
+                del container[attribute.name]
+            if container is not self.resource and not container:
+                del self.resource[schema.id]
+        return True
 
     def _members(self, op: str, target: _Target, value: Any) -> None:
         # RFC 7643 section 4.2: members are added and removed, never edited.
@@ -487,6 +593,12 @@ def _text(path: AttrPath) -> str:
     urn = f"{path.schema}:" if path.schema else ""
     sub = f".{path.sub_attr}" if path.sub_attr else ""
     return repr(f"{urn}{path.attr}{sub}")
+
+
+def _key_like(mapping: Mapping[str, Any], name: str) -> str:
+    """The key of `mapping` equal to `name` ignoring case, else `name` itself."""
+    folded = name.lower()
+    return next((key for key in mapping if key.lower() == folded), name)
 
 
 def _folded(mapping: Mapping[str, Any]) -> dict[str, Any]:

@@ -185,7 +185,9 @@ def project(
             projected_value = _project_attribute(resource_type.schema, key, value, projection)
             if projected_value is not _OMITTED:
                 result[key] = projected_value
-    dropped = {urn for urn in extensions if urn in resource and urn not in result}
+    # Custom extensions kept as the IdP sent them are declared in `schemas` too.
+    declared = set(extensions) | {key for key in resource if key.lower().startswith("urn:")}
+    dropped = {urn for urn in declared if urn in resource and urn not in result}
     if dropped and "schemas" in result:
         result["schemas"] = [urn for urn in result["schemas"] if urn not in dropped]
     return result

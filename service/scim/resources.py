@@ -45,6 +45,12 @@ def render_user(
     schemas = [USER_SCHEMA]
     if ENTERPRISE_USER in attributes:
         schemas.append(ENTERPRISE_USER)
+    # Custom extensions an IdP sent are kept (see `validation`) and declared like ours.
+    schemas += [
+        key
+        for key, value in attributes.items()
+        if key != ENTERPRISE_USER and key.lower().startswith("urn:") and isinstance(value, dict)
+    ]
     location = f"{base_url}/Users/{user_id}"
     return {
         "schemas": schemas,

@@ -11,9 +11,14 @@ The shape everything downstream relies on:
   schema URN;
 * only attributes a client may write. ``id``, ``meta`` and every other
   readOnly attribute or sub-attribute (the manager's ``displayName``) are
-  ignored, as RFC 7644 section 3.3 asks, and so are names no schema
-  describes. The writeOnly ``password`` never enters the resource:
-  `password_of` hands it out for hashing;
+  ignored, as RFC 7644 section 3.3 asks. The writeOnly ``password`` never
+  enters the resource: `password_of` hands it out for hashing;
+* attributes no schema describes are kept as sent, unvalidated: an unknown
+  top-level attribute, an unknown extension object (IdPs send custom
+  extensions such as ``urn:ietf:params:scim:schemas:extension:acme:2.0:User``
+  for the operator's attribute mapping to read), and unknown attributes inside
+  a known extension. Unknown sub-attributes of a known attribute are dropped:
+  the schema says what a complex attribute holds;
 * null, ``[]`` and ``{}`` mean "no value" (RFC 7643 section 2.5) and are
   dropped, so an unassigned attribute is always an absent key;
 * no Group ``members``: they live in their own table, and `members_of` hands
@@ -22,7 +27,8 @@ The shape everything downstream relies on:
 Leniency for real clients, each deliberate: booleans may be the strings
 "true"/"false" in any case (Microsoft Entra ID sends "True"), a single-valued
 complex attribute with a ``value`` sub-attribute may be given as that bare
-value (Entra sends the enterprise ``manager`` as an id, and "" to clear it),
+value (Entra sends the enterprise ``manager`` as an id, and "" to clear it)
+or as a list of at most one value (``[{"$ref": null, "value": id}]``),
 and a single value given for a multi-valued attribute counts as a list of one.
 """
 
@@ -50,14 +56,16 @@ PASSWORD: Final = _attribute(USER, "password")
 def normalise(resource_type: ResourceType, payload: Any) -> dict[str, Any]:
     """A POST or PUT body as the resource to store (see the module docstring)."""
     body = _object(payload)
-    resource = _writable(resource_type.schema, body, prefix="")
-    for schema, _ in resource_type.extensions:
+    extensions = {schema.id.lower(): schema for schema, _ in resource_type.extensions}
+    core = {key: value for key, value in body.items() if key.lower() not in extensions}
+    resource = _writable(resource_type.schema, core, prefix="", keep_unknown=True)
+    for schema in extensions.values():
         values = _get(body, schema.id)
         if values is None:
             continue
         if not isinstance(values, dict):
             raise invalid_value(f"{schema.id} must be an object")
-        attributes = _writable(schema, values, prefix=f"{schema.id}:")
+        attributes = _writable(schema, values, prefix=f"{schema.id}:", keep_unknown=True)
         if attributes:
             resource[schema.id] = attributes
     return resource
@@ -142,7 +150,13 @@ def coerce_one(attribute: Attribute, value: Any, name: str) -> Any:
 
 
 def _complex(attribute: Attribute, value: Any, name: str) -> dict[str, Any] | None:
-    if isinstance(value, str) and not attribute.multi_valued and attribute.sub("value") is not None:
+    reference = not attribute.multi_valued and attribute.sub("value") is not None
+    if reference and isinstance(value, list):
+        # Entra has sent the manager as a list of one ``{"$ref": null, "value": id}``.
+        if len(value) > 1:
+            raise invalid_value(f"{name} takes a single value")
+        value = value[0] if value else {}
+    if isinstance(value, str) and reference:
         value = {"value": value} if value else {}
     if not isinstance(value, dict):
         raise invalid_value(
@@ -220,15 +234,20 @@ def _qualified(resource_type: ResourceType, schema: Schema, attribute: Attribute
     return attribute.name if schema is resource_type.schema else f"{schema.id}:{attribute.name}"
 
 
-def _writable(schema: Schema, values: Mapping[str, Any], *, prefix: str) -> dict[str, Any]:
+_SERVER_OWNED: Final = frozenset({"schemas", "id", "meta"})
+
+
+def _writable(
+    schema: Schema, values: Mapping[str, Any], *, prefix: str, keep_unknown: bool = False
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in values.items():
         attribute = schema.get(key)
-        if (
-            attribute is None
-            or attribute.mutability not in ("readWrite", "immutable")
-            or attribute is MEMBERS
-        ):
+        if attribute is None:
+            if keep_unknown and key.lower() not in _SERVER_OWNED and value not in (None, [], {}):
+                result[key] = value
+            continue
+        if attribute.mutability not in ("readWrite", "immutable") or attribute is MEMBERS:
             continue
         coerced = coerce(attribute, value, prefix + attribute.name)
         if coerced is not None:

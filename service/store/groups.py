@@ -31,7 +31,8 @@ async def _resolve(
     if group_id in member_ids:
         raise invalid_value("a group cannot be a member of itself")
     rows = await conn.fetch(
-        f"SELECT id, 'User' AS type FROM {qualified}.users WHERE id = ANY($1::uuid[]) "
+        f"SELECT id, 'User' AS type FROM {qualified}.users "
+        "WHERE id = ANY($1::uuid[]) AND managed AND deleted_at IS NULL "
         f"UNION ALL SELECT id, 'Group' FROM {qualified}.groups WHERE id = ANY($1::uuid[])",
         member_ids,
     )
@@ -42,54 +43,61 @@ async def _resolve(
     return member_ids, [found[member_id] for member_id in member_ids]
 
 
-async def add(conn: Connection, schema: str, group_id: uuid.UUID, ids: Sequence[str]) -> int:
-    """Add members (already present ones are left alone); returns how many were new."""
+Members = list[tuple[uuid.UUID, str]]
+"""Members a change added or removed: (id, `User` or `Group`) each, for the group's events."""
+
+
+async def add(conn: Connection, schema: str, group_id: uuid.UUID, ids: Sequence[str]) -> Members:
+    """Add members (already present ones are left alone); returns those that were new."""
     if not ids:
-        return 0
+        return []
     qualified = quoted_schema(schema)
     member_ids, types = await _resolve(conn, qualified, group_id, ids)
     added = await conn.fetch(
         f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
         "SELECT $1, m.id, m.type FROM unnest($2::uuid[], $3::text[]) AS m(id, type) "
-        "ON CONFLICT DO NOTHING RETURNING member_id",
+        "ON CONFLICT DO NOTHING RETURNING member_id, member_type",
         group_id,
         member_ids,
         types,
     )
-    return len(added)
+    return [(row["member_id"], row["member_type"]) for row in added]
 
 
-async def remove(conn: Connection, schema: str, group_id: uuid.UUID, ids: Sequence[str]) -> int:
+async def remove(conn: Connection, schema: str, group_id: uuid.UUID, ids: Sequence[str]) -> Members:
     """Remove exactly these members; ids that are not members are ignored."""
     member_ids = _uuids(ids) or []
-    result = await conn.execute(
+    rows = await conn.fetch(
         f"DELETE FROM {quoted_schema(schema)}.group_members "
-        "WHERE group_id = $1 AND member_id = ANY($2::uuid[])",
+        "WHERE group_id = $1 AND member_id = ANY($2::uuid[]) RETURNING member_id, member_type",
         group_id,
         member_ids,
     )
-    return int(result.split()[-1])
+    return [(row["member_id"], row["member_type"]) for row in rows]
 
 
 async def remove_where(
     conn: Connection, schema: str, group_id: uuid.UUID, condition: Filter
-) -> int:
+) -> Members:
     """Remove the members a value filter selects (`members[type eq "Group"]`)."""
     builder = SqlBuilder(first_param=2)
     where = compile_member_filter(condition, builder)
-    result = await conn.execute(
-        f"DELETE FROM {quoted_schema(schema)}.group_members AS m WHERE m.group_id = $1 AND {where}",
+    rows = await conn.fetch(
+        f"DELETE FROM {quoted_schema(schema)}.group_members AS m WHERE m.group_id = $1 AND {where} "
+        "RETURNING m.member_id, m.member_type",
         group_id,
         *builder.params,
     )
-    return int(result.split()[-1])
+    return [(row["member_id"], row["member_type"]) for row in rows]
 
 
-async def remove_all(conn: Connection, schema: str, group_id: uuid.UUID) -> int:
-    result = await conn.execute(
-        f"DELETE FROM {quoted_schema(schema)}.group_members WHERE group_id = $1", group_id
+async def remove_all(conn: Connection, schema: str, group_id: uuid.UUID) -> Members:
+    rows = await conn.fetch(
+        f"DELETE FROM {quoted_schema(schema)}.group_members WHERE group_id = $1 "
+        "RETURNING member_id, member_type",
+        group_id,
     )
-    return int(result.split()[-1])
+    return [(row["member_id"], row["member_type"]) for row in rows]
 
 
 async def members_of(

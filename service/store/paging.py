@@ -23,17 +23,19 @@ class ListQuery:
 
 
 async def page(
-    pool: Pool, target: Target, table: str, query: ListQuery
+    pool: Pool, target: Target, table: str, query: ListQuery, *, visible: str = "TRUE"
 ) -> tuple[int, list[asyncpg.Record]]:
     """One page and the total number of matches.
 
     ``table`` is schema-qualified and quoted by the caller. Without `sortBy`
     resources come in creation order, so pages are stable while the IdP walks
     them. The total rides along on the page's rows (a window count), so the
-    usual IdP lookup (one match or none) costs one round trip.
+    usual IdP lookup (one match or none) costs one round trip. Only rows
+    satisfying `visible` (SQL over `r`) are listed.
     """
     builder = SqlBuilder()
     where = compile_filter(target, query.filter, builder) if query.filter else "TRUE"
+    where = f"({visible}) AND ({where})"
     order = (
         order_by(target, query.sort_by, query.descending) if query.sort_by else "r.created, r.id"
     )

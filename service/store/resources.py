@@ -34,6 +34,8 @@ class Table:
     """Columns copied out of the resource, in the order `indexed_values` returns them."""
     indexed_values: Callable[[dict[str, Any]], tuple[Any, ...]]
     email_index: bool = False
+    visible: str = "TRUE"
+    """The rows SCIM clients see (`r` is the table): not pre-loaded or soft-deleted users."""
 
     def qualified(self, schema: str) -> str:
         return f"{quoted_schema(schema)}.{self.name}"
@@ -51,6 +53,7 @@ USERS = Table(
     ("user_name", "external_id", "display_name", "active"),
     lambda r: (r["userName"], r.get("externalId"), r.get("displayName"), r.get("active", True)),
     email_index=True,
+    visible="r.managed AND r.deleted_at IS NULL",
 )
 GROUPS = Table(
     "groups",
@@ -96,8 +99,8 @@ async def get(
 ) -> Row | None:
     """One resource; with ``lock``, held until the caller's transaction ends."""
     return await conn.fetchrow(
-        f"SELECT {RESOURCE_COLUMNS} FROM {table.qualified(schema)} r WHERE r.id = $1"
-        + (" FOR UPDATE" if lock else ""),
+        f"SELECT {RESOURCE_COLUMNS} FROM {table.qualified(schema)} r "
+        f"WHERE r.id = $1 AND {table.visible}" + (" FOR UPDATE" if lock else ""),
         resource_id,
     )
 
@@ -133,18 +136,26 @@ async def touch(conn: Connection, table: Table, schema: str, resource_id: uuid.U
     return row
 
 
-async def delete(conn: Connection, table: Table, schema: str, resource_id: uuid.UUID) -> None:
-    """Delete the resource and take it out of every group, in the caller's transaction."""
+async def delete(
+    conn: Connection, table: Table, schema: str, resource_id: uuid.UUID
+) -> list[tuple[uuid.UUID, str]]:
+    """Delete the resource and take it out of every group, in the caller's transaction.
+
+    Returns the groups it was taken out of: (id, displayName) each.
+    """
     qualified = quoted_schema(schema)
     await conn.execute(f"DELETE FROM {table.qualified(schema)} WHERE id = $1", resource_id)
-    await conn.execute(
+    rows = await conn.fetch(
         f"WITH removed AS (DELETE FROM {qualified}.group_members WHERE member_id = $1 "
         "RETURNING group_id) "
         f"UPDATE {qualified}.groups SET version = version + 1, last_modified = now() "
-        "WHERE id IN (SELECT group_id FROM removed)",
+        "WHERE id IN (SELECT group_id FROM removed) RETURNING id, display_name",
         resource_id,
     )
+    return [(row["id"], row["display_name"]) for row in rows]
 
 
 async def page(pool: Pool, table: Table, schema: str, query: ListQuery) -> tuple[int, list[Row]]:
-    return await paging.page(pool, table.target(schema), table.qualified(schema), query)
+    return await paging.page(
+        pool, table.target(schema), table.qualified(schema), query, visible=table.visible
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,6 +35,12 @@ def settings(migrated_database: str) -> Settings:
         auth_cache_seconds=300,
         last_used_flush_seconds=3600,
         max_body_bytes=64 * 1024,
+        # Generated for the run, as `serve --demo` does; production sets SCIM_SECRET_KEY.
+        secret_key=secrets.token_urlsafe(32),
+        # Webhook tests run their own workers, with short retry delays.
+        worker_in_process=False,
+        # The request log masks these as an operator would configure it (test_request_log).
+        request_log_mask=("emails.value", "phoneNumbers.value", "name"),
     )
 
 

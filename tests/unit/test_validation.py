@@ -137,16 +137,26 @@ def test_extension_urn_is_matched_case_insensitively(urn: str) -> None:
         {"meta": {"resourceType": "User", "version": 'W/"3"'}},
         {"groups": [{"value": "e9e30dba"}]},
         {"password": "t1meMa$heen"},
-        {"unknownAttribute": "x"},
-        {"urn:example:unknown:extension": {"a": 1}},
+        {"unknownAttribute": None},
         {"name": {"nickname": "sub-attribute the schema does not have"}},
         {"emails": [{"label": "unknown sub-attribute"}]},
     ],
 )
-def test_server_owned_write_only_and_unknown_attributes_are_dropped(
+def test_server_owned_write_only_and_unknown_sub_attributes_are_dropped(
     ignored: dict[str, Any],
 ) -> None:
     assert normalise(USER_RESOURCE, {"userName": "u", **ignored}) == {"userName": "u"}
+
+
+def test_unknown_attributes_and_extensions_are_kept_as_sent() -> None:
+    custom = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"
+    payload = {
+        "userName": "u",
+        "unknownAttribute": "x",
+        custom: {"costCentre": "42", "Nested": {"a": 1}},
+        ENTERPRISE_USER: {"department": "R&D", "building": "B7"},
+    }
+    assert normalise(USER_RESOURCE, payload) == payload
 
 
 def test_read_only_sub_attribute_is_dropped() -> None:

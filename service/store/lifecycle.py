@@ -1,0 +1,224 @@
+"""A user's life outside plain SCIM CRUD: pre-loaded, linked, soft-deleted, purged.
+
+Pre-loaded users (``managed = false``) and soft-deleted ones (``deleted_at``
+set) are rows SCIM clients do not see (`resources.USERS.visible`); they wait
+to be claimed by an IdP's POST (`find_claimable`, `adopt`) or to be purged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from service.postgres import Connection, Pool
+from service.scim.errors import ScimError
+from service.store.paging import RESOURCE_COLUMNS
+from service.store.resources import USERS, Row
+from tenants.schemas import quoted_schema
+
+_HIDDEN = "NOT (r.managed AND r.deleted_at IS NULL)"
+
+
+def _emails(resource: dict[str, Any]) -> list[str]:
+    """The addresses a user can be recognised by: its emails, and a userName shaped like one."""
+    found = [
+        e["value"].lower()
+        for e in resource.get("emails") or []
+        if isinstance(e, dict) and isinstance(e.get("value"), str)
+    ]
+    user_name = resource.get("userName")
+    if isinstance(user_name, str) and "@" in user_name:
+        found.append(user_name.lower())
+    return list(dict.fromkeys(found))
+
+
+async def find_claimable(
+    conn: Connection, schema: str, resource: dict[str, Any], order: tuple[str, ...]
+) -> tuple[Row, str, str] | None:
+    """The first hidden user `resource` matches, trying `order`'s keys in turn, locked.
+
+    Pre-loaded users match on any key; soft-deleted ones on externalId (the same
+    IdP object) or userName (which they still hold), never on email alone.
+
+    Returns the row, the key that matched and the value it matched on.
+    """
+    qualified = quoted_schema(schema)
+    for key in order:
+        if key == "externalId":
+            value = resource.get("externalId")
+            condition, argument = "r.external_id = $1", value
+        elif key == "userName":
+            value = resource.get("userName")
+            condition, argument = "lower(r.user_name) = lower($1)", value
+        else:
+            emails = _emails(resource)
+            value = ", ".join(emails)
+            # A deleted person's address may be reissued to a new hire: an email
+            # match adopts pre-loaded users only, never restores a deleted one.
+            condition = (
+                f"NOT r.managed AND ({qualified}.email_values(r.resource) && $1::text[] "
+                "OR lower(r.user_name) = ANY($1::text[]))"
+            )
+            argument = emails
+        if not value:
+            continue
+        row = await conn.fetchrow(
+            f"SELECT {RESOURCE_COLUMNS}, r.managed FROM {qualified}.users r "
+            f"WHERE {_HIDDEN} AND {condition} "
+            "ORDER BY r.managed, r.created, r.id LIMIT 1 FOR UPDATE",
+            argument,
+        )
+        if row is not None:
+            return row, key, str(value)
+    return None
+
+
+async def adopt(conn: Connection, schema: str, user_id: uuid.UUID, resource: dict[str, Any]) -> Row:
+    """Make a hidden user the IdP's: its new state, visible again, version bumped."""
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(USERS.indexed, start=3))
+    try:
+        row = await conn.fetchrow(
+            f"UPDATE {quoted_schema(schema)}.users AS r SET resource = $2, {assignments}, "
+            "managed = true, deleted_at = NULL, deleted_groups = NULL, "
+            "version = r.version + 1, last_modified = now() "
+            f"WHERE r.id = $1 RETURNING {RESOURCE_COLUMNS}",
+            user_id,
+            resource,
+            *USERS.indexed_values(resource),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        # The user matched (by externalId, say) but its new userName is someone else's.
+        raise ScimError(
+            409, f"a user with userName {resource['userName']!r} already exists", "uniqueness"
+        ) from exc
+    assert row is not None
+    return row
+
+
+async def record_link(
+    conn: Connection,
+    schema: str,
+    *,
+    user_id: uuid.UUID,
+    kind: str,
+    matched_by: str,
+    matched_value: str,
+    client: str,
+    user_agent: str | None,
+) -> dict[str, Any]:
+    """The audit row of one adoption (``linked``) or restoration (``restored``)."""
+    row = await conn.fetchrow(
+        f"INSERT INTO {quoted_schema(schema)}.user_links "
+        "(user_id, kind, matched_by, matched_value, client, user_agent) "
+        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+        user_id,
+        kind,
+        matched_by,
+        matched_value,
+        client,
+        user_agent,
+    )
+    assert row is not None
+    return dict(row)
+
+
+async def soft_delete(
+    conn: Connection, schema: str, user_id: uuid.UUID
+) -> list[tuple[uuid.UUID, str]]:
+    """Hide a user from SCIM, deactivated, keeping its data and the groups it was in.
+
+    Returns the groups it left: (id, displayName) each, as `resources.delete` does.
+    """
+    qualified = quoted_schema(schema)
+    rows = await conn.fetch(
+        f"WITH removed AS (DELETE FROM {qualified}.group_members WHERE member_id = $1 "
+        "RETURNING group_id), "
+        f"bumped AS (UPDATE {qualified}.groups SET version = version + 1, last_modified = now() "
+        "WHERE id IN (SELECT group_id FROM removed) RETURNING id, display_name), "
+        f"hidden AS (UPDATE {qualified}.users SET deleted_at = now(), active = false, "
+        """resource = resource || '{"active": false}'::jsonb, """
+        "deleted_groups = (SELECT coalesce(array_agg(group_id), '{}') FROM removed), "
+        "version = version + 1, last_modified = now() WHERE id = $1) "
+        "SELECT id, display_name FROM bumped",
+        user_id,
+    )
+    return [(row["id"], row["display_name"]) for row in rows]
+
+
+async def purge(conn: Connection | Pool, schema: str, retention_days: int) -> int:
+    """Delete users soft-deleted more than `retention_days` ago; returns how many."""
+    rows = await conn.fetch(
+        f"DELETE FROM {quoted_schema(schema)}.users "
+        "WHERE deleted_at IS NOT NULL AND deleted_at <= now() - make_interval(days => $1) "
+        "RETURNING id",
+        retention_days,
+    )
+    return len(rows)
+
+
+async def set_password(
+    conn: Connection, schema: str, user_id: uuid.UUID, password_hash: str
+) -> None:
+    await conn.execute(
+        f"UPDATE {quoted_schema(schema)}.users SET password_hash = $2 WHERE id = $1",
+        user_id,
+        password_hash,
+    )
+
+
+async def preload(conn: Connection | Pool, schema: str, resource: dict[str, Any]) -> Row | None:
+    """Insert a user the operator already has, hidden until an IdP claims it.
+
+    None if its userName is taken (case-insensitively) by another user.
+    """
+    columns = ", ".join(USERS.indexed)
+    placeholders = ", ".join(f"${i}" for i in range(3, len(USERS.indexed) + 3))
+    try:
+        return await conn.fetchrow(
+            f"INSERT INTO {quoted_schema(schema)}.users AS r (id, resource, managed, {columns}) "
+            f"VALUES ($1, $2, false, {placeholders}) RETURNING {RESOURCE_COLUMNS}, r.managed",
+            uuid.uuid4(),
+            resource,
+            *USERS.indexed_values(resource),
+        )
+    except asyncpg.UniqueViolationError:
+        return None
+
+
+_ADMIN_COLUMNS = (
+    f"{RESOURCE_COLUMNS}, r.managed, r.deleted_at, r.deleted_groups, "
+    "r.password_hash IS NOT NULL AS has_password"
+)
+
+
+async def users(pool: Pool, schema: str, *, offset: int, limit: int) -> tuple[int, list[Row]]:
+    """Every user, visible over SCIM or not, in creation order, with the total."""
+    qualified = quoted_schema(schema)
+    total: int = await pool.fetchval(f"SELECT count(*) FROM {qualified}.users")
+    rows = await pool.fetch(
+        f"SELECT {_ADMIN_COLUMNS} FROM {qualified}.users r ORDER BY r.created, r.id "
+        "OFFSET $1 LIMIT $2",
+        offset,
+        limit,
+    )
+    return total, rows
+
+
+async def user(pool: Pool, schema: str, user_id: uuid.UUID) -> Row | None:
+    return await pool.fetchrow(
+        f"SELECT {_ADMIN_COLUMNS} FROM {quoted_schema(schema)}.users r WHERE r.id = $1", user_id
+    )
+
+
+async def links(
+    pool: Pool, schema: str, *, user_id: uuid.UUID | None = None, limit: int = 1000
+) -> list[Row]:
+    """Link audit rows, newest first; of one user when `user_id` is given."""
+    return await pool.fetch(
+        f"SELECT * FROM {quoted_schema(schema)}.user_links "
+        "WHERE $1::uuid IS NULL OR user_id = $1 ORDER BY id DESC LIMIT $2",
+        user_id,
+        limit,
+    )

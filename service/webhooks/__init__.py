@@ -1,0 +1,1 @@
+"""Webhooks: endpoints operators register, signing, and the delivery worker."""

@@ -1,0 +1,1 @@
+"""The load harness behind `make bench` (see tests/bench/run.py)."""

@@ -1,0 +1,107 @@
+# ruff: noqa: S311 - random picks the workload, never a secret
+"""The floor: the service's database work done straight with asyncpg, nothing else.
+
+From one process, with the same number of concurrent clients as the HTTP
+workloads, on the same tables of a tenant schema the service created: what
+the database and the driver allow before HTTP, authentication, JSON and SCIM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import msgspec
+
+from service.postgres import Connection
+from tests.bench.loadgen import Samples, user_body
+
+# The statement the service's filter compiler and pager emit for `userName eq "..."`.
+_LOOKUP = (
+    "SELECT r.id, r.resource, r.created, r.last_modified, r.version, count(*) OVER () AS total "
+    "FROM {schema}.users r WHERE lower(r.user_name) = lower($1) "
+    "ORDER BY r.created, r.id OFFSET 0 LIMIT 100"
+)
+_INSERT = (
+    "INSERT INTO {schema}.users (id, resource, user_name, external_id, display_name, active) "
+    "VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id, created, last_modified, version"
+)
+
+
+async def _drive(  # noqa: PLR0917
+    dsn: str,
+    connections: int,
+    count: int,
+    seconds: float,
+    label: str,
+    operation: Callable[[Connection, int], Awaitable[None]],
+) -> Samples:
+    samples = Samples()
+    pool: asyncpg.Pool[asyncpg.Record] = await asyncpg.create_pool(
+        dsn, min_size=connections, max_size=connections
+    )
+    counter = iter(range(count)) if count else None
+    deadline = time.perf_counter() + seconds if seconds else None
+    issued = 0
+
+    async def worker() -> None:
+        nonlocal issued
+        while True:
+            if deadline is not None and time.perf_counter() >= deadline:
+                return
+            n = next(counter, None) if counter is not None else issued
+            if n is None:
+                return
+            issued += 1
+            started = time.perf_counter()
+            async with pool.acquire() as conn:
+                await operation(conn, n)
+            samples.latencies[label].append((time.perf_counter() - started) * 1000)
+
+    try:
+        cpu = time.process_time()
+        samples.started = time.time()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        samples.ended = time.time()
+        samples.cpu_seconds = time.process_time() - cpu
+        samples.jobs = len(samples.latencies[label])
+    finally:
+        await pool.close()
+    return samples
+
+
+def create_cycle(dsn: str, schema: str, connections: int, count: int, prefix: str) -> Samples:
+    """Per user, in one transaction: look the userName up (no match), then insert the user."""
+    lookup, insert = _LOOKUP.format(schema=schema), _INSERT.format(schema=schema)
+
+    async def operation(conn: Connection, n: int) -> None:
+        name = f"{prefix}{n}@floor.example"
+        body = user_body(name, n)
+        async with conn.transaction():
+            await conn.fetch(lookup, name)
+            await conn.fetchrow(
+                insert,
+                uuid.uuid4(),
+                msgspec.json.encode(body).decode(),
+                name,
+                body["externalId"],
+                body["displayName"],
+                True,
+            )
+
+    return asyncio.run(_drive(dsn, connections, count, 0, "create (lookup+insert)", operation))
+
+
+def lookups(dsn: str, schema: str, connections: int, seconds: float, names: list[str]) -> Samples:
+    """The filtered select an IdP's `userName eq` lookup needs, for existing users."""
+    lookup = _LOOKUP.format(schema=schema)
+    rng = random.Random(1)
+
+    async def operation(conn: Connection, n: int) -> None:
+        await conn.fetch(lookup, rng.choice(names))
+
+    return asyncio.run(_drive(dsn, connections, 0, seconds, "lookup", operation))

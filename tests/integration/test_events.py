@@ -1,0 +1,291 @@
+"""The event outbox and the events API: one event per committed change, none for a failed one."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from service import events, provisioning
+from service.postgres import Pool
+from service.settings import Settings
+from service.store import outbox
+from service.store.resources import USERS
+from service.webhooks.worker import WebhookWorker
+from tests.integration.conftest import Client, TenantHandle, admin_headers
+
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+async def all_events(client: Client, slug: str, after: str | None = None) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor = after
+    while True:
+        params = {"limit": "1000"} | ({"after": cursor} if cursor else {})
+        response = await client.get(
+            f"/admin/v1/tenants/{slug}/events", params=params, headers=admin_headers()
+        )
+        assert response.status_code == 200, response.text
+        page = response.json()
+        found += page["events"]
+        if not page["events"]:
+            return found
+        cursor = page["next"]
+
+
+async def schema_of(db: Pool, slug: str) -> str:
+    schema: str = await db.fetchval(
+        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", slug
+    )
+    return schema
+
+
+def patch_body(*operations: dict[str, Any]) -> dict[str, Any]:
+    return {"schemas": [PATCH_OP], "Operations": list(operations)}
+
+
+async def test_create_records_one_event_with_the_resource(
+    client: Client, tenant: TenantHandle
+) -> None:
+    user = await tenant.create_user("ada@example.com", displayName="Ada")
+    [event] = await all_events(client, tenant.slug)
+    assert event["type"] == "user.created"
+    assert event["sequence"] == 1
+    assert event["resource"] == {"type": "User", "id": user["id"]}
+    assert event["tenant"]["slug"] == tenant.slug
+    assert event["data"]["userName"] == "ada@example.com"
+    assert event["data"]["id"] == user["id"]
+    assert event["previous"] is None
+    assert event["id"][14] == "7"  # a UUIDv7
+
+
+async def test_failed_and_rolled_back_requests_record_nothing(
+    client: Client, tenant: TenantHandle
+) -> None:
+    await tenant.create_user("taken@example.com")
+    group = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Staff"}, headers=tenant.auth()
+    )
+    assert group.status_code == 201
+    before = await all_events(client, tenant.slug)
+
+    duplicate = await client.post(
+        f"{tenant.scim}/Users", json={"userName": "TAKEN@example.com"}, headers=tenant.auth()
+    )
+    assert duplicate.status_code == 409
+    # The rename is written before the unknown member fails the request: it rolls back.
+    rolled_back = await client.patch(
+        f"{tenant.scim}/Groups/{group.json()['id']}",
+        json=patch_body(
+            {"op": "replace", "path": "displayName", "value": "Renamed"},
+            {"op": "add", "path": "members", "value": [{"value": "not-a-user"}]},
+        ),
+        headers=tenant.auth(),
+    )
+    assert rolled_back.status_code == 400
+    stale = await client.delete(
+        f"{tenant.scim}/Groups/{group.json()['id']}",
+        headers=tenant.auth() | {"If-Match": 'W/"99"'},
+    )
+    assert stale.status_code == 412
+
+    assert await all_events(client, tenant.slug) == before
+
+
+async def test_updates_carry_the_previous_values_of_what_changed(
+    client: Client, tenant: TenantHandle
+) -> None:
+    user = await tenant.create_user("grace@example.com", displayName="Grace", title="Dev")
+    url = f"{tenant.scim}/Users/{user['id']}"
+    renamed = await client.patch(
+        url,
+        json=patch_body({"op": "replace", "path": "displayName", "value": "Grace H."}),
+        headers=tenant.auth(),
+    )
+    assert renamed.status_code == 200
+    unchanged = await client.patch(
+        url,
+        json=patch_body({"op": "replace", "path": "displayName", "value": "Grace H."}),
+        headers=tenant.auth(),
+    )
+    assert unchanged.status_code == 200
+    deactivated = await client.patch(
+        url, json=patch_body({"op": "replace", "value": {"active": False}}), headers=tenant.auth()
+    )
+    assert deactivated.status_code == 200
+    replaced = await client.put(
+        url, json={"userName": "grace@example.com", "active": True}, headers=tenant.auth()
+    )
+    assert replaced.status_code == 200
+
+    created, updated, deactivation, reactivation = await all_events(client, tenant.slug)
+    assert created["type"] == "user.created"
+    assert updated["type"] == "user.updated"
+    assert updated["previous"] == {"displayName": "Grace"}
+    assert updated["data"]["displayName"] == "Grace H."
+    assert deactivation["type"] == "user.deactivated"
+    assert deactivation["previous"] == {"active": True}
+    assert reactivation["type"] == "user.reactivated"
+    assert reactivation["previous"] == {
+        "active": False,
+        "displayName": "Grace H.",
+        "title": "Dev",
+    }
+    assert [e["sequence"] for e in (created, updated, deactivation, reactivation)] == [1, 2, 3, 4]
+
+
+async def test_membership_changes_are_one_event_per_member(
+    client: Client, tenant: TenantHandle
+) -> None:
+    alice = await tenant.create_user("alice@example.com")
+    bob = await tenant.create_user("bob@example.com")
+    carol = await tenant.create_user("carol@example.com")
+    created = await client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "Ops", "members": [{"value": alice["id"]}, {"value": bob["id"]}]},
+        headers=tenant.auth(),
+    )
+    assert created.status_code == 201
+    group_url = f"{tenant.scim}/Groups/{created.json()['id']}"
+    patched = await client.patch(
+        group_url,
+        json=patch_body(
+            {"op": "remove", "path": f'members[value eq "{alice["id"]}"]'},
+            {"op": "add", "path": "members", "value": [{"value": carol["id"]}]},
+        ),
+        headers=tenant.auth(),
+    )
+    assert patched.status_code == 204  # a group PATCH answers without a body
+    # PUT keeps bob and carol and drops nobody else: the net change is empty.
+    put = await client.put(
+        group_url,
+        json={"displayName": "Ops", "members": [{"value": bob["id"]}, {"value": carol["id"]}]},
+        headers=tenant.auth(),
+    )
+    assert put.status_code == 200
+    deleted = await client.delete(f"{tenant.scim}/Users/{bob['id']}", headers=tenant.auth())
+    assert deleted.status_code == 204
+
+    found = [
+        (e["type"], e["data"].get("member", {}).get("value"))
+        for e in await all_events(client, tenant.slug, after="3")
+    ]
+    assert sorted(found[1:3]) == sorted(
+        [("group.member_added", alice["id"]), ("group.member_added", bob["id"])]
+    )
+    assert found[0] == ("group.created", None)
+    assert found[3:] == [
+        ("group.member_added", carol["id"]),
+        ("group.member_removed", alice["id"]),
+        ("user.deleted", None),
+        ("group.member_removed", bob["id"]),
+    ]
+
+
+async def test_bulk_records_an_event_per_successful_operation(
+    client: Client, tenant: TenantHandle
+) -> None:
+    await tenant.create_user("dup@example.com")
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "a", "data": {"userName": "x1"}},
+            {
+                "method": "POST",
+                "path": "/Users",
+                "bulkId": "b",
+                "data": {"userName": "dup@example.com"},
+            },
+            {"method": "POST", "path": "/Users", "bulkId": "c", "data": {"userName": "x2"}},
+        ],
+    }
+    response = await client.post(f"{tenant.scim}/Bulk", json=body, headers=tenant.auth())
+    assert response.status_code == 200
+    found = await all_events(client, tenant.slug)
+    assert [(e["type"], e["data"]["userName"]) for e in found] == [
+        ("user.created", "dup@example.com"),
+        ("user.created", "x1"),
+        ("user.created", "x2"),
+    ]
+
+
+async def test_paging_resumes_exactly_where_it_left_off(
+    client: Client, tenant: TenantHandle
+) -> None:
+    for n in range(7):
+        await tenant.create_user(f"p{n}@example.com")
+    url = f"/admin/v1/tenants/{tenant.slug}/events"
+    seen: list[int] = []
+    cursor = None
+    for expected in (3, 3, 1, 0):
+        params = {"limit": "3"} | ({"after": cursor} if cursor else {})
+        page = (await client.get(url, params=params, headers=admin_headers())).json()
+        assert len(page["events"]) == expected
+        seen += [event["sequence"] for event in page["events"]]
+        if expected == 0:
+            # Nothing new: the cursor stays, so a poller keeps asking with it.
+            assert page["next"] == cursor
+        cursor = page["next"]
+    assert seen == list(range(1, 8))
+    # A consumer that crashed after storing the cursor "4" resumes with event 5.
+    resumed = (await client.get(url, params={"after": "4"}, headers=admin_headers())).json()
+    assert [event["sequence"] for event in resumed["events"]] == [5, 6, 7]
+
+
+async def test_concurrent_writes_are_numbered_without_gaps_in_commit_order(
+    client: Client, tenant: TenantHandle
+) -> None:
+    await asyncio.gather(*(tenant.create_user(f"c{n}@example.com") for n in range(20)))
+    found = await all_events(client, tenant.slug)
+    assert [event["sequence"] for event in found] == list(range(1, 21))
+
+
+async def test_events_api_errors(client: Client, tenant: TenantHandle) -> None:
+    url = f"/admin/v1/tenants/{tenant.slug}/events"
+    bad_cursor = await client.get(url, params={"after": "abc"}, headers=admin_headers())
+    assert bad_cursor.status_code == 400
+    assert bad_cursor.headers["content-type"].startswith("application/problem+json")
+    too_many = await client.get(url, params={"limit": "5000"}, headers=admin_headers())
+    assert too_many.status_code == 400
+    unknown = await client.get("/admin/v1/tenants/nope/events", headers=admin_headers())
+    assert unknown.status_code == 404
+    anonymous = await client.get(url)
+    assert anonymous.status_code == 401
+
+
+async def test_events_can_be_turned_off(db: Pool, tenant: TenantHandle) -> None:
+    schema = await schema_of(db, tenant.slug)
+    scope = provisioning.Scope(schema=schema, base_url="http://x", events=False)
+    await provisioning.create(db, USERS, scope, {"userName": "quiet@example.com"})
+    assert await outbox.read(db, schema, after=0, limit=10) == []
+
+
+async def test_other_features_record_user_linked(
+    client: Client, db: Pool, tenant: TenantHandle
+) -> None:
+    user = await tenant.create_user("linked@example.com")
+    schema = await schema_of(db, tenant.slug)
+    async with db.acquire() as conn, conn.transaction():
+        await events.record(conn, schema, [events.linked(user, {"matched_by": "userName"})])
+    last = (await all_events(client, tenant.slug))[-1]
+    assert last["type"] == "user.linked"
+    assert last["resource"]["id"] == user["id"]
+    assert last["previous"] == {"link": {"matched_by": "userName"}}
+
+
+async def test_retention_purges_old_events(
+    client: Client, db: Pool, settings: Settings, tenant: TenantHandle, migrated_database: str
+) -> None:
+    await tenant.create_user("old@example.com")
+    await tenant.create_user("new@example.com")
+    schema = await schema_of(db, tenant.slug)
+    await db.execute(
+        f'UPDATE "{schema}".events SET occurred_at = $1 WHERE sequence = 1',
+        datetime.now(UTC) - timedelta(days=settings.event_retention_days + 1),
+    )
+    worker = WebhookWorker(
+        db, dataclasses.replace(settings, event_retention_days=30), None, dsn=migrated_database
+    )
+    await worker.purge()
+    assert [e["sequence"] for e in await all_events(client, tenant.slug)] == [2]

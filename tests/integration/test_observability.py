@@ -1,0 +1,516 @@
+"""Traces, metrics and logs of real requests, read back from in-memory exporters and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import yaml
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client.parser import text_string_to_metric_families
+
+from observability.logging import JsonFormatter
+from observability.setup import Telemetry
+from service.app import create_app
+from service.settings import Settings
+from tests.integration.conftest import BASE_URL, TenantHandle, admin_headers, make_tenant
+
+Client = AsyncTestClient[Litestar]
+PASSWORD = "Tr0ub4dor&3-not-in-any-span"
+OKTA = {"User-Agent": "Okta SCIM Client 1.0.0"}
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        self.metrics = InMemoryMetricReader()
+
+
+@pytest.fixture(scope="module")
+def recorded() -> Recorded:
+    return Recorded()
+
+
+@pytest.fixture(scope="module")
+async def client(settings: Settings, recorded: Recorded) -> AsyncIterator[Client]:
+    telemetry = Telemetry(
+        span_exporter=recorded.spans,
+        metric_readers=[recorded.metrics],
+        tenant_labels="all",
+        batch_spans=False,
+    )
+    app = create_app(settings, telemetry)
+    async with AsyncTestClient(app, base_url=BASE_URL) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def tenant(client: Client, recorded: Recorded) -> TenantHandle:
+    handle = await make_tenant(client)
+    recorded.spans.clear()
+    return handle
+
+
+async def finished_spans(recorded: Recorded, server_spans: int) -> Sequence[ReadableSpan]:
+    """The spans so far, once ``server_spans`` requests have ended theirs.
+
+    A server span ends after the response went out, so the client may be a step ahead.
+    """
+    for _ in range(200):
+        spans = recorded.spans.get_finished_spans()
+        if sum(1 for span in spans if span.kind == SpanKind.SERVER) >= server_spans:
+            return spans
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"expected {server_spans} server spans, got {spans}")
+
+
+def server_span(spans: Sequence[ReadableSpan], name: str) -> ReadableSpan:
+    matching = [span for span in spans if span.kind == SpanKind.SERVER and span.name == name]
+    assert len(matching) == 1, [span.name for span in spans]
+    return matching[0]
+
+
+def ids(span: ReadableSpan) -> tuple[str, str]:
+    """(trace id, span id) in W3C hex."""
+    context = span.get_span_context()
+    assert context is not None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def children(spans: Sequence[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
+    parent_id = int(ids(parent)[1], 16)
+    return [span for span in spans if span.parent is not None and span.parent.span_id == parent_id]
+
+
+def attributes(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+USERS_ROUTE = "/scim/v2/{tenant}/Users"
+USER_ROUTE = "/scim/v2/{tenant}/Users/{resource_id}"
+
+
+async def test_create_is_one_server_span_with_http_and_scim_attributes(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    response = await client.post(
+        f"{tenant.scim}/Users",
+        json={"userName": "ada@example.com", "password": PASSWORD},
+        headers=tenant.auth() | OKTA,
+    )
+    assert response.status_code == 201, response.text
+    spans = await finished_spans(recorded, 1)
+    span = server_span(spans, f"POST {USERS_ROUTE}")
+    found = attributes(span)
+    tenant_id = found["scim.tenant.id"]
+    assert found == {
+        "http.request.method": "POST",
+        "url.path": f"{tenant.scim}/Users",
+        "url.scheme": "http",
+        "server.address": "scim.test",
+        "user_agent.original": OKTA["User-Agent"],
+        "http.route": USERS_ROUTE,
+        "http.response.status_code": 201,
+        "scim.tenant.id": tenant_id,
+        "scim.tenant.slug": tenant.slug,
+        "scim.resource_type": "User",
+        "scim.operation": "create",
+        "scim.client": "okta",
+    }
+    assert span.status.status_code == StatusCode.UNSET
+
+    statements = [child for child in children(spans, span) if "db.system.name" in attributes(child)]
+    assert statements, "the create ran SQL: it has database spans"
+    insert = next(s for s in statements if attributes(s)["db.query.summary"] == "INSERT users")
+    assert attributes(insert) == {
+        "db.system.name": "postgresql",
+        "db.namespace": f"t_{uuid.UUID(tenant_id).hex}",
+        "db.operation.name": "INSERT",
+        "db.query.summary": "INSERT users",
+    }
+    assert insert.kind == SpanKind.CLIENT
+    assert insert.name == "INSERT users"
+    rate_limit = [child for child in children(spans, span) if child.name == "scim.rate_limit"]
+    assert len(rate_limit) == 1
+
+
+async def test_patch_counts_its_operations(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    user = await tenant.create_user("grace@example.com")
+    recorded.spans.clear()
+    response = await client.patch(
+        f"{tenant.scim}/Users/{user['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [
+                {"op": "replace", "path": "displayName", "value": "Grace"},
+                {"op": "replace", "path": "active", "value": False},
+            ],
+        },
+        headers=tenant.auth() | {"User-Agent": "Microsoft.Identity.Provisioning"},
+    )
+    assert response.status_code == 200, response.text
+    span = server_span(await finished_spans(recorded, 1), f"PATCH {USER_ROUTE}")
+    found = attributes(span)
+    assert found["scim.operation"] == "patch"
+    assert found["scim.patch.operations"] == 2
+    assert found["scim.client"] == "entra"
+    assert found["http.route"] == USER_ROUTE
+
+
+async def test_list_reports_its_result_count(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    for name in ("a@example.com", "b@example.com", "c@example.com"):
+        await tenant.create_user(name)
+    recorded.spans.clear()
+    response = await client.get(f"{tenant.scim}/Users?count=2", headers=tenant.auth())
+    assert response.status_code == 200
+    span = server_span(await finished_spans(recorded, 1), f"GET {USERS_ROUTE}")
+    found = attributes(span)
+    assert found["scim.operation"] == "list"
+    assert found["scim.list.result_count"] == 2
+    assert found["scim.list.total_results"] == 3
+    # No User-Agent an IdP sends, so the tenant's configured IdP type names the client.
+    assert found["scim.client"] == "generic"
+
+
+async def test_conflict_carries_the_scim_type(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    await tenant.create_user("taken@example.com")
+    recorded.spans.clear()
+    response = await client.post(
+        f"{tenant.scim}/Users", json={"userName": "taken@example.com"}, headers=tenant.auth()
+    )
+    assert response.status_code == 409
+    span = server_span(await finished_spans(recorded, 1), f"POST {USERS_ROUTE}")
+    assert attributes(span)["scim.error.type"] == "uniqueness"
+    assert attributes(span)["http.response.status_code"] == 409
+    assert "error.type" not in attributes(span), "a 4xx is the client's error, not the span's"
+    assert span.status.status_code == StatusCode.UNSET
+
+
+async def test_unauthenticated_request_has_no_tenant_id(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    response = await client.get(
+        f"{tenant.scim}/Users", headers={"Authorization": "Bearer scimsk_wrong"}
+    )
+    assert response.status_code == 401
+    span = server_span(await finished_spans(recorded, 1), f"GET {USERS_ROUTE}")
+    found = attributes(span)
+    assert found["http.response.status_code"] == 401
+    assert found["scim.tenant.slug"] == tenant.slug
+    assert "scim.tenant.id" not in found
+    assert not children(recorded.spans.get_finished_spans(), span), (
+        "a malformed token is refused before any SQL"
+    )
+
+
+async def test_rate_limited_request(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    limited = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/rate-limit",
+        json={"per_second": 1, "burst": 1},
+        headers=admin_headers(),
+    )
+    assert limited.status_code == 200, limited.text
+    recorded.spans.clear()
+    statuses = [
+        (await client.get(f"{tenant.scim}/Users", headers=tenant.auth())).status_code
+        for _ in range(3)
+    ]
+    assert 429 in statuses, statuses
+    spans = await finished_spans(recorded, 3)
+    refused = [
+        span
+        for span in spans
+        if span.kind == SpanKind.SERVER and attributes(span)["http.response.status_code"] == 429
+    ]
+    assert refused
+    found = attributes(refused[0])
+    assert found["scim.tenant.slug"] == tenant.slug
+    assert "scim.tenant.id" in found
+    [check] = [child for child in children(spans, refused[0]) if child.name == "scim.rate_limit"]
+    assert check.status.status_code == StatusCode.ERROR
+
+
+async def test_unknown_route_is_traced_without_a_route(client: Client, recorded: Recorded) -> None:
+    recorded.spans.clear()
+    response = await client.get("/no/such/thing")
+    assert response.status_code == 404
+    [span] = [s for s in await finished_spans(recorded, 1) if s.kind == SpanKind.SERVER]
+    assert span.name == "GET"
+    assert "http.route" not in attributes(span)
+
+
+async def test_caller_traceparent_makes_the_server_span_a_child(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    response = await client.get(
+        f"{tenant.scim}/Users",
+        headers=tenant.auth() | {"traceparent": f"00-{trace_id}-{parent_id}-01"},
+    )
+    assert response.status_code == 200
+    span = server_span(await finished_spans(recorded, 1), f"GET {USERS_ROUTE}")
+    assert ids(span)[0] == trace_id
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == parent_id
+
+
+async def test_no_secret_in_any_span_or_log_line(
+    client: Client, tenant: TenantHandle, recorded: Recorded, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    issued = await client.post(f"/admin/v1/tenants/{tenant.slug}/tokens", headers=admin_headers())
+    token = issued.json()["token"]
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    created = await client.post(
+        f"{tenant.scim}/Users",
+        json={"userName": "secretive@example.com", "password": PASSWORD},
+        headers=auth,
+    )
+    assert created.status_code == 201
+    await client.patch(
+        f"{tenant.scim}/Users/{created.json()['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "password", "value": PASSWORD}],
+        },
+        headers=auth,
+    )
+    await client.get(f'{tenant.scim}/Users?filter=password eq "{PASSWORD}"', headers=auth)
+    await finished_spans(recorded, 4)
+
+    exported: list[str] = []
+    for span in recorded.spans.get_finished_spans():
+        exported.append(span.name)
+        exported.extend(f"{key}={value!r}" for key, value in attributes(span).items())
+        for event in span.events:
+            exported.append(event.name)
+            exported.extend(f"{key}={value!r}" for key, value in (event.attributes or {}).items())
+        exported.extend(str(value) for value in span.resource.attributes.values())
+    formatter = JsonFormatter()
+    # httpx is the test's client, which logs the URLs it sends: not the service's log.
+    lines = [formatter.format(record) for record in caplog.records if record.name != "httpx"]
+    access = [line for line in lines if '"logger":"scim.access"' in line]
+    assert len(access) >= 4, lines
+    for text in exported + lines:
+        assert token not in text
+        assert PASSWORD not in text
+        assert token[:20] not in text
+
+
+async def test_access_log_line_per_request(
+    client: Client, tenant: TenantHandle, recorded: Recorded, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="scim.access")
+    response = await client.post(
+        f"{tenant.scim}/Users", json={"userName": 7}, headers=tenant.auth() | OKTA
+    )
+    assert response.status_code == 400
+    span = server_span(await finished_spans(recorded, 1), f"POST {USERS_ROUTE}")
+    [record] = [r for r in caplog.records if r.name == "scim.access"]
+    assert record.levelno == logging.INFO
+    line = msgspec.json.decode(JsonFormatter().format(record))
+    assert (line["trace_id"], line["span_id"]) == ids(span)
+    assert line["tenant"] == tenant.slug
+    assert line["method"] == "POST"
+    assert line["route"] == USERS_ROUTE
+    assert line["status"] == 400
+    assert line["scimType"] == response.json()["scimType"]
+    assert line["client"] == "okta"
+    assert line["duration_ms"] > 0
+
+
+def metric_points(recorded: Recorded, name: str) -> list[tuple[dict[str, Any], Any]]:
+    data = recorded.metrics.get_metrics_data()
+    assert data is not None
+    return [
+        (dict(point.attributes or {}), point)
+        for resource_metrics in data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+async def test_metrics_by_tenant_operation_and_status(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    user = await tenant.create_user("metered@example.com")
+    await client.post(
+        f"{tenant.scim}/Users", json={"userName": "metered@example.com"}, headers=tenant.auth()
+    )
+    await client.patch(
+        f"{tenant.scim}/Users/{user['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}],
+        },
+        headers=tenant.auth(),
+    )
+    await client.delete(f"{tenant.scim}/Users/{user['id']}", headers=tenant.auth())
+    await finished_spans(recorded, 4)
+
+    requests = {
+        (labels["operation"], labels["status_code"]): point.value
+        for labels, point in metric_points(recorded, "scim.requests")
+        if labels["tenant"] == tenant.slug
+    }
+    expected = {("create", "201"), ("create", "409"), ("patch", "200"), ("delete", "204")}
+    assert requests == dict.fromkeys(expected, 1)
+    durations = [
+        (labels, point)
+        for labels, point in metric_points(recorded, "scim.request.duration")
+        if labels["tenant"] == tenant.slug
+    ]
+    assert {labels["status_class"] for labels, _ in durations} == {"2xx", "4xx"}
+    assert sum(point.count for _, point in durations) == 4
+    provisioned = {
+        labels["action"]: point.value
+        for labels, point in metric_points(recorded, "scim.provisioning.operations")
+        if labels["tenant"] == tenant.slug
+    }
+    assert provisioned == {"created": 1, "updated": 1, "deactivated": 1, "deleted": 1}
+    pool = {
+        labels["db.client.connection.state"]: point.value
+        for labels, point in metric_points(recorded, "db.client.connection.count")
+    }
+    assert set(pool) == {"idle", "used"}
+    assert sum(pool.values()) >= 1
+    [(_, active)] = metric_points(recorded, "scim.tenants.active")
+    assert active.value >= 1
+
+
+async def scrape(client: Client) -> dict[str, Any]:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+async def test_prometheus_endpoint_serves_the_same_metrics(
+    client: Client, tenant: TenantHandle
+) -> None:
+    await tenant.create_user("scraped@example.com")
+    await client.get(f"{tenant.scim}/Users", headers=tenant.auth())
+    families = await scrape(client)
+
+    requests = [
+        sample
+        for sample in families["scim_requests"].samples
+        if sample.labels.get("tenant") == tenant.slug
+    ]
+    assert {(s.labels["operation"], s.labels["status_code"], s.value) for s in requests} == {
+        ("create", "201", 1.0),
+        ("list", "200", 1.0),
+    }
+    assert all(s.name == "scim_requests_total" for s in requests)
+    buckets = [
+        sample
+        for sample in families["scim_request_duration_seconds"].samples
+        if sample.name.endswith("_bucket") and sample.labels.get("tenant") == tenant.slug
+    ]
+    assert {sample.labels["le"] for sample in buckets} >= {"0.005", "1.0", "+Inf"}
+    http = families["http_server_request_duration_seconds"].samples
+    assert any(sample.labels.get("http_route") == USERS_ROUTE for sample in http)
+    assert "db_client_connection_count" in families
+    assert "scim_tenants_active" in families
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+# Series Prometheus makes itself rather than scraping them from the service.
+PROMETHEUS_OWN = frozenset({"up"})
+_PROMQL_WORDS = frozenset(
+    {"by", "without", "and", "or", "unless", "on", "ignoring", "bool", "offset"}
+    | {"group_left", "group_right", "inf", "nan"}
+)
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names an expression selects (a PromQL reader just good enough for ours)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values and strings
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w$.])([A-Za-z_:][\w:]*)\b(?!\s*\()", text):
+        if match[1].lower() not in _PROMQL_WORDS:
+            names.add(match[1])
+    return names
+
+
+def dashboard_and_rule_queries() -> dict[str, str]:
+    queries = {}
+    for path in sorted((DEPLOY / "grafana").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                queries[f"{path.name}: {panel['title']}"] = target["expr"]
+        for variable in dashboard["templating"]["list"]:
+            if variable["type"] == "query":
+                inner = re.fullmatch(r"label_values\((\w+),\s*\w+\)", variable["query"])
+                assert inner, variable["query"]
+                queries[f"{path.name}: ${variable['name']}"] = inner[1]
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            queries[f"alerts.yml: {rule['alert']}"] = rule["expr"]
+    return queries
+
+
+def test_promql_reader() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le, operation) (rate(a_bucket{x="y",z=~"1|2"}[5m])))'
+        " / on(instance) b_total and c > 0.4 offset 5m"
+    )
+    assert promql_metric_names(expr) == {"a_bucket", "b_total", "c"}
+
+
+async def test_dashboards_and_alerts_query_only_exported_metrics(
+    client: Client, tenant: TenantHandle
+) -> None:
+    await tenant.create_user("dashboarded@example.com")
+    await client.get(f"{tenant.scim}/Users", headers=tenant.auth())
+    assert (await client.get("/readyz")).status_code == 200
+    families = await scrape(client)
+    exported = {sample.name for family in families.values() for sample in family.samples}
+    queries = dashboard_and_rule_queries()
+    assert len(queries) > 20
+    for where, expr in queries.items():
+        names = promql_metric_names(expr)
+        assert names, f"{where}: no metric in {expr!r}"
+        unknown = names - exported - PROMETHEUS_OWN
+        assert not unknown, f"{where} queries {sorted(unknown)}, which /metrics does not export"
+
+
+def test_collector_and_scrape_configs_are_complete() -> None:
+    collector = yaml.safe_load((DEPLOY / "otel-collector" / "config.yaml").read_text())
+    pipelines = collector["service"]["pipelines"]
+    assert set(pipelines) == {"traces", "metrics"}
+    for pipeline in pipelines.values():
+        assert pipeline["receivers"] == ["otlp"]
+        for kind in ("receivers", "processors", "exporters"):
+            assert set(pipeline[kind]) <= set(collector[kind])
+    scrape_config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert scrape_config["rule_files"] == ["alerts.yml"]
+    assert {job["metrics_path"] for job in scrape_config["scrape_configs"]} == {"/metrics"}

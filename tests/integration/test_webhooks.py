@@ -1,0 +1,348 @@
+"""Webhooks end to end: registration, signed delivery in order, retries, dead letters, workers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from service.app import create_app
+from service.postgres import Pool, create_pool
+from service.settings import Settings
+from service.webhooks.signing import SecretBox
+from service.webhooks.worker import WebhookWorker
+from tests.integration import receiver as receivers
+from tests.integration.conftest import BASE_URL, Client, TenantHandle, admin_headers, make_tenant
+
+
+def fast(settings: Settings, **overrides: Any) -> Settings:
+    """Short retry delays and polling, so retries and dead letters happen within a test."""
+    defaults: dict[str, Any] = {
+        "webhook_retry_schedule": (0.05, 0.05, 0.05),
+        "worker_poll_seconds": 0.05,
+        "webhook_timeout_seconds": 5.0,
+    }
+    return dataclasses.replace(settings, **(defaults | overrides))
+
+
+@pytest.fixture(autouse=True)
+async def no_endpoints_left(db: Pool) -> AsyncIterator[None]:
+    """Workers serve every endpoint in the database: each test starts and ends with none."""
+    await db.execute("DELETE FROM scim_control.webhook_endpoints")
+    yield
+    await db.execute("DELETE FROM scim_control.webhook_endpoints")
+
+
+@pytest.fixture
+def make_tenants(client: Client) -> Callable[[int], Awaitable[list[TenantHandle]]]:
+    async def make(count: int) -> list[TenantHandle]:
+        return [await make_tenant(client) for _ in range(count)]
+
+    return make
+
+
+@asynccontextmanager
+async def worker(settings: Settings, dsn: str, **overrides: Any) -> AsyncIterator[WebhookWorker]:
+    configured = fast(settings, **overrides)
+    assert configured.secret_key is not None
+    pool = await create_pool(dsn, min_size=1, max_size=4)
+    running = WebhookWorker(pool, configured, SecretBox(configured.secret_key), dsn=dsn)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+        await pool.close()
+
+
+async def register(
+    client: Client, url: str, *, slug: str | None = None, events: list[str] | None = None
+) -> dict[str, Any]:
+    path = f"/admin/v1/tenants/{slug}/webhooks" if slug else "/admin/v1/webhooks"
+    body: dict[str, Any] = {"url": url} | ({"events": events} if events else {})
+    response = await client.post(path, json=body, headers=admin_headers())
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def verify(secret: str, received: receivers.Received) -> dict[str, Any]:
+    """Checked by the independent `standardwebhooks` implementation, not by our code."""
+    verified: dict[str, Any] = Webhook(secret).verify(received.body, received.headers)
+    return verified
+
+
+async def test_register_list_get_delete(client: Client, db: Pool, tenant: TenantHandle) -> None:
+    created = await register(client, "https://example.com/hook", slug=tenant.slug)
+    assert created["secret"].startswith("whsec_")
+    assert created["tenant"] == tenant.slug
+    assert created["events"] is None
+    global_one = await register(client, "https://example.com/all", events=["user.created"])
+    assert global_one["tenant"] is None
+    assert global_one["events"] == ["user.created"]
+
+    listed = await client.get(f"/admin/v1/tenants/{tenant.slug}/webhooks", headers=admin_headers())
+    assert [e["id"] for e in listed.json()["webhooks"]] == [created["id"]]
+    everything = await client.get("/admin/v1/webhooks", headers=admin_headers())
+    assert {e["id"] for e in everything.json()["webhooks"]} == {created["id"], global_one["id"]}
+    one = await client.get(f"/admin/v1/webhooks/{created['id']}", headers=admin_headers())
+    assert one.status_code == 200
+    assert "secret" not in one.json()
+    assert all("secret" not in e for e in everything.json()["webhooks"])
+
+    stored = await db.fetchval(
+        "SELECT secret FROM scim_control.webhook_endpoints WHERE id = $1::uuid", created["id"]
+    )
+    assert created["secret"].removeprefix("whsec_").encode() not in stored
+    assert created["secret"].encode() not in stored
+
+    deleted = await client.delete(f"/admin/v1/webhooks/{created['id']}", headers=admin_headers())
+    assert deleted.status_code == 204
+    gone = await client.get(f"/admin/v1/webhooks/{created['id']}", headers=admin_headers())
+    assert gone.status_code == 404
+    assert gone.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_registration_errors(client: Client, tenant: TenantHandle) -> None:
+    path = f"/admin/v1/tenants/{tenant.slug}/webhooks"
+    for body in (
+        {"url": "ftp://example.com"},
+        {"url": "https://example.com", "events": ["user.exploded"]},
+        {"url": "https://example.com", "events": []},
+    ):
+        response = await client.post(path, json=body, headers=admin_headers())
+        assert response.status_code == 400, body
+        assert response.headers["content-type"].startswith("application/problem+json")
+    unknown = await client.post(
+        "/admin/v1/tenants/nope/webhooks", json={"url": "https://x.test"}, headers=admin_headers()
+    )
+    assert unknown.status_code == 404
+    anonymous = await client.post("/admin/v1/webhooks", json={"url": "https://x.test"})
+    assert anonymous.status_code == 401
+
+
+async def test_events_arrive_signed_and_in_order(
+    client: Client, settings: Settings, migrated_database: str, tenant: TenantHandle
+) -> None:
+    async with receivers.running() as receiver:
+        endpoint = await register(client, receiver.url, slug=tenant.slug)
+        users = [await tenant.create_user(f"s{n}@example.com") for n in range(5)]
+        async with worker(settings, migrated_database):
+            await receiver.wait_for(5)
+    verified = [verify(endpoint["secret"], received) for received in receiver.accepted]
+    assert [event["sequence"] for event in verified] == [1, 2, 3, 4, 5]
+    assert [event["resource"]["id"] for event in verified] == [user["id"] for user in users]
+    assert {event["type"] for event in verified} == {"user.created"}
+    assert receiver.accepted[0].headers["webhook-id"] == verified[0]["id"]
+    with pytest.raises(WebhookVerificationError):
+        verify("whsec_" + "A" * 43 + "=", receiver.accepted[0])
+
+
+async def test_only_chosen_event_types_are_delivered(
+    client: Client, settings: Settings, migrated_database: str, tenant: TenantHandle
+) -> None:
+    async with receivers.running() as receiver:
+        await register(client, receiver.url, slug=tenant.slug, events=["user.deleted"])
+        user = await tenant.create_user("short-lived@example.com")
+        await client.delete(f"{tenant.scim}/Users/{user['id']}", headers=tenant.auth())
+        async with worker(settings, migrated_database):
+            await receiver.wait_for(1)
+            await asyncio.sleep(0.3)
+    assert [r.event["type"] for r in receiver.requests] == ["user.deleted"]
+
+
+async def test_a_failing_receiver_gets_every_event_in_order_after_retries(
+    client: Client, settings: Settings, migrated_database: str, tenant: TenantHandle
+) -> None:
+    def fails_three_times(index: int) -> tuple[int, float]:
+        return (503 if index < 3 else 200), 0.0
+
+    async with receivers.running(fails_three_times) as receiver:
+        endpoint = await register(client, receiver.url, slug=tenant.slug)
+        for n in range(4):
+            await tenant.create_user(f"r{n}@example.com")
+        async with worker(settings, migrated_database) as running:
+            await receiver.wait_for(4)
+            await running.idle()  # the last attempt is recorded after the receiver answered
+    assert [r.event["sequence"] for r in receiver.accepted] == [1, 2, 3, 4]
+    # The first event was retried; nothing overtook it.
+    assert [r.event["sequence"] for r in receiver.requests] == [1, 1, 1, 1, 2, 3, 4]
+
+    attempts = await client.get(
+        f"/admin/v1/webhooks/{endpoint['id']}/attempts", headers=admin_headers()
+    )
+    recorded = list(reversed(attempts.json()["attempts"]))
+    assert [a["status_code"] for a in recorded] == [503, 503, 503, 200, 200, 200, 200]
+    assert recorded[0]["error"] == "HTTP 503"
+    assert recorded[-1]["error"] is None
+    assert all(a["latency_ms"] >= 0 for a in recorded)
+
+
+async def test_dead_letters_wait_for_a_replay(
+    client: Client, settings: Settings, migrated_database: str, tenant: TenantHandle
+) -> None:
+    healthy = False
+
+    def down_until_fixed(_: int) -> tuple[int, float]:
+        return (200 if healthy else 500), 0.0
+
+    async with receivers.running(down_until_fixed) as receiver:
+        endpoint = await register(client, receiver.url, slug=tenant.slug)
+        await tenant.create_user("d1@example.com")
+        await tenant.create_user("d2@example.com")
+        deliveries = f"/admin/v1/webhooks/{endpoint['id']}/deliveries"
+        async with worker(settings, migrated_database):
+            deadline = time.monotonic() + 20
+            dead: list[dict[str, Any]] = []
+            while len(dead) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                response = await client.get(
+                    deliveries, params={"status": "dead"}, headers=admin_headers()
+                )
+                dead = response.json()["deliveries"]
+            assert sorted(d["sequence"] for d in dead) == [1, 2]
+            head = next(d for d in dead if d["sequence"] == 1)
+            assert head["attempts"] == 4  # the first try and three retries
+            assert head["last_error"] == "HTTP 500"
+            # Only the head was tried: the backlog behind it waits with it.
+            assert {r.event["sequence"] for r in receiver.requests} == {1}
+
+            healthy = True
+            replay = await client.post(
+                f"/admin/v1/webhooks/{endpoint['id']}/replay", headers=admin_headers()
+            )
+            assert replay.status_code == 200
+            assert replay.json() == {"replayed": 2}
+            await receiver.wait_for(2)
+    assert [r.event["sequence"] for r in receiver.accepted] == [1, 2]
+    again = await client.post(
+        f"/admin/v1/webhooks/{endpoint['id']}/replay",
+        json={"delivery_id": head["id"]},
+        headers=admin_headers(),
+    )
+    assert again.status_code == 404
+
+
+async def test_rotation_signs_with_both_secrets_during_the_overlap(
+    client: Client, settings: Settings, migrated_database: str, tenant: TenantHandle
+) -> None:
+    async with receivers.running() as receiver:
+        endpoint = await register(client, receiver.url, slug=tenant.slug)
+        rotated = await client.post(
+            f"/admin/v1/webhooks/{endpoint['id']}/rotate",
+            json={"overlap_seconds": 3600},
+            headers=admin_headers(),
+        )
+        assert rotated.status_code == 201
+        new_secret = rotated.json()["secret"]
+        assert new_secret != endpoint["secret"]
+        assert rotated.json()["previous_secret_expires_at"] is not None
+        await tenant.create_user("rot@example.com")
+        async with worker(settings, migrated_database):
+            await receiver.wait_for(1)
+            ended = await client.post(
+                f"/admin/v1/webhooks/{endpoint['id']}/rotate",
+                json={"overlap_seconds": 0},
+                headers=admin_headers(),
+            )
+            await tenant.create_user("rot2@example.com")
+            await receiver.wait_for(2)
+    during, after = receiver.accepted
+    assert len(during.headers["webhook-signature"].split()) == 2
+    verify(endpoint["secret"], during)
+    verify(new_secret, during)
+    verify(ended.json()["secret"], after)
+    with pytest.raises(WebhookVerificationError):
+        verify(new_secret, after)
+
+
+async def test_two_workers_never_deliver_the_same_event(
+    client: Client,
+    settings: Settings,
+    migrated_database: str,
+    make_tenants: Callable[[int], Awaitable[list[TenantHandle]]],
+) -> None:
+    tenants = await make_tenants(3)
+    async with receivers.running(lambda _: (200, 0.01)) as receiver:
+        for handle in tenants:
+            await register(client, receiver.url, slug=handle.slug)
+        for n in range(10):
+            for handle in tenants:
+                await handle.create_user(f"w{n}@example.com")
+        async with (
+            worker(settings, migrated_database, webhook_concurrency=2),
+            worker(settings, migrated_database, webhook_concurrency=2),
+        ):
+            await receiver.wait_for(30)
+            await asyncio.sleep(0.5)
+    ids = Counter(r.headers["webhook-id"] for r in receiver.requests)
+    assert len(ids) == 30
+    assert set(ids.values()) == {1}
+    for handle in tenants:
+        sequences = [
+            r.event["sequence"]
+            for r in receiver.accepted
+            if r.event["tenant"]["slug"] == handle.slug
+        ]
+        assert sequences == list(range(1, 11))
+
+
+async def test_a_slow_receiver_does_not_slow_scim_down(
+    client: Client, settings: Settings, migrated_database: str, tenant: TenantHandle
+) -> None:
+    async def median_create_seconds(prefix: str) -> float:
+        timings = []
+        for n in range(15):
+            started = time.perf_counter()
+            await tenant.create_user(f"{prefix}{n}@example.com")
+            timings.append(time.perf_counter() - started)
+        return statistics.median(timings)
+
+    async with (
+        receivers.running(lambda _: (200, 2.0)) as receiver,
+        worker(settings, migrated_database, webhook_timeout_seconds=10.0),
+    ):
+        baseline = await median_create_seconds("before")
+        await register(client, receiver.url, slug=tenant.slug)
+        with_slow_receiver = await median_create_seconds("after")
+        # The worker is indeed stuck on the slow receiver meanwhile.
+        await receiver.wait_for_request()
+        assert receiver.in_flight == 1
+    # Coupled delivery would add the receiver's 2 s to every create: a ratio in the hundreds.
+    assert with_slow_receiver / baseline < 5, (baseline, with_slow_receiver)
+
+
+async def test_serve_runs_the_worker_in_its_lifespan(
+    settings: Settings, tenant: TenantHandle
+) -> None:
+    configured = fast(settings, worker_in_process=True)
+    async with (
+        receivers.running() as receiver,
+        AsyncTestClient(create_app(configured), base_url=BASE_URL) as own_client,
+    ):
+        endpoint = await register(own_client, receiver.url, slug=tenant.slug)
+        response = await own_client.post(
+            f"{tenant.scim}/Users", json={"userName": "life@example.com"}, headers=tenant.auth()
+        )
+        assert response.status_code == 201
+        await receiver.wait_for(1)
+    assert verify(endpoint["secret"], receiver.accepted[0])["type"] == "user.created"
+
+
+async def test_without_a_secret_key_webhooks_cannot_be_registered(settings: Settings) -> None:
+    configured = dataclasses.replace(settings, secret_key=None)
+    async with AsyncTestClient(create_app(configured), base_url=BASE_URL) as own_client:
+        response = await own_client.post(
+            "/admin/v1/webhooks", json={"url": "https://example.com"}, headers=admin_headers()
+        )
+    assert response.status_code == 503
+    assert "SCIM_SECRET_KEY" in response.json()["detail"]

@@ -1,0 +1,1 @@
+"""Helpers the tests share: throw-away servers they start and stop themselves."""

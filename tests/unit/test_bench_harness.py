@@ -1,0 +1,104 @@
+"""The benchmark's own pieces that can be wrong without any service: HTTP parsing, statistics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.bench.httpclient import Connection
+from tests.bench.loadgen import Samples
+from tests.bench.report import Report, percentile
+from tests.bench.run import summarise_profile
+
+_ANSWERS = {
+    b"/length": b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nhello",
+    b"/chunked": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n"
+    ),
+    b"/empty": b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"/close": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[int, list[int]]]:
+    """A server answering by path; it records how many connections it accepted."""
+    accepted: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            path = head.split(b" ")[1]
+            writer.write(_ANSWERS[path])
+            await writer.drain()
+            if path == b"/close":
+                break
+        writer.close()
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        yield port, accepted
+
+
+async def test_client_reads_every_body_framing_and_reuses_connections(
+    server: tuple[int, list[int]],
+) -> None:
+    port, accepted = server
+    conn = Connection("127.0.0.1", port)
+    assert await conn.request("POST", "/length", b"X-A: b\r\n", b"{}") == (201, b"hello")
+    assert await conn.request("GET", "/chunked") == (200, b"abcdefg")
+    assert await conn.request("DELETE", "/empty") == (204, b"")
+    assert len(accepted) == 1
+    assert await conn.request("GET", "/close") == (200, b"until the end")
+    assert await conn.request("GET", "/length") == (201, b"hello")
+    assert len(accepted) == 2
+    await conn.close()
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([], 50) == 0
+    assert percentile([7.0], 99) == 7
+
+
+def test_report_counts_errors_per_request_kind() -> None:
+    samples = Samples()
+    samples.latencies["lookup"].extend([1.0, 2.0, 3.0])
+    samples.latencies["create"].extend([4.0])
+    samples.errors["create"] += 2
+    samples.started, samples.ended = 10.0, 12.0
+    report = Report(meta={}, config={})
+    report.add("cycle", "svc", samples)
+    lookup = report.row("cycle", "svc", "lookup")
+    assert lookup is not None
+    assert (lookup.requests, lookup.rps, lookup.p50) == (3, 1.5, 2.0)
+    everything = report.row("cycle", "svc", "(all requests)")
+    assert everything is not None
+    assert (everything.requests, everything.errors) == (4, 2)
+    assert report.errors == 2
+
+
+def test_profile_summary_separates_self_from_inclusive_time(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.txt"
+    profile.write_text("main;handler;json 3\nmain;handler 1\nmain;db 4\n")
+    summary = summarise_profile(profile)
+    assert summary["self_percent"][0] == ("db", 50.0)
+    assert ("handler", 50.0) in summary["inclusive_percent"]
+    assert summary["inclusive_percent"][0] == ("main", 100.0)

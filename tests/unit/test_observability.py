@@ -1,0 +1,266 @@
+"""The pure parts of observability: SQL summaries, route classification, tenant labels, setup."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+from observability.database import describe
+from observability.logging import JsonFormatter
+from observability.middleware import _server, classify, route_of
+from observability.setup import (
+    TelemetryConfigError,
+    metric_reader_from_env,
+    resource_from_env,
+    span_exporter_from_env,
+)
+from observability.tenants import Strategy, TenantLabels, parse_strategy
+from service.scim.clients import detect_client
+
+SCHEMA = "t_0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        (
+            f'INSERT INTO "{SCHEMA}".users AS r (id, resource) VALUES ($1, $2) RETURNING r.id',
+            ("INSERT", "INSERT users", SCHEMA),
+        ),
+        (
+            f'SELECT r.id FROM "{SCHEMA}".users r WHERE r.id = $1 FOR UPDATE',
+            ("SELECT", "SELECT users", SCHEMA),
+        ),
+        (
+            f'WITH removed AS (DELETE FROM "{SCHEMA}".group_members WHERE member_id = $1 '
+            f'RETURNING group_id) UPDATE "{SCHEMA}".groups SET version = version + 1',
+            ("UPDATE", "UPDATE group_members groups", SCHEMA),
+        ),
+        (
+            "SELECT t.id FROM scim_control.tenants AS t "
+            "LEFT JOIN scim_control.rate_limits AS r ON r.tenant = t.id WHERE t.slug = $1",
+            ("SELECT", "SELECT tenants rate_limits", "scim_control"),
+        ),
+        (
+            f'SELECT m.id FROM unnest($2::uuid[]) AS m(id) JOIN "{SCHEMA}".users u ON true',
+            ("SELECT", "SELECT users", SCHEMA),
+        ),
+        ("SELECT pg_notify($1, $2)", ("SELECT", "SELECT pg_notify", None)),
+        ("BEGIN ISOLATION LEVEL READ COMMITTED;", ("BEGIN", "BEGIN", None)),
+        ("", ("UNKNOWN", "UNKNOWN", None)),
+    ],
+)
+def test_statements_are_summarised_without_values(
+    sql: str, expected: tuple[str, str, str | None]
+) -> None:
+    assert describe(sql) == expected
+
+
+def test_a_summary_names_at_most_three_tables() -> None:
+    sql = "SELECT 1 FROM a JOIN b ON true JOIN c ON true JOIN d ON true JOIN a ON true"
+    assert describe(sql)[1] == "SELECT a b c"
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "expected"),
+    [
+        ("GET", "/scim/v2/{tenant}/Users", ("User", "list")),
+        ("POST", "/scim/v2/{tenant}/Users", ("User", "create")),
+        ("POST", "/scim/v2/{tenant}/Groups/.search", ("Group", "search")),
+        ("GET", "/scim/v2/{tenant}/Groups/{resource_id}", ("Group", "get")),
+        ("PUT", "/scim/v2/{tenant}/Users/{resource_id}", ("User", "replace")),
+        ("PATCH", "/scim/v2/{tenant}/Users/{resource_id}", ("User", "patch")),
+        ("DELETE", "/scim/v2/{tenant}/Groups/{resource_id}", ("Group", "delete")),
+        ("POST", "/scim/v2/{tenant}/.search", ("root", "search")),
+        ("POST", "/scim/v2/{tenant}/Bulk", ("Bulk", "bulk")),
+        ("GET", "/scim/v2/{tenant}/ServiceProviderConfig", ("ServiceProviderConfig", "get")),
+        ("GET", "/scim/v2/{tenant}/Schemas", ("Schemas", "list")),
+        ("GET", "/scim/v2/{tenant}/ResourceTypes/{type_id}", ("ResourceTypes", "get")),
+        ("GET", "/admin/v1/tenants", None),
+        ("GET", "/readyz", None),
+    ],
+)
+def test_routes_are_classified(method: str, route: str, expected: tuple[str, str] | None) -> None:
+    assert classify(method, route) == expected
+
+
+def test_route_templates_lose_their_parameter_types() -> None:
+    assert route_of("/scim/v2/{tenant:str}/Users/{resource_id:str}") == (
+        "/scim/v2/{tenant}/Users/{resource_id}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("scim.example.com", ("scim.example.com", None)),
+        ("scim.example.com:8443", ("scim.example.com", 8443)),
+        ("[::1]:8000", ("::1", 8000)),
+        ("[2001:db8::1]", ("2001:db8::1", None)),
+        (None, ("10.0.0.5", 8000)),
+    ],
+)
+def test_server_address_and_port(host: str | None, expected: tuple[str, int | None]) -> None:
+    assert _server({"server": ("10.0.0.5", 8000)}, host) == expected
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "idp_type", "expected"),
+    [
+        ("Microsoft.Identity.Provisioning/1.0", "generic", "entra"),
+        ("Okta SCIM Client 1.0.0", "entra", "okta"),
+        ("OneLogin SCIM", None, "onelogin"),
+        ("Google-Auto-Provisioning", "generic", "google"),
+        ("JumpCloud SCIM Client", "generic", "jumpcloud"),
+        ("curl/8.5.0", "okta", "okta"),
+        (None, "jumpcloud", "jumpcloud"),
+        ("python-httpx/0.28", "generic", "generic"),
+        (None, "something-new", "generic"),
+    ],
+)
+def test_client_detection(user_agent: str | None, idp_type: str | None, expected: str) -> None:
+    assert detect_client(user_agent, idp_type) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("all", Strategy("all")),
+        ("none", Strategy("none")),
+        ("top:25", Strategy("top", top=25)),
+        ("allow:acme, contoso", Strategy("allow", allowed=frozenset({"acme", "contoso"}))),
+    ],
+)
+def test_tenant_label_strategies_parse(raw: str, expected: Strategy) -> None:
+    assert parse_strategy(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["top:0", "top:x", "allow:", "some", ""])
+def test_bad_tenant_label_strategies_are_refused(raw: str) -> None:
+    with pytest.raises(ValueError, match=r"top|allow|expected"):
+        parse_strategy(raw)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_top_n_admits_the_first_tenants_then_keeps_the_busiest() -> None:
+    clock = Clock()
+    labels = TenantLabels(parse_strategy("top:2"), refresh_seconds=60, clock=clock)
+    assert labels.seen("a") == "a"
+    assert labels.seen("b") == "b"
+    assert labels.seen("c") == "other", "the set is full"
+    for _ in range(10):
+        labels.seen("c")
+    labels.seen("b")
+    clock.now += 61
+    # The refresh ranks c (11 requests) and b (2) above a (1).
+    assert labels.seen("c") == "c"
+    assert labels.seen("a") == "other"
+    assert labels.label("b") == "b"
+    assert labels.label("a") == "other"
+    assert labels.label(None) == "other"
+
+
+def test_allow_list_none_and_all() -> None:
+    allow = TenantLabels(parse_strategy("allow:acme"))
+    assert (allow.seen("acme"), allow.seen("other-co")) == ("acme", "other")
+    assert allow.label("acme") == "acme", "allowed tenants are labelled before their first call"
+    nobody = TenantLabels(parse_strategy("none"))
+    assert nobody.seen("acme") == "other"
+    everyone = TenantLabels(parse_strategy("all"))
+    assert everyone.label("acme") == "other", "not yet authenticated"
+    assert everyone.seen("acme") == "acme"
+    assert everyone.label("acme") == "acme"
+
+
+def test_active_tenants_are_those_seen_in_the_last_five_minutes() -> None:
+    clock = Clock()
+    labels = TenantLabels(parse_strategy("none"), clock=clock)
+    labels.seen("a")
+    clock.now += 200
+    labels.seen("b")
+    assert labels.active() == 2
+    clock.now += 200
+    assert labels.active() == 1
+
+
+def test_no_endpoint_means_no_span_exporter() -> None:
+    assert span_exporter_from_env({}) is None
+    assert metric_reader_from_env({}) is None
+
+
+def test_an_otlp_endpoint_selects_the_http_exporters() -> None:
+    env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}
+    assert isinstance(span_exporter_from_env(env), OTLPSpanExporter)
+    assert metric_reader_from_env(env) is None, "a traces endpoint says nothing about metrics"
+    both = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    assert metric_reader_from_env(both) is not None
+
+
+def test_exporter_switches() -> None:
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    assert span_exporter_from_env({**endpoint, "OTEL_SDK_DISABLED": "true"}) is None
+    assert span_exporter_from_env({**endpoint, "OTEL_TRACES_EXPORTER": "none"}) is None
+    assert isinstance(
+        span_exporter_from_env({"OTEL_TRACES_EXPORTER": "console"}), ConsoleSpanExporter
+    )
+    with pytest.raises(TelemetryConfigError, match="zipkin"):
+        span_exporter_from_env({**endpoint, "OTEL_TRACES_EXPORTER": "zipkin"})
+    with pytest.raises(TelemetryConfigError, match="http/json"):
+        span_exporter_from_env({**endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+def test_service_name_defaults_to_ours_and_honours_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    assert resource_from_env().attributes["service.name"] == "scim-platform"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "scim-eu")
+    assert resource_from_env().attributes["service.name"] == "scim-eu"
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=scim-us,region=us")
+    resource = resource_from_env()
+    assert (resource.attributes["service.name"], resource.attributes["region"]) == (
+        "scim-us",
+        "us",
+    )
+
+
+def _record(message: str, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("scim.access", logging.INFO, __file__, 1, message, (), None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_log_fields_are_merged_and_redacted() -> None:
+    token = "scimsk_" + "a" * 38
+    line = msgspec.json.decode(
+        JsonFormatter().format(
+            _record("GET /x 200", fields={"status": 200, "path": f"/x/{token}", "message": "no"})
+        )
+    )
+    assert line["status"] == 200
+    assert line["path"] == "/x/[REDACTED]"
+    assert line["message"] == "GET /x 200", "a field cannot overwrite the standard keys"
+    assert "trace_id" not in line
+
+
+def test_log_lines_inside_a_span_carry_its_ids() -> None:
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("work") as span:
+        line = msgspec.json.decode(JsonFormatter().format(_record("inside")))
+    context = span.get_span_context()
+    assert line["trace_id"] == format(context.trace_id, "032x")
+    assert line["span_id"] == format(context.span_id, "016x")
