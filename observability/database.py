@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from observability import attributes as attr
 from observability import request_context
@@ -66,6 +67,21 @@ def describe(sql: str) -> tuple[str, str, str | None]:
     return operation, summary, schema
 
 
+@lru_cache(maxsize=4096)
+def _span_plan(sql: str) -> tuple[str, dict[str, AttributeValue]] | None:
+    """The name and attributes of a statement's span, built once per statement text;
+    None for statements that name no schema (see `_traced`)."""
+    operation, summary, schema = describe(sql)
+    if schema is None:
+        return None
+    return summary, {
+        attr.DB_SYSTEM_NAME: attr.DB_SYSTEM_POSTGRESQL,
+        attr.DB_NAMESPACE: schema,
+        attr.DB_OPERATION_NAME: operation,
+        attr.DB_QUERY_SUMMARY: summary,
+    }
+
+
 class TracedConnection(asyncpg.Connection):
     """An asyncpg connection whose statements are spans when a request is traced."""
 
@@ -89,21 +105,14 @@ async def _traced(method: Any, query: str, args: tuple[Any, ...], kwargs: dict[s
     info = request_context.current()
     if info is None or not info.traced or info.telemetry.tracer is None:
         return await method(query, *args, **kwargs)
-    operation, summary, schema = describe(query)
-    if schema is None:
+    plan = _span_plan(query)
+    if plan is None:
         # Transaction control, the pool's reset on release, `pg_notify`: no table, no
         # tenant. A span costs about as much to make as to export; these are left out.
         return await method(query, *args, **kwargs)
-    span = info.telemetry.tracer.start_span(
-        summary,
-        kind=SpanKind.CLIENT,
-        attributes={
-            attr.DB_SYSTEM_NAME: attr.DB_SYSTEM_POSTGRESQL,
-            attr.DB_NAMESPACE: schema,
-            attr.DB_OPERATION_NAME: operation,
-            attr.DB_QUERY_SUMMARY: summary,
-        },
-    )
+    summary, attributes = plan
+    # The SDK copies the attributes into the span, so one dict serves every execution.
+    span = info.telemetry.tracer.start_span(summary, kind=SpanKind.CLIENT, attributes=attributes)
     try:
         return await method(query, *args, **kwargs)
     except BaseException as exc:

@@ -28,6 +28,7 @@ from service.routes.health import healthz, readyz
 from service.routes.provisioning_admin import ProvisioningAdminController
 from service.routes.rate_limits import RateLimitController
 from service.routes.resources import GroupsController, UsersController
+from service.routes.roles_guard import RolesGuardController
 from service.routes.scim_http import error_response
 from service.routes.tenant_root import TenantRootController
 from service.scim.errors import ScimError
@@ -152,6 +153,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
             AdminController,
             EventsController,
             ProvisioningAdminController,
+            RolesGuardController,
             RateLimitController,
             healthz,
             readyz,
@@ -175,6 +177,10 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
             title="SCIM platform admin API", version="1.0.0", path="/schema"
         ),
         debug=False,
+        # Logging is ours (`observability.logging`: JSON, redacted, written in place).
+        # Litestar's default config would replace the root handler with a queue to a
+        # thread and a plain-text formatter: unredacted lines, and a handoff per line.
+        logging_config=None,
     )
     # Outside Litestar's routing, so that requests matching no route are traced too.
     app.asgi_handler = TelemetryMiddleware(app.asgi_handler, telemetry)

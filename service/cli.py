@@ -16,10 +16,9 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-import msgspec
-
 from observability.logging import configure_logging
-from service import cli_provisioning, cli_webhooks
+from service import cli_provisioning, cli_roles_guard, cli_webhooks, serving
+from service.cli_output import emit
 from service.settings import Settings, SettingsError
 from tenants.errors import ControlPlaneError, NotFound
 
@@ -27,13 +26,6 @@ if TYPE_CHECKING:
     from observability.setup import Telemetry
 
 DEMO_SLUG = "demo"
-
-
-def _emit(value: Any, as_json: bool, human: Callable[[], str]) -> None:
-    if as_json:
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(value).decode()) + "\n")
-    else:
-        sys.stdout.write(human() + "\n")
 
 
 def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -138,7 +130,7 @@ async def _migrate_everything(ctx: _Context, *, as_json: bool, quiet: bool = Fal
         ctx.pool, concurrency=ctx.settings.migrate_concurrency, progress=progress
     )
     if not quiet:
-        _emit(
+        emit(
             dataclasses.asdict(report) | {"latest_version": LATEST_VERSION},
             as_json,
             lambda: (
@@ -166,10 +158,10 @@ def _cmd_tenants(args: argparse.Namespace, settings: Settings) -> Callable[[Any]
         registry = ctx.registry
         if args.action == "create":
             tenant = await registry.create(args.slug, args.name or args.slug, args.idp)
-            _emit(tenant, args.json, lambda: _tenant_text(tenant))
+            emit(tenant, args.json, lambda: _tenant_text(tenant))
         elif args.action == "list":
             tenants = await registry.list()
-            _emit(
+            emit(
                 tenants,
                 args.json,
                 lambda: _table(
@@ -179,10 +171,10 @@ def _cmd_tenants(args: argparse.Namespace, settings: Settings) -> Callable[[Any]
             )
         elif args.action == "show":
             tenant = await registry.get(args.slug)
-            _emit(tenant, args.json, lambda: _tenant_text(tenant))
+            emit(tenant, args.json, lambda: _tenant_text(tenant))
         elif args.action in ("enable", "disable"):
             tenant = await registry.set_status(args.slug, f"{args.action}d")
-            _emit(tenant, args.json, lambda: f"tenant {tenant.slug} is {tenant.status}")
+            emit(tenant, args.json, lambda: f"tenant {tenant.slug} is {tenant.status}")
         elif args.action == "update":
             changes = TenantChanges()
             if args.name is not None:
@@ -194,10 +186,10 @@ def _cmd_tenants(args: argparse.Namespace, settings: Settings) -> Callable[[Any]
                     None if args.token_grace < 0 else args.token_grace
                 )
             tenant = await registry.update(args.slug, changes)
-            _emit(tenant, args.json, lambda: _tenant_text(tenant))
+            emit(tenant, args.json, lambda: _tenant_text(tenant))
         elif args.action == "delete":
             await registry.delete(args.slug, confirm=args.confirm)
-            _emit({"deleted": args.slug}, args.json, lambda: f"tenant {args.slug} deleted")
+            emit({"deleted": args.slug}, args.json, lambda: f"tenant {args.slug} deleted")
         elif args.action == "rate-limit":
             await _rate_limit(ctx, args)
 
@@ -235,7 +227,7 @@ async def _rate_limit(ctx: _Context, args: argparse.Namespace) -> None:
         info = await store.set(args.slug, RateLimitChanges(**given))
     else:
         info = await store.get(args.slug)
-    _emit(info, args.json, lambda: _rate_limit_text(info))
+    emit(info, args.json, lambda: _rate_limit_text(info))
 
 
 def _cmd_tokens(args: argparse.Namespace, settings: Settings) -> Callable[[Any], Awaitable[None]]:
@@ -245,16 +237,16 @@ def _cmd_tokens(args: argparse.Namespace, settings: Settings) -> Callable[[Any],
             issued = await tokens.issue(
                 args.slug, name=args.name, expires_in_seconds=args.expires_in
             )
-            _emit(issued, args.json, lambda: _issued_text(issued))
+            emit(issued, args.json, lambda: _issued_text(issued))
         elif args.action == "rotate":
             issued = await tokens.rotate(args.slug, args.token_id, grace_seconds=args.grace)
-            _emit(issued, args.json, lambda: _issued_text(issued))
+            emit(issued, args.json, lambda: _issued_text(issued))
         elif args.action == "revoke":
             revoked = await tokens.revoke(args.slug, args.token_id)
-            _emit(revoked, args.json, lambda: f"token {revoked.id} revoked")
+            emit(revoked, args.json, lambda: f"token {revoked.id} revoked")
         elif args.action == "list":
             listed = await tokens.list(args.slug)
-            _emit(listed, args.json, lambda: _token_rows(listed))
+            emit(listed, args.json, lambda: _token_rows(listed))
 
     return run
 
@@ -267,7 +259,7 @@ def _cmd_requests(args: argparse.Namespace, settings: Settings) -> Callable[[Any
     async def run(ctx: _Context) -> None:
         days = settings.request_log_retention_days
         report = await purge_expired(ctx.pool, timedelta(days=days))
-        _emit(
+        emit(
             dataclasses.asdict(report) | {"retention_days": days},
             args.json,
             lambda: (
@@ -280,9 +272,6 @@ def _cmd_requests(args: argparse.Namespace, settings: Settings) -> Callable[[Any
 
 
 def _serve(settings: Settings, *, demo: bool, telemetry: Telemetry) -> None:
-    import uvicorn
-
-    from service.app import create_app
     from tenants.secrets import ADMIN_TOKEN_PREFIX, generate_secret
 
     if settings.admin_token is None:
@@ -328,19 +317,14 @@ def _serve(settings: Settings, *, demo: bool, telemetry: Telemetry) -> None:
         print("\n".join(banner), flush=True)
     elif settings.admin_token and admin_note.startswith("generated"):
         print(f"Admin token ({admin_note}): {settings.admin_token}", flush=True)
-    uvicorn.run(
-        create_app(settings, telemetry),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    serving.serve(settings, telemetry)
 
 
 def _add_feature_parsers(commands: Any) -> None:
     """Commands whose code lives in a module of their own."""
     cli_provisioning.add_parsers(commands)
     cli_webhooks.add_parsers(commands)
+    cli_roles_guard.add_parsers(commands)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -350,8 +334,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="migrate, then serve SCIM and the admin API")
-    serve.add_argument("--host", help="listen address (default SCIM_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default SCIM_PORT or 8000)")
+    serving.add_arguments(serve)
     serve.add_argument(
         "--demo",
         action="store_true",
@@ -437,7 +420,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = dataclasses.replace(settings, database_url=resolve_database_url(settings))
     if args.command == "serve":
         settings = dataclasses.replace(
-            settings, host=args.host or settings.host, port=args.port or settings.port
+            settings,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=args.workers or settings.workers,
         )
         from observability.setup import Telemetry, TelemetryConfigError
 
@@ -465,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action = cli_provisioning.handler(args)
     elif args.command in cli_webhooks.COMMANDS:
         action = cli_webhooks.handler(args, settings)
+    elif args.command in cli_roles_guard.COMMANDS:
+        action = cli_roles_guard.handler(args, settings)
     else:
         action = handlers[args.command](args, settings)
     try:

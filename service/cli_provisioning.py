@@ -12,8 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
-
+from service.cli_output import emit
 from tenants.errors import InvalidInput
 from tenants.policies import DEPROVISION_MODES, LINK_MODES, PolicyChanges, PolicyStore
 
@@ -50,13 +49,6 @@ def add_parsers(commands: Any) -> None:
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _emit(value: Any, as_json: bool, human: str) -> None:
-    if as_json:
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(value).decode()) + "\n")
-    else:
-        sys.stdout.write(human + "\n")
-
-
 def _read_mapping(path: str) -> Any:
     try:
         text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
@@ -75,13 +67,13 @@ def handler(args: argparse.Namespace) -> Callable[[Any], Awaitable[None]]:
 
             purged = await purge_all(ctx.pool, args.slug)
             text = "\n".join(f"{slug}: {n} purged" for slug, n in purged.items())
-            _emit(purged, args.json, text or "no tenants")
+            emit(purged, args.json, text or "no tenants")
         elif args.command == "mapping":
             if args.action == "set":
                 await store.set_mapping(args.slug, _read_mapping(args.file))
             mapping = await store.mapping(args.slug)
             text = "\n".join(f"{field} <- {source}" for field, source in mapping.items())
-            _emit(mapping, args.json, text or "no mapping")
+            emit(mapping, args.json, text or "no mapping")
         else:
             if args.action == "set":
                 changes = PolicyChanges()
@@ -95,7 +87,7 @@ def handler(args: argparse.Namespace) -> Callable[[Any], Awaitable[None]]:
                     changes.retention_days = args.retention_days
                 await store.update(args.slug, changes)
             view = await store.view(args.slug)
-            _emit(
+            emit(
                 view,
                 args.json,
                 f"link_mode:        {view.link_mode}\n"

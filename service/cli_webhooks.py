@@ -13,8 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
-
+from service.cli_output import emit
 from service.settings import Settings
 
 COMMANDS = ("webhooks", "worker")
@@ -42,13 +41,6 @@ def add_parsers(commands: Any) -> None:
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _emit(value: Any, as_json: bool, human: str) -> None:
-    if as_json:
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(value).decode()) + "\n")
-    else:
-        sys.stdout.write(human + "\n")
-
-
 def handler(args: argparse.Namespace, settings: Settings) -> Callable[[Any], Awaitable[None]]:
     if args.command == "worker":
         return lambda ctx: _run_worker(settings)
@@ -60,7 +52,7 @@ def handler(args: argparse.Namespace, settings: Settings) -> Callable[[Any], Awa
         store = WebhookStore(ctx.pool, secret_box(settings))
         if args.action == "list":
             endpoints = await store.endpoints(args.tenant)
-            _emit(
+            emit(
                 endpoints,
                 args.json,
                 "\n".join(
@@ -72,7 +64,7 @@ def handler(args: argparse.Namespace, settings: Settings) -> Callable[[Any], Awa
             )
         elif args.action == "deliveries":
             found = await store.deliveries(args.endpoint_id, status=args.status, limit=args.limit)
-            _emit(
+            emit(
                 found,
                 args.json,
                 "\n".join(
@@ -84,7 +76,7 @@ def handler(args: argparse.Namespace, settings: Settings) -> Callable[[Any], Awa
             )
         elif args.action == "replay":
             count = await store.replay(args.endpoint_id, delivery_id=args.delivery)
-            _emit({"replayed": count}, args.json, f"{count} dead-lettered delivery(ies) queued")
+            emit({"replayed": count}, args.json, f"{count} dead-lettered delivery(ies) queued")
 
     return run
 

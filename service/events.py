@@ -35,6 +35,7 @@ GROUP_UPDATED: Final = "group.updated"
 GROUP_DELETED: Final = "group.deleted"
 GROUP_MEMBER_ADDED: Final = "group.member_added"
 GROUP_MEMBER_REMOVED: Final = "group.member_removed"
+USER_ROLES_CHANGED: Final = "user.roles_changed"
 
 EVENT_TYPES: Final = (
     USER_CREATED,
@@ -48,6 +49,7 @@ EVENT_TYPES: Final = (
     GROUP_DELETED,
     GROUP_MEMBER_ADDED,
     GROUP_MEMBER_REMOVED,
+    USER_ROLES_CHANGED,
 )
 
 _UNCOMPARED: Final = frozenset({"meta", "schemas", "id", "members", "groups"})
@@ -75,26 +77,40 @@ def profile(resource: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in resource.items() if key not in ("members", "groups")}
 
 
-def _event(kind: str, resource: dict[str, Any], previous: dict[str, Any] | None = None) -> NewEvent:
+Roles = list[str] | None
+"""A user's effective roles (`service.roles`); None when the tenant has no role mapping,
+and then user events carry no `roles` at all."""
+
+
+def _event(
+    kind: str,
+    resource: dict[str, Any],
+    previous: dict[str, Any] | None = None,
+    roles: Roles = None,
+) -> NewEvent:
     resource_type = resource["meta"]["resourceType"]
+    data = profile(resource)
+    if roles is not None:
+        data["roles"] = roles
     return NewEvent(
         id=new_event_id(),
         type=f"{resource_type.lower()}.{kind}",
         resource_type=resource_type,
         resource_id=uuid.UUID(resource["id"]),
-        data=profile(resource),
+        data=data,
         previous=previous,
     )
 
 
-def created(resource: dict[str, Any]) -> NewEvent:
+def created(resource: dict[str, Any], roles: Roles = None) -> NewEvent:
     """``resource`` is the new resource's SCIM representation."""
-    return _event("created", resource)
+    return _event("created", resource, roles=roles)
 
 
-def deleted(resource: dict[str, Any]) -> NewEvent:
-    """``resource`` is the representation the resource had before it was deleted."""
-    return _event("deleted", resource)
+def deleted(resource: dict[str, Any], roles: Roles = None) -> NewEvent:
+    """``resource`` is the representation the resource had before it was deleted;
+    ``roles`` the roles the user had until then."""
+    return _event("deleted", resource, roles=roles)
 
 
 def previous_values(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +119,7 @@ def previous_values(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
     return {key: before.get(key) for key in sorted(keys) if before.get(key) != after.get(key)}
 
 
-def changed(before: dict[str, Any], after: dict[str, Any]) -> NewEvent | None:
+def changed(before: dict[str, Any], after: dict[str, Any], roles: Roles = None) -> NewEvent | None:
     """The event of an update from ``before`` to ``after``; None when no attribute changed."""
     previous = previous_values(before, after)
     if not previous:
@@ -113,12 +129,32 @@ def changed(before: dict[str, Any], after: dict[str, Any]) -> NewEvent | None:
         was_active, is_active = before.get("active", True), after.get("active", True)
         if was_active != is_active:
             kind = "reactivated" if is_active else "deactivated"
-    return _event(kind, after, previous)
+    return _event(kind, after, previous, roles)
 
 
-def linked(user: dict[str, Any], how: dict[str, Any]) -> NewEvent:
+def linked(user: dict[str, Any], how: dict[str, Any], roles: Roles = None) -> NewEvent:
     """An existing user claimed by the IdP; ``how`` says how it was matched."""
-    return _event("linked", user, {"link": how})
+    return _event("linked", user, {"link": how}, roles)
+
+
+def roles_changed(
+    user_id: uuid.UUID, user_name: str, previous: list[str], roles: list[str]
+) -> NewEvent:
+    """A user's effective roles changed through its groups or the tenant's role mapping."""
+    return NewEvent(
+        id=new_event_id(),
+        type=USER_ROLES_CHANGED,
+        resource_type="User",
+        resource_id=user_id,
+        data={
+            "id": str(user_id),
+            "userName": user_name,
+            "roles": roles,
+            "added": sorted(set(roles) - set(previous)),
+            "removed": sorted(set(previous) - set(roles)),
+        },
+        previous={"roles": previous},
+    )
 
 
 class MembershipChanges:
@@ -137,6 +173,10 @@ class MembershipChanges:
         for member_id, member_type in members:
             if self._added.pop(member_id, None) is None:
                 self._removed[member_id] = member_type
+
+    def touched(self) -> list[Member]:
+        """Every member whose membership changed, added or removed."""
+        return [*self._added.items(), *self._removed.items()]
 
     def events(self, group: dict[str, Any]) -> list[NewEvent]:
         """One event per member added or removed, in a stable order."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from observability import instruments, request_context
 from observability.attributes import ACTION_CREATED, ACTION_DELETED
-from service import events, passwords
+from service import events, guard, passwords, roles, write_state
 from service.postgres import Connection, Pool
 from service.scim import patch, resources, validation
 from service.scim.errors import ScimError, not_found
@@ -29,6 +29,7 @@ from service.store.paging import ListQuery
 from service.store.resources import GROUPS, USERS, Row, Table, insert, page, touch, update
 from service.store.resources import delete as delete_row
 from service.store.resources import get as get_row
+from service.write_state import WriteState
 from tenants import policies
 
 
@@ -159,9 +160,55 @@ def _event_body(table: Table, scope: Scope, row: Row) -> dict[str, Any]:
     return _body(table, scope, row, {}, {})
 
 
-async def _record(conn: Connection, scope: Scope, *batches: Sequence[NewEvent | None]) -> None:
-    if scope.events:
-        await events.record(conn, scope.schema, [event for batch in batches for event in batch])
+async def _record(
+    conn: Connection, scope: Scope, state: WriteState, *batches: Sequence[NewEvent | None]
+) -> None:
+    if not scope.events:
+        return
+    found = [event for batch in batches for event in batch if event is not None]
+    if scope.tenant_id is None:
+        await events.record(conn, scope.schema, found)
+    else:
+        # Through the mass-deprovisioning guard, which may hold some of them.
+        await guard.record(
+            conn, scope.schema, scope.tenant_id, found, was_tripped=state.guard_tripped
+        )
+
+
+async def _state(conn: Connection, scope: Scope, table: Table) -> WriteState:
+    """The write's roles tracker and guard state (`service.write_state`)."""
+    return await write_state.read(conn, scope.schema, scope.tenant_id, group=table is GROUPS)
+
+
+async def _locked_with_state(
+    conn: Connection, table: Table, scope: Scope, raw_id: str
+) -> tuple[Row, WriteState]:
+    """The resource, locked, and the write's state.
+
+    A group write takes the roles lock before its row lock, as it may go on to
+    lock other groups; a user write reads its state after locking the user, so
+    it sees a guard tripped by the write it waited for.
+    """
+    if table is GROUPS:
+        state = await _state(conn, scope, table)
+        return await _locked(conn, table, scope, raw_id), state
+    row = await _locked(conn, table, scope, raw_id)
+    return row, await _state(conn, scope, table)
+
+
+async def _group_roles(
+    conn: Connection,
+    tracker: roles.Tracker | None,
+    before: Row | None,
+    after: Row,
+    members: events.MembershipChanges,
+) -> list[NewEvent]:
+    if tracker is None:
+        return []
+    old = None if before is None else roles.keys(before["resource"])
+    return await tracker.group_changed(
+        conn, after["id"], old, roles.keys(after["resource"]), members.touched()
+    )
 
 
 def _new_state(table: Table, payload: Any) -> dict[str, Any]:
@@ -193,7 +240,9 @@ async def create(
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
     async with pool.acquire() as conn, conn.transaction():
-        claimed = await _claim(conn, scope, resource) if table is USERS else None
+        state = await _state(conn, scope, table)
+        tracker = state.roles
+        claimed = await _claim(conn, scope, resource, state) if table is USERS else None
         row = claimed or await insert(conn, table, scope.schema, resource)
         instruments.provisioned(table.resource_type.name, ACTION_CREATED)
         if password_hash is not None:
@@ -204,11 +253,25 @@ async def create(
         body = await render(conn, table, scope, row, projection, related_exist=table is GROUPS)
         if claimed is None:
             created = _event_body(table, scope, row)
-            await _record(conn, scope, [events.created(created)], members.events(created))
+            if table is USERS:
+                user_roles = None if tracker is None else (await tracker.user(conn, row["id"]))[0]
+                await _record(conn, scope, state, [events.created(created, user_roles)])
+            else:
+                role_events = await _group_roles(conn, tracker, None, row, members)
+                await _record(
+                    conn,
+                    scope,
+                    state,
+                    [events.created(created)],
+                    members.events(created),
+                    role_events,
+                )
         return body
 
 
-async def _claim(conn: Connection, scope: Scope, resource: dict[str, Any]) -> Row | None:
+async def _claim(
+    conn: Connection, scope: Scope, resource: dict[str, Any], state: WriteState
+) -> Row | None:
     """The pre-loaded or soft-deleted user a POSTed one is, adopted; None if there is none.
 
     Matching follows the tenant's policy. A soft-deleted user is restored (its
@@ -249,9 +312,13 @@ async def _claim(conn: Connection, scope: Scope, resource: dict[str, Any]) -> Ro
         "matched_value": matched_value,
         "client": scope.client,
     }
+    tracker = state.roles
+    user_roles = None if tracker is None else (await tracker.user(conn, row["id"]))[0]
     # A restored user was reported deleted; to the product it comes back as created.
-    event = events.linked(after, how) if preloaded else events.created(after)
-    await _record(conn, scope, [event])
+    event = (
+        events.linked(after, how, user_roles) if preloaded else events.created(after, user_roles)
+    )
+    await _record(conn, scope, state, [event])
     return row
 
 
@@ -295,9 +362,10 @@ async def replace(
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
     async with pool.acquire() as conn, conn.transaction():
-        row = await _locked(conn, table, scope, raw_id)
+        row, state = await _locked_with_state(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
         validation.check_immutable(table.resource_type, row["resource"], resource)
+        old_row = row
         before = _event_body(table, scope, row)
         # A PUT repeating a user's stored state (Okta's full-object updates) changes
         # nothing; a group's members are compared as its PUT rewrites them.
@@ -312,8 +380,42 @@ async def replace(
         body = await render(conn, table, scope, row, projection)
         after = _event_body(table, scope, row)
         instruments.changed(table.resource_type.name, before, after)
-        await _record(conn, scope, [events.changed(before, after)], members.events(after))
+        await _record_change(
+            conn,
+            scope,
+            state,
+            table=table,
+            rows=(old_row, row),
+            bodies=(before, after),
+            members=members,
+        )
         return body
+
+
+async def _record_change(
+    conn: Connection,
+    scope: Scope,
+    state: WriteState,
+    *,
+    table: Table,
+    rows: tuple[Row, Row],
+    bodies: tuple[dict[str, Any], dict[str, Any]],
+    members: events.MembershipChanges,
+) -> None:
+    """The events of a PUT or PATCH: the change, its members, the roles it moved."""
+    before, after = bodies
+    tracker = state.roles
+    if table is GROUPS:
+        role_events = await _group_roles(conn, tracker, rows[0], rows[1], members)
+        await _record(
+            conn, scope, state, [events.changed(before, after)], members.events(after), role_events
+        )
+        return
+    user_roles: list[str] | None = None
+    role_events = []
+    if tracker is not None:
+        user_roles, role_events = await tracker.user(conn, rows[1]["id"])
+    await _record(conn, scope, state, [events.changed(before, after, user_roles)], role_events)
 
 
 async def apply_patch(
@@ -330,8 +432,9 @@ async def apply_patch(
     operations = patch.parse_patch_request(body)
     request_context.note_patch_operations(len(operations))
     async with pool.acquire() as conn, conn.transaction():
-        row = await _locked(conn, table, scope, raw_id)
+        row, state = await _locked_with_state(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
+        old_row = row
         result = patch.apply_patch(table.resource_type, row["resource"], operations)
         if result.password is not None:
             password_hash = await asyncio.to_thread(passwords.hash_password, result.password)
@@ -348,7 +451,15 @@ async def apply_patch(
         rendered = await render(conn, table, scope, row, projection)
         after = _event_body(table, scope, row)
         instruments.changed(table.resource_type.name, before, after)
-        await _record(conn, scope, [events.changed(before, after)], members.events(after))
+        await _record_change(
+            conn,
+            scope,
+            state,
+            table=table,
+            rows=(old_row, row),
+            bodies=(before, after),
+            members=members,
+        )
         return rendered
 
 
@@ -384,8 +495,19 @@ async def delete(
     pool: Pool, table: Table, scope: Scope, raw_id: str, *, if_match: str | None = None
 ) -> None:
     async with pool.acquire() as conn, conn.transaction():
+        # A user's delete locks the groups it leaves, so it takes the roles lock first too.
+        state = await _state(conn, scope, table)
+        tracker = state.roles
         row = await _locked(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
+        user_roles: list[str] | None = None
+        inside: set[uuid.UUID] = set()
+        if tracker is not None and table is USERS:
+            user_roles = await tracker.forget(conn, row["id"])
+        elif tracker is not None:
+            inside = await tracker.users_affected_by_delete(
+                conn, row["id"], roles.keys(row["resource"])
+            )
         if table is USERS and (await _policy(conn, scope)).deprovision_mode != "hard_delete":
             # Kept until the policy's purge; SCIM clients get 404 from now on (RFC 7644 3.6).
             left = await lifecycle.soft_delete(conn, scope.schema, row["id"])
@@ -393,11 +515,14 @@ async def delete(
             left = await delete_row(conn, table, scope.schema, row["id"])
         instruments.provisioned(table.resource_type.name, ACTION_DELETED)
         member = (row["id"], table.resource_type.name)
+        role_events = [] if tracker is None else await tracker.after_delete(conn, inside)
         await _record(
             conn,
             scope,
-            [events.deleted(_event_body(table, scope, row))],
+            state,
+            [events.deleted(_event_body(table, scope, row), user_roles)],
             events.removed_from_groups(member, left),
+            role_events,
         )
 
 

@@ -9,9 +9,10 @@ tenant's policy comes cached with the tenant, see `tenants.auth`):
    in this process (each replica has its own database pool, so the cap is per
    process). Over it: 429, `Retry-After: 1`, at once, without charging the rate.
 2. Rate: a moving window of `burst` requests per `burst / per_second` seconds
-   (the `limits` package; in memory, or in Redis when `REDIS_URL` is set so
-   every replica shares one window). Over it: 429 with `Retry-After` until
-   the oldest request in the window leaves it.
+   (in memory, see `service.moving_window`; or in Redis with the `limits`
+   package when `REDIS_URL` is set, so every replica shares one window).
+   Over it: 429 with `Retry-After` until the oldest request in the window
+   leaves it.
 3. Capacity: at most `SCIM_DB_POOL_MAX - 1` SCIM requests of all tenants in
    flight in this process. A SCIM request holds at most one connection at a
    time, so admitted requests never queue on the pool behind each other; one
@@ -46,13 +47,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from litestar import Litestar
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import ConnectionPool
 
+from service.moving_window import MovingWindows
 from service.scim.errors import ScimError
 from service.settings import Settings
 from tenants.context import TenantContext
@@ -137,10 +139,15 @@ class RateLimiter:
         self._capacity = asyncio.Semaphore(max(1, settings.db_pool_max - 1))
         self._in_flight: dict[uuid.UUID, int] = {}
         self._connections: ConnectionPool | None = None
-        storage: Storage = MemoryStorage()
-        if settings.redis_url is not None:
+        # In memory, the windows are plain data checked synchronously (see
+        # `service.moving_window`); shared through Redis, the `limits` package's script.
+        self._local: MovingWindows | None = None
+        self._shared: MovingWindowRateLimiter | None = None
+        if settings.redis_url is None:
+            self._local = MovingWindows()
+        else:
             storage, self._connections = _redis_storage(settings.redis_url)
-        self._window = MovingWindowRateLimiter(storage)
+            self._shared = MovingWindowRateLimiter(storage)
         self._warned_at = -_WARN_EVERY_SECONDS
         self.storage_failures = 0
         """Rate checks that could not reach Redis: exported as a metric by observability."""
@@ -187,15 +194,22 @@ class RateLimiter:
         self, tenant: TenantContext, policy: RateLimitPolicy, headers: list[tuple[str, str]]
     ) -> str | None:
         """Count the request in the tenant's window; its RateLimit item, or None if unknown."""
-        item = RateLimitItemPerSecond(policy.burst, policy.window_seconds, namespace="scim")
-        key = str(tenant.id)
-        try:
-            allowed = await self._window.hit(item, key)
-            stats = await self._window.get_window_stats(item, key)
-        except StorageError as exc:
-            self._storage_failed(exc, headers)
-            return None
-        reset_in = _seconds_until(stats.reset_time)
+        if self._local is not None:
+            # Keyed by the limits too: a changed limit starts a fresh window.
+            key = (tenant.id, policy.burst, policy.window_seconds)
+            allowed, reset_time, remaining = self._local.hit(
+                key, policy.burst, policy.window_seconds
+            )
+        else:
+            assert self._shared is not None
+            item = RateLimitItemPerSecond(policy.burst, policy.window_seconds, namespace="scim")
+            try:
+                allowed = await self._shared.hit(item, str(tenant.id))
+                reset_time, remaining = await self._shared.get_window_stats(item, str(tenant.id))
+            except StorageError as exc:
+                self._storage_failed(exc, headers)
+                return None
+        reset_in = _seconds_until(reset_time)
         if not allowed:
             headers += [
                 ("RateLimit", f'"requests";r=0;t={reset_in}'),
@@ -208,7 +222,7 @@ class RateLimiter:
                 f"Retry after {reset_in} s.",
                 headers,
             )
-        return f'"requests";r={stats.remaining};t={reset_in}'
+        return f'"requests";r={remaining};t={reset_in}'
 
     def _storage_failed(self, exc: StorageError, headers: list[tuple[str, str]]) -> None:
         self.storage_failures += 1

@@ -43,6 +43,9 @@ class AdminUser(msgspec.Struct, kw_only=True):
     created: datetime
     last_modified: datetime
     version: int
+    roles: list[str] | None = None
+    """Effective roles (`service.roles`): default roles and those of its groups, nested
+    ones too; null when the tenant has no role mapping, empty for users not provisioned."""
 
 
 class Link(msgspec.Struct, kw_only=True):

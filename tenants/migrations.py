@@ -182,6 +182,34 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
             WHERE resource_id IS NOT NULL;
         """,
     ),
+    TenantMigration(
+        6,
+        "effective roles of users, events held by the mass-deprovisioning guard",
+        """
+        -- Each user's effective roles as last reported in an event, kept only
+        -- while the tenant has a role mapping: a change compares against this
+        -- row to know whether to emit user.roles_changed. No foreign key, so
+        -- writing it never locks the user row another write may hold.
+        CREATE TABLE {schema}.user_roles (
+            user_id uuid PRIMARY KEY,
+            roles text[] NOT NULL
+        );
+        -- Events the guard keeps out of the outbox until an operator releases
+        -- (appended to the outbox in `position` order) or discards them.
+        CREATE TABLE {schema}.held_events (
+            position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id uuid NOT NULL UNIQUE,
+            user_id uuid NOT NULL,
+            type text NOT NULL,
+            resource_type text NOT NULL,
+            resource_id uuid NOT NULL,
+            occurred_at timestamptz NOT NULL DEFAULT now(),
+            data jsonb NOT NULL,
+            previous jsonb
+        );
+        CREATE INDEX held_events_user_idx ON {schema}.held_events (user_id);
+        """,
+    ),
 )
 
 LATEST_VERSION = TENANT_MIGRATIONS[-1].version

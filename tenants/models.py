@@ -12,6 +12,7 @@ from piccolo.columns import (
     UUID,
     Array,
     BigInt,
+    Boolean,
     Bytea,
     ForeignKey,
     Integer,
@@ -133,6 +134,33 @@ class WebhookAttempt(Table, tablename="webhook_attempts", schema=CONTROL_SCHEMA)
     status_code = Integer(null=True, default=None)
     latency_ms = Integer()
     error = Text(null=True, default=None)
+
+
+class RoleMapping(Table, tablename="role_mappings", schema=CONTROL_SCHEMA):
+    """A tenant's default roles and group-to-role rules (`service.roles`)."""
+
+    tenant = ForeignKey(references=Tenant, on_delete=OnDelete.cascade, primary_key=True)
+    default_roles = Array(base_column=Text(), default=[])
+    group_rules = JSONB(default=[])
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class DeprovisionGuard(Table, tablename="deprovision_guards", schema=CONTROL_SCHEMA):
+    """A tenant's mass-deprovisioning guard: settings (NULL: default) and state.
+
+    See `service.guard`.
+    """
+
+    tenant = ForeignKey(references=Tenant, on_delete=OnDelete.cascade, primary_key=True)
+    enabled = Boolean(null=True, default=None)
+    threshold_percent = Integer(null=True, default=None)
+    window_seconds = Integer(null=True, default=None)
+    min_users = Integer(null=True, default=None)
+    window_started_at = Timestamptz(null=True, default=None)
+    window_users = Integer(default=0)
+    window_deprovisions = Integer(default=0)
+    tripped_at = Timestamptz(null=True, default=None)
+    updated_at = Timestamptz(default=TimestamptzNow())
 
 
 TENANT_TABLES = (Tenant, Token, TenantSettings, ProvisioningPolicy, RateLimit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import msgspec
@@ -9,7 +10,8 @@ from litestar import Controller, MediaType, Request, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from service import deprovisioning, setup_guide, user_admin
+from service import deprovisioning, roles, setup_guide, user_admin
+from service.postgres import Pool
 from service.routes.admin import admin_guard
 from service.settings import Settings
 from service.store import lifecycle
@@ -37,6 +39,16 @@ class Preload(msgspec.Struct, forbid_unknown_fields=True):
 class PreloadReport(msgspec.Struct):
     created: int
     results: list[PreloadResult]
+
+
+async def _with_roles(
+    pool: Pool, tenant_id: uuid.UUID, schema: str, users: list[AdminUser]
+) -> list[AdminUser]:
+    found = await roles.effective(pool, schema, tenant_id, [uuid.UUID(user.id) for user in users])
+    if found is not None:
+        for user in users:
+            user.roles = found.get(uuid.UUID(user.id), [])
+    return users
 
 
 class LinkList(msgspec.Struct):
@@ -116,18 +128,21 @@ class ProvisioningAdminController(Controller):
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"offset must be 0 or more and limit 1 to {MAX_PAGE}")
         policies = PolicyStore(state.pool)
-        _, schema = await policies.tenant(slug)
+        tenant_id, schema = await policies.tenant(slug)
         mapping = await policies.mapping(slug)
         total, rows = await lifecycle.users(state.pool, schema, offset=offset, limit=limit)
-        return UserList(total, [user_admin.admin_user(row, mapping) for row in rows])
+        users = [user_admin.admin_user(row, mapping) for row in rows]
+        return UserList(total, await _with_roles(state.pool, tenant_id, schema, users))
 
     @get("/users/{user_id:str}")
     async def get_user(
         self, state: State, slug: FromPath[str], user_id: FromPath[str]
     ) -> AdminUser:
         policies = PolicyStore(state.pool)
-        _, schema = await policies.tenant(slug)
-        return await user_admin.get(state.pool, schema, user_id, await policies.mapping(slug))
+        tenant_id, schema = await policies.tenant(slug)
+        user = await user_admin.get(state.pool, schema, user_id, await policies.mapping(slug))
+        [user] = await _with_roles(state.pool, tenant_id, schema, [user])
+        return user
 
     @get("/links")
     async def list_links(self, state: State, slug: FromPath[str]) -> LinkList:

@@ -122,16 +122,12 @@ async def members_of(
     return members
 
 
-async def groups_of(
-    conn: Connection | Pool, schema: str, member_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[tuple[uuid.UUID, str, bool]]]:
-    """The groups each user is in, directly or through nested groups.
+def _reach(qualified: str) -> str:
+    """`reach(member_id, group_id, depth)`: each group a member of `$1` is in, through nesting.
 
-    Returns, per member, (group id, group displayName, direct?). The depth
-    bound keeps a membership cycle from recursing forever.
+    The depth bound keeps a membership cycle from recursing forever.
     """
-    qualified = quoted_schema(schema)
-    rows = await conn.fetch(
+    return (
         "WITH RECURSIVE reach(member_id, group_id, depth) AS ("
         f" SELECT member_id, group_id, 1 FROM {qualified}.group_members"
         " WHERE member_id = ANY($1::uuid[])"
@@ -140,7 +136,20 @@ async def groups_of(
         f" JOIN {qualified}.group_members m ON m.member_id = r.group_id"
         " WHERE r.depth < 32"
         ") "
-        "SELECT r.member_id, r.group_id, g.display_name, min(r.depth) AS depth FROM reach r "
+    )
+
+
+async def groups_of(
+    conn: Connection | Pool, schema: str, member_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[tuple[uuid.UUID, str, bool]]]:
+    """The groups each user is in, directly or through nested groups.
+
+    Returns, per member, (group id, group displayName, direct?).
+    """
+    qualified = quoted_schema(schema)
+    rows = await conn.fetch(
+        _reach(qualified)
+        + "SELECT r.member_id, r.group_id, g.display_name, min(r.depth) AS depth FROM reach r "
         f"JOIN {qualified}.groups g ON g.id = r.group_id "
         "GROUP BY r.member_id, r.group_id, g.display_name ORDER BY r.member_id, g.display_name",
         member_ids,
@@ -149,3 +158,45 @@ async def groups_of(
     for row in rows:
         found[row["member_id"]].append((row["group_id"], row["display_name"], row["depth"] == 1))
     return found
+
+
+GroupKeys = tuple[str, str | None]
+"""A group's displayName and externalId: what a role mapping matches groups by."""
+
+
+async def group_keys_of(
+    conn: Connection | Pool, schema: str, member_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[GroupKeys]]:
+    """The keys of every group each member is in, directly or through nested groups."""
+    qualified = quoted_schema(schema)
+    rows = await conn.fetch(
+        _reach(qualified)
+        + "SELECT DISTINCT r.member_id, g.display_name, g.external_id FROM reach r "
+        f"JOIN {qualified}.groups g ON g.id = r.group_id",
+        member_ids,
+    )
+    found: dict[uuid.UUID, list[GroupKeys]] = defaultdict(list)
+    for row in rows:
+        found[row["member_id"]].append((row["display_name"], row["external_id"]))
+    return found
+
+
+async def users_under(
+    conn: Connection | Pool, schema: str, group_ids: list[uuid.UUID]
+) -> set[uuid.UUID]:
+    """The users in these groups, directly or through nested groups."""
+    if not group_ids:
+        return set()
+    qualified = quoted_schema(schema)
+    rows = await conn.fetch(
+        "WITH RECURSIVE down(id, type, depth) AS ("
+        f" SELECT member_id, member_type, 1 FROM {qualified}.group_members"
+        " WHERE group_id = ANY($1::uuid[])"
+        " UNION"
+        " SELECT m.member_id, m.member_type, d.depth + 1 FROM down d"
+        f" JOIN {qualified}.group_members m ON m.group_id = d.id"
+        " WHERE d.type = 'Group' AND d.depth < 32"
+        ") SELECT DISTINCT id FROM down WHERE type = 'User'",
+        group_ids,
+    )
+    return {row["id"] for row in rows}

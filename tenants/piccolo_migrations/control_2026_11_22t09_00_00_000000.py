@@ -1,7 +1,6 @@
 """Control plane: per-tenant rate-limit overrides."""
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+from tenants.sql_migration import sql_migration
 
 ID = "2026-11-22T09:00:00:000000"
 VERSION = "1.38.0"
@@ -22,26 +21,4 @@ CREATE TABLE scim_control.rate_limits (
 
 BACKWARDS = "DROP TABLE scim_control.rate_limits;"
 
-
-async def _execute(sql: str) -> None:
-    # Piccolo runs each migration inside a transaction; using its connection
-    # keeps the DDL and Piccolo's record of the migration atomic.
-    engine = engine_finder()
-    assert engine is not None
-    transaction = engine.current_transaction.get()
-    assert transaction is not None
-    await transaction.connection.execute(sql)
-
-
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="control", description=DESCRIPTION)
-
-    async def run() -> None:
-        await _execute(FORWARDS)
-
-    async def run_backwards() -> None:
-        await _execute(BACKWARDS)
-
-    manager.add_raw(run)
-    manager.add_raw_backwards(run_backwards)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, FORWARDS, BACKWARDS)

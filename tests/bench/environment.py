@@ -211,6 +211,18 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def tree_rss_mb(root: int) -> float:
+    """RSS of a process and its children: `serve` and its workers (SCIM_WORKERS > 1)."""
+    total = rss_mb(root)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != root:
+            stat = _stat(int(entry.name))
+            if stat and stat[0] == root:
+                with contextlib.suppress(OSError):  # a child that just exited
+                    total += rss_mb(int(entry.name))
+    return total
+
+
 def _stat(pid: int, *, reaped: bool = False) -> tuple[int, float] | None:
     """(parent pid, CPU seconds) of a process, or None when it is gone.
 

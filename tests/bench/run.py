@@ -109,7 +109,7 @@ class Bench:
         out: list[Cpu] = []
         before = (
             time.perf_counter(),
-            environment.process_cpu(pid),
+            environment.tree_cpu(pid),
             environment.tree_cpu(postmaster) if postmaster else 0.0,
             environment.machine_busy(),
         )
@@ -118,7 +118,7 @@ class Bench:
         out.append(
             Cpu(
                 seconds=round(wall, 2),
-                server=round((environment.process_cpu(pid) - before[1]) / wall, 2),
+                server=round((environment.tree_cpu(pid) - before[1]) / wall, 2),
                 postgres=round(
                     ((environment.tree_cpu(postmaster) if postmaster else 0.0) - before[2]) / wall,
                     2,
@@ -304,7 +304,7 @@ class Bench:
                     "rps": round(len(all_values) / max(samples.ended - samples.started, 1e-9), 1),
                     "spread_p50": round(percentile(spread_values, 50), 2),
                     "spread_p99": round(percentile(spread_values, 99), 2),
-                    "rss_mb": round(environment.rss_mb(self.service.pid), 1),
+                    "rss_mb": round(environment.tree_rss_mb(self.service.pid), 1),
                     "migrate_seconds": round(migrate_seconds, 2),
                     "migrate": migrated,
                 }
@@ -721,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.large_groups()
         if not args.no_peer:
             bench.peer()
-        bench.report.meta["service_rss_mb_end"] = round(environment.rss_mb(service.pid), 1)
+        bench.report.meta["service_rss_mb_end"] = round(environment.tree_rss_mb(service.pid), 1)
         bench.ratios()
         bench.targets()
         if args.profile and profile.exists():

@@ -88,4 +88,4 @@ def test_event_ids_are_uuid7_in_time_order() -> None:
 
 
 def test_every_type_is_listed_once() -> None:
-    assert len(set(events.EVENT_TYPES)) == len(events.EVENT_TYPES) == 11
+    assert len(set(events.EVENT_TYPES)) == len(events.EVENT_TYPES) == 12

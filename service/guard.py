@@ -1,0 +1,423 @@
+"""The mass-deprovisioning guard: holds deprovisioning events for the operator's approval.
+
+Every event of a tenant reaches the outbox through `record`. A misconfigured
+IdP scope (a group unassigned, a filter typed wrong) can deactivate most of a
+customer's users in one sync; SCIM must keep answering (the IdP would retry
+and then quarantine the job), and the change happens in the tenant's data,
+but the operator's product should not revoke everyone's access before a
+person has looked. So:
+
+- **Counting.** A *deprovision* is a `user.deactivated`, or a `user.deleted`
+  of a user that was still active. The first one opens a window
+  (`window_seconds`, default 1 hour) and notes the tenant's active users at
+  that moment; each one in the window counts.
+- **Tripping.** When the deprovisions of the window exceed `threshold_percent`
+  (default 20) of those users, and the tenant had at least `min_users`
+  (default 50; smaller tenants are never guarded), the guard trips with the
+  deprovision that crossed the line. It stays tripped, past the window's end,
+  until an operator releases or discards.
+- **Holding.** While tripped, every `user.deactivated` and `user.deleted`
+  goes to the tenant's `held_events` instead of the outbox, and so does every
+  later event about a user that has held events (its `user.*` events, the
+  `group.member_*` events naming it, its `user.roles_changed`): a product never
+  sees a user's later changes before its held ones. Everything else flows as
+  usual. Held events are invisible to the events API and the webhook worker.
+- **Release** appends the held events to the outbox in the order they were
+  held, after everything delivered so far, with new sequence numbers (so a
+  consumer's cursor still only moves forward) and their own ids (UUIDv7: the
+  time of the change); `occurred_at` is the release, as the outbox keeps time
+  and sequence in the same order. The events API and webhooks then deliver
+  them like any other. **Discard** deletes them: the product never learns of those changes,
+  which stay in the tenant's data. Either way the guard is re-armed with a
+  fresh window.
+
+The guard row is locked (`FOR UPDATE`) by every write that counts or holds,
+so held events are numbered in commit order, like the outbox. Other writes
+read whether the guard is tripped in the one control-plane query each write
+makes anyway (`service.write_state`), after locking what they change: a
+write about a user whose deprovision another write is holding waits for that
+user's row lock, so it sees the guard tripped and that user held.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+from service import events
+from service.postgres import Connection, Pool
+from service.store import outbox
+from service.store.outbox import NewEvent
+from tenants.errors import InvalidInput, NotFound
+from tenants.schemas import quoted_schema
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENABLED: Final = True
+DEFAULT_THRESHOLD_PERCENT: Final = 20
+DEFAULT_WINDOW_SECONDS: Final = 3600
+DEFAULT_MIN_USERS: Final = 50
+GUARD_SCHEMA_VERSION: Final = 6
+"""The tenant schema version that has `held_events`; older tenants are not guarded."""
+
+_DEPROVISIONS: Final = frozenset({events.USER_DEACTIVATED, events.USER_DELETED})
+_MEMBERSHIP: Final = frozenset({events.GROUP_MEMBER_ADDED, events.GROUP_MEMBER_REMOVED})
+
+
+class GuardSettings(msgspec.Struct, kw_only=True):
+    enabled: bool
+    threshold_percent: int
+    window_seconds: int
+    min_users: int
+
+
+class GuardChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What `PUT .../guard` accepts; a field left out or null goes back to its default."""
+
+    enabled: bool | None = None
+    threshold_percent: int | None = None
+    window_seconds: int | None = None
+    min_users: int | None = None
+
+
+class GuardView(msgspec.Struct, kw_only=True):
+    settings: GuardSettings
+    override: GuardChanges
+    """The tenant's own values; null where the default applies."""
+    holding: bool
+    tripped_at: datetime | None
+    window_started_at: datetime | None
+    window_users: int
+    """Active users when the window opened."""
+    window_deprovisions: int
+    held_events: int
+    held_users: int
+    held_by_type: dict[str, int]
+
+
+class HeldEvent(msgspec.Struct, kw_only=True):
+    position: int
+    """The order it was held in, and will be released in."""
+    id: str
+    type: str
+    resource: dict[str, str]
+    user_id: str
+    occurred_at: datetime
+    data: dict[str, Any]
+    previous: dict[str, Any] | None
+
+
+def _settings(row: Any) -> GuardSettings:
+    def pick(name: str, default: Any) -> Any:
+        return default if row is None or row[name] is None else row[name]
+
+    return GuardSettings(
+        enabled=pick("enabled", DEFAULT_ENABLED),
+        threshold_percent=pick("threshold_percent", DEFAULT_THRESHOLD_PERCENT),
+        window_seconds=pick("window_seconds", DEFAULT_WINDOW_SECONDS),
+        min_users=pick("min_users", DEFAULT_MIN_USERS),
+    )
+
+
+def _user_of(event: NewEvent) -> uuid.UUID | None:
+    """The user an event is about, if any: what holding is keyed by."""
+    if event.resource_type == "User":
+        return event.resource_id
+    if event.type in _MEMBERSHIP and event.data["member"]["type"] == "User":
+        return uuid.UUID(event.data["member"]["value"])
+    return None
+
+
+def _counts(event: NewEvent) -> bool:
+    if event.type == events.USER_DEACTIVATED:
+        return True
+    return event.type == events.USER_DELETED and event.data.get("active", True) is not False
+
+
+async def _locked_row(conn: Connection, tenant_id: uuid.UUID) -> Any:
+    """The tenant's guard row, locked until commit, created with the defaults if missing."""
+    query = (
+        "SELECT g.*, now() AS now FROM scim_control.deprovision_guards g "
+        "WHERE g.tenant = $1 FOR UPDATE OF g"
+    )
+    row = await conn.fetchrow(query, tenant_id)
+    if row is None:
+        await conn.execute(
+            "INSERT INTO scim_control.deprovision_guards (tenant) VALUES ($1) "
+            "ON CONFLICT (tenant) DO NOTHING",
+            tenant_id,
+        )
+        row = await conn.fetchrow(query, tenant_id)
+    return row
+
+
+async def _count(conn: Connection, schema: str, tenant_id: uuid.UUID, counted: int) -> bool:
+    """Count this write's deprovisions; whether the guard is (now) tripped."""
+    row = await _locked_row(conn, tenant_id)
+    if counted == 0 or (row["tripped_at"] is None and not _settings(row).enabled):
+        return row["tripped_at"] is not None
+    settings = _settings(row)
+    now: datetime = row["now"]
+    started, users, deprovisions = (
+        row["window_started_at"],
+        row["window_users"],
+        row["window_deprovisions"],
+    )
+    if started is None or (now - started).total_seconds() >= settings.window_seconds:
+        # This write's users are already out, so they are added back to the base.
+        active = await conn.fetchval(
+            f"SELECT count(*) FROM {quoted_schema(schema)}.users "
+            "WHERE managed AND deleted_at IS NULL AND active"
+        )
+        started, users, deprovisions = now, active + counted, 0
+    deprovisions += counted
+    tripped = row["tripped_at"]
+    if (
+        tripped is None
+        and users >= settings.min_users
+        and deprovisions * 100 > users * settings.threshold_percent
+    ):
+        tripped = now
+        log.warning(
+            "deprovisioning guard tripped for tenant %s: %d of %d users deprovisioned within "
+            "%d s; their events are held until an operator releases or discards them",
+            tenant_id,
+            deprovisions,
+            users,
+            settings.window_seconds,
+        )
+    await conn.execute(
+        "UPDATE scim_control.deprovision_guards SET window_started_at = $2, window_users = $3, "
+        "window_deprovisions = $4, tripped_at = $5 WHERE tenant = $1",
+        tenant_id,
+        started,
+        users,
+        deprovisions,
+        tripped,
+    )
+    return tripped is not None
+
+
+async def tripped(conn: Connection | Pool, tenant_id: uuid.UUID) -> bool | None:
+    """Whether the tenant's guard is tripped; None when the tenant is not guarded at all
+    (its schema is older than `held_events`)."""
+    row = await conn.fetchrow(
+        "SELECT t.schema_version >= $2 AS guarded, g.tripped_at IS NOT NULL AS tripped "
+        "FROM scim_control.tenants t LEFT JOIN scim_control.deprovision_guards g "
+        "ON g.tenant = t.id WHERE t.id = $1",
+        tenant_id,
+        GUARD_SCHEMA_VERSION,
+    )
+    return None if row is None or not row["guarded"] else bool(row["tripped"])
+
+
+async def _holding(
+    conn: Connection, schema: str, tenant_id: uuid.UUID, new: list[NewEvent], was_tripped: bool
+) -> bool:
+    deprovisions = [event for event in new if event.type in _DEPROVISIONS]
+    if deprovisions:
+        return await _count(conn, schema, tenant_id, sum(map(_counts, deprovisions)))
+    if not was_tripped:
+        return False
+    # Held events are numbered in commit order: holding writes queue on the row.
+    return (await _locked_row(conn, tenant_id))["tripped_at"] is not None
+
+
+async def record(
+    conn: Connection,
+    schema: str,
+    tenant_id: uuid.UUID,
+    new: list[NewEvent],
+    *,
+    was_tripped: bool | None,
+) -> None:
+    """Append a write's events to the outbox, or hold them; last step of its transaction.
+
+    ``was_tripped`` is `tripped` as the write read it, after locking the
+    resources it changes (`service.write_state`); None: the tenant is not guarded.
+    """
+    if not new:
+        return
+    if was_tripped is None or not await _holding(conn, schema, tenant_id, new, was_tripped):
+        await outbox.append(conn, schema, new)
+        return
+    candidates = {user for event in new if (user := _user_of(event)) is not None}
+    held_users = {_user_of(event) for event in new if event.type in _DEPROVISIONS}
+    rows = await conn.fetch(
+        f"SELECT DISTINCT user_id FROM {quoted_schema(schema)}.held_events "
+        "WHERE user_id = ANY($1::uuid[])",
+        list(candidates - held_users),
+    )
+    held_users |= {row["user_id"] for row in rows}
+    held = [event for event in new if _user_of(event) in held_users]
+    await _hold(conn, schema, held)
+    await outbox.append(conn, schema, [event for event in new if _user_of(event) not in held_users])
+
+
+async def _hold(conn: Connection, schema: str, held: list[NewEvent]) -> None:
+    if not held:
+        return
+    await conn.execute(
+        f"INSERT INTO {quoted_schema(schema)}.held_events "
+        "(id, user_id, type, resource_type, resource_id, data, previous) "
+        "SELECT e.id, e.u, e.t, e.rt, e.ri, e.d, e.p FROM unnest($1::uuid[], $2::uuid[], "
+        "$3::text[], $4::text[], $5::uuid[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY "
+        "AS e(id, u, t, rt, ri, d, p, n) ORDER BY e.n",
+        [event.id for event in held],
+        [_user_of(event) for event in held],
+        [event.type for event in held],
+        [event.resource_type for event in held],
+        [event.resource_id for event in held],
+        [event.data for event in held],
+        [event.previous for event in held],
+    )
+
+
+# -- the operator's side ----------------------------------------------------------------
+
+
+async def _tenant(conn: Connection | Pool, slug: str) -> tuple[uuid.UUID, str]:
+    row = await conn.fetchrow(
+        "SELECT id, schema_name, schema_version FROM scim_control.tenants WHERE slug = $1", slug
+    )
+    if row is None:
+        raise NotFound(f"no tenant {slug!r}")
+    if row["schema_version"] < GUARD_SCHEMA_VERSION:
+        raise InvalidInput(f"tenant {slug!r} needs `scim-platform migrate` first")
+    return row["id"], row["schema_name"]
+
+
+async def show(pool: Pool, slug: str) -> GuardView:
+    tenant_id, schema = await _tenant(pool, slug)
+    row = await pool.fetchrow(
+        "SELECT * FROM scim_control.deprovision_guards WHERE tenant = $1", tenant_id
+    )
+    held = await pool.fetch(
+        f"SELECT type, count(*) AS n, count(DISTINCT user_id) AS users "
+        f"FROM {quoted_schema(schema)}.held_events GROUP BY ROLLUP (type)"
+    )
+    by_type = {r["type"]: r["n"] for r in held if r["type"] is not None}
+    total = next((r for r in held if r["type"] is None), None)
+    return GuardView(
+        settings=_settings(row),
+        override=GuardChanges(
+            **{
+                name: None if row is None else row[name]
+                for name in ("enabled", "threshold_percent", "window_seconds", "min_users")
+            }
+        ),
+        holding=row is not None and row["tripped_at"] is not None,
+        tripped_at=None if row is None else row["tripped_at"],
+        window_started_at=None if row is None else row["window_started_at"],
+        window_users=0 if row is None else row["window_users"],
+        window_deprovisions=0 if row is None else row["window_deprovisions"],
+        held_events=0 if total is None else total["n"],
+        held_users=0 if total is None else total["users"],
+        held_by_type=by_type,
+    )
+
+
+def _check(changes: GuardChanges) -> None:
+    if changes.threshold_percent is not None and not 1 <= changes.threshold_percent <= 100:
+        raise InvalidInput("threshold_percent must be 1 to 100")
+    if changes.window_seconds is not None and not 1 <= changes.window_seconds <= 30 * 86400:
+        raise InvalidInput("window_seconds must be 1 to 2592000 (30 days)")
+    if changes.min_users is not None and changes.min_users < 0:
+        raise InvalidInput("min_users must be 0 or more")
+
+
+async def configure(pool: Pool, slug: str, changes: GuardChanges) -> GuardView:
+    """Set the tenant's guard settings; null fields go back to the defaults."""
+    _check(changes)
+    tenant_id, _ = await _tenant(pool, slug)
+    await pool.execute(
+        "INSERT INTO scim_control.deprovision_guards "
+        "(tenant, enabled, threshold_percent, window_seconds, min_users) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO UPDATE SET "
+        "enabled = $2, threshold_percent = $3, window_seconds = $4, min_users = $5, "
+        "updated_at = now()",
+        tenant_id,
+        changes.enabled,
+        changes.threshold_percent,
+        changes.window_seconds,
+        changes.min_users,
+    )
+    return await show(pool, slug)
+
+
+async def held_events(pool: Pool, slug: str, *, limit: int) -> list[HeldEvent]:
+    """The held events, in the order they would be released."""
+    _, schema = await _tenant(pool, slug)
+    rows = await pool.fetch(
+        f"SELECT * FROM {quoted_schema(schema)}.held_events ORDER BY position LIMIT $1", limit
+    )
+    return [
+        HeldEvent(
+            position=row["position"],
+            id=str(row["id"]),
+            type=row["type"],
+            resource={"type": row["resource_type"], "id": str(row["resource_id"])},
+            user_id=str(row["user_id"]),
+            occurred_at=row["occurred_at"],
+            data=row["data"],
+            previous=row["previous"],
+        )
+        for row in rows
+    ]
+
+
+async def _settle(pool: Pool, slug: str, *, deliver: bool) -> int:
+    tenant_id, schema = await _tenant(pool, slug)
+    async with pool.acquire() as conn, conn.transaction():
+        await _locked_row(conn, tenant_id)
+        rows = await conn.fetch(
+            f"DELETE FROM {quoted_schema(schema)}.held_events RETURNING position, id, type, "
+            "resource_type, resource_id, data, previous"
+        )
+        ordered = sorted(rows, key=lambda row: row["position"])
+        if deliver:
+            await outbox.append(
+                conn,
+                schema,
+                [
+                    NewEvent(
+                        id=row["id"],
+                        type=row["type"],
+                        resource_type=row["resource_type"],
+                        resource_id=row["resource_id"],
+                        data=row["data"],
+                        previous=row["previous"],
+                    )
+                    for row in ordered
+                ],
+            )
+        await conn.execute(
+            "UPDATE scim_control.deprovision_guards SET tripped_at = NULL, "
+            "window_started_at = NULL, window_users = 0, window_deprovisions = 0, "
+            "updated_at = now() WHERE tenant = $1",
+            tenant_id,
+        )
+    kinds = Counter(row["type"] for row in ordered)
+    log.info(
+        "deprovisioning guard of tenant %s %s %d held events (%s)",
+        slug,
+        "released" if deliver else "discarded",
+        len(ordered),
+        ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none",
+    )
+    return len(ordered)
+
+
+async def release(pool: Pool, slug: str) -> int:
+    """Deliver the held events, in the order they were held; returns how many."""
+    return await _settle(pool, slug, deliver=True)
+
+
+async def discard(pool: Pool, slug: str) -> int:
+    """Drop the held events: the product never learns of them; returns how many."""
+    return await _settle(pool, slug, deliver=False)

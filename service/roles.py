@@ -1,0 +1,270 @@
+"""Users' effective roles, kept in step with group membership inside each SCIM write.
+
+Only tenants with a role mapping (`tenants.role_mappings`) pay anything: a
+write reads the mapping with its other control-plane state
+(`service.write_state`) and gets no tracker when there is none.
+With a mapping, each provisioned user's roles as last reported are stored in
+the tenant's `user_roles`; a change recomputes the roles of exactly the users
+it can affect and emits `user.roles_changed` for those whose roles differ:
+
+- members added to or removed from a group that grants roles, itself or
+  through a group it is nested in: the users among them, and the users inside
+  the groups among them;
+- a group renamed (or its externalId changed) where the old or the new value
+  is mapped, and a deleted group that granted roles: the users inside it;
+- a new mapping (`set_mapping`): every provisioned user.
+
+Why a lock: two concurrent writes could each compute roles from a state
+without the other's change (one adds a user to group A, the other nests A in
+group B), and both would miss that the user gained B's roles. So writes in a
+tenant with a mapping take its roles lock: group writes exclusively and
+before any row lock (they may lock other groups' rows); user writes shared,
+so they read settled roles for their own events (after locking the user,
+except a delete, which takes it first as it locks groups). Tenants without a
+mapping take no lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from service import events, guard
+from service.postgres import Connection, Pool
+from service.store import groups
+from service.store.groups import GroupKeys
+from service.store.outbox import NewEvent
+from tenants import role_mappings
+from tenants.errors import InvalidInput, NotFound
+from tenants.role_mappings import RoleMapping, RoleMappingBody, RoleMappingView
+from tenants.schemas import quoted_schema
+
+ROLES_SCHEMA_VERSION = 6
+"""The tenant schema version that has `user_roles`."""
+
+
+def keys(resource: dict[str, Any]) -> GroupKeys:
+    """A group's keys from its stored attributes."""
+    return resource.get("displayName") or "", resource.get("externalId")
+
+
+class Tracker:
+    """One write's view of a tenant's roles; exists only when the tenant has a mapping."""
+
+    def __init__(self, schema: str, mapping: RoleMapping) -> None:
+        self.schema = schema
+        self.mapping = mapping
+        self._qualified = quoted_schema(schema)
+
+    async def computed(
+        self, conn: Connection | Pool, user_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[str, list[str], list[str] | None]]:
+        """Per provisioned user: userName, roles now, roles last stored (None: never)."""
+        rows = await conn.fetch(
+            f"SELECT u.id, u.user_name, r.roles FROM {self._qualified}.users u "
+            f"LEFT JOIN {self._qualified}.user_roles r ON r.user_id = u.id "
+            "WHERE u.id = ANY($1::uuid[]) AND u.managed AND u.deleted_at IS NULL",
+            user_ids,
+        )
+        found = await groups.group_keys_of(conn, self.schema, [row["id"] for row in rows])
+        return {
+            row["id"]: (
+                row["user_name"],
+                self.mapping.roles(found.get(row["id"], [])),
+                row["roles"],
+            )
+            for row in rows
+        }
+
+    async def _store(self, conn: Connection, roles: dict[uuid.UUID, list[str]]) -> None:
+        if not roles:
+            return
+        await conn.execute(
+            f"INSERT INTO {self._qualified}.user_roles (user_id, roles) "
+            "SELECT key::uuid, ARRAY(SELECT jsonb_array_elements_text(value)) "
+            "FROM jsonb_each($1::jsonb) "
+            "ON CONFLICT (user_id) DO UPDATE SET roles = EXCLUDED.roles",
+            {str(user_id): value for user_id, value in roles.items()},
+        )
+
+    async def refresh(
+        self, conn: Connection, user_ids: Iterable[uuid.UUID], *, unreported_had_none: bool = False
+    ) -> tuple[dict[uuid.UUID, list[str]], list[NewEvent]]:
+        """Recompute these users' roles: each one's roles, and `user.roles_changed` events.
+
+        A user whose roles were never reported (just created or linked) gets
+        them stored without an event, as its own event carries them; with
+        ``unreported_had_none`` (a new mapping) it had none until now.
+        """
+        ids = sorted(set(user_ids))
+        if not ids:
+            return {}, []
+        computed = await self.computed(conn, ids)
+        changed: dict[uuid.UUID, list[str]] = {}
+        reports: list[NewEvent] = []
+        for user_id, (user_name, roles, stored) in computed.items():
+            previous = [] if stored is None and unreported_had_none else stored
+            if stored is None or list(stored) != roles:
+                changed[user_id] = roles
+            if previous is not None and list(previous) != roles:
+                reports.append(events.roles_changed(user_id, user_name, list(previous), roles))
+        await self._store(conn, changed)
+        return {user_id: roles for user_id, (_, roles, _) in computed.items()}, reports
+
+    async def user(self, conn: Connection, user_id: uuid.UUID) -> tuple[list[str], list[NewEvent]]:
+        """One user's roles for its own event, and a `user.roles_changed` if they moved.
+
+        A user's own writes never change its roles, so its stored roles are
+        current; only a user never reported (new, linked, restored) is computed.
+        """
+        stored = await conn.fetchval(
+            f"SELECT roles FROM {self._qualified}.user_roles WHERE user_id = $1", user_id
+        )
+        if stored is not None:
+            return list(stored), []
+        roles, reports = await self.refresh(conn, [user_id])
+        return roles.get(user_id, []), reports
+
+    async def forget(self, conn: Connection, user_id: uuid.UUID) -> list[str]:
+        """A deleted user's roles until now; it has none from now on."""
+        roles = await conn.fetchval(
+            f"DELETE FROM {self._qualified}.user_roles WHERE user_id = $1 RETURNING roles",
+            user_id,
+        )
+        return list(roles or [])
+
+    async def _grants_above(
+        self, conn: Connection, group_id: uuid.UUID, own: Iterable[GroupKeys]
+    ) -> bool:
+        """Whether the group, or any group it is nested in, grants roles."""
+        if self.mapping.grants(own):
+            return True
+        above = await groups.group_keys_of(conn, self.schema, [group_id])
+        return self.mapping.grants(above.get(group_id, []))
+
+    async def users_affected_by_delete(
+        self, conn: Connection, group_id: uuid.UUID, own: GroupKeys
+    ) -> set[uuid.UUID]:
+        """Before a group is deleted: the users whose roles its deletion may change."""
+        if not self.mapping.rules or not await self._grants_above(conn, group_id, [own]):
+            return set()
+        return await groups.users_under(conn, self.schema, [group_id])
+
+    async def group_changed(
+        self,
+        conn: Connection,
+        group_id: uuid.UUID,
+        before: GroupKeys | None,
+        after: GroupKeys,
+        touched: list[events.Member],
+    ) -> list[NewEvent]:
+        """After a group write: `user.roles_changed` for each user whose roles it changed.
+
+        ``before`` is None for a new group; ``touched`` the members added or removed.
+        """
+        if not self.mapping.rules:
+            return []  # default roles only: membership changes nothing
+        whole_group = before is not None and before != after and self.mapping.grants([before])
+        whole_group = whole_group or (before != after and self.mapping.grants([after]))
+        user_ids: set[uuid.UUID] = set()
+        inner_groups = [group_id] if whole_group else []
+        if touched and (whole_group or await self._grants_above(conn, group_id, [after])):
+            user_ids |= {member for member, kind in touched if kind == "User"}
+            inner_groups += [member for member, kind in touched if kind == "Group"]
+        user_ids |= await groups.users_under(conn, self.schema, inner_groups)
+        return (await self.refresh(conn, user_ids))[1]
+
+    async def after_delete(self, conn: Connection, user_ids: set[uuid.UUID]) -> list[NewEvent]:
+        """After a group was deleted: `user.roles_changed` for the users it changed."""
+        return (await self.refresh(conn, user_ids))[1]
+
+
+async def tenant(conn: Connection | Pool, slug: str) -> tuple[uuid.UUID, str]:
+    row = await conn.fetchrow(
+        "SELECT id, schema_name, schema_version FROM scim_control.tenants WHERE slug = $1", slug
+    )
+    if row is None:
+        raise NotFound(f"no tenant {slug!r}")
+    if row["schema_version"] < ROLES_SCHEMA_VERSION:
+        raise InvalidInput(f"tenant {slug!r} needs `scim-platform migrate` before it has roles")
+    return row["id"], row["schema_name"]
+
+
+async def show(pool: Pool, slug: str) -> RoleMappingView:
+    tenant_id, _ = await tenant(pool, slug)
+    return await role_mappings.view(pool, tenant_id)
+
+
+async def set_mapping(
+    pool: Pool, slug: str, view: RoleMappingBody | None, *, record_events: bool
+) -> tuple[RoleMappingView, int]:
+    """Replace (None: remove) a tenant's mapping; returns it and how many users' roles changed.
+
+    Every provisioned user's roles are recomputed in the same transaction, and
+    each change is a `user.roles_changed` event.
+    """
+    mapping = None if view is None else role_mappings.checked(view)
+    tenant_id, schema = await tenant(pool, slug)
+    qualified = quoted_schema(schema)
+    async with pool.acquire() as conn, conn.transaction():
+        await role_mappings.lock(conn, tenant_id)
+        await role_mappings.save(conn, tenant_id, mapping)
+        if mapping is None or (not mapping.default_roles and not mapping.rules):
+            rows = await conn.fetch(
+                f"WITH gone AS (DELETE FROM {qualified}.user_roles RETURNING user_id, roles) "
+                f"SELECT g.user_id, g.roles, u.user_name FROM gone g "
+                f"JOIN {qualified}.users u ON u.id = g.user_id WHERE cardinality(g.roles) > 0",
+            )
+            changes = [
+                events.roles_changed(row["user_id"], row["user_name"], list(row["roles"]), [])
+                for row in rows
+            ]
+        else:
+            # Users no longer provisioned keep no roles; everyone else is recomputed.
+            await conn.execute(
+                f"DELETE FROM {qualified}.user_roles r WHERE NOT EXISTS (SELECT 1 FROM "
+                f"{qualified}.users u WHERE u.id = r.user_id AND u.managed "
+                "AND u.deleted_at IS NULL)"
+            )
+            user_ids = await conn.fetch(
+                f"SELECT id FROM {qualified}.users WHERE managed AND deleted_at IS NULL"
+            )
+            _, changes = await Tracker(schema, mapping).refresh(
+                conn, [row["id"] for row in user_ids], unreported_had_none=True
+            )
+        if record_events:
+            tripped = await guard.tripped(conn, tenant_id)
+            await guard.record(conn, schema, tenant_id, changes, was_tripped=tripped)
+        saved = await role_mappings.view(conn, tenant_id)
+    return saved, len(changes)
+
+
+async def effective(
+    pool: Pool, schema: str, tenant_id: uuid.UUID, user_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[str]] | None:
+    """Users' effective roles, from the groups they are in now; None: no role mapping.
+
+    Users not provisioned (pre-loaded, soft-deleted) are absent: they have none.
+    """
+    mapping = await role_mappings.load(pool, tenant_id)
+    if mapping is None:
+        return None
+    computed = await Tracker(schema, mapping).computed(pool, user_ids)
+    return {user_id: roles for user_id, (_, roles, _) in computed.items()}
+
+
+async def of_user(pool: Pool, slug: str, raw_id: str) -> tuple[uuid.UUID, list[str] | None]:
+    """One user's effective roles now (None: no role mapping); NotFound if no such user."""
+    tenant_id, schema = await tenant(pool, slug)
+    try:
+        user_id = uuid.UUID(raw_id)
+    except ValueError as exc:
+        raise NotFound(f"no user {raw_id!r}") from exc
+    exists = await pool.fetchval(
+        f"SELECT true FROM {quoted_schema(schema)}.users WHERE id = $1", user_id
+    )
+    if not exists:
+        raise NotFound(f"no user {raw_id!r}")
+    found = await effective(pool, schema, tenant_id, [user_id])
+    return user_id, None if found is None else found.get(user_id, [])

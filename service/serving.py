@@ -1,0 +1,100 @@
+"""Running the application under uvicorn, in one process or several sharing the port.
+
+One process runs one event loop on one core. With `SCIM_WORKERS` (or
+`serve --workers`) above 1, uvicorn starts that many worker processes that
+share the listening socket, and restarts any that die. Each worker builds its
+own application from the environment, so whatever `serve` decided for the run
+(the resolved database URL, a generated admin token or secret key) is put into
+the environment first. Everything a process keeps in memory is then per
+worker: its database pool (`SCIM_DB_POOL_MAX` each), the auth cache, the
+in-memory rate-limit windows and concurrency caps, and the `/metrics` it
+serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+    from observability.setup import Telemetry
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`serve`'s options: where to listen and how many processes."""
+    parser.add_argument("--host", help="listen address (default SCIM_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default SCIM_PORT or 8000)")
+    parser.add_argument(
+        "--workers",
+        type=_at_least_one,
+        help="processes sharing the port (default SCIM_WORKERS or 1)",
+    )
+
+
+def _at_least_one(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of at least 1")
+    return value
+
+
+def serve(settings: Settings, telemetry: Telemetry) -> None:
+    """Serve until interrupted, with ``settings.workers`` processes."""
+    import uvicorn
+
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,  # ours is `scim.access`, written by the telemetry middleware
+        "loop": "uvloop",
+        "http": "httptools",
+    }
+    if settings.workers == 1:
+        from service.app import create_app
+
+        uvicorn.run(create_app(settings, telemetry), **options)  # type: ignore[arg-type]
+        return
+    telemetry.shutdown()  # each worker builds its own
+    os.environ.update(_worker_environment(settings))
+    uvicorn.run(
+        f"{__name__}:worker_app",
+        factory=True,
+        workers=settings.workers,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _worker_environment(settings: Settings) -> dict[str, str]:
+    """What a worker must see to build the same application as this process would."""
+    env = {
+        "SCIM_HOST": settings.host,
+        "SCIM_PORT": str(settings.port),
+        "SCIM_WORKERS": str(settings.workers),
+    }
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+    if settings.admin_token:
+        env["SCIM_ADMIN_TOKEN"] = settings.admin_token
+    if settings.secret_key:
+        env["SCIM_SECRET_KEY"] = settings.secret_key
+    return env
+
+
+def worker_app() -> Litestar:
+    """The application of one worker process (uvicorn's factory)."""
+    from observability.logging import configure_logging
+    from observability.setup import Telemetry
+    from service.app import create_app
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings, Telemetry.from_env(settings.metrics_tenant_labels))

@@ -1,0 +1,58 @@
+"""What a SCIM write needs from its tenant's control plane, read in one query.
+
+Every write of a tenant (`service.provisioning`) reads, in one round trip:
+its role mapping, taking the tenant's roles lock when there is one
+(`service.roles`), and whether its mass-deprovisioning guard is tripped
+(`service.guard`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Final
+
+from service.guard import GUARD_SCHEMA_VERSION
+from service.postgres import Connection
+from service.roles import Tracker
+from tenants import role_mappings
+
+
+@dataclass(frozen=True, slots=True)
+class WriteState:
+    roles: Tracker | None
+    """None: the tenant has no role mapping."""
+    guard_tripped: bool | None
+    """None: the tenant is not guarded (no tenant id, or a schema older than the guard)."""
+
+
+UNTRACKED: Final = WriteState(None, None)
+
+
+async def read(
+    conn: Connection, schema: str, tenant_id: uuid.UUID | None, *, group: bool
+) -> WriteState:
+    """The write's state; a group write takes the roles lock exclusively, a user write shared.
+
+    The lock is taken only when the tenant has a role mapping.
+    """
+    if tenant_id is None:
+        return UNTRACKED
+    lock = "pg_advisory_xact_lock" if group else "pg_advisory_xact_lock_shared"
+    row = await conn.fetchrow(
+        "SELECT t.schema_version >= $2 AS guarded, g.tripped_at IS NOT NULL AS tripped, "
+        "m.default_roles, m.group_rules, "
+        f"CASE WHEN m.tenant IS NOT NULL THEN {lock}($3, hashtext(t.id::text)) IS NULL END "
+        "FROM scim_control.tenants t "
+        "LEFT JOIN scim_control.role_mappings m ON m.tenant = t.id "
+        "LEFT JOIN scim_control.deprovision_guards g ON g.tenant = t.id WHERE t.id = $1",
+        tenant_id,
+        GUARD_SCHEMA_VERSION,
+        role_mappings.LOCK_CLASS,
+    )
+    if row is None:
+        return UNTRACKED
+    tracker = None
+    if row["group_rules"] is not None:
+        tracker = Tracker(schema, role_mappings.from_row(row))
+    return WriteState(tracker, bool(row["tripped"]) if row["guarded"] else None)

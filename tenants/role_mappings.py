@@ -1,0 +1,175 @@
+"""Each tenant's role mapping: default roles, and the roles each synced group grants.
+
+One row per tenant in `scim_control.role_mappings`; a tenant without one has
+no roles, and its SCIM writes spend nothing on them. Groups are matched by
+`displayName` (case-insensitively, as SCIM compares it) or by `externalId`
+(exactly: the IdP's object id). A user's effective roles are the default
+roles plus those of every group it is in, directly or through nested groups
+(`service.roles` computes them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+from service.postgres import Connection, Pool
+from service.store.groups import GroupKeys
+from tenants.errors import InvalidInput
+
+MATCH_KEYS: Final = ("displayName", "externalId")
+MAX_RULES: Final = 1000
+MAX_ROLES: Final = 100
+MAX_ROLE_LENGTH: Final = 200
+
+
+class GroupRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    match: str
+    """``displayName`` or ``externalId``: which of the group's attributes `value` is."""
+    value: str
+    roles: list[str]
+
+
+class RoleMappingBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What `PUT .../roles` accepts: the whole mapping."""
+
+    default_roles: list[str] = msgspec.field(default_factory=list)
+    """Roles of every provisioned (managed, not deleted) user."""
+    groups: list[GroupRule] = msgspec.field(default_factory=list)
+
+
+class RoleMappingView(msgspec.Struct, kw_only=True):
+    """A mapping as the admin API shows it."""
+
+    default_roles: list[str] = msgspec.field(default_factory=list)
+    groups: list[GroupRule] = msgspec.field(default_factory=list)
+    updated_at: datetime | None = None
+
+
+class RoleMapping:
+    """A checked mapping, ready to compute roles from group keys."""
+
+    def __init__(self, default_roles: Iterable[str], rules: Iterable[GroupRule]) -> None:
+        self.default_roles = sorted(set(default_roles))
+        self.rules = list(rules)
+        self._by_name: dict[str, set[str]] = {}
+        self._by_external_id: dict[str, set[str]] = {}
+        for rule in self.rules:
+            index = self._by_name if rule.match == "displayName" else self._by_external_id
+            key = rule.value.lower() if rule.match == "displayName" else rule.value
+            index.setdefault(key, set()).update(rule.roles)
+
+    def group_roles(self, display_name: str | None, external_id: str | None) -> set[str]:
+        """The roles one group grants its members."""
+        found: set[str] = set()
+        if display_name is not None:
+            found |= self._by_name.get(display_name.lower(), set())
+        if external_id is not None:
+            found |= self._by_external_id.get(external_id, set())
+        return found
+
+    def roles(self, groups: Iterable[GroupKeys]) -> list[str]:
+        """The effective roles of a provisioned user in ``groups`` (all of them, nested too)."""
+        found = set(self.default_roles)
+        for display_name, external_id in groups:
+            found |= self.group_roles(display_name, external_id)
+        return sorted(found)
+
+    def grants(self, groups: Iterable[GroupKeys]) -> bool:
+        """Whether any of ``groups`` grants a role."""
+        return any(self.group_roles(name, external_id) for name, external_id in groups)
+
+    def view(self, updated_at: datetime | None) -> RoleMappingView:
+        return RoleMappingView(
+            default_roles=self.default_roles, groups=self.rules, updated_at=updated_at
+        )
+
+
+def _role_list(roles: Any, where: str) -> list[str]:
+    if not isinstance(roles, list) or len(roles) > MAX_ROLES:
+        raise InvalidInput(f"{where} must be a list of at most {MAX_ROLES} roles")
+    for role in roles:
+        if not isinstance(role, str) or not role.strip() or len(role) > MAX_ROLE_LENGTH:
+            raise InvalidInput(
+                f"{where}: each role must be a non-blank string of at most "
+                f"{MAX_ROLE_LENGTH} characters"
+            )
+    return sorted(set(roles))
+
+
+def checked(view: RoleMappingBody) -> RoleMapping:
+    """The mapping ``view`` describes; InvalidInput names what is wrong with it."""
+    if len(view.groups) > MAX_RULES:
+        raise InvalidInput(f"at most {MAX_RULES} group rules")
+    seen: set[tuple[str, str]] = set()
+    rules = []
+    for index, rule in enumerate(view.groups):
+        where = f"groups[{index}]"
+        if rule.match not in MATCH_KEYS:
+            raise InvalidInput(f"{where}.match must be one of: {', '.join(MATCH_KEYS)}")
+        if not rule.value:
+            raise InvalidInput(f"{where}.value must not be empty")
+        key = (rule.match, rule.value.lower() if rule.match == "displayName" else rule.value)
+        if key in seen:
+            raise InvalidInput(f"{where}: {rule.match} {rule.value!r} is mapped twice")
+        seen.add(key)
+        roles = _role_list(rule.roles, f"{where}.roles")
+        if not roles:
+            raise InvalidInput(f"{where}.roles must name at least one role")
+        rules.append(GroupRule(match=rule.match, value=rule.value, roles=roles))
+    return RoleMapping(_role_list(view.default_roles, "default_roles"), rules)
+
+
+def from_row(row: Any) -> RoleMapping:
+    """The mapping of a `role_mappings` row (`default_roles`, `group_rules`)."""
+    rules = msgspec.convert(row["group_rules"], list[GroupRule])
+    return RoleMapping(row["default_roles"], rules)
+
+
+async def load(conn: Connection | Pool, tenant_id: uuid.UUID) -> RoleMapping | None:
+    row = await conn.fetchrow(
+        "SELECT default_roles, group_rules FROM scim_control.role_mappings WHERE tenant = $1",
+        tenant_id,
+    )
+    return None if row is None else from_row(row)
+
+
+async def view(conn: Connection | Pool, tenant_id: uuid.UUID) -> RoleMappingView:
+    row = await conn.fetchrow(
+        "SELECT default_roles, group_rules, updated_at FROM scim_control.role_mappings "
+        "WHERE tenant = $1",
+        tenant_id,
+    )
+    return RoleMappingView() if row is None else from_row(row).view(row["updated_at"])
+
+
+LOCK_CLASS: Final = 0x5C1_0001
+"""The advisory-lock class of the tenant's roles lock (`service.roles`); the hash of the
+tenant id's text is the object."""
+
+
+async def lock(conn: Connection, tenant_id: uuid.UUID) -> None:
+    """Take the tenant's roles lock exclusively, whether or not it has a mapping."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", LOCK_CLASS, tenant_id
+    )
+
+
+async def save(conn: Connection, tenant_id: uuid.UUID, mapping: RoleMapping | None) -> None:
+    """Store ``mapping``; None (or one with no roles at all) removes the tenant's mapping."""
+    if mapping is None or (not mapping.default_roles and not mapping.rules):
+        await conn.execute("DELETE FROM scim_control.role_mappings WHERE tenant = $1", tenant_id)
+        return
+    await conn.execute(
+        "INSERT INTO scim_control.role_mappings (tenant, default_roles, group_rules) "
+        "VALUES ($1, $2, $3) ON CONFLICT (tenant) DO UPDATE SET "
+        "default_roles = EXCLUDED.default_roles, group_rules = EXCLUDED.group_rules, "
+        "updated_at = now()",
+        tenant_id,
+        mapping.default_roles,
+        msgspec.to_builtins(mapping.rules),
+    )

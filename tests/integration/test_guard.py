@@ -1,0 +1,206 @@
+"""The mass-deprovisioning guard: holds, releases in order, discards; SCIM never notices."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from service.postgres import Pool
+from service.settings import Settings
+from tests.integration import receiver as receivers
+from tests.integration.conftest import Client, TenantHandle, admin_headers
+from tests.integration.test_events import patch_body, schema_of
+from tests.integration.test_roles import Feed, create_group
+from tests.integration.test_webhooks import register, verify, worker
+
+
+async def guard_of(client: Client, slug: str) -> dict[str, Any]:
+    response = await client.get(f"/admin/v1/tenants/{slug}/guard", headers=admin_headers())
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def configure(client: Client, slug: str, **settings: Any) -> None:
+    response = await client.put(
+        f"/admin/v1/tenants/{slug}/guard", json=settings, headers=admin_headers()
+    )
+    assert response.status_code == 200, response.text
+
+
+async def deactivate(tenant: TenantHandle, user_id: str) -> None:
+    response = await tenant.client.patch(
+        f"{tenant.scim}/Users/{user_id}",
+        json=patch_body({"op": "replace", "path": "active", "value": False}),
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["active"] is False
+
+
+async def rename(tenant: TenantHandle, user_id: str, name: str) -> None:
+    response = await tenant.client.patch(
+        f"{tenant.scim}/Users/{user_id}",
+        json=patch_body({"op": "replace", "path": "displayName", "value": name}),
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_the_guard_holds_past_the_threshold_and_releases_in_order(
+    client: Client, tenant: TenantHandle
+) -> None:
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    group = await create_group(tenant, "Staff", users[3])
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+
+    # 2 of 10 is not more than 20 %: delivered.
+    await deactivate(tenant, users[0])
+    await deactivate(tenant, users[1])
+    assert [e["type"] for e in await feed.new()] == ["user.deactivated"] * 2
+    # The third trips the guard: held, and so is whatever follows about held users.
+    await deactivate(tenant, users[2])
+    deleted = await client.delete(f"{tenant.scim}/Users/{users[3]}", headers=tenant.auth())
+    assert deleted.status_code == 204
+    await rename(tenant, users[2], "Still here")
+    await rename(tenant, users[9], "Unrelated")
+    [delivered] = await feed.new()
+    assert (delivered["type"], delivered["resource"]["id"]) == ("user.updated", users[9])
+
+    # SCIM answers as ever: the changes are in the tenant's data.
+    read = await client.get(f"{tenant.scim}/Users/{users[2]}", headers=tenant.auth())
+    assert (read.json()["active"], read.json()["displayName"]) == (False, "Still here")
+    gone = await client.get(f"{tenant.scim}/Users/{users[3]}", headers=tenant.auth())
+    assert gone.status_code == 404
+
+    state = await guard_of(client, tenant.slug)
+    assert state["holding"] is True
+    assert (state["window_users"], state["window_deprovisions"]) == (10, 4)
+    assert (state["held_events"], state["held_users"]) == (4, 2)
+    assert state["held_by_type"] == {
+        "user.deactivated": 1,
+        "user.deleted": 1,
+        "group.member_removed": 1,
+        "user.updated": 1,
+    }
+    held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())
+    held_events = held.json()["events"]
+    expected = [
+        ("user.deactivated", users[2]),
+        ("user.deleted", users[3]),
+        ("group.member_removed", group),
+        ("user.updated", users[2]),
+    ]
+    assert [(e["type"], e["resource"]["id"]) for e in held_events] == expected
+
+    released = await client.post(
+        f"/admin/v1/tenants/{tenant.slug}/guard/release", headers=admin_headers()
+    )
+    assert released.json() == {"released": 4}
+    after = await feed.new()
+    assert [(e["type"], e["resource"]["id"]) for e in after] == expected
+    assert [e["id"] for e in after] == [e["id"] for e in held_events]
+    assert [e["sequence"] for e in after] == list(
+        range(after[0]["sequence"], after[0]["sequence"] + 4)
+    )
+    assert after[0]["sequence"] > delivered["sequence"]
+    state = await guard_of(client, tenant.slug)
+    assert (state["holding"], state["held_events"], state["window_deprovisions"]) == (False, 0, 0)
+
+    # Re-armed: events flow again.
+    await rename(tenant, users[2], "Back")
+    assert [e["type"] for e in await feed.new()] == ["user.updated"]
+
+
+async def test_discarded_events_are_never_delivered(
+    client: Client, tenant: TenantHandle, db: Pool
+) -> None:
+    await configure(client, tenant.slug, threshold_percent=50, min_users=4)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(4)]
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    for user in users:
+        await deactivate(tenant, user)
+    assert len(await feed.new()) == 2
+    discarded = await client.post(
+        f"/admin/v1/tenants/{tenant.slug}/guard/discard", headers=admin_headers()
+    )
+    assert discarded.json() == {"discarded": 2}
+    assert await feed.new() == []
+    assert (await guard_of(client, tenant.slug))["holding"] is False
+    schema = await schema_of(db, tenant.slug)
+    inactive = await db.fetchval(f'SELECT count(*) FROM "{schema}".users WHERE NOT active')
+    assert inactive == 4
+    # A reactivation afterwards is delivered: nothing about the user is held any more.
+    response = await client.patch(
+        f"{tenant.scim}/Users/{users[3]}",
+        json=patch_body({"op": "replace", "path": "active", "value": True}),
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 200
+    assert [e["type"] for e in await feed.new()] == ["user.reactivated"]
+
+
+async def test_small_tenants_and_disabled_guards_hold_nothing(
+    client: Client, tenant: TenantHandle, other_tenant: TenantHandle
+) -> None:
+    # Below the default minimum of 50 users.
+    for handle in (tenant, other_tenant):
+        users = [(await handle.create_user(f"u{n}@example.com"))["id"] for n in range(6)]
+        if handle is other_tenant:
+            await configure(client, handle.slug, enabled=False, min_users=1)
+        for user in users:
+            await deactivate(handle, user)
+        state = await guard_of(client, handle.slug)
+        assert (state["holding"], state["held_events"]) == (False, 0)
+        deactivated = [
+            e for e in await Feed(client, handle.slug).new() if "deactivated" in e["type"]
+        ]
+        assert len(deactivated) == 6
+    defaults = (await guard_of(client, tenant.slug))["settings"]
+    assert defaults == {
+        "enabled": True,
+        "threshold_percent": 20,
+        "window_seconds": 3600,
+        "min_users": 50,
+    }
+
+
+async def test_guard_settings_are_checked(client: Client, tenant: TenantHandle) -> None:
+    url = f"/admin/v1/tenants/{tenant.slug}/guard"
+    for body in ({"threshold_percent": 0}, {"window_seconds": 0}, {"min_users": -1}, {"x": 1}):
+        response = await client.put(url, json=body, headers=admin_headers())
+        assert response.status_code == 400, body
+    missing = await client.post("/admin/v1/tenants/nope/guard/release", headers=admin_headers())
+    assert missing.status_code == 404
+
+
+async def test_webhooks_get_held_events_only_once_released_and_in_order(
+    client: Client, settings: Settings, migrated_database: str, tenant: TenantHandle
+) -> None:
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(5)]
+    async with receivers.running() as receiver:
+        endpoint = await register(
+            client, receiver.url, slug=tenant.slug, events=["user.deactivated"]
+        )
+        try:
+            async with worker(settings, migrated_database):
+                for user in users[:3]:
+                    await deactivate(tenant, user)
+                await receiver.wait_for(1)
+                await asyncio.sleep(0.5)
+                assert len(receiver.accepted) == 1
+                released = await client.post(
+                    f"/admin/v1/tenants/{tenant.slug}/guard/release", headers=admin_headers()
+                )
+                assert released.json() == {"released": 2}
+                await receiver.wait_for(3)
+        finally:
+            await client.delete(f"/admin/v1/webhooks/{endpoint['id']}", headers=admin_headers())
+    delivered = [verify(endpoint["secret"], received) for received in receiver.accepted]
+    assert [event["resource"]["id"] for event in delivered] == users[:3]
+    sequences = [event["sequence"] for event in delivered]
+    assert sequences == sorted(sequences)

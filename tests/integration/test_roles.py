@@ -1,0 +1,255 @@
+"""Group-to-role mapping: effective roles follow membership, nesting, renames and the mapping."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from service import provisioning
+from service.postgres import Pool
+from service.store.resources import GROUPS
+from tests.integration.conftest import Client, TenantHandle, admin_headers
+from tests.integration.test_events import all_events, patch_body
+
+MAPPING = {
+    "default_roles": ["member"],
+    "groups": [
+        {"match": "displayName", "value": "engineering", "roles": ["developer"]},
+        {"match": "externalId", "value": "adm-1", "roles": ["admin", "developer"]},
+    ],
+}
+
+
+class Feed:
+    """The tenant's events from where the last read stopped."""
+
+    def __init__(self, client: Client, slug: str) -> None:
+        self.client, self.slug = client, slug
+        self.cursor: str | None = None
+
+    async def new(self) -> list[dict[str, Any]]:
+        found = await all_events(self.client, self.slug, self.cursor)
+        if found:
+            self.cursor = str(found[-1]["sequence"])
+        return found
+
+    async def role_changes(self) -> dict[str, tuple[list[str], list[str]]]:
+        """userName -> (previous roles, roles) of each `user.roles_changed` since the last read."""
+        changes = {}
+        for event in await self.new():
+            if event["type"] == "user.roles_changed":
+                assert event["data"]["userName"] not in changes, "one event per user and change"
+                changes[event["data"]["userName"]] = (
+                    event["previous"]["roles"],
+                    event["data"]["roles"],
+                )
+        return changes
+
+
+async def create_group(tenant: TenantHandle, name: str, *members: str, **extra: Any) -> str:
+    response = await tenant.client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": name, "members": [{"value": m} for m in members], **extra},
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 201, response.text
+    group_id: str = response.json()["id"]
+    return group_id
+
+
+async def patch_group(tenant: TenantHandle, group_id: str, *operations: dict[str, Any]) -> None:
+    response = await tenant.client.patch(
+        f"{tenant.scim}/Groups/{group_id}", json=patch_body(*operations), headers=tenant.auth()
+    )
+    assert response.status_code in (200, 204), response.text
+
+
+async def roles_of(client: Client, slug: str, user_id: str) -> list[str] | None:
+    response = await client.get(
+        f"/admin/v1/tenants/{slug}/users/{user_id}/roles", headers=admin_headers()
+    )
+    assert response.status_code == 200, response.text
+    found: list[str] | None = response.json()["roles"]
+    return found
+
+
+async def test_roles_follow_group_membership_nesting_renames_and_the_mapping(
+    client: Client, tenant: TenantHandle
+) -> None:
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    bob = (await tenant.create_user("bob@example.com"))["id"]
+    cy = (await tenant.create_user("cy@example.com"))["id"]
+    engineering = await create_group(tenant, "Engineering")
+    feed = Feed(client, tenant.slug)
+    assert "roles" not in (await feed.new())[0]["data"], "no mapping, no roles in events"
+    assert await roles_of(client, tenant.slug, ada) is None
+
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json=MAPPING, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["roles_changed"] == 3
+    everyone: tuple[list[str], list[str]] = ([], ["member"])
+    assert await feed.role_changes() == {
+        "ada@example.com": everyone,
+        "bob@example.com": everyone,
+        "cy@example.com": everyone,
+    }
+
+    # An unmapped group changes nobody's roles; nesting it in a mapped one does.
+    platform = await create_group(tenant, "Platform", ada)
+    assert await feed.role_changes() == {}
+    await patch_group(
+        tenant, engineering, {"op": "add", "path": "members", "value": [{"value": platform}]}
+    )
+    assert await feed.role_changes() == {"ada@example.com": (["member"], ["developer", "member"])}
+    assert await roles_of(client, tenant.slug, ada) == ["developer", "member"]
+
+    await patch_group(tenant, platform, {"op": "add", "path": "members", "value": [{"value": bob}]})
+    assert await feed.role_changes() == {"bob@example.com": (["member"], ["developer", "member"])}
+
+    # A second path to the same role changes nothing; losing one of two paths neither.
+    await patch_group(
+        tenant, engineering, {"op": "add", "path": "members", "value": [{"value": ada}]}
+    )
+    assert await feed.role_changes() == {}
+    await patch_group(
+        tenant, engineering, {"op": "remove", "path": f'members[value eq "{platform}"]'}
+    )
+    assert await feed.role_changes() == {"bob@example.com": (["developer", "member"], ["member"])}
+
+    # Renaming a group mapped by displayName moves its members' roles.
+    await patch_group(tenant, engineering, {"op": "replace", "path": "displayName", "value": "R&D"})
+    assert await feed.role_changes() == {"ada@example.com": (["developer", "member"], ["member"])}
+
+    # Mapped by externalId; deleting the group takes its roles away.
+    admins = await create_group(tenant, "Admins", cy, externalId="adm-1")
+    assert await feed.role_changes() == {
+        "cy@example.com": (["member"], ["admin", "developer", "member"])
+    }
+    users = await client.get(f"/admin/v1/tenants/{tenant.slug}/users", headers=admin_headers())
+    assert {u["userName"]: u["roles"] for u in users.json()["users"]} == {
+        "ada@example.com": ["member"],
+        "bob@example.com": ["member"],
+        "cy@example.com": ["admin", "developer", "member"],
+    }
+    deleted = await client.delete(f"{tenant.scim}/Groups/{admins}", headers=tenant.auth())
+    assert deleted.status_code == 204
+    assert await feed.role_changes() == {
+        "cy@example.com": (["admin", "developer", "member"], ["member"])
+    }
+
+    # User events carry the roles; a new user starts with the default ones, in its own event.
+    patched = await client.patch(
+        f"{tenant.scim}/Users/{ada}",
+        json=patch_body({"op": "replace", "path": "displayName", "value": "Ada"}),
+        headers=tenant.auth(),
+    )
+    assert patched.status_code == 200
+    [updated] = await feed.new()
+    assert updated["type"] == "user.updated"
+    assert updated["data"]["roles"] == ["member"]
+    await tenant.create_user("dee@example.com")
+    [created] = await feed.new()
+    assert (created["type"], created["data"]["roles"]) == ("user.created", ["member"])
+
+    # Removing the mapping: everybody's roles become empty.
+    removed = await client.delete(f"/admin/v1/tenants/{tenant.slug}/roles", headers=admin_headers())
+    assert removed.status_code == 200
+    assert removed.json()["roles_changed"] == 4
+    assert list((await feed.role_changes()).values()) == [(["member"], [])] * 4
+    assert await roles_of(client, tenant.slug, ada) is None
+
+
+async def test_a_deleted_group_that_granted_nothing_and_deleted_users_emit_no_role_changes(
+    client: Client, tenant: TenantHandle
+) -> None:
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    mapped = await create_group(tenant, "Engineering", ada)
+    other = await create_group(tenant, "Other", ada)
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json=MAPPING, headers=admin_headers()
+    )
+    assert saved.json()["roles_changed"] == 1
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    assert (await client.delete(f"{tenant.scim}/Groups/{other}", headers=tenant.auth())).is_success
+    assert await feed.role_changes() == {}
+    # A deleted user's last roles are in its user.deleted event.
+    assert (await client.delete(f"{tenant.scim}/Users/{ada}", headers=tenant.auth())).is_success
+    found = await feed.new()
+    assert [e["type"] for e in found] == ["user.deleted", "group.member_removed"]
+    assert found[0]["data"]["roles"] == ["developer", "member"]
+    assert await roles_of(client, tenant.slug, ada) == []
+    del mapped
+
+
+async def test_role_mapping_is_checked(client: Client, tenant: TenantHandle) -> None:
+    url = f"/admin/v1/tenants/{tenant.slug}/roles"
+    for body in (
+        {"groups": [{"match": "id", "value": "x", "roles": ["a"]}]},
+        {"groups": [{"match": "displayName", "value": "", "roles": ["a"]}]},
+        {"groups": [{"match": "displayName", "value": "x", "roles": []}]},
+        {
+            "groups": [
+                {"match": "displayName", "value": "X", "roles": ["a"]},
+                {"match": "displayName", "value": "x", "roles": ["b"]},
+            ]
+        },
+        {"default_roles": [" "]},
+        {"default_roles": ["a"], "other": 1},
+    ):
+        response = await client.put(url, json=body, headers=admin_headers())
+        assert response.status_code == 400, body
+        assert response.headers["content-type"].startswith("application/problem+json")
+    assert (await client.get(url, headers=admin_headers())).json()["groups"] == []
+    missing = await client.get("/admin/v1/tenants/no-such/roles", headers=admin_headers())
+    assert missing.status_code == 404
+
+
+async def _lock_waiters(db: Pool, at_least: int) -> None:
+    for _ in range(200):
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        if waiting >= at_least:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the writes never queued")
+
+
+async def test_concurrent_nesting_and_membership_changes_report_every_role_change(
+    client: Client, tenant: TenantHandle, db: Pool
+) -> None:
+    mapping = {"groups": [{"match": "displayName", "value": "Outer", "roles": ["outer"]}]}
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
+    )
+    assert saved.status_code == 200
+    user = (await tenant.create_user("ada@example.com"))["id"]
+    inner = await create_group(tenant, "Inner")
+    outer = await create_group(tenant, "Outer")
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    row = await db.fetchrow(
+        "SELECT id, schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    assert row is not None
+    scope = provisioning.Scope(schema=row["schema_name"], base_url="http://x", tenant_id=row["id"])
+
+    def add(group: str, member: str) -> Any:
+        body = patch_body({"op": "add", "path": "members", "value": [{"value": member}]})
+        return provisioning.apply_patch(db, GROUPS, scope, group, body)
+
+    # One write puts the user in the inner group while another nests that group in the
+    # outer one. Holding the outbox counter keeps the first from committing until the
+    # second has started: without the roles lock, each would compute roles from a state
+    # without the other's change, and the user's new role would go unreported.
+    async with db.acquire() as blocker, blocker.transaction():
+        await blocker.execute(f'SELECT * FROM "{scope.schema}".event_sequence FOR UPDATE')
+        writes = [asyncio.create_task(add(inner, user)), asyncio.create_task(add(outer, inner))]
+        await _lock_waiters(db, 2)
+    await asyncio.gather(*writes)
+    assert await feed.role_changes() == {"ada@example.com": ([], ["outer"])}
+    assert await roles_of(client, tenant.slug, user) == ["outer"]
