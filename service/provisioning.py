@@ -377,19 +377,37 @@ async def replace(
         if table is GROUPS:
             members.removed(await groups.remove_all(conn, scope.schema, row["id"]))
             members.added(await groups.add(conn, scope.schema, row["id"], member_ids or []))
-        body = await render(conn, table, scope, row, projection)
-        after = _event_body(table, scope, row)
-        instruments.changed(table.resource_type.name, before, after)
-        await _record_change(
+        return await _finish_change(
             conn,
             scope,
             state,
             table=table,
             rows=(old_row, row),
-            bodies=(before, after),
+            before=before,
             members=members,
+            projection=projection,
         )
-        return body
+
+
+async def _finish_change(
+    conn: Connection,
+    scope: Scope,
+    state: WriteState,
+    *,
+    table: Table,
+    rows: tuple[Row, Row],
+    before: dict[str, Any],
+    members: events.MembershipChanges,
+    projection: Projection | None,
+) -> dict[str, Any]:
+    """The end of a PUT or PATCH: its response, its metrics and its events."""
+    body = await render(conn, table, scope, rows[1], projection)
+    after = _event_body(table, scope, rows[1])
+    instruments.changed(table.resource_type.name, before, after)
+    await _record_change(
+        conn, scope, state, table=table, rows=rows, bodies=(before, after), members=members
+    )
+    return body
 
 
 async def _record_change(
@@ -448,19 +466,16 @@ async def apply_patch(
             members_changed += await _apply_member_step(conn, scope, row["id"], step, members)
         if members_changed and result.resource == row["resource"]:
             row = await touch(conn, table, scope.schema, row["id"])
-        rendered = await render(conn, table, scope, row, projection)
-        after = _event_body(table, scope, row)
-        instruments.changed(table.resource_type.name, before, after)
-        await _record_change(
+        return await _finish_change(
             conn,
             scope,
             state,
             table=table,
             rows=(old_row, row),
-            bodies=(before, after),
+            before=before,
             members=members,
+            projection=projection,
         )
-        return rendered
 
 
 async def _apply_member_step(
