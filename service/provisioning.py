@@ -464,7 +464,9 @@ async def apply_patch(
         members_changed = 0
         for step in result.member_steps:
             members_changed += await _apply_member_step(conn, scope, row["id"], step, members)
-        if members_changed and result.resource == row["resource"]:
+        # Member rows live outside the resource: bump the version for them only
+        # when the resource itself did not change (its update already bumped it).
+        if members_changed and result.resource == old_row["resource"]:
             row = await touch(conn, table, scope.schema, row["id"])
         return await _finish_change(
             conn,

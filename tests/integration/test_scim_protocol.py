@@ -618,3 +618,22 @@ async def test_password_is_sensitive_in_uris_and_never_filterable(tenant: Tenant
 async def test_other_scim_versions_are_invalid_vers(tenant: TenantHandle) -> None:
     response = await tenant.client.get(f"/scim/v1/{tenant.slug}/Users", headers=tenant.auth())
     assert_scim_error(response, 400, "invalidVers")
+
+
+async def test_patch_changing_attributes_and_members_bumps_the_version_once(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    created = await tenant.client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Before"}, headers=tenant.auth()
+    )
+    group_id = created.json()["id"]
+    response = await patch(
+        tenant,
+        f"Groups/{group_id}",
+        [
+            {"op": "replace", "path": "displayName", "value": "After"},
+            {"op": "add", "path": "members", "value": [{"value": people["alice"]["id"]}]},
+        ],
+    )
+    assert response.status_code == 204
+    assert response.headers["etag"] == 'W/"2"'
