@@ -53,7 +53,8 @@ from service import events
 from service.postgres import Connection, Pool
 from service.store import outbox
 from service.store.outbox import NewEvent
-from tenants.errors import InvalidInput, NotFound
+from tenants.errors import InvalidInput
+from tenants.registry import tenant_schema_at
 from tenants.schemas import quoted_schema
 
 log = logging.getLogger(__name__)
@@ -282,14 +283,7 @@ async def _hold(conn: Connection, schema: str, held: list[NewEvent]) -> None:
 
 
 async def _tenant(conn: Connection | Pool, slug: str) -> tuple[uuid.UUID, str]:
-    row = await conn.fetchrow(
-        "SELECT id, schema_name, schema_version FROM scim_control.tenants WHERE slug = $1", slug
-    )
-    if row is None:
-        raise NotFound(f"no tenant {slug!r}")
-    if row["schema_version"] < GUARD_SCHEMA_VERSION:
-        raise InvalidInput(f"tenant {slug!r} needs `scim-platform migrate` first")
-    return row["id"], row["schema_name"]
+    return await tenant_schema_at(conn, slug, GUARD_SCHEMA_VERSION)
 
 
 async def show(pool: Pool, slug: str) -> GuardView:

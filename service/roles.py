@@ -36,7 +36,8 @@ from service.store import groups
 from service.store.groups import GroupKeys
 from service.store.outbox import NewEvent
 from tenants import role_mappings
-from tenants.errors import InvalidInput, NotFound
+from tenants.errors import NotFound
+from tenants.registry import tenant_schema_at
 from tenants.role_mappings import RoleMapping, RoleMappingBody, RoleMappingView
 from tenants.schemas import quoted_schema
 
@@ -181,14 +182,7 @@ class Tracker:
 
 
 async def tenant(conn: Connection | Pool, slug: str) -> tuple[uuid.UUID, str]:
-    row = await conn.fetchrow(
-        "SELECT id, schema_name, schema_version FROM scim_control.tenants WHERE slug = $1", slug
-    )
-    if row is None:
-        raise NotFound(f"no tenant {slug!r}")
-    if row["schema_version"] < ROLES_SCHEMA_VERSION:
-        raise InvalidInput(f"tenant {slug!r} needs `scim-platform migrate` before it has roles")
-    return row["id"], row["schema_name"]
+    return await tenant_schema_at(conn, slug, ROLES_SCHEMA_VERSION)
 
 
 async def show(pool: Pool, slug: str) -> RoleMappingView:

@@ -90,6 +90,18 @@ _SELECT = (
 )
 
 
+async def tenant_schema_at(conn: Any, slug: str, version: int) -> tuple[uuid.UUID, str]:
+    """A tenant's id and schema, for a feature that needs its schema at ``version``."""
+    row = await conn.fetchrow(
+        "SELECT id, schema_name, schema_version FROM scim_control.tenants WHERE slug = $1", slug
+    )
+    if row is None:
+        raise NotFound(f"no tenant {slug!r}")
+    if row["schema_version"] < version:
+        raise InvalidInput(f"tenant {slug!r} needs `scim-platform migrate` first")
+    return row["id"], row["schema_name"]
+
+
 class TenantRegistry:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
