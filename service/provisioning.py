@@ -30,7 +30,7 @@ from service.store.resources import GROUPS, USERS, Row, Table, insert, page, tou
 from service.store.resources import delete as delete_row
 from service.store.resources import get as get_row
 from service.write_state import WriteState
-from tenants import policies
+from tenants.schemas import quoted_schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +124,20 @@ async def _render_rows(
     """Resources of one type, with their members or groups in one query for all rows.
 
     ``related_exist=False`` says the caller knows there are none to load (a
-    user just created is in no group yet), which saves the query.
+    user just created is in no group yet), which saves the query. Users read
+    with `_groups_column` carry their groups already.
     """
     ids = [row["id"] for row in rows]
     related = "members" if table is GROUPS else "groups"
     members: Memberships = {}
     user_groups: UserGroups = {}
-    if ids and related_exist and (projection is None or projection.wants(related)):
+    if rows and "related" in rows[0].keys():  # noqa: SIM118 - a Record's `in` tests values
+        user_groups = {
+            row["id"]: groups.groups_in_column(row["related"])
+            for row in rows
+            if row["related"] is not None
+        }
+    elif ids and related_exist and (projection is None or projection.wants(related)):
         if table is GROUPS:
             members = await groups.members_of(conn, scope.schema, ids)
         else:
@@ -153,6 +160,15 @@ async def render(
     """The SCIM representation of a stored row."""
     [body] = await _render_rows(conn, table, scope, [row], projection, related_exist=related_exist)
     return body
+
+
+def _groups_column(
+    table: Table, scope: Scope, projection: Projection | None, row: str
+) -> str | None:
+    """SQL for the groups of the users read as ``row``, when the response shows them."""
+    if table is USERS and (projection is None or projection.wants("groups")):
+        return groups.groups_column(quoted_schema(scope.schema), f"{row}.id")
+    return None
 
 
 def _event_body(table: Table, scope: Scope, row: Row) -> dict[str, Any]:
@@ -221,12 +237,6 @@ def _new_state(table: Table, payload: Any) -> dict[str, Any]:
     return resource
 
 
-async def _policy(conn: Connection, scope: Scope) -> policies.Policy:
-    if scope.tenant_id is None:
-        return policies.Policy()
-    return await policies.load(conn, scope.tenant_id)
-
-
 async def _password_hash(table: Table, payload: Any) -> str | None:
     """The hash of the password a User body sets, if any; computed off the event loop."""
     password = validation.password_of(payload) if table is USERS else None
@@ -278,7 +288,7 @@ async def _claim(
     data was kept for exactly this, and its userName is still taken); a
     pre-loaded one is linked, or refused with 409 when the policy says so.
     """
-    policy = await _policy(conn, scope)
+    policy = state.policy
     found = await lifecycle.find_claimable(conn, scope.schema, resource, policy.match_order)
     if found is None:
         return None
@@ -326,7 +336,8 @@ async def get(
     pool: Pool, table: Table, scope: Scope, raw_id: str, projection: Projection | None = None
 ) -> tuple[dict[str, Any], int]:
     """The resource and its version, or 404."""
-    row = await get_row(pool, table, scope.schema, resource_id(raw_id, table))
+    related = _groups_column(table, scope, projection, "r")
+    row = await get_row(pool, table, scope.schema, resource_id(raw_id, table), related=related)
     if row is None:
         raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
     return await render(pool, table, scope, row, projection), row["version"]
@@ -525,7 +536,7 @@ async def delete(
             inside = await tracker.users_affected_by_delete(
                 conn, row["id"], roles.keys(row["resource"])
             )
-        if table is USERS and (await _policy(conn, scope)).deprovision_mode != "hard_delete":
+        if table is USERS and state.policy.deprovision_mode != "hard_delete":
             # Kept until the policy's purge; SCIM clients get 404 from now on (RFC 7644 3.6).
             left = await lifecycle.soft_delete(conn, scope.schema, row["id"])
         else:
@@ -546,7 +557,8 @@ async def delete(
 async def search(
     pool: Pool, table: Table, scope: Scope, query: ListQuery, projection: Projection
 ) -> tuple[int, list[dict[str, Any]]]:
-    total, rows = await page(pool, table, scope.schema, query)
+    related = _groups_column(table, scope, projection, "p")
+    total, rows = await page(pool, table, scope.schema, query, related=related)
     request_context.note_results(len(rows), total)
     return total, await _render_rows(pool, table, scope, rows, projection)
 

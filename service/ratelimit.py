@@ -54,6 +54,7 @@ from litestar import Litestar
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import ConnectionPool
 
+from observability import tracing
 from service.moving_window import MovingWindows
 from service.scim.errors import ScimError
 from service.settings import Settings
@@ -204,8 +205,12 @@ class RateLimiter:
             assert self._shared is not None
             item = RateLimitItemPerSecond(policy.burst, policy.window_seconds, namespace="scim")
             try:
-                allowed = await self._shared.hit(item, str(tenant.id))
-                reset_time, remaining = await self._shared.get_window_stats(item, str(tenant.id))
+                # Two Redis round trips: worth a span, unlike the in-memory check.
+                with tracing.span("scim.rate_limit"):
+                    allowed = await self._shared.hit(item, str(tenant.id))
+                    reset_time, remaining = await self._shared.get_window_stats(
+                        item, str(tenant.id)
+                    )
             except StorageError as exc:
                 self._storage_failed(exc, headers)
                 return None

@@ -2,8 +2,8 @@
 
 Every write of a tenant (`service.provisioning`) reads, in one round trip:
 its role mapping, taking the tenant's roles lock when there is one
-(`service.roles`), and whether its mass-deprovisioning guard is tripped
-(`service.guard`).
+(`service.roles`), whether its mass-deprovisioning guard is tripped
+(`service.guard`), and its provisioning policy (`tenants.policies`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import Final
 from service.guard import GUARD_SCHEMA_VERSION
 from service.postgres import Connection
 from service.roles import Tracker
-from tenants import role_mappings
+from tenants import policies, role_mappings
+
+DEFAULT_POLICY: Final = policies.Policy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +26,11 @@ class WriteState:
     """None: the tenant has no role mapping."""
     guard_tripped: bool | None
     """None: the tenant is not guarded (no tenant id, or a schema older than the guard)."""
+    policy: policies.Policy = DEFAULT_POLICY
 
 
 UNTRACKED: Final = WriteState(None, None)
+_POLICY_COLUMNS: Final = ", ".join(f"p.{field}" for field in policies.FIELDS)
 
 
 async def read(
@@ -41,11 +45,12 @@ async def read(
     lock = "pg_advisory_xact_lock" if group else "pg_advisory_xact_lock_shared"
     row = await conn.fetchrow(
         "SELECT t.schema_version >= $2 AS guarded, g.tripped_at IS NOT NULL AS tripped, "
-        "m.default_roles, m.group_rules, "
+        f"m.default_roles, m.group_rules, {_POLICY_COLUMNS}, "
         f"CASE WHEN m.tenant IS NOT NULL THEN {lock}($3, hashtext(t.id::text)) IS NULL END "
         "FROM scim_control.tenants t "
         "LEFT JOIN scim_control.role_mappings m ON m.tenant = t.id "
-        "LEFT JOIN scim_control.deprovision_guards g ON g.tenant = t.id WHERE t.id = $1",
+        "LEFT JOIN scim_control.deprovision_guards g ON g.tenant = t.id "
+        "LEFT JOIN scim_control.provisioning_policies p ON p.tenant = t.id WHERE t.id = $1",
         tenant_id,
         GUARD_SCHEMA_VERSION,
         role_mappings.LOCK_CLASS,
@@ -55,4 +60,6 @@ async def read(
     tracker = None
     if row["group_rules"] is not None:
         tracker = Tracker(schema, role_mappings.from_row(row))
-    return WriteState(tracker, bool(row["tripped"]) if row["guarded"] else None)
+    return WriteState(
+        tracker, bool(row["tripped"]) if row["guarded"] else None, policies.from_columns(row)
+    )

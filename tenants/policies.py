@@ -54,11 +54,19 @@ class PolicyChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retention_days: int | msgspec.UnsetType = msgspec.UNSET
 
 
-_COLUMNS: Final = "link_mode, match_order, deprovision_mode, retention_days, attribute_mapping"
+FIELDS: Final = (
+    "link_mode",
+    "match_order",
+    "deprovision_mode",
+    "retention_days",
+    "attribute_mapping",
+)
+COLUMNS: Final = ", ".join(FIELDS)
 
 
-def _policy(row: Any) -> Policy:
-    if row is None:
+def from_columns(row: Any) -> Policy:
+    """The policy in a row holding `COLUMNS` (NULL or absent: the defaults)."""
+    if row is None or row["link_mode"] is None:
         return Policy()
     return Policy(
         link_mode=row["link_mode"],
@@ -71,9 +79,9 @@ def _policy(row: Any) -> Policy:
 
 async def load(conn: Connection | Pool, tenant_id: uuid.UUID) -> Policy:
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM scim_control.provisioning_policies WHERE tenant = $1", tenant_id
+        f"SELECT {COLUMNS} FROM scim_control.provisioning_policies WHERE tenant = $1", tenant_id
     )
-    return _policy(row)
+    return from_columns(row)
 
 
 def checked(policy: Policy, changes: PolicyChanges) -> Policy:

@@ -9,7 +9,7 @@ from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from observability import request_context, tracing
+from observability import request_context
 from service import ratelimit
 from service.provisioning import Scope
 from service.scim.attributes import ResourceType, resolve
@@ -67,8 +67,7 @@ async def provide_tenant(request: AnyRequest, tenant: FromPath[str]) -> TenantCo
         raise ScimError(403, "This tenant is disabled; ask the operator to enable it.") from exc
     request_context.note_tenant(context.id, context.slug, context.idp_type)
     # Charged only once the tenant is known: an unauthenticated flood costs no tenant anything.
-    with tracing.span("scim.rate_limit"):
-        await ratelimit.admit(request.scope, request.app.state.rate_limiter, context)
+    await ratelimit.admit(request.scope, request.app.state.rate_limiter, context)
     return context
 
 

@@ -23,7 +23,13 @@ class ListQuery:
 
 
 async def page(
-    pool: Pool, target: Target, table: str, query: ListQuery, *, visible: str = "TRUE"
+    pool: Pool,
+    target: Target,
+    table: str,
+    query: ListQuery,
+    *,
+    visible: str = "TRUE",
+    related: str | None = None,
 ) -> tuple[int, list[asyncpg.Record]]:
     """One page and the total number of matches.
 
@@ -31,7 +37,9 @@ async def page(
     resources come in creation order, so pages are stable while the IdP walks
     them. The total rides along on the page's rows (a window count), so the
     usual IdP lookup (one match or none) costs one round trip. Only rows
-    satisfying `visible` (SQL over `r`) are listed.
+    satisfying `visible` (SQL over `r`) are listed. ``related``, SQL over the
+    page's row `p`, becomes each row's `related` column: it is computed for
+    the rows of the page only, not for every match the count runs over.
     """
     builder = SqlBuilder()
     where = compile_filter(target, query.filter, builder) if query.filter else "TRUE"
@@ -45,11 +53,17 @@ async def page(
         )
         return total, []
     offset, limit = builder.bind(query.offset), builder.bind(query.limit)
-    rows = await pool.fetch(
-        f"SELECT {RESOURCE_COLUMNS}, count(*) OVER () AS total FROM {table} r "
-        f"WHERE {where} ORDER BY {order} OFFSET {offset} LIMIT {limit}",
-        *builder.params,
-    )
+    matches = f"FROM {table} r WHERE {where} ORDER BY {order} OFFSET {offset} LIMIT {limit}"
+    if related is None:
+        statement = f"SELECT {RESOURCE_COLUMNS}, count(*) OVER () AS total {matches}"
+    else:
+        # The page's rows are numbered so the statement around them keeps their order.
+        statement = (
+            f"SELECT p.*, {related} AS related FROM (SELECT {RESOURCE_COLUMNS}, "
+            f"count(*) OVER () AS total, row_number() OVER (ORDER BY {order}) AS position "
+            f"{matches}) p ORDER BY p.position"
+        )
+    rows = await pool.fetch(statement, *builder.params)
     if rows:
         return rows[0]["total"], rows
     if query.offset == 0:

@@ -96,10 +96,15 @@ async def get(
     resource_id: uuid.UUID,
     *,
     lock: bool = False,
+    related: str | None = None,
 ) -> Row | None:
-    """One resource; with ``lock``, held until the caller's transaction ends."""
+    """One resource; with ``lock``, held until the caller's transaction ends.
+
+    ``related``, SQL over the resource `r`, becomes the row's `related` column.
+    """
+    columns = RESOURCE_COLUMNS if related is None else f"{RESOURCE_COLUMNS}, {related} AS related"
     return await conn.fetchrow(
-        f"SELECT {RESOURCE_COLUMNS} FROM {table.qualified(schema)} r "
+        f"SELECT {columns} FROM {table.qualified(schema)} r "
         f"WHERE r.id = $1 AND {table.visible}" + (" FOR UPDATE" if lock else ""),
         resource_id,
     )
@@ -155,7 +160,15 @@ async def delete(
     return [(row["id"], row["display_name"]) for row in rows]
 
 
-async def page(pool: Pool, table: Table, schema: str, query: ListQuery) -> tuple[int, list[Row]]:
+async def page(
+    pool: Pool, table: Table, schema: str, query: ListQuery, *, related: str | None = None
+) -> tuple[int, list[Row]]:
+    """A page of visible resources (`service.store.paging.page`); ``related`` is over `p`."""
     return await paging.page(
-        pool, table.target(schema), table.qualified(schema), query, visible=table.visible
+        pool,
+        table.target(schema),
+        table.qualified(schema),
+        query,
+        visible=table.visible,
+        related=related,
     )

@@ -143,8 +143,8 @@ async def test_create_is_one_server_span_with_http_and_scim_attributes(
     }
     assert insert.kind == SpanKind.CLIENT
     assert insert.name == "INSERT users"
-    rate_limit = [child for child in children(spans, span) if child.name == "scim.rate_limit"]
-    assert len(rate_limit) == 1
+    # The in-memory rate limit check does no I/O: no span of its own.
+    assert not [child for child in children(spans, span) if child.name == "scim.rate_limit"]
 
 
 async def test_patch_counts_its_operations(
@@ -247,8 +247,6 @@ async def test_rate_limited_request(
     found = attributes(refused[0])
     assert found["scim.tenant.slug"] == tenant.slug
     assert "scim.tenant.id" in found
-    [check] = [child for child in children(spans, refused[0]) if child.name == "scim.rate_limit"]
-    assert check.status.status_code == StatusCode.ERROR
 
 
 async def test_unknown_route_is_traced_without_a_route(client: Client, recorded: Recorded) -> None:

@@ -553,6 +553,34 @@ async def test_user_reports_its_direct_and_indirect_groups(
     assert "groups" not in ignored.json()
 
 
+async def test_a_sorted_page_carries_each_users_own_groups(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    """Groups ride on the page's own statement: the page keeps its order and each row its groups."""
+    ids = {name: person["id"] for name, person in people.items()}
+    for display, members in (("Zeta", ["alice", "carol"]), ("Alpha", ["carol"])):
+        created = await tenant.client.post(
+            f"{tenant.scim}/Groups",
+            json={"displayName": display, "members": [{"value": ids[m]} for m in members]},
+            headers=tenant.auth(),
+        )
+        assert created.status_code == 201
+    page = await list_users(tenant, "sortBy=userName&sortOrder=descending&startIndex=1&count=2")
+    assert page["totalResults"] == 3
+    assert [
+        (u["userName"], [g["display"] for g in u.get("groups", [])]) for u in page["Resources"]
+    ] == [
+        ("carol@other.example", ["Alpha", "Zeta"]),
+        ("bob@example.com", []),
+    ]
+    rest = await list_users(tenant, "sortBy=userName&sortOrder=descending&startIndex=3&count=2")
+    assert [(u["userName"], len(u["groups"])) for u in rest["Resources"]] == [
+        ("Alice@Example.com", 1)
+    ]
+    without = await list_users(tenant, "excludedAttributes=groups")
+    assert all("groups" not in user for user in without["Resources"])
+
+
 async def test_search_at_the_root_spans_users_and_groups(
     tenant: TenantHandle, people: dict[str, Any]
 ) -> None:
