@@ -26,12 +26,10 @@ import asyncio
 import logging
 import os
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import msgspec
@@ -46,33 +44,11 @@ from tenants.control import close_pool, migrate_control_plane, open_pool
 from tenants.ratelimit import RateLimitPolicy
 from tenants.secrets import ADMIN_TOKEN_PREFIX, generate_secret
 from tests.bench.environment import database
+from tests.bench.otlp_sink import Sink
 
 ADMIN_TOKEN = generate_secret(ADMIN_TOKEN_PREFIX)
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 MODES = ("off", "on", "on, 10%")
-
-
-class Sink:
-    """An OTLP/HTTP collector on 127.0.0.1 that reads each export and drops it."""
-
-    def __init__(self) -> None:
-        self.exports = 0
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                sink.exports += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                del format, args
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @contextmanager
@@ -92,7 +68,7 @@ def telemetry(mode: str, sink: Sink) -> Telemetry:
     if mode == "off":
         return Telemetry()
     with sampler(mode):
-        return Telemetry(span_exporter=OTLPSpanExporter(endpoint=sink.endpoint))
+        return Telemetry(span_exporter=OTLPSpanExporter(endpoint=f"{sink.endpoint}/v1/traces"))
 
 
 async def call(
