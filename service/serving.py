@@ -1,8 +1,9 @@
 """Running the application under uvicorn, in one process or several sharing the port.
 
 One process runs one event loop on one core. With `SCIM_WORKERS` (or
-`serve --workers`) above 1, uvicorn starts that many worker processes that
-share the listening socket, and restarts any that die. Each worker builds its
+`serve --workers`) above 1, `serve` prepares (migrations, the demo tenant),
+then turns into uvicorn's supervisor, which starts that many worker processes
+that share the listening socket and restarts any that die. Each worker builds its
 own application from the environment, so whatever `serve` decided for the run
 (the resolved database URL, a generated admin token or secret key) is put into
 the environment first. Everything a process keeps in memory is then per
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from service.settings import Settings
@@ -65,11 +67,27 @@ def serve(settings: Settings, telemetry: Telemetry) -> None:
         return
     telemetry.shutdown()  # each worker builds its own
     os.environ.update(_worker_environment(settings))
-    uvicorn.run(
-        f"{__name__}:worker_app",
-        factory=True,
-        workers=settings.workers,
-        **options,  # type: ignore[arg-type]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # This process becomes uvicorn's bare supervisor (same pid, so signals still
+    # reach it): what it imported and allocated to migrate and prepare, some
+    # 60 MB, would otherwise stay resident beside the workers for its lifetime.
+    os.execv(  # noqa: S606 - our own interpreter, fixed arguments
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"{__name__}:worker_app",
+            "--factory",
+            f"--workers={settings.workers}",
+            f"--host={settings.host}",
+            f"--port={settings.port}",
+            f"--log-level={options['log_level']}",
+            "--no-access-log",
+            f"--loop={options['loop']}",
+            f"--http={options['http']}",
+        ],
     )
 
 

@@ -13,7 +13,6 @@ from service.postgres import Pool, create_pool
 # Piccolo looks its engine up through this module; set before any table is used.
 os.environ.setdefault("PICCOLO_CONF", "tenants.piccolo_conf")
 
-from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.engine.postgres import PostgresEngine
 
 log = logging.getLogger(__name__)
@@ -58,6 +57,10 @@ async def close_pool(pool: Pool) -> None:
 
 async def migrate_control_plane(pool: Pool) -> None:
     """Apply the control plane's Piccolo migrations, one process at a time."""
+    # Imported here: Piccolo's migration machinery (black, rich, ...) weighs some
+    # 30 MB that a serving process, which never migrates, would carry for nothing.
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
         try:
