@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from service.postgres import Pool
 from service.scim.filter import parse_filter
 from service.store.filters import SqlBuilder, compile_filter
+from service.store.groups import groups_column
 from service.store.resources import GROUPS, USERS, Table
+from tenants.schemas import quoted_schema
 from tests.integration.conftest import TenantHandle
 
 
@@ -46,3 +50,44 @@ async def test_idp_lookups_use_an_index(
     )
     explained = await plan(db, table, schema, filter_text)
     assert index in explained, explained
+
+
+async def test_a_users_groups_climb_nested_groups_through_an_index(
+    db: Pool, tenant: TenantHandle
+) -> None:
+    """Rendering a user's groups probes memberships by index, however many a tenant has.
+
+    The climb from a group to its parent groups once made the planner scan every
+    membership of the tenant for each rendered user.
+    """
+    schema = await db.fetchval(
+        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    qualified = quoted_schema(schema)
+    user = uuid.uuid4()
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(
+            f"INSERT INTO {qualified}.groups (id, resource, display_name) "
+            "SELECT gen_random_uuid(), '{}', 'group ' || g FROM generate_series(1, 30) g"
+        )
+        await conn.execute(
+            f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
+            f"SELECT g.id, gen_random_uuid(), 'User' FROM {qualified}.groups g, "
+            "generate_series(1, 100)"
+        )
+        await conn.execute(
+            f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
+            f"SELECT g.id, $1, 'User' FROM {qualified}.groups g LIMIT 3",
+            user,
+        )
+        await conn.execute(f"ANALYZE {qualified}.group_members")
+        explained = "\n".join(
+            row[0]
+            for row in await conn.fetch(
+                f"EXPLAIN SELECT {groups_column(qualified, '$1::uuid')}", user
+            )
+        )
+        found = await conn.fetchval(f"SELECT {groups_column(qualified, '$1::uuid')}", user)
+    assert "Seq Scan on group_members" not in explained, explained
+    assert "group_members_nested_idx" in explained, explained
+    assert len(found) == 3
