@@ -8,6 +8,7 @@ wrong IdP type on the tenant); otherwise the tenant's configured type is used.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Final
 
 CLIENTS: Final = ("entra", "okta", "onelogin", "google", "jumpcloud", "generic")
@@ -24,6 +25,9 @@ _SIGNATURES: Final = (
 )
 
 
+# Asked up to three times per request (the write's link audit, the metrics, the
+# request log) about the handful of User-Agents a deployment sees.
+@lru_cache(maxsize=1024)
 def detect_client(user_agent: str | None, idp_type: str | None) -> str:
     """One of `CLIENTS`: from the User-Agent if it names an IdP, else the tenant's IdP type."""
     agent = (user_agent or "").lower()

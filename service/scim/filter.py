@@ -551,8 +551,21 @@ def _is_value(token: _Token) -> bool:
     return token.kind == "word" and token.text.lower() in _LITERALS
 
 
+# `userName eq "..."`, `displayName eq "..."`, `emails.value eq "..."`: the lookup
+# IdPs send before nearly every write, read here without the tokenizer (a tenth
+# of a lookup's CPU). Anything else (escapes, a URN, `$ref`, another operator)
+# takes the full parser, which gives the same tree for these.
+_SIMPLE_EQUALITY = re.compile(
+    r"[ \t\r\n]*([A-Za-z][A-Za-z0-9_\-]*)(?:\.([A-Za-z][A-Za-z0-9_\-]*))?"
+    r'[ \t\r\n]+[eE][qQ][ \t\r\n]+"([^"\\\x00-\x1f]*)"[ \t\r\n]*'
+)
+
+
 def parse_filter(text: str) -> Filter:
     """Parse a ``filter`` query parameter; raise ScimError(400, invalidFilter) if malformed."""
+    if len(text) <= MAX_LENGTH and (simple := _SIMPLE_EQUALITY.fullmatch(text)) is not None:
+        attr, sub_attr, value = simple.groups()
+        return Compare(AttrPath(None, attr, sub_attr), "eq", value)
     return _Parser(text, scim_type="invalidFilter", what="filter").parse_filter()
 
 

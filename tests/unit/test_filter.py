@@ -22,6 +22,7 @@ from service.scim.filter import (
     PatchPath,
     Present,
     ValuePath,
+    _Parser,
     matches,
     parse_filter,
     parse_patch_path,
@@ -939,3 +940,44 @@ def test_tree_nodes_are_immutable_and_hashable() -> None:
     assert len({parsed, parse_filter('emails[type eq "work"] and not (userName pr)')}) == 1
     with pytest.raises(AttributeError):
         parsed.left = A  # type: ignore[misc, union-attr]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'userName eq "bjensen@example.com"',
+        '  displayName   EQ "Sales Team"  ',
+        'emails.value eq "a@example.com"',
+        'externalId eq ""',
+        'userName eq "é ü ß"',
+        'userName eq "quote \\" inside"',
+        'userName eq "tab\\there"',
+        'urn:ietf:params:scim:schemas:core:2.0:User:userName eq "x"',
+        'members.$ref eq "x"',
+        'userName eq"x"',
+        'userName ne "x"',
+        "userName eq 12",
+        'a.b.c eq "x"',
+        '1userName eq "x"',
+        'userName eq "x" and active eq true',
+        'userName eq "unterminated',
+        'userName eq "raw\tcontrol"',
+        'userName\x0beq "x"',
+    ],
+)
+def test_the_lookup_shortcut_parses_as_the_parser_does(text: str) -> None:
+    """`parse_filter` reads `attr eq "..."` without the tokenizer: same tree, same errors."""
+
+    def full(text: str) -> object:
+        try:
+            return _Parser(text, scim_type="invalidFilter", what="filter").parse_filter()
+        except ScimError as error:
+            return error.body()
+
+    def shortcut(text: str) -> object:
+        try:
+            return parse_filter(text)
+        except ScimError as error:
+            return error.body()
+
+    assert shortcut(text) == full(text)
