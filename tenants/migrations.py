@@ -228,11 +228,22 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
 LATEST_VERSION = TENANT_MIGRATIONS[-1].version
 
 
-async def apply_pending(conn: Connection, tenant_id: uuid.UUID) -> int:
-    """Bring one tenant's schema to the latest version; returns the steps applied.
+def new_schema_script(schema: str) -> str:
+    """DDL creating a tenant's schema at `LATEST_VERSION`: every migration in order, one script.
 
-    Runs inside the caller's transaction when there is one (tenant creation),
-    otherwise each step gets its own.
+    A new tenant's schema is built in one round trip, inside the transaction that
+    registers the tenant (with `schema_version` = `LATEST_VERSION`); stepping
+    through the migrations one transaction each is for schemas that already exist.
+    """
+    qualified = quoted_schema(schema)
+    steps = (migration.sql.format(schema=qualified) for migration in TENANT_MIGRATIONS)
+    return "\n".join([f"CREATE SCHEMA {qualified};", *steps])
+
+
+async def apply_pending(conn: Connection, tenant_id: uuid.UUID) -> int:
+    """Bring one existing tenant's schema to the latest version; returns the steps applied.
+
+    Each step gets its own transaction (a savepoint inside a caller's).
     """
     applied = 0
     for migration in TENANT_MIGRATIONS:

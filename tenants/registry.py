@@ -19,7 +19,7 @@ from service.settings import Settings
 from tenants import notifications
 from tenants.control import engine
 from tenants.errors import Conflict, InvalidInput, NotFound
-from tenants.migrations import apply_pending
+from tenants.migrations import LATEST_VERSION, new_schema_script
 from tenants.models import Tenant, TenantSettings
 from tenants.schemas import quoted_schema, schema_name_for
 
@@ -144,10 +144,10 @@ class TenantRegistry:
                         name=name,
                         idp_type=idp_type,
                         schema_name=schema,
+                        schema_version=LATEST_VERSION,
                     )
                 )
-                await conn.execute(f"CREATE SCHEMA {quoted_schema(schema)}")
-                await apply_pending(conn, tenant_id)
+                await conn.execute(new_schema_script(schema))
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"a tenant with slug {slug!r} already exists") from exc
         return await self.get(slug)
