@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 from collections.abc import Iterator
 
@@ -72,3 +73,14 @@ def test_building_the_app_keeps_the_json_redacting_log_handler() -> None:
     # Litestar's default logging config would swap in a queue handler with a plain-text format.
     assert logging.getLogger().handlers == ours
     assert isinstance(ours[0].formatter, JsonFormatter)
+
+
+def test_a_serving_process_freezes_what_start_up_built_and_collects_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        serving.tune_garbage_collector()
+        assert gc.get_threshold() == serving.GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
