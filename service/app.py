@@ -33,6 +33,7 @@ from service.routes.scim_http import error_response
 from service.routes.tenant_root import TenantRootController
 from service.scim.errors import ScimError
 from service.settings import Settings
+from service.store import outbox
 from service.webhooks import runtime as webhooks
 from tenants.auth import Authenticator
 from tenants.control import close_pool, open_pool
@@ -133,12 +134,18 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         )
         await authenticator.start(dsn)
         registry = TenantRegistry(settings)
+        announcer = outbox.Announcer(pool)
         app.state.update(
-            pool=pool, authenticator=authenticator, registry=registry, tokens=TokenStore(registry)
+            pool=pool,
+            authenticator=authenticator,
+            registry=registry,
+            tokens=TokenStore(registry),
+            announcer=announcer,
         )
         try:
             yield
         finally:
+            await announcer.stop()
             await authenticator.stop()
             telemetry.bind_pool(None)
             await close_pool(pool)

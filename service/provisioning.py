@@ -23,7 +23,7 @@ from service.postgres import Connection, Pool
 from service.scim import patch, resources, validation
 from service.scim.errors import ScimError, not_found
 from service.scim.projection import Projection, project
-from service.store import groups, lifecycle
+from service.store import groups, lifecycle, outbox
 from service.store.outbox import NewEvent
 from service.store.paging import ListQuery
 from service.store.resources import GROUPS, USERS, Row, Table, insert, page, touch, update
@@ -46,6 +46,9 @@ class Scope:
     client: str = "generic"
     """The calling IdP (`service.scim.clients.detect_client`), for the link audit."""
     user_agent: str | None = None
+    announcer: outbox.Announcer | None = None
+    """Announces the events of committed writes (`service.store.outbox`); None: each
+    write's transaction NOTIFYs itself."""
 
 
 def resource_id(raw: str, table: Table) -> uuid.UUID:
@@ -249,7 +252,7 @@ async def create(
     resource = _new_state(table, payload)
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
-    async with pool.acquire() as conn, conn.transaction():
+    async with outbox.announced(pool, scope.announcer) as conn:
         state = await _state(conn, scope, table)
         tracker = state.roles
         claimed = await _claim(conn, scope, resource, state) if table is USERS else None
@@ -372,7 +375,7 @@ async def replace(
     resource = _new_state(table, payload)
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
-    async with pool.acquire() as conn, conn.transaction():
+    async with outbox.announced(pool, scope.announcer) as conn:
         row, state = await _locked_with_state(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
         validation.check_immutable(table.resource_type, row["resource"], resource)
@@ -460,7 +463,7 @@ async def apply_patch(
     """PATCH: every operation applies, or none does."""
     operations = patch.parse_patch_request(body)
     request_context.note_patch_operations(len(operations))
-    async with pool.acquire() as conn, conn.transaction():
+    async with outbox.announced(pool, scope.announcer) as conn:
         row, state = await _locked_with_state(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
         old_row = row
@@ -522,7 +525,7 @@ async def _apply_member_step(
 async def delete(
     pool: Pool, table: Table, scope: Scope, raw_id: str, *, if_match: str | None = None
 ) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+    async with outbox.announced(pool, scope.announcer) as conn:
         # A user's delete locks the groups it leaves, so it takes the roles lock first too.
         state = await _state(conn, scope, table)
         tracker = state.roles

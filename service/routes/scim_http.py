@@ -81,6 +81,7 @@ def scope_of(state: State, tenant: TenantContext, user_agent: str | None = None)
         tenant_id=tenant.id,
         client=detect_client(user_agent, tenant.idp_type),
         user_agent=user_agent,
+        announcer=state.announcer,
     )
 
 

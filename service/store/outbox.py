@@ -10,14 +10,24 @@ on that row from their event insert to their commit, which is why callers
 append events as the last statement of a transaction. Tenants never contend
 with each other.
 
-A NOTIFY on `CHANNEL` with the tenant's schema goes out with the commit (and
-never for a rollback), so the webhook worker wakes without polling.
+A NOTIFY on `CHANNEL` with the tenant's schema wakes the webhook worker
+without polling, and is never sent for a rollback. PostgreSQL serialises the
+commits of all transactions that NOTIFY (one lock, held through the commit's
+WAL flush), so SCIM writes do not NOTIFY themselves: inside `announced`, the
+schemas a transaction appended to are handed after its commit to the
+process's `Announcer`, which sends them in one statement with whatever other
+writes committed meanwhile. Other callers (operator actions) NOTIFY in their
+own transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +38,7 @@ from service.postgres import Connection, Pool
 from tenants.schemas import quoted_schema
 
 CHANNEL = "scim_events"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +68,10 @@ async def append(conn: Connection, schema: str, events: Sequence[NewEvent]) -> N
     if not events:
         return
     qualified = quoted_schema(schema)
-    # One round trip: take the numbers, insert the rows, queue the NOTIFY.
+    pending = _announce_after_commit.get()
+    if pending is not None:
+        pending.add(schema)
+    # One round trip: take the numbers, insert the rows (and queue the NOTIFY).
     await conn.execute(
         f"WITH numbered AS (UPDATE {qualified}.event_sequence SET last = last + $1 "
         "RETURNING last - $1 AS base), "
@@ -67,7 +81,7 @@ async def append(conn: Connection, schema: str, events: Sequence[NewEvent]) -> N
         "e.previous FROM numbered, unnest($2::uuid[], $3::text[], $4::text[], $5::uuid[], "
         "$6::jsonb[], $7::jsonb[]) WITH ORDINALITY "
         "AS e(id, type, resource_type, resource_id, data, previous, n)) "
-        "SELECT pg_notify($8, $9)",
+        + ("SELECT 1" if pending is not None else "SELECT pg_notify($8, $9)"),
         len(events),
         [event.id for event in events],
         [event.type for event in events],
@@ -75,9 +89,68 @@ async def append(conn: Connection, schema: str, events: Sequence[NewEvent]) -> N
         [event.resource_id for event in events],
         [event.data for event in events],
         [event.previous for event in events],
-        CHANNEL,
-        schema,
+        *(() if pending is not None else (CHANNEL, schema)),
     )
+
+
+_announce_after_commit: ContextVar[set[str] | None] = ContextVar(
+    "scim_events_announce_after_commit", default=None
+)
+
+
+class Announcer:
+    """Sends the NOTIFYs of committed writes, many schemas per statement.
+
+    One flush runs at a time; schemas announced while it runs go out in the
+    next, so under load a statement carries many writes and at rest each
+    write's NOTIFY leaves at once.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self._pending: set[str] = set()
+        self._flushing: asyncio.Task[None] | None = None
+
+    def announce(self, schemas: set[str]) -> None:
+        if not schemas:
+            return
+        self._pending |= schemas
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending:
+            schemas, self._pending = sorted(self._pending), set()
+            try:
+                await self._pool.execute(
+                    "SELECT pg_notify($1, s) FROM unnest($2::text[]) AS s", CHANNEL, schemas
+                )
+            except (OSError, asyncpg.PostgresError) as exc:
+                # The webhook worker's periodic sweep finds these events anyway.
+                log.warning("could not announce new events of %d tenant(s): %s", len(schemas), exc)
+
+    async def stop(self) -> None:
+        """Send what is pending (the last writes' NOTIFYs) before the pool closes."""
+        if self._flushing is not None:
+            await self._flushing
+
+
+@asynccontextmanager
+async def announced(pool: Pool, announcer: Announcer | None) -> AsyncIterator[Connection]:
+    """A pooled connection in a transaction whose appended events `announcer`
+    announces once it has committed (without one, `append` NOTIFYs in the transaction)."""
+    if announcer is None:
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+        return
+    schemas: set[str] = set()
+    token = _announce_after_commit.set(schemas)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+    finally:
+        _announce_after_commit.reset(token)
+    announcer.announce(schemas)  # reached only when the transaction committed
 
 
 def _stored(row: asyncpg.Record) -> StoredEvent:

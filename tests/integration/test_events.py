@@ -7,12 +7,15 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from service import events, provisioning
 from service.postgres import Pool
 from service.settings import Settings
 from service.store import outbox
 from service.store.resources import USERS
 from service.webhooks.worker import WebhookWorker
+from tenants.schemas import quoted_schema
 from tests.integration.conftest import Client, TenantHandle, admin_headers
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -289,3 +292,36 @@ async def test_retention_purges_old_events(
     )
     await worker.purge()
     assert [e["sequence"] for e in await all_events(client, tenant.slug)] == [2]
+
+
+async def test_a_write_is_announced_after_it_commits_and_a_failed_one_never(
+    client: Client, tenant: TenantHandle, db: Pool, migrated_database: str
+) -> None:
+    """SCIM writes do not NOTIFY in their own transaction (PostgreSQL would serialise
+    every notifying commit); their schema is announced once they committed."""
+    schema = await schema_of(db, tenant.slug)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(migrated_database)
+    await listener.add_listener(
+        outbox.CHANNEL, lambda _c, _p, _ch, payload: heard.put_nowait(str(payload))
+    )
+    try:
+        created = await client.post(
+            f"{tenant.scim}/Users",
+            json={"userName": "announced@example.com"},
+            headers=tenant.auth(),
+        )
+        assert created.status_code == 201
+        assert await asyncio.wait_for(heard.get(), 5) == schema
+        # By then the event is there to read: the announcement followed the commit.
+        assert await db.fetchval(f"SELECT count(*) FROM {quoted_schema(schema)}.events") >= 1
+        refused = await client.post(
+            f"{tenant.scim}/Users",
+            json={"userName": "announced@example.com"},
+            headers=tenant.auth(),
+        )
+        assert refused.status_code == 409
+        await asyncio.sleep(0.3)
+        assert heard.empty()
+    finally:
+        await listener.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
 
 from service import events
+from service.store import outbox
 
 
 def user(**attributes: Any) -> dict[str, Any]:
@@ -89,3 +91,24 @@ def test_event_ids_are_uuid7_in_time_order() -> None:
 
 def test_every_type_is_listed_once() -> None:
     assert len(set(events.EVENT_TYPES)) == len(events.EVENT_TYPES) == 12
+
+
+async def test_announcements_made_while_a_notify_is_in_flight_share_the_next_one() -> None:
+    """Under load one NOTIFY statement carries many writes' schemas; at rest each goes at once."""
+    sent: list[list[str]] = []
+    release = asyncio.Event()
+
+    class SlowPool:
+        async def execute(self, _sql: str, _channel: str, schemas: list[str]) -> None:
+            sent.append(schemas)
+            await release.wait()
+
+    announcer = outbox.Announcer(SlowPool())  # type: ignore[arg-type]
+    announcer.announce({"t_a"})
+    await asyncio.sleep(0)
+    announcer.announce({"t_b"})
+    announcer.announce({"t_c", "t_b"})
+    announcer.announce(set())
+    release.set()
+    await announcer.stop()
+    assert sent == [["t_a"], ["t_b", "t_c"]]
