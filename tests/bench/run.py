@@ -27,9 +27,9 @@ import asyncpg
 from tests.bench import environment, floor, loadgen, peer
 from tests.bench.environment import ROOT, Service
 from tests.bench.loadgen import Job, Samples, Target, Workload
-from tests.bench.otlp_sink import Sink
 from tests.bench.report import Cpu, Report, percentile, render
 from tests.bench.report import Target as Goal
+from tests.support.otlp_receiver import OtlpReceiver
 
 RESULTS = ROOT / "bench-results"
 DEFAULT_WORKERS = 2
@@ -718,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     started = time.perf_counter()
     service_env = {"SCIM_WORKERS": str(args.workers)}
-    sink = None if args.no_tracing else Sink()
+    sink = None if args.no_tracing else OtlpReceiver()
     if sink is not None:
         service_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
     service_env.update(item.partition("=")[::2] for item in args.service_env)

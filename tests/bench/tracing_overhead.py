@@ -44,7 +44,7 @@ from tenants.control import close_pool, migrate_control_plane, open_pool
 from tenants.ratelimit import RateLimitPolicy
 from tenants.secrets import ADMIN_TOKEN_PREFIX, generate_secret
 from tests.bench.environment import database
-from tests.bench.otlp_sink import Sink
+from tests.support.otlp_receiver import OtlpReceiver
 
 ADMIN_TOKEN = generate_secret(ADMIN_TOKEN_PREFIX)
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -64,7 +64,7 @@ def sampler(mode: str) -> Iterator[None]:
         del os.environ["OTEL_TRACES_SAMPLER"], os.environ["OTEL_TRACES_SAMPLER_ARG"]
 
 
-def telemetry(mode: str, sink: Sink) -> Telemetry:
+def telemetry(mode: str, sink: OtlpReceiver) -> Telemetry:
     if mode == "off":
         return Telemetry()
     with sampler(mode):
@@ -191,7 +191,7 @@ async def run(dsn: str, seconds: float, rounds: int, concurrency: int) -> Result
         rate_limit=RateLimitPolicy(per_second=1_000_000, burst=1_000_000, concurrency=10_000),
     )
     base, token = await prepare(settings)
-    sink = Sink()
+    sink = OtlpReceiver()
     results: Results = {mode: [] for mode in MODES}
     for round_number in range(rounds + 1):
         for mode in MODES:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -19,44 +16,14 @@ from observability.setup import Telemetry
 from service.app import create_app
 from service.settings import Settings
 from tests.integration.conftest import BASE_URL, make_tenant
-
-
-class Receiver:
-    """What an OTLP/HTTP collector on 127.0.0.1 was sent: (path, content type, body)."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, str, bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                receiver.received.append((self.path, self.headers["Content-Type"], body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                del format, args
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def bodies(self, path: str) -> list[bytes]:
-        return [body for got, kind, body in self.received if got == path]
+from tests.support.otlp_receiver import OtlpReceiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
-    thread.start()
+def receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver(keep=True)
     yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    receiver.close()
 
 
 def values(attributes: list[KeyValue]) -> dict[str, object]:
@@ -68,7 +35,7 @@ def values(attributes: list[KeyValue]) -> dict[str, object]:
 
 
 async def test_traces_and_metrics_reach_an_otlp_http_endpoint(
-    settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")

@@ -1,4 +1,5 @@
-"""An OTLP/HTTP collector on 127.0.0.1 that reads each export and drops it.
+"""An OTLP/HTTP collector on 127.0.0.1, for tests (which read what arrived) and
+benchmarks (which only count it).
 
 The benchmarks trace every request, as the performance targets require, and
 need somewhere for the spans to go that costs the service what a real
@@ -8,22 +9,30 @@ process competing for the machine's two cores.
 
 from __future__ import annotations
 
+import gzip
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class Sink:
-    def __init__(self) -> None:
+class OtlpReceiver:
+    def __init__(self, *, keep: bool = False) -> None:
+        """``keep``: remember each export's (path, content type, body), gunzipped."""
         self.exports = 0
         self.bytes = 0
-        sink = self
+        self.received: list[tuple[str, str, bytes]] = []
+        receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                sink.exports += 1
-                sink.bytes += len(body)
+                receiver.exports += 1
+                receiver.bytes += len(body)
+                if keep:
+                    if self.headers.get("Content-Encoding") == "gzip":
+                        body = gzip.decompress(body)
+                    receiver.received.append((self.path, self.headers["Content-Type"], body))
                 self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -34,6 +43,9 @@ class Sink:
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         """For `OTEL_EXPORTER_OTLP_ENDPOINT`: exporters append `/v1/traces`, `/v1/metrics`."""
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def bodies(self, path: str) -> list[bytes]:
+        return [body for got, _, body in self.received if got == path]
 
     def close(self) -> None:
         self.server.shutdown()
