@@ -123,21 +123,25 @@ async def _render_rows(
     projection: Projection | None,
     *,
     related_exist: bool = True,
+    read_with: Row | None = None,
 ) -> list[dict[str, Any]]:
     """Resources of one type, with their members or groups in one query for all rows.
 
     ``related_exist=False`` says the caller knows there are none to load (a
     user just created is in no group yet), which saves the query. Users read
-    with `_groups_column` carry their groups already.
+    with `_groups_column` carry their groups already; ``read_with`` is such a
+    read of the one user in `rows` (a write's locked row, whose groups the
+    write cannot change).
     """
     ids = [row["id"] for row in rows]
     related = "members" if table is GROUPS else "groups"
     members: Memberships = {}
     user_groups: UserGroups = {}
-    if rows and "related" in rows[0].keys():  # noqa: SIM118 - a Record's `in` tests values
+    carriers = rows if read_with is None else [read_with]
+    if carriers and "related" in carriers[0].keys():  # noqa: SIM118 - a Record's `in` tests values
         user_groups = {
             row["id"]: groups.groups_in_column(row["related"])
-            for row in rows
+            for row in carriers
             if row["related"] is not None
         }
     elif ids and related_exist and (projection is None or projection.wants(related)):
@@ -159,9 +163,12 @@ async def render(
     projection: Projection | None = None,
     *,
     related_exist: bool = True,
+    read_with: Row | None = None,
 ) -> dict[str, Any]:
     """The SCIM representation of a stored row."""
-    [body] = await _render_rows(conn, table, scope, [row], projection, related_exist=related_exist)
+    [body] = await _render_rows(
+        conn, table, scope, [row], projection, related_exist=related_exist, read_with=read_with
+    )
     return body
 
 
@@ -200,7 +207,11 @@ async def _state(conn: Connection, scope: Scope, table: Table) -> WriteState:
 
 
 async def _locked_with_state(
-    conn: Connection, table: Table, scope: Scope, raw_id: str
+    conn: Connection,
+    table: Table,
+    scope: Scope,
+    raw_id: str,
+    projection: Projection | None = None,
 ) -> tuple[Row, WriteState]:
     """The resource, locked, and the write's state.
 
@@ -211,7 +222,8 @@ async def _locked_with_state(
     if table is GROUPS:
         state = await _state(conn, scope, table)
         return await _locked(conn, table, scope, raw_id), state
-    row = await _locked(conn, table, scope, raw_id)
+    # The response's groups come with the lock: a user's write cannot change them.
+    row = await _locked(conn, table, scope, raw_id, _groups_column(table, scope, projection, "r"))
     return row, await _state(conn, scope, table)
 
 
@@ -354,8 +366,12 @@ async def version_of(pool: Pool, table: Table, scope: Scope, raw_id: str) -> int
     return version
 
 
-async def _locked(conn: Connection, table: Table, scope: Scope, raw_id: str) -> Row:
-    row = await get_row(conn, table, scope.schema, resource_id(raw_id, table), lock=True)
+async def _locked(
+    conn: Connection, table: Table, scope: Scope, raw_id: str, related: str | None = None
+) -> Row:
+    row = await get_row(
+        conn, table, scope.schema, resource_id(raw_id, table), lock=True, related=related
+    )
     if row is None:
         raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
     return row
@@ -376,7 +392,7 @@ async def replace(
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
     async with outbox.announced(pool, scope.announcer) as conn:
-        row, state = await _locked_with_state(conn, table, scope, raw_id)
+        row, state = await _locked_with_state(conn, table, scope, raw_id, projection)
         _check_if_match(row, if_match)
         validation.check_immutable(table.resource_type, row["resource"], resource)
         old_row = row
@@ -415,7 +431,7 @@ async def _finish_change(
     projection: Projection | None,
 ) -> dict[str, Any]:
     """The end of a PUT or PATCH: its response, its metrics and its events."""
-    body = await render(conn, table, scope, rows[1], projection)
+    body = await render(conn, table, scope, rows[1], projection, read_with=rows[0])
     after = _event_body(table, scope, rows[1])
     instruments.changed(table.resource_type.name, before, after)
     await _record_change(
@@ -464,7 +480,7 @@ async def apply_patch(
     operations = patch.parse_patch_request(body)
     request_context.note_patch_operations(len(operations))
     async with outbox.announced(pool, scope.announcer) as conn:
-        row, state = await _locked_with_state(conn, table, scope, raw_id)
+        row, state = await _locked_with_state(conn, table, scope, raw_id, projection)
         _check_if_match(row, if_match)
         old_row = row
         result = patch.apply_patch(table.resource_type, row["resource"], operations)

@@ -105,7 +105,7 @@ async def get(
     columns = RESOURCE_COLUMNS if related is None else f"{RESOURCE_COLUMNS}, {related} AS related"
     return await conn.fetchrow(
         f"SELECT {columns} FROM {table.qualified(schema)} r "
-        f"WHERE r.id = $1 AND {table.visible}" + (" FOR UPDATE" if lock else ""),
+        f"WHERE r.id = $1 AND {table.visible}" + (" FOR UPDATE OF r" if lock else ""),
         resource_id,
     )
 

@@ -581,6 +581,37 @@ async def test_a_sorted_page_carries_each_users_own_groups(
     assert all("groups" not in user for user in without["Resources"])
 
 
+async def test_a_users_put_and_patch_answer_with_its_groups(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    """The groups in a write's response are read with the user's lock, not by another query."""
+    alice = people["alice"]["id"]
+    team = await tenant.client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "Team", "members": [{"value": alice}]},
+        headers=tenant.auth(),
+    )
+    response = await patch(
+        tenant, f"Users/{alice}", [{"op": "replace", "path": "title", "value": "Lead"}]
+    )
+    patched = response.json()
+    assert patched["title"] == "Lead"
+    assert [(g["value"], g["type"]) for g in patched["groups"]] == [(team.json()["id"], "direct")]
+    put = await tenant.client.put(
+        f"{tenant.scim}/Users/{alice}?excludedAttributes=groups",
+        json={"userName": "Alice@Example.com", "title": "Lead"},
+        headers=tenant.auth(),
+    )
+    assert put.status_code == 200
+    assert "groups" not in put.json()
+    again = await tenant.client.put(
+        f"{tenant.scim}/Users/{alice}",
+        json={"userName": "Alice@Example.com", "title": "Staff"},
+        headers=tenant.auth(),
+    )
+    assert [g["display"] for g in again.json()["groups"]] == ["Team"]
+
+
 async def test_search_at_the_root_spans_users_and_groups(
     tenant: TenantHandle, people: dict[str, Any]
 ) -> None:
