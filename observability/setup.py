@@ -9,7 +9,8 @@
 - `OTEL_SDK_DISABLED=true` turns both OTLP and tracing off; `/metrics` stays.
 - The SDK itself reads `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
   `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_EXPORTER_OTLP_*` headers, timeouts and
-  compression, `OTEL_BSP_*` and `OTEL_METRIC_EXPORT_INTERVAL`.
+  compression, `OTEL_BSP_*` and `OTEL_METRIC_EXPORT_INTERVAL`; only the
+  export batch size has a default of ours (`DEFAULT_EXPORT_BATCH_SIZE`).
 
 Each `Telemetry` owns its providers and its Prometheus registry instead of
 setting OpenTelemetry's globals, so several applications (tests) can live in
@@ -53,6 +54,19 @@ DEFAULT_SERVICE_NAME = "scim-platform"
 _INSTRUMENTATION = "scim-platform"
 _HTTP_PROTOBUF = "http/protobuf"
 _GRPC = "grpc"
+
+
+# The exporter's thread encodes a whole batch while holding the GIL, and the
+# event loop waits meanwhile: the SDK's 512 spans stall every request in flight
+# for some 15 ms. Measured (2 workers, every request traced): batches of 128
+# cut the lookup p99 from 62 to 33 ms and the create p99 from 97 to 70 ms at
+# the same throughput; 64 cost 3% of it.
+DEFAULT_EXPORT_BATCH_SIZE = 128
+
+
+def _export_batch_size() -> int | None:
+    """Ours unless `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` says otherwise (None: the SDK reads it)."""
+    return None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in os.environ else DEFAULT_EXPORT_BATCH_SIZE
 
 
 class TelemetryConfigError(ValueError):
@@ -165,7 +179,7 @@ class Telemetry:
             # so a caller's sampling decision in `traceparent` is honoured.
             self._tracer_provider = TracerProvider(resource=resource)
             processor = (
-                BatchSpanProcessor(span_exporter)
+                BatchSpanProcessor(span_exporter, max_export_batch_size=_export_batch_size())
                 if batch_spans
                 else SimpleSpanProcessor(span_exporter)
             )

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import msgspec
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from observability.database import describe
 from observability.logging import JsonFormatter
 from observability.middleware import _server, classify, route_of
 from observability.setup import (
+    Telemetry,
     TelemetryConfigError,
     metric_reader_from_env,
     resource_from_env,
@@ -264,3 +266,31 @@ def test_log_lines_inside_a_span_carry_its_ids() -> None:
     context = span.get_span_context()
     assert line["trace_id"] == format(context.trace_id, "032x")
     assert line["span_id"] == format(context.span_id, "016x")
+
+
+class _Batches(SpanExporter):
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.sizes.append(len(spans))
+        return SpanExportResult.SUCCESS
+
+
+@pytest.mark.parametrize(("configured", "largest"), [(None, 128), ("500", 300)])
+def test_spans_are_exported_in_batches_of_128_unless_configured(
+    monkeypatch: pytest.MonkeyPatch, configured: str | None, largest: int
+) -> None:
+    """Small batches keep the exporter's thread from stalling the event loop for long."""
+    if configured is None:
+        monkeypatch.delenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", configured)
+    exporter = _Batches()
+    telemetry = Telemetry(span_exporter=exporter)
+    assert telemetry.tracer is not None
+    for _ in range(300):
+        telemetry.tracer.start_span("s").end()
+    telemetry.shutdown()
+    assert sum(exporter.sizes) == 300
+    assert max(exporter.sizes) == largest
