@@ -11,7 +11,6 @@ token reach every replica at once through `tenants.notifications`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from service.background import cancel_all
 from service.postgres import Pool
 from tenants import notifications
 from tenants.context import TenantContext
@@ -76,11 +76,7 @@ class Authenticator:
         self._tasks.append(asyncio.create_task(self._flush_periodically()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks.clear()
         await self.flush_last_used()
         if self._listener is not None:

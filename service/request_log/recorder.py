@@ -24,6 +24,7 @@ import msgspec
 from opentelemetry import metrics
 
 from observability.logging import redact
+from service.background import cancel_all
 from service.postgres import Pool
 from service.request_log.masking import Masker
 from service.scim.clients import detect_client
@@ -171,11 +172,7 @@ class RequestLog:
         self._tasks.append(asyncio.create_task(self._purge_periodically()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks.clear()
         try:
             await self.flush()

@@ -39,6 +39,7 @@ import httpx
 import msgspec
 
 from service import events
+from service.background import cancel_all
 from service.postgres import Connection, Pool
 from service.settings import Settings
 from service.store import outbox
@@ -110,12 +111,7 @@ class WebhookWorker:
         self._loop_task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        tasks = [*self._in_flight, *([self._loop_task] if self._loop_task else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([*self._in_flight, *([self._loop_task] if self._loop_task else [])])
         self._loop_task = None
         if self._listener is not None:
             await self._listener.close()
