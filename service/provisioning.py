@@ -122,33 +122,27 @@ async def _render_rows(
     rows: list[Row],
     projection: Projection | None,
     *,
-    related_exist: bool = True,
     read_with: Row | None = None,
 ) -> list[dict[str, Any]]:
-    """Resources of one type, with their members or groups in one query for all rows.
+    """Resources of one type; a group's members are loaded in one query for all rows.
 
-    ``related_exist=False`` says the caller knows there are none to load (a
-    user just created is in no group yet), which saves the query. Users read
-    with `_groups_column` carry their groups already; ``read_with`` is such a
-    read of the one user in `rows` (a write's locked row, whose groups the
-    write cannot change).
+    A user's groups are never loaded here: every read whose response shows
+    them selects them with the user (`_groups_column`), and a row without
+    them (one just inserted or adopted) is in no group this response reports.
+    ``read_with`` is such a read of the one user in `rows` (a write's locked
+    row, whose groups the write cannot change).
     """
-    ids = [row["id"] for row in rows]
-    related = "members" if table is GROUPS else "groups"
     members: Memberships = {}
     user_groups: UserGroups = {}
-    carriers = rows if read_with is None else [read_with]
-    if carriers and "related" in carriers[0].keys():  # noqa: SIM118 - a Record's `in` tests values
+    if table is USERS:
+        carriers = rows if read_with is None else [read_with]
         user_groups = {
             row["id"]: groups.groups_in_column(row["related"])
             for row in carriers
-            if row["related"] is not None
+            if "related" in row.keys() and row["related"] is not None  # noqa: SIM118 - a Record's `in` tests values
         }
-    elif ids and related_exist and (projection is None or projection.wants(related)):
-        if table is GROUPS:
-            members = await groups.members_of(conn, scope.schema, ids)
-        else:
-            user_groups = await groups.groups_of(conn, scope.schema, ids)
+    elif rows and (projection is None or projection.wants("members")):
+        members = await groups.members_of(conn, scope.schema, [row["id"] for row in rows])
     bodies = [_body(table, scope, row, members, user_groups) for row in rows]
     if projection is None:
         return bodies
@@ -162,13 +156,10 @@ async def render(
     row: Row,
     projection: Projection | None = None,
     *,
-    related_exist: bool = True,
     read_with: Row | None = None,
 ) -> dict[str, Any]:
     """The SCIM representation of a stored row."""
-    [body] = await _render_rows(
-        conn, table, scope, [row], projection, related_exist=related_exist, read_with=read_with
-    )
+    [body] = await _render_rows(conn, table, scope, [row], projection, read_with=read_with)
     return body
 
 
@@ -275,7 +266,7 @@ async def create(
         members = events.MembershipChanges()
         if member_ids:
             members.added(await groups.add(conn, scope.schema, row["id"], member_ids))
-        body = await render(conn, table, scope, row, projection, related_exist=table is GROUPS)
+        body = await render(conn, table, scope, row, projection)
         if claimed is None:
             created = _event_body(table, scope, row)
             if table is USERS:

@@ -123,15 +123,17 @@ async def members_of(
     return members
 
 
-def _reach(qualified: str) -> str:
-    """`reach(member_id, group_id, depth)`: each group a member of `$1` is in, through nesting.
+def _reach(qualified: str, members: str) -> str:
+    """`reach(member_id, group_id, depth)`: each group the members chosen by the
+    condition ``members`` (over `group_members`) are in, through nesting.
 
-    The depth bound keeps a membership cycle from recursing forever.
+    Only memberships of groups lead further up, and their partial index keeps
+    the climb a probe rather than a scan of every membership (tenant migration
+    7); the depth bound keeps a membership cycle from recursing forever.
     """
     return (
         "WITH RECURSIVE reach(member_id, group_id, depth) AS ("
-        f" SELECT member_id, group_id, 1 FROM {qualified}.group_members"
-        " WHERE member_id = ANY($1::uuid[])"
+        f" SELECT member_id, group_id, 1 FROM {qualified}.group_members WHERE {members}"
         " UNION"
         " SELECT r.member_id, m.group_id, r.depth + 1 FROM reach r"
         f" JOIN {qualified}.group_members m"
@@ -139,27 +141,6 @@ def _reach(qualified: str) -> str:
         " WHERE r.depth < 32"
         ") "
     )
-
-
-async def groups_of(
-    conn: Connection | Pool, schema: str, member_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[tuple[uuid.UUID, str, bool]]]:
-    """The groups each user is in, directly or through nested groups.
-
-    Returns, per member, (group id, group displayName, direct?).
-    """
-    qualified = quoted_schema(schema)
-    rows = await conn.fetch(
-        _reach(qualified)
-        + "SELECT r.member_id, r.group_id, g.display_name, min(r.depth) AS depth FROM reach r "
-        f"JOIN {qualified}.groups g ON g.id = r.group_id "
-        "GROUP BY r.member_id, r.group_id, g.display_name ORDER BY r.member_id, g.display_name",
-        member_ids,
-    )
-    found: dict[uuid.UUID, list[tuple[uuid.UUID, str, bool]]] = defaultdict(list)
-    for row in rows:
-        found[row["member_id"]].append((row["group_id"], row["display_name"], row["depth"] == 1))
-    return found
 
 
 def groups_column(qualified: str, user_id: str) -> str:
@@ -170,14 +151,8 @@ def groups_column(qualified: str, user_id: str) -> str:
     JSON array of [group id, displayName, direct?] ordered by displayName.
     """
     return (
-        "(WITH RECURSIVE reach(group_id, depth) AS ("
-        f" SELECT group_id, 1 FROM {qualified}.group_members WHERE member_id = {user_id}"
-        " UNION"
-        " SELECT m.group_id, reach.depth + 1 FROM reach"
-        f" JOIN {qualified}.group_members m"
-        " ON m.member_id = reach.group_id AND m.member_type = 'Group'"
-        " WHERE reach.depth < 32"
-        ") SELECT jsonb_agg(jsonb_build_array(g.id, g.display_name, d.depth = 1)"
+        f"({_reach(qualified, f'member_id = {user_id}')}"
+        "SELECT jsonb_agg(jsonb_build_array(g.id, g.display_name, d.depth = 1)"
         " ORDER BY g.display_name, g.id)"
         " FROM (SELECT group_id, min(depth) AS depth FROM reach GROUP BY group_id) d"
         f" JOIN {qualified}.groups g ON g.id = d.group_id)"
@@ -199,7 +174,7 @@ async def group_keys_of(
     """The keys of every group each member is in, directly or through nested groups."""
     qualified = quoted_schema(schema)
     rows = await conn.fetch(
-        _reach(qualified)
+        _reach(qualified, "member_id = ANY($1::uuid[])")
         + "SELECT DISTINCT r.member_id, g.display_name, g.external_id FROM reach r "
         f"JOIN {qualified}.groups g ON g.id = r.group_id",
         member_ids,
