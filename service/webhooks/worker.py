@@ -32,10 +32,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import httpx
 import msgspec
 
 from service import events
@@ -45,6 +44,9 @@ from service.settings import Settings
 from service.store import outbox
 from service.webhooks.signing import SecretBox, SecretUnreadable, signature_header
 from tenants.schemas import InvalidSchemaName, quoted_schema
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +104,6 @@ class WebhookWorker:
     async def start(self) -> None:
         if self._box is None:
             log.warning("SCIM_SECRET_KEY is not set: webhooks are not delivered")
-        self._client = httpx.AsyncClient(
-            timeout=self._settings.webhook_timeout_seconds,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=self._settings.webhook_concurrency),
-        )
         await self._listen()
         self._loop_task = asyncio.create_task(self._run())
 
@@ -119,6 +116,23 @@ class WebhookWorker:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    def _http(self) -> httpx.AsyncClient:
+        """The HTTP client, made at the first delivery.
+
+        httpx is imported only then: its import pulls in its command-line tool's
+        libraries (click, rich, pygments), about 7 MB in every serving process,
+        which most processes of a deployment without endpoints would never use.
+        """
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=self._settings.webhook_timeout_seconds,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=self._settings.webhook_concurrency),
+            )
+        return self._client
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -363,7 +377,9 @@ class WebhookWorker:
         """POST one signed message; (status code, error) with error None on a 2xx."""
         if not target.secrets:
             return None, "the signing secret cannot be decrypted: SCIM_SECRET_KEY has changed"
-        assert self._client is not None
+        import httpx
+
+        client = self._http()
         timestamp = int(time.time())
         headers = {
             "content-type": "application/json",
@@ -374,10 +390,8 @@ class WebhookWorker:
         }
         try:
             async with asyncio.timeout(self._settings.webhook_timeout_seconds):
-                request = self._client.build_request(
-                    "POST", target.url, content=body, headers=headers
-                )
-                response = await self._client.send(request, stream=True)
+                request = client.build_request("POST", target.url, content=body, headers=headers)
+                response = await client.send(request, stream=True)
                 await response.aclose()
         except TimeoutError:
             return None, f"timed out after {self._settings.webhook_timeout_seconds:g} s"

@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import gc
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -84,3 +86,17 @@ def test_a_serving_process_freezes_what_start_up_built_and_collects_less_often()
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_serving_process_leaves_out_libraries_only_other_commands_use() -> None:
+    """Each worker pays in memory for every module it imports; these are several MB
+    together and only a webhook delivery or a migration needs them."""
+    code = (
+        "import sys, service.serving, service.app; "
+        "print(' '.join(sorted(m for m in ('httpx', 'rich', 'pygments', 'black') "
+        "if m in sys.modules)))"
+    )
+    loaded = subprocess.run(  # noqa: S603 - this interpreter, a fixed program
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == []
