@@ -22,8 +22,10 @@ from observability import request_context
 
 _WORD = re.compile(r"[A-Za-z_]+|[()]")
 _MAIN_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE"})
+# A row lock (`FOR UPDATE OF r`, `FOR NO KEY UPDATE`) names no table to update.
 _TABLE = re.compile(
-    r"\b(?:FROM|INTO|UPDATE|JOIN)\s+(?:\"?([A-Za-z_][A-Za-z0-9_]*)\"?\.)?\"?([A-Za-z_][A-Za-z0-9_]*)",
+    r"\b(?:FROM|INTO|(?<!FOR )(?<!KEY )UPDATE|JOIN)\s+"
+    r"(?:\"?([A-Za-z_][A-Za-z0-9_]*)\"?\.)?\"?([A-Za-z_][A-Za-z0-9_]*)",
     re.IGNORECASE,
 )
 _CALL = re.compile(r"^\s*SELECT\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(", re.IGNORECASE)

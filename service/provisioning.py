@@ -26,7 +26,7 @@ from service.scim.projection import Projection, project
 from service.store import groups, lifecycle, outbox
 from service.store.outbox import NewEvent
 from service.store.paging import ListQuery
-from service.store.resources import GROUPS, USERS, Row, Table, insert, page, touch, update
+from service.store.resources import GROUPS, USERS, Row, Table, insert, page, update
 from service.store.resources import delete as delete_row
 from service.store.resources import get as get_row
 from service.write_state import WriteState
@@ -192,9 +192,17 @@ async def _record(
         )
 
 
-async def _state(conn: Connection, scope: Scope, table: Table) -> WriteState:
-    """The write's roles tracker and guard state (`service.write_state`)."""
-    return await write_state.read(conn, scope.schema, scope.tenant_id, group=table is GROUPS)
+async def _state(
+    conn: Connection, scope: Scope, table: Table, created: dict[str, Any] | None = None
+) -> WriteState:
+    """The write's roles tracker and guard state (`service.write_state`); for the
+    create of user `created`, also whether a hidden user may be claimed."""
+    probe = None
+    if created is not None:
+        probe = lifecycle.claim_probe(scope.schema, created, write_state.PROBE_FIRST_PARAM)
+    return await write_state.read(
+        conn, scope.schema, scope.tenant_id, group=table is GROUPS, probe=probe
+    )
 
 
 async def _locked_with_state(
@@ -256,7 +264,7 @@ async def create(
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
     async with outbox.announced(pool, scope.announcer) as conn:
-        state = await _state(conn, scope, table)
+        state = await _state(conn, scope, table, resource if table is USERS else None)
         tracker = state.roles
         claimed = await _claim(conn, scope, resource, state) if table is USERS else None
         row = claimed or await insert(conn, table, scope.schema, resource)
@@ -265,7 +273,7 @@ async def create(
             await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
         members = events.MembershipChanges()
         if member_ids:
-            members.added(await groups.add(conn, scope.schema, row["id"], member_ids))
+            members.added((await groups.add(conn, scope.schema, row["id"], member_ids)).members)
         body = await render(conn, table, scope, row, projection)
         if claimed is None:
             created = _event_body(table, scope, row)
@@ -294,6 +302,8 @@ async def _claim(
     data was kept for exactly this, and its userName is still taken); a
     pre-loaded one is linked, or refused with 409 when the policy says so.
     """
+    if state.may_claim is False:
+        return None
     policy = state.policy
     found = await lifecycle.find_claimable(conn, scope.schema, resource, policy.match_order)
     if found is None:
@@ -396,8 +406,10 @@ async def replace(
             await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
         members = events.MembershipChanges()
         if table is GROUPS:
-            members.removed(await groups.remove_all(conn, scope.schema, row["id"]))
-            members.added(await groups.add(conn, scope.schema, row["id"], member_ids or []))
+            removed = await groups.remove_all(conn, scope.schema, row["id"])
+            added = await groups.add(conn, scope.schema, row["id"], member_ids or [])
+            members.removed(removed.members)
+            members.added(added.members)
         return await _finish_change(
             conn,
             scope,
@@ -482,13 +494,14 @@ async def apply_patch(
         if result.resource != row["resource"]:
             row = await update(conn, table, scope.schema, row["id"], result.resource)
         members = events.MembershipChanges()
-        members_changed = 0
+        # Member rows live outside the resource: when the resource itself did not
+        # change (its update bumps the version), the first step that changes
+        # members bumps it, in the step's own statement.
+        bump = result.resource == old_row["resource"]
         for step in result.member_steps:
-            members_changed += await _apply_member_step(conn, scope, row["id"], step, members)
-        # Member rows live outside the resource: bump the version for them only
-        # when the resource itself did not change (its update already bumped it).
-        if members_changed and result.resource == old_row["resource"]:
-            row = await touch(conn, table, scope.schema, row["id"])
+            bumped = await _apply_member_step(conn, scope, row["id"], step, members, bump=bump)
+            if bumped is not None:
+                row, bump = bumped, False
         return await _finish_change(
             conn,
             scope,
@@ -507,26 +520,36 @@ async def _apply_member_step(
     group_id: uuid.UUID,
     step: patch.MemberStep,
     changes: events.MembershipChanges,
-) -> int:
-    """Run one member step; returns how many memberships it touched."""
-    added: groups.Members = []
-    removed: groups.Members = []
-    if step.kind == "add":
-        added = await groups.add(conn, scope.schema, group_id, step.ids)
-    elif step.kind == "remove":
-        removed = await groups.remove(conn, scope.schema, group_id, step.ids)
-    elif step.kind == "remove_all":
-        removed = await groups.remove_all(conn, scope.schema, group_id)
-    elif step.kind == "replace":
-        removed = await groups.remove_all(conn, scope.schema, group_id)
-        added = await groups.add(conn, scope.schema, group_id, step.ids)
-    else:
-        assert step.kind == "remove_where"
-        assert step.where is not None
-        removed = await groups.remove_where(conn, scope.schema, group_id, step.where)
-    changes.removed(removed)
-    changes.added(added)
-    return len(added) + len(removed)
+    *,
+    bump: bool,
+) -> Row | None:
+    """Run one member step; the group's row if it bumped the version (only when ``bump``)."""
+    bumped: Row | None = None
+    if step.kind != "add":
+        removed = await _remove_members(conn, scope.schema, group_id, step, bump=bump)
+        changes.removed(removed.members)
+        bumped = removed.bumped
+    if step.kind in ("add", "replace"):
+        added = await groups.add(
+            conn, scope.schema, group_id, step.ids, bump=bump and bumped is None
+        )
+        changes.added(added.members)
+        if bumped is None:
+            bumped = added.bumped
+    return bumped
+
+
+async def _remove_members(
+    conn: Connection, schema: str, group_id: uuid.UUID, step: patch.MemberStep, *, bump: bool
+) -> groups.Change:
+    """The removing part of a member step: all members for `replace`."""
+    if step.kind in ("remove_all", "replace"):
+        return await groups.remove_all(conn, schema, group_id, bump=bump)
+    if step.kind == "remove":
+        return await groups.remove(conn, schema, group_id, step.ids, bump=bump)
+    assert step.kind == "remove_where"
+    assert step.where is not None
+    return await groups.remove_where(conn, schema, group_id, step.where, bump=bump)
 
 
 async def delete(

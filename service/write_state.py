@@ -3,14 +3,17 @@
 Every write of a tenant (`service.provisioning`) reads, in one round trip:
 its role mapping, taking the tenant's roles lock when there is one
 (`service.roles`), whether its mass-deprovisioning guard is tripped
-(`service.guard`), and its provisioning policy (`tenants.policies`).
+(`service.guard`), and its provisioning policy (`tenants.policies`); for a
+user's create also whether a hidden user may be claimed
+(`service.store.lifecycle.claim_probe`), so an ordinary create costs no
+round trip more for the rare adoption.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from service.guard import GUARD_SCHEMA_VERSION
 from service.postgres import Connection
@@ -27,25 +30,39 @@ class WriteState:
     guard_tripped: bool | None
     """None: the tenant is not guarded (no tenant id, or a schema older than the guard)."""
     policy: policies.Policy = DEFAULT_POLICY
+    may_claim: bool | None = None
+    """Whether the probe read with the state found a hidden user; None: not probed."""
 
 
 UNTRACKED: Final = WriteState(None, None)
 _POLICY_COLUMNS: Final = ", ".join(f"p.{field}" for field in policies.FIELDS)
 
 
+PROBE_FIRST_PARAM: Final = 4
+"""The first `$n` a probe passed to `read` may use."""
+
+
 async def read(
-    conn: Connection, schema: str, tenant_id: uuid.UUID | None, *, group: bool
+    conn: Connection,
+    schema: str,
+    tenant_id: uuid.UUID | None,
+    *,
+    group: bool,
+    probe: tuple[str, list[Any]] | None = None,
 ) -> WriteState:
     """The write's state; a group write takes the roles lock exclusively, a user write shared.
 
-    The lock is taken only when the tenant has a role mapping.
+    The lock is taken only when the tenant has a role mapping. ``probe`` is a
+    boolean SQL expression with its arguments (numbered from
+    `PROBE_FIRST_PARAM`), read as `WriteState.may_claim`.
     """
     if tenant_id is None:
         return UNTRACKED
     lock = "pg_advisory_xact_lock" if group else "pg_advisory_xact_lock_shared"
+    probed, probe_args = probe or ("NULL::boolean", [])
     row = await conn.fetchrow(
         "SELECT t.schema_version >= $2 AS guarded, g.tripped_at IS NOT NULL AS tripped, "
-        f"m.default_roles, m.group_rules, {_POLICY_COLUMNS}, "
+        f"m.default_roles, m.group_rules, {_POLICY_COLUMNS}, {probed} AS may_claim, "
         f"CASE WHEN m.tenant IS NOT NULL THEN {lock}($3, hashtext(t.id::text)) IS NULL END "
         "FROM scim_control.tenants t "
         "LEFT JOIN scim_control.role_mappings m ON m.tenant = t.id "
@@ -54,6 +71,7 @@ async def read(
         tenant_id,
         GUARD_SCHEMA_VERSION,
         role_mappings.LOCK_CLASS,
+        *probe_args,
     )
     if row is None:
         return UNTRACKED
@@ -61,5 +79,8 @@ async def read(
     if row["group_rules"] is not None:
         tracker = Tracker(schema, role_mappings.from_row(row))
     return WriteState(
-        tracker, bool(row["tripped"]) if row["guarded"] else None, policies.from_columns(row)
+        tracker,
+        bool(row["tripped"]) if row["guarded"] else None,
+        policies.from_columns(row),
+        row["may_claim"],
     )

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from service.postgres import Connection, Pool
 from service.scim.errors import invalid_value
 from service.scim.filter import Filter
 from service.scim.resources import Member
 from service.store.filters import SqlBuilder, compile_member_filter
+from service.store.paging import RESOURCE_COLUMNS
+from service.store.resources import Row
 from tenants.schemas import quoted_schema
 
 
@@ -22,83 +25,145 @@ def _uuids(ids: Sequence[str]) -> list[uuid.UUID] | None:
         return None
 
 
-async def _resolve(
-    conn: Connection, qualified: str, group_id: uuid.UUID, ids: Sequence[str]
-) -> tuple[list[uuid.UUID], list[str]]:
-    """Each member's id and type; 400 if any is not a user or group of this tenant."""
+Members = list[tuple[uuid.UUID, str]]
+"""Members a change added or removed: (id, `User` or `Group`) each, for the group's events."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one membership statement did."""
+
+    members: Members
+    bumped: Row | None = None
+    """The group after its version bump, when the statement was asked to bump it
+    and changed a membership."""
+
+
+_NOTHING: Final = Change([])
+
+
+async def _change(
+    conn: Connection,
+    qualified: str,
+    statement: str,
+    args: Sequence[Any],
+    *,
+    bump: bool,
+    before: str = "",
+    also: str = "",
+) -> tuple[Change, Row]:
+    """Run ``statement``, a DML on the memberships of group `$1` that returns
+    ``member_id, member_type``, as one statement with, when ``bump``, the
+    group's version bump if it changed anything.
+
+    Member rows live outside the group's resource, so a write that changes
+    only them bumps the group's version itself; in the same statement it costs
+    no round trip while the group is locked. ``before`` are more CTEs the
+    statement may read; ``also``, more columns of the result row (returned too).
+    """
+    bumped = (
+        f"UPDATE {qualified}.groups AS r SET version = r.version + 1, last_modified = now() "
+        f"WHERE r.id = $1 AND EXISTS (SELECT FROM changed) RETURNING {RESOURCE_COLUMNS}"
+        if bump
+        else f"SELECT {RESOURCE_COLUMNS} FROM {qualified}.groups r WHERE false"
+    )
+    row = await conn.fetchrow(
+        f"WITH {before}changed AS ({statement}), bumped AS ({bumped}) "
+        "SELECT (SELECT array_agg(member_id ORDER BY member_id) FROM changed) AS member_ids, "
+        "(SELECT array_agg(member_type ORDER BY member_id) FROM changed) AS member_types, "
+        f"b.*{also} FROM (SELECT) AS one LEFT JOIN bumped b ON true",
+        *args,
+    )
+    assert row is not None
+    members = list(zip(row["member_ids"] or [], row["member_types"] or [], strict=True))
+    return Change(members, row if row["id"] is not None else None), row
+
+
+async def add(
+    conn: Connection, schema: str, group_id: uuid.UUID, ids: Sequence[str], *, bump: bool = False
+) -> Change:
+    """Add members (already present ones are left alone); its `Change` lists those that were new.
+
+    400 if any is not a user or group of this tenant; the caller's transaction
+    then undoes the others.
+    """
+    if not ids:
+        return _NOTHING
     member_ids = _uuids(ids)
     if member_ids is None:
         raise invalid_value("member values must be ids of users or groups of this tenant")
     if group_id in member_ids:
         raise invalid_value("a group cannot be a member of itself")
-    rows = await conn.fetch(
-        f"SELECT id, 'User' AS type FROM {qualified}.users "
-        "WHERE id = ANY($1::uuid[]) AND managed AND deleted_at IS NULL "
-        f"UNION ALL SELECT id, 'Group' FROM {qualified}.groups WHERE id = ANY($1::uuid[])",
-        member_ids,
+    qualified = quoted_schema(schema)
+    change, row = await _change(
+        conn,
+        qualified,
+        f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
+        "SELECT $1, found.id, found.type FROM found "
+        "ON CONFLICT DO NOTHING RETURNING member_id, member_type",
+        [group_id, member_ids],
+        bump=bump,
+        before=(
+            f"found AS (SELECT id, 'User' AS type FROM {qualified}.users "
+            "WHERE id = ANY($2::uuid[]) AND managed AND deleted_at IS NULL "
+            f"UNION ALL SELECT id, 'Group' FROM {qualified}.groups WHERE id = ANY($2::uuid[])), "
+        ),
+        also=", (SELECT array_agg(id) FROM found) AS found_ids",
     )
-    found = {row["id"]: row["type"] for row in rows}
+    found = set(row["found_ids"] or [])
     missing = [str(member_id) for member_id in member_ids if member_id not in found]
     if missing:
         raise invalid_value(f"members not found: {', '.join(missing[:10])}")
-    return member_ids, [found[member_id] for member_id in member_ids]
+    return change
 
 
-Members = list[tuple[uuid.UUID, str]]
-"""Members a change added or removed: (id, `User` or `Group`) each, for the group's events."""
-
-
-async def add(conn: Connection, schema: str, group_id: uuid.UUID, ids: Sequence[str]) -> Members:
-    """Add members (already present ones are left alone); returns those that were new."""
-    if not ids:
-        return []
-    qualified = quoted_schema(schema)
-    member_ids, types = await _resolve(conn, qualified, group_id, ids)
-    added = await conn.fetch(
-        f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
-        "SELECT $1, m.id, m.type FROM unnest($2::uuid[], $3::text[]) AS m(id, type) "
-        "ON CONFLICT DO NOTHING RETURNING member_id, member_type",
-        group_id,
-        member_ids,
-        types,
-    )
-    return [(row["member_id"], row["member_type"]) for row in added]
-
-
-async def remove(conn: Connection, schema: str, group_id: uuid.UUID, ids: Sequence[str]) -> Members:
+async def remove(
+    conn: Connection, schema: str, group_id: uuid.UUID, ids: Sequence[str], *, bump: bool = False
+) -> Change:
     """Remove exactly these members; ids that are not members are ignored."""
-    member_ids = _uuids(ids) or []
-    rows = await conn.fetch(
-        f"DELETE FROM {quoted_schema(schema)}.group_members "
+    qualified = quoted_schema(schema)
+    change, _ = await _change(
+        conn,
+        qualified,
+        f"DELETE FROM {qualified}.group_members "
         "WHERE group_id = $1 AND member_id = ANY($2::uuid[]) RETURNING member_id, member_type",
-        group_id,
-        member_ids,
+        [group_id, _uuids(ids) or []],
+        bump=bump,
     )
-    return [(row["member_id"], row["member_type"]) for row in rows]
+    return change
 
 
 async def remove_where(
-    conn: Connection, schema: str, group_id: uuid.UUID, condition: Filter
-) -> Members:
+    conn: Connection, schema: str, group_id: uuid.UUID, condition: Filter, *, bump: bool = False
+) -> Change:
     """Remove the members a value filter selects (`members[type eq "Group"]`)."""
     builder = SqlBuilder(first_param=2)
     where = compile_member_filter(condition, builder)
-    rows = await conn.fetch(
-        f"DELETE FROM {quoted_schema(schema)}.group_members AS m WHERE m.group_id = $1 AND {where} "
+    qualified = quoted_schema(schema)
+    change, _ = await _change(
+        conn,
+        qualified,
+        f"DELETE FROM {qualified}.group_members AS m WHERE m.group_id = $1 AND {where} "
         "RETURNING m.member_id, m.member_type",
-        group_id,
-        *builder.params,
+        [group_id, *builder.params],
+        bump=bump,
     )
-    return [(row["member_id"], row["member_type"]) for row in rows]
+    return change
 
 
-async def remove_all(conn: Connection, schema: str, group_id: uuid.UUID) -> Members:
-    rows = await conn.fetch(
-        f"DELETE FROM {quoted_schema(schema)}.group_members WHERE group_id = $1 "
+async def remove_all(
+    conn: Connection, schema: str, group_id: uuid.UUID, *, bump: bool = False
+) -> Change:
+    qualified = quoted_schema(schema)
+    change, _ = await _change(
+        conn,
+        qualified,
+        f"DELETE FROM {qualified}.group_members WHERE group_id = $1 "
         "RETURNING member_id, member_type",
-        group_id,
+        [group_id],
+        bump=bump,
     )
-    return [(row["member_id"], row["member_type"]) for row in rows]
+    return change
 
 
 async def members_of(

@@ -16,6 +16,7 @@ from service.postgres import Connection, Pool
 from service.scim.errors import ScimError
 from service.store.paging import RESOURCE_COLUMNS
 from service.store.resources import USERS, Row
+from tenants import policies
 from tenants.schemas import quoted_schema
 
 _HIDDEN = "NOT (r.managed AND r.deleted_at IS NULL)"
@@ -34,22 +35,21 @@ def _emails(resource: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-async def find_claimable(
-    conn: Connection, schema: str, resource: dict[str, Any], order: tuple[str, ...]
-) -> tuple[Row, str, str] | None:
-    """The first hidden user `resource` matches, trying `order`'s keys in turn, locked.
+_Branch = tuple[str, str, Any, str]
+"""One way a POSTed user can match a hidden one: key, SQL condition, argument, value shown."""
+
+
+def _branches(
+    qualified: str, resource: dict[str, Any], order: tuple[str, ...], first_param: int
+) -> list[_Branch]:
+    """The match conditions for `order`'s keys that `resource` has a value for, in order.
 
     Pre-loaded users match on any key; soft-deleted ones on externalId (the same
     IdP object) or userName (which they still hold), never on email alone.
-
-    Returns the row, the key that matched and the value it matched on.
     """
-    qualified = quoted_schema(schema)
-    # One query for every key, ranked in the policy's order: this runs on every
-    # IdP create, so it costs one round trip rather than one per key.
-    branches: list[tuple[str, str, Any, str]] = []  # key, condition, argument, value shown
+    branches: list[_Branch] = []
     for key in order:
-        param = f"${len(branches) + 1}"
+        param = f"${first_param + len(branches)}"
         if key == "externalId":
             value = resource.get("externalId")
             condition, argument = f"r.external_id = {param}", value
@@ -68,6 +68,43 @@ async def find_claimable(
             argument = emails
         if value:
             branches.append((key, condition, argument, str(value)))
+    return branches
+
+
+def claim_probe(
+    schema: str, resource: dict[str, Any], first_param: int
+) -> tuple[str, list[Any]] | None:
+    """SQL telling whether a hidden user may match `resource` on any key, and its arguments.
+
+    A column another statement of the create reads (`service.write_state`), so
+    the common create, with nothing to claim, spends no round trip on claiming;
+    only when it is true does `find_claimable` rank and lock. It reads without
+    locking, as `find_claimable` does before it locks: a user hidden by a
+    transaction not yet committed is not seen by either. None: `resource`
+    has no key to match on.
+    """
+    qualified = quoted_schema(schema)
+    branches = _branches(qualified, resource, policies.MATCH_KEYS, first_param)
+    if not branches:
+        return None
+    return (
+        f"EXISTS (SELECT FROM {qualified}.users r WHERE {_HIDDEN} "
+        f"AND ({' OR '.join(branch[1] for branch in branches)}))",
+        [branch[2] for branch in branches],
+    )
+
+
+async def find_claimable(
+    conn: Connection, schema: str, resource: dict[str, Any], order: tuple[str, ...]
+) -> tuple[Row, str, str] | None:
+    """The first hidden user `resource` matches, trying `order`'s keys in turn, locked.
+
+    Returns the row, the key that matched and the value it matched on.
+    """
+    qualified = quoted_schema(schema)
+    # One query for every key, ranked in the policy's order: one round trip
+    # rather than one per key.
+    branches = _branches(qualified, resource, order, first_param=1)
     if not branches:
         return None
     rank = " ".join(f"WHEN {branch[1]} THEN {i}" for i, branch in enumerate(branches))

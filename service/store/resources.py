@@ -130,17 +130,6 @@ async def update(
     return row
 
 
-async def touch(conn: Connection, table: Table, schema: str, resource_id: uuid.UUID) -> Row:
-    """Bump version and lastModified of a resource whose change lives elsewhere (members)."""
-    row = await conn.fetchrow(
-        f"UPDATE {table.qualified(schema)} AS r SET version = r.version + 1, "
-        f"last_modified = now() WHERE r.id = $1 RETURNING {RESOURCE_COLUMNS}",
-        resource_id,
-    )
-    assert row is not None
-    return row
-
-
 async def delete(
     conn: Connection, table: Table, schema: str, resource_id: uuid.UUID
 ) -> list[tuple[uuid.UUID, str]]:

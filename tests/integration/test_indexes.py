@@ -10,6 +10,7 @@ from service.postgres import Pool
 from service.scim.filter import parse_filter
 from service.store.filters import SqlBuilder, compile_filter
 from service.store.groups import groups_column
+from service.store.lifecycle import claim_probe
 from service.store.resources import GROUPS, USERS, Table
 from tenants.schemas import quoted_schema
 from tests.integration.conftest import TenantHandle
@@ -91,3 +92,28 @@ async def test_a_users_groups_climb_nested_groups_through_an_index(
     assert "Seq Scan on group_members" not in explained, explained
     assert "group_members_nested_idx" in explained, explained
     assert len(found) == 3
+
+
+async def test_the_claim_probe_of_every_create_reads_indexes(
+    db: Pool, tenant: TenantHandle
+) -> None:
+    """Whether a hidden user matches a POSTed one is asked on every IdP create."""
+    schema = await db.fetchval(
+        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    posted = {
+        "userName": "Ada@Example.com",
+        "externalId": "00aa-11bb",
+        "emails": [{"value": "ada@example.com"}],
+    }
+    probe = claim_probe(schema, posted, first_param=1)
+    assert probe is not None
+    condition, arguments = probe
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        explained = "\n".join(
+            row[0] for row in await conn.fetch(f"EXPLAIN SELECT {condition}", *arguments)
+        )
+    assert "Seq Scan" not in explained, explained
+    for index in ("users_user_name_key", "users_external_id_idx", "users_email_values_idx"):
+        assert index in explained, explained

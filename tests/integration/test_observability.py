@@ -147,6 +147,80 @@ async def test_create_is_one_server_span_with_http_and_scim_attributes(
     assert not [child for child in children(spans, span) if child.name == "scim.rate_limit"]
 
 
+def statements_of(spans: Sequence[ReadableSpan], server: ReadableSpan) -> list[str]:
+    """What a request's statements did, in the order they ran (`db.query.summary` each)."""
+    found = [child for child in children(spans, server) if "db.system.name" in attributes(child)]
+    return [attributes(child)["db.query.summary"] for child in sorted(found, key=start_time)]
+
+
+def start_time(span: ReadableSpan) -> int:
+    assert span.start_time is not None
+    return span.start_time
+
+
+async def test_a_create_claims_only_when_a_hidden_user_may_match(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    """The claim statement runs on every IdP create unless the state read says
+    no hidden user matches; a deleted user's comeback still finds it."""
+    await tenant.create_user("warm@example.com")  # the token is checked and cached
+    recorded.spans.clear()
+    created = await tenant.create_user("lin@example.com", externalId="e-lin")
+    spans = await finished_spans(recorded, 1)
+    state = "SELECT users tenants role_mappings"  # with the probe: does a hidden user match?
+    outbox = "SELECT event_sequence events numbered"
+    assert statements_of(spans, server_span(spans, f"POST {USERS_ROUTE}")) == [
+        state,
+        "INSERT users",
+        outbox,
+    ]
+    deleted = await client.delete(f"{tenant.scim}/Users/{created['id']}", headers=tenant.auth())
+    assert deleted.status_code == 204
+    recorded.spans.clear()
+
+    restored = await tenant.create_user("lin@example.com", externalId="e-lin")
+    assert restored["id"] == created["id"], "the soft-deleted user is restored, not recreated"
+    spans = await finished_spans(recorded, 1)
+    assert statements_of(spans, server_span(spans, f"POST {USERS_ROUTE}")) == [
+        state,
+        "SELECT users",
+        "UPDATE users",
+        "INSERT user_links",
+        outbox,
+    ]
+
+
+async def test_a_member_patch_changes_and_bumps_the_group_in_one_statement(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    """While a group is locked, each statement is a round trip other writes to it wait for."""
+    user = await tenant.create_user("kim@example.com")
+    created = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Ops"}, headers=tenant.auth()
+    )
+    group = created.json()["id"]
+    recorded.spans.clear()
+    response = await client.patch(
+        f"{tenant.scim}/Groups/{group}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": user["id"]}]}],
+        },
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 204, response.text
+    assert response.headers["etag"] == 'W/"2"'
+    spans = await finished_spans(recorded, 1)
+    assert statements_of(
+        spans, server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
+    ) == [
+        "SELECT tenants role_mappings deprovision_guards",
+        "SELECT groups",
+        "SELECT users groups group_members",  # finds the members, adds them, bumps the group
+        "SELECT event_sequence events numbered",
+    ]
+
+
 async def test_patch_counts_its_operations(
     client: Client, tenant: TenantHandle, recorded: Recorded
 ) -> None:

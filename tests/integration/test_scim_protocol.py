@@ -696,3 +696,39 @@ async def test_patch_changing_attributes_and_members_bumps_the_version_once(
     )
     assert response.status_code == 204
     assert response.headers["etag"] == 'W/"2"'
+
+
+async def test_member_patches_bump_the_version_once_and_only_when_members_change(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    alice, bob = people["alice"]["id"], people["bob"]["id"]
+    created = await tenant.client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Crew"}, headers=tenant.auth()
+    )
+    group_id = created.json()["id"]
+
+    async def etag_after(*operations: dict[str, Any]) -> str:
+        response = await patch(tenant, f"Groups/{group_id}", list(operations))
+        assert response.status_code == 204, response.text
+        etag: str = response.headers["etag"]
+        return etag
+
+    assert (
+        await etag_after(
+            {"op": "add", "path": "members", "value": [{"value": alice}]},
+            {"op": "add", "path": "members", "value": [{"value": bob}]},
+            {"op": "remove", "path": f'members[value eq "{alice}"]'},
+        )
+        == 'W/"2"'
+    )
+    unchanged = [
+        {"op": "add", "path": "members", "value": [{"value": bob}]},
+        {"op": "remove", "path": "members", "value": [{"value": alice}]},
+    ]
+    assert await etag_after(*unchanged) == 'W/"2"', "nothing changed, nothing to bump"
+    replaced = {"op": "replace", "path": "members", "value": [{"value": alice}]}
+    assert await etag_after(replaced) == 'W/"3"'
+    group = await tenant.client.get(f"{tenant.scim}/Groups/{group_id}", headers=tenant.auth())
+    assert group.headers["etag"] == 'W/"3"'
+    assert [member["value"] for member in group.json()["members"]] == [alice]
+    assert group.json()["meta"]["lastModified"] > created.json()["meta"]["lastModified"]

@@ -39,6 +39,14 @@ SCHEMA = "t_0123456789abcdef0123456789abcdef"
             ("SELECT", "SELECT users", SCHEMA),
         ),
         (
+            f'SELECT r.id FROM "{SCHEMA}".groups r WHERE r.id = $1 FOR UPDATE OF r SKIP LOCKED',
+            ("SELECT", "SELECT groups", SCHEMA),
+        ),
+        (
+            f'SELECT r.id FROM "{SCHEMA}".users r FOR NO KEY UPDATE OF r',
+            ("SELECT", "SELECT users", SCHEMA),
+        ),
+        (
             f'WITH removed AS (DELETE FROM "{SCHEMA}".group_members WHERE member_id = $1 '
             f'RETURNING group_id) UPDATE "{SCHEMA}".groups SET version = version + 1',
             ("UPDATE", "UPDATE group_members groups", SCHEMA),
