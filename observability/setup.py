@@ -137,9 +137,9 @@ def span_exporter_from_env(env: Mapping[str, str]) -> SpanExporter | None:
         return None
     if _protocol(env, "TRACES") == _GRPC:
         return cast(SpanExporter, _grpc_exporter("trace_exporter", "OTLPSpanExporter"))
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from observability.otlp import CompactSpanExporter  # its import is heavy: only when used
 
-    return OTLPSpanExporter()
+    return CompactSpanExporter()
 
 
 def metric_reader_from_env(env: Mapping[str, str]) -> MetricReader | None:

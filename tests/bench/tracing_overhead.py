@@ -34,9 +34,9 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 from observability.logging import JsonFormatter
+from observability.otlp import CompactSpanExporter
 from observability.setup import Telemetry
 from service.app import create_app
 from service.settings import Settings
@@ -68,7 +68,7 @@ def telemetry(mode: str, sink: OtlpReceiver) -> Telemetry:
     if mode == "off":
         return Telemetry()
     with sampler(mode):
-        return Telemetry(span_exporter=OTLPSpanExporter(endpoint=f"{sink.endpoint}/v1/traces"))
+        return Telemetry(span_exporter=CompactSpanExporter(endpoint=f"{sink.endpoint}/v1/traces"))
 
 
 async def call(
