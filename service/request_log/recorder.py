@@ -40,6 +40,10 @@ _ITEM_OPERATIONS: Final = {"GET": "get", "PUT": "replace", "PATCH": "patch", "DE
 _MAX_USER_AGENT: Final = 512
 _MAX_DETAIL: Final = 2000
 _FIRST_PURGE_SECONDS: Final = 60.0
+ROWS_PER_SLICE: Final = 64
+"""Rows prepared (masked, classified) between two yields to the event loop: a
+flush's few hundred prepared at once held every request in flight for
+milliseconds, which showed in the service's p99."""
 _WRITE_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 _dropped = metrics.get_meter(__name__).create_counter(
@@ -203,10 +207,7 @@ class RequestLog:
                 tenant = tenants.get(slug)
                 if tenant is None or not tenant.has_log:
                     continue  # no such tenant (a typo in a URL), or not migrated yet
-                # Requests that reached a slug before its current tenant was
-                # created (deleted and re-created since) are not this tenant's.
-                created = tenant.created_at.timestamp()
-                rows = [self._row(e, tenant) for e in batch if e.received_at >= created]
+                rows = await self._rows(batch, tenant)
                 try:
                     if rows and await store.insert(self._pool, tenant.schema, rows):
                         written += len(rows)
@@ -218,6 +219,18 @@ class RequestLog:
         self.lost += count
         _dropped.add(count, {"reason": "write_failed"})
         log.warning("request log: %d request(s) not written: %s", count, exc)
+
+    async def _rows(self, batch: list[Captured], tenant: LoggedTenant) -> list[tuple[Any, ...]]:
+        # Requests that reached a slug before its current tenant was
+        # created (deleted and re-created since) are not this tenant's.
+        created = tenant.created_at.timestamp()
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(batch), ROWS_PER_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            chunk = batch[start : start + ROWS_PER_SLICE]
+            rows.extend(self._row(entry, tenant) for entry in chunk if entry.received_at >= created)
+        return rows
 
     def _row(self, entry: Captured, tenant: LoggedTenant) -> tuple[Any, ...]:
         operation, resource_id = classify(entry.method, entry.path, entry.location)

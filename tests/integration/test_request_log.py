@@ -18,7 +18,7 @@ from litestar import Litestar
 
 from service.postgres import Pool
 from service.request_log.masking import Masker
-from service.request_log.recorder import Captured, RequestLog, purge_expired
+from service.request_log.recorder import ROWS_PER_SLICE, Captured, RequestLog, purge_expired
 from tests.integration.conftest import (
     BASE_URL,
     Client,
@@ -323,6 +323,44 @@ async def test_a_full_buffer_drops_instead_of_waiting(db: Pool, client: Client) 
         await request_log.stop()
     count = await db.fetchval(f'SELECT count(*) FROM "{schema}".requests')
     assert count == 10
+
+
+async def test_a_flush_lets_requests_run_while_it_prepares_rows(
+    db: Pool, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preparing rows (masking, classifying) is CPU work on the event loop that serves
+    SCIM: a flush does it a slice at a time, never holding the loop for all of them."""
+    tenant = await make_tenant(client)
+    request_log = RequestLog(Masker(), batch_size=10_000, flush_seconds=3600)
+    await request_log.start(db)
+    ticks = 0
+
+    async def other_requests() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    seen: list[int] = []
+    prepare = RequestLog._row
+
+    def counting(self: RequestLog, entry: Captured, logged: Any) -> tuple[Any, ...]:
+        seen.append(ticks)
+        return prepare(self, entry, logged)
+
+    monkeypatch.setattr(RequestLog, "_row", counting)
+    ticker = asyncio.create_task(other_requests())
+    try:
+        for _ in range(300):
+            request_log.record(_captured(tenant.slug))
+        assert await request_log.flush() == 300
+    finally:
+        ticker.cancel()
+        await request_log.stop()
+    runs = [seen.count(tick) for tick in dict.fromkeys(seen)]
+    assert sum(runs) == 300
+    assert max(runs) <= ROWS_PER_SLICE, runs
+    assert len(runs) >= 300 // ROWS_PER_SLICE
 
 
 async def test_long_bodies_are_cut_and_marked(db: Pool, client: Client) -> None:
