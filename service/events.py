@@ -207,12 +207,16 @@ def removed_from_groups(member: Member, groups: Sequence[tuple[uuid.UUID, str]])
     return events
 
 
-async def record(conn: Connection, schema: str, events: Iterable[NewEvent | None]) -> None:
+async def record(
+    conn: Connection, schema: str, events: Iterable[NewEvent | None], *, at_commit: bool = False
+) -> None:
     """Append events to the tenant's outbox in the caller's transaction, as its last step.
 
-    Other modules (the IdP linking flow's `user.linked`) use this too.
+    Other modules (the IdP linking flow's `user.linked`) use this too. ``at_commit``:
+    as for `outbox.append`.
     """
-    await outbox.append(conn, schema, [event for event in events if event is not None])
+    found = [event for event in events if event is not None]
+    await outbox.append(conn, schema, found, at_commit=at_commit)
 
 
 def envelope(event: StoredEvent, tenant_id: uuid.UUID, tenant_slug: str) -> dict[str, Any]:

@@ -236,16 +236,18 @@ async def record(
     new: list[NewEvent],
     *,
     was_tripped: bool | None,
+    at_commit: bool = False,
 ) -> None:
     """Append a write's events to the outbox, or hold them; last step of its transaction.
 
     ``was_tripped`` is `tripped` as the write read it, after locking the
     resources it changes (`service.write_state`); None: the tenant is not guarded.
+    ``at_commit``: as for `outbox.append`.
     """
     if not new:
         return
     if was_tripped is None or not await _holding(conn, schema, tenant_id, new, was_tripped):
-        await outbox.append(conn, schema, new)
+        await outbox.append(conn, schema, new, at_commit=at_commit)
         return
     candidates = {user for event in new if (user := _user_of(event)) is not None}
     held_users = {_user_of(event) for event in new if event.type in _DEPROVISIONS}
@@ -257,7 +259,8 @@ async def record(
     held_users |= {row["user_id"] for row in rows}
     held = [event for event in new if _user_of(event) in held_users]
     await _hold(conn, schema, held)
-    await outbox.append(conn, schema, [event for event in new if _user_of(event) not in held_users])
+    passed = [event for event in new if _user_of(event) not in held_users]
+    await outbox.append(conn, schema, passed, at_commit=at_commit)
 
 
 async def _hold(conn: Connection, schema: str, held: list[NewEvent]) -> None:

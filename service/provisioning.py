@@ -183,12 +183,18 @@ async def _record(
     if not scope.events:
         return
     found = [event for batch in batches for event in batch if event is not None]
+    at_commit = state.numbers_at_commit
     if scope.tenant_id is None:
-        await events.record(conn, scope.schema, found)
+        await events.record(conn, scope.schema, found, at_commit=at_commit)
     else:
         # Through the mass-deprovisioning guard, which may hold some of them.
         await guard.record(
-            conn, scope.schema, scope.tenant_id, found, was_tripped=state.guard_tripped
+            conn,
+            scope.schema,
+            scope.tenant_id,
+            found,
+            was_tripped=state.guard_tripped,
+            at_commit=at_commit,
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any, Final
 from service.guard import GUARD_SCHEMA_VERSION
 from service.postgres import Connection
 from service.roles import Tracker
+from service.store import outbox
 from tenants import policies, role_mappings
 
 DEFAULT_POLICY: Final = policies.Policy()
@@ -32,6 +33,8 @@ class WriteState:
     policy: policies.Policy = DEFAULT_POLICY
     may_claim: bool | None = None
     """Whether the probe read with the state found a hidden user; None: not probed."""
+    numbers_at_commit: bool = False
+    """Whether the tenant's schema numbers events as they commit (`service.store.outbox`)."""
 
 
 UNTRACKED: Final = WriteState(None, None)
@@ -63,6 +66,7 @@ async def read(
     row = await conn.fetchrow(
         "SELECT t.schema_version >= $2 AS guarded, g.tripped_at IS NOT NULL AS tripped, "
         f"m.default_roles, m.group_rules, {_POLICY_COLUMNS}, {probed} AS may_claim, "
+        f"t.schema_version >= {outbox.NUMBERED_AT_COMMIT_VERSION:d} AS numbers_at_commit, "
         f"CASE WHEN m.tenant IS NOT NULL THEN {lock}($3, hashtext(t.id::text)) IS NULL END "
         "FROM scim_control.tenants t "
         "LEFT JOIN scim_control.role_mappings m ON m.tenant = t.id "
@@ -83,4 +87,5 @@ async def read(
         bool(row["tripped"]) if row["guarded"] else None,
         policies.from_columns(row),
         row["may_claim"],
+        row["numbers_at_commit"],
     )

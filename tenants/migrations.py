@@ -223,6 +223,34 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
             WHERE member_type = 'Group';
         """,
     ),
+    TenantMigration(
+        8,
+        "events numbered as their transaction commits",
+        """
+        -- An event inserted without a number gets it from a deferred trigger,
+        -- which runs as its transaction commits: the counter row is then held
+        -- only through the commit, not from the event's insert through a round
+        -- trip to the service and back, during which every other write of the
+        -- tenant waited. Numbers stay gapless and in commit order. An event
+        -- inserted with its number (taken the older way) keeps it.
+        ALTER TABLE {schema}.events DROP CONSTRAINT events_pkey;
+        ALTER TABLE {schema}.events ALTER COLUMN sequence DROP NOT NULL;
+        CREATE UNIQUE INDEX events_sequence_key ON {schema}.events (sequence);
+        CREATE FUNCTION {schema}.number_event() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            DECLARE
+                taken bigint;
+            BEGIN
+                UPDATE {schema}.event_sequence SET last = last + 1 RETURNING last INTO taken;
+                UPDATE {schema}.events SET sequence = taken WHERE id = NEW.id;
+                RETURN NULL;
+            END
+            $$;
+        CREATE CONSTRAINT TRIGGER events_number_at_commit AFTER INSERT ON {schema}.events
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.sequence IS NULL)
+            EXECUTE FUNCTION {schema}.number_event();
+        """,
+    ),
 )
 
 LATEST_VERSION = TENANT_MIGRATIONS[-1].version

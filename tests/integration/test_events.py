@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from service.settings import Settings
 from service.store import outbox
 from service.store.resources import USERS
 from service.webhooks.worker import WebhookWorker
+from tenants.migrations import apply_pending
 from tenants.schemas import quoted_schema
 from tests.integration.conftest import Client, TenantHandle, admin_headers
 
@@ -325,3 +327,95 @@ async def test_a_write_is_announced_after_it_commits_and_a_failed_one_never(
         assert heard.empty()
     finally:
         await listener.close()
+
+
+def event_for(user: str) -> outbox.NewEvent:
+    return outbox.NewEvent(
+        id=uuid.uuid4(),
+        type="user.updated",
+        resource_type="User",
+        resource_id=uuid.uuid4(),
+        data={"userName": user},
+    )
+
+
+async def numbers_of(db: Pool, schema: str) -> dict[str, int]:
+    rows = await db.fetch(f"SELECT data, sequence FROM {quoted_schema(schema)}.events")
+    return {row["data"]["userName"]: row["sequence"] for row in rows}
+
+
+async def test_a_write_holds_its_tenants_counter_only_while_it_commits(
+    tenant: TenantHandle, db: Pool
+) -> None:
+    """Events inserted unnumbered are numbered by their commit: a write that has appended
+    its events but not committed holds up no other write of the tenant."""
+    schema = await schema_of(db, tenant.slug)
+    async with db.acquire() as slow, db.acquire() as quick:
+        first = slow.transaction()
+        await first.start()
+        await outbox.append(slow, schema, [event_for("slow")], at_commit=True)
+
+        async def quick_write() -> None:
+            async with quick.transaction():
+                two = [event_for("quick-1"), event_for("quick-2")]
+                await outbox.append(quick, schema, two, at_commit=True)
+
+        await asyncio.wait_for(quick_write(), 5)
+        # Committed while `slow` is still open: with numbers taken at the insert it would
+        # have waited for `slow` to finish.
+        assert await numbers_of(db, schema) == {"quick-1": 1, "quick-2": 2}
+        await first.commit()
+    assert await numbers_of(db, schema) == {"quick-1": 1, "quick-2": 2, "slow": 3}
+
+
+async def test_numbers_taken_at_the_insert_and_at_commit_keep_commit_order(
+    tenant: TenantHandle, db: Pool
+) -> None:
+    """Operator actions (and tenants not yet at schema version 8) number in the insert;
+    both ways queue on the same counter row, so the sequence stays gapless."""
+    schema = await schema_of(db, tenant.slug)
+    async with db.acquire() as early, db.acquire() as late:
+        holding = early.transaction()
+        await holding.start()
+        await outbox.append(early, schema, [event_for("early")])  # holds the counter
+        waiting = late.transaction()
+        await waiting.start()
+        await outbox.append(late, schema, [event_for("late")], at_commit=True)
+        committing = asyncio.create_task(waiting.commit())
+        await asyncio.sleep(0.3)
+        assert not committing.done(), "its numbering waits for the counter"
+        await holding.commit()
+        await asyncio.wait_for(committing, 5)
+    assert await numbers_of(db, schema) == {"early": 1, "late": 2}
+
+
+async def test_a_tenant_below_version_8_numbers_events_in_the_insert(
+    client: Client, tenant: TenantHandle, db: Pool
+) -> None:
+    """Served before `migrate` reaches it, its events table needs the numbers in the
+    insert; once migrated, its writes go on from the same counter."""
+    schema = await schema_of(db, tenant.slug)
+    qualified = quoted_schema(schema)
+    async with db.acquire() as conn, conn.transaction():
+        # Back to version 7: what migration 8 changed, undone.
+        await conn.execute(
+            f"DROP TRIGGER events_number_at_commit ON {qualified}.events; "
+            f"DROP FUNCTION {qualified}.number_event(); "
+            f"DROP INDEX {qualified}.events_sequence_key; "
+            f"ALTER TABLE {qualified}.events ADD PRIMARY KEY (sequence)"
+        )
+        await conn.execute(
+            "UPDATE scim_control.tenants SET schema_version = $2 WHERE slug = $1",
+            tenant.slug,
+            outbox.NUMBERED_AT_COMMIT_VERSION - 1,
+        )
+    await tenant.create_user("old@example.com")
+    await tenant.create_user("older@example.com")
+    tenant_id = await db.fetchval(
+        "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    async with db.acquire() as conn:
+        assert await apply_pending(conn, tenant_id) == 1
+    await tenant.create_user("migrated@example.com")
+    found = await all_events(client, tenant.slug)
+    assert [event["sequence"] for event in found] == [1, 2, 3]
