@@ -117,20 +117,28 @@ async def add(
     return change
 
 
-async def remove(
-    conn: Connection, schema: str, group_id: uuid.UUID, ids: Sequence[str], *, bump: bool = False
+async def _delete(
+    conn: Connection, schema: str, where: str, args: Sequence[Any], *, bump: bool
 ) -> Change:
-    """Remove exactly these members; ids that are not members are ignored."""
+    """Remove the members of group `$1` that the SQL condition ``where`` (over `m`) selects."""
     qualified = quoted_schema(schema)
     change, _ = await _change(
         conn,
         qualified,
-        f"DELETE FROM {qualified}.group_members "
-        "WHERE group_id = $1 AND member_id = ANY($2::uuid[]) RETURNING member_id, member_type",
-        [group_id, _uuids(ids) or []],
+        f"DELETE FROM {qualified}.group_members AS m WHERE m.group_id = $1 AND {where} "
+        "RETURNING m.member_id, m.member_type",
+        args,
         bump=bump,
     )
     return change
+
+
+async def remove(
+    conn: Connection, schema: str, group_id: uuid.UUID, ids: Sequence[str], *, bump: bool = False
+) -> Change:
+    """Remove exactly these members; ids that are not members are ignored."""
+    where = "m.member_id = ANY($2::uuid[])"
+    return await _delete(conn, schema, where, [group_id, _uuids(ids) or []], bump=bump)
 
 
 async def remove_where(
@@ -139,31 +147,13 @@ async def remove_where(
     """Remove the members a value filter selects (`members[type eq "Group"]`)."""
     builder = SqlBuilder(first_param=2)
     where = compile_member_filter(condition, builder)
-    qualified = quoted_schema(schema)
-    change, _ = await _change(
-        conn,
-        qualified,
-        f"DELETE FROM {qualified}.group_members AS m WHERE m.group_id = $1 AND {where} "
-        "RETURNING m.member_id, m.member_type",
-        [group_id, *builder.params],
-        bump=bump,
-    )
-    return change
+    return await _delete(conn, schema, where, [group_id, *builder.params], bump=bump)
 
 
 async def remove_all(
     conn: Connection, schema: str, group_id: uuid.UUID, *, bump: bool = False
 ) -> Change:
-    qualified = quoted_schema(schema)
-    change, _ = await _change(
-        conn,
-        qualified,
-        f"DELETE FROM {qualified}.group_members WHERE group_id = $1 "
-        "RETURNING member_id, member_type",
-        [group_id],
-        bump=bump,
-    )
-    return change
+    return await _delete(conn, schema, "true", [group_id], bump=bump)
 
 
 async def members_of(
