@@ -121,8 +121,8 @@ class WebhookWorker:
         """The HTTP client, made at the first delivery.
 
         httpx is imported only then: its import pulls in its command-line tool's
-        libraries (click, rich, pygments), about 7 MB in every serving process,
-        which most processes of a deployment without endpoints would never use.
+        libraries (rich, pygments), about 3 MB in every serving process, which
+        the processes of a deployment without endpoints would never use.
         """
         if self._client is None:
             import httpx
