@@ -137,12 +137,19 @@ def _event(event: Event) -> bytes:
     )
 
 
+# A span's and a link's identifiers are fields 1 and 2 of either, of fixed sizes.
+_TRACE_ID: Final = _tag(1, _BYTES) + _varint(16)
+_SPAN_ID: Final = _tag(2, _BYTES) + _varint(8)
+
+
 def _link(link: Link) -> bytes:
     context = link.context
     return _delimited(
         13,
-        _delimited(1, context.trace_id.to_bytes(16, "big"))
-        + _delimited(2, context.span_id.to_bytes(8, "big"))
+        _TRACE_ID
+        + context.trace_id.to_bytes(16, "big")
+        + _SPAN_ID
+        + context.span_id.to_bytes(8, "big")
         + _key_values(4, (link.attributes or {}).items())
         + _uint(5, link.dropped_attributes)
         + _tag(6, _FIXED32)
@@ -150,9 +157,7 @@ def _link(link: Link) -> bytes:
     )
 
 
-# The fixed parts of a `Span`, each a field's tag and, where it never varies, its size.
-_TRACE_ID: Final = _tag(1, _BYTES) + _varint(16)
-_SPAN_ID: Final = _tag(2, _BYTES) + _varint(8)
+# The other fixed parts of a `Span`: a field's tag and, where it never varies, its size.
 _PARENT_SPAN_ID: Final = _tag(4, _BYTES) + _varint(8)
 _START: Final = _tag(7, _FIXED64)
 _END: Final = _tag(8, _FIXED64)
