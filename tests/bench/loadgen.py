@@ -7,6 +7,13 @@ or group) or a duration with a weighted mix (steady state). Jobs run on
 each with its own event loop; a job's requests are sequential on one
 connection, as an IdP sends them. Every request is timed and labelled; a
 status outside the expected ones counts as an error.
+
+A workload with a ``rate`` is paced: each connection starts its jobs on a
+fixed schedule instead of as soon as the last one finished, so latency is
+measured at a known load rather than at saturation (where it only mirrors
+throughput: 32 connections at N requests/s wait 32/N s on average). A job that
+starts more than `LATE_AFTER` behind its schedule is counted as late: many
+late jobs mean the service could not keep up with the rate asked.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 _ERROR_SAMPLES = 3
+LATE_AFTER = 0.005
+"""Seconds behind schedule after which a paced job counts as late."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,8 @@ class Samples:
     """Per target: (name, id) of each user or group created, for later workloads."""
     created_groups: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     jobs: int = 0
+    late: int = 0
+    """Paced jobs that started more than `LATE_AFTER` behind their schedule."""
     started: float = 0.0
     ended: float = 0.0
     cpu_seconds: float = 0.0
@@ -74,6 +85,7 @@ class Samples:
         for index, ids in other.created_groups.items():
             self.created_groups[index].extend(ids)
         self.jobs += other.jobs
+        self.late += other.late
         self.started = min(self.started, other.started) if self.started else other.started
         self.ended = max(self.ended, other.ended)
         self.cpu_seconds += other.cpu_seconds
@@ -91,6 +103,8 @@ class Workload:
     seconds: float = 0.0
     """With ``jobs``: stop early after this long (0: run them all)."""
     seed: int = 0
+    rate: float = 0.0
+    """Jobs per second over all connections, evenly paced (0: each as soon as the last ended)."""
 
 
 class _Client:
@@ -275,10 +289,23 @@ async def _run(workload: Workload, jobs: list[Job], connections: int) -> Samples
             return kind, rng.randrange(len(workload.targets)), {}
         return next(pending, None)
 
-    async def connection_loop() -> None:
+    # Each connection runs one job per interval; their schedules are staggered evenly.
+    interval = connections / workload.rate if workload.rate else 0.0
+    begin = time.perf_counter()
+
+    async def connection_loop(slot: int) -> None:
         conn = Connection(workload.host, workload.port)
+        due = begin + interval * slot / connections
         try:
-            while (job := next_job()) is not None:
+            while True:
+                behind = time.perf_counter() - due
+                if interval and behind < 0:
+                    await asyncio.sleep(-behind)
+                if (job := next_job()) is None:
+                    break
+                if interval:
+                    samples.late += behind > LATE_AFTER
+                    due += interval
                 kind, index, args = job
                 await _KINDS[kind](client, conn, index, args)
                 samples.jobs += 1
@@ -287,7 +314,7 @@ async def _run(workload: Workload, jobs: list[Job], connections: int) -> Samples
 
     cpu = time.process_time()
     samples.started = time.time()
-    await asyncio.gather(*(connection_loop() for _ in range(connections)))
+    await asyncio.gather(*(connection_loop(slot) for slot in range(connections)))
     samples.ended = time.time()
     samples.cpu_seconds = time.process_time() - cpu
     return samples
@@ -324,6 +351,7 @@ def run(workload: Workload, processes: int) -> Samples:
                     workload.mix,
                     workload.seconds,
                     workload.seed * 1000 + i,
+                    workload.rate * share / workload.connections,
                 ),
                 job_lists[i],
                 share,

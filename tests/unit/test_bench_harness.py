@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench.httpclient import Connection
-from tests.bench.loadgen import Samples
+from tests.bench.loadgen import Samples, Target, Workload, _run
 from tests.bench.report import Report, percentile
 from tests.bench.run import summarise_profile
 
@@ -67,6 +67,59 @@ async def test_client_reads_every_body_framing_and_reuses_connections(
     assert await conn.request("GET", "/length") == (201, b"hello")
     assert len(accepted) == 2
     await conn.close()
+
+
+@pytest.fixture
+async def slow_server() -> AsyncIterator[tuple[int, list[float]]]:
+    """A server answering every request with an empty list after ``delay[0]`` seconds."""
+    delay = [0.0]
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            await asyncio.sleep(delay[0])
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with listener:
+        yield listener.sockets[0].getsockname()[1], delay
+
+
+async def _lookups(port: int, *, rate: float, seconds: float) -> Samples:
+    """Lookups from 4 connections in this event loop."""
+    target = Target("/scim/v2/t", "token", user_names=("a@x.example",))
+    workload = Workload(
+        "127.0.0.1", port, (target,), 4, mix=(("lookup", 1.0),), seconds=seconds, rate=rate
+    )
+    return await _run(workload, [], workload.connections)
+
+
+async def test_a_paced_workload_keeps_to_its_rate(slow_server: tuple[int, list[float]]) -> None:
+    port, _ = slow_server
+    unpaced = await _lookups(port, rate=0, seconds=0.5)
+    paced = await _lookups(port, rate=40, seconds=1.0)
+    # 4 connections at 10 jobs/s each: at most 10 + 1 per connection in a second,
+    # where an unpaced loop against an instant server does hundreds.
+    assert unpaced.jobs > 100
+    assert 20 <= paced.jobs <= 44
+    assert paced.errors == {}
+
+
+async def test_jobs_the_service_is_too_slow_for_count_as_late(
+    slow_server: tuple[int, list[float]],
+) -> None:
+    port, delay = slow_server
+    delay[0] = 0.3  # three times each connection's interval of 0.1 s
+    samples = await _lookups(port, rate=40, seconds=1.0)
+    # Each connection's first job is on time; every later one starts behind schedule.
+    assert samples.jobs >= 8
+    assert samples.late >= samples.jobs - 4
 
 
 def test_percentile_is_nearest_rank() -> None:
