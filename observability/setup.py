@@ -191,12 +191,13 @@ class Telemetry:
         self._meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         meter = self._meter_provider.get_meter(_INSTRUMENTATION, _version())
         self.instruments = Instruments(meter, self.tenant_labels.active)
-        self._pool: asyncpg.Pool[Any] | None = None
+        self._pools: dict[str, tuple[asyncpg.Pool[Any], ...]] = {}
         meter.create_observable_gauge(
             attr.DB_CLIENT_CONNECTION_COUNT,
             callbacks=[self._observe_connections],
             unit="{connection}",
-            description="Database connections of this process's pool, by state.",
+            description="Database connections of this process, by pool (shared, tenants) "
+            "and state.",
         )
         self._rate_limiter: Callable[[], Any] = lambda: None
         meter.create_observable_counter(
@@ -209,7 +210,7 @@ class Telemetry:
             attr.DB_CLIENT_CONNECTION_MAX,
             callbacks=[self._observe_max],
             unit="{connection}",
-            description="The most connections the pool may open.",
+            description="The most connections each pool (shared, tenants) may open.",
         )
 
     @classmethod
@@ -224,9 +225,9 @@ class Telemetry:
             tenant_labels=tenant_labels,
         )
 
-    def bind_pool(self, pool: asyncpg.Pool[Any] | None) -> None:
-        """Report this pool's connections (None: the pool is closed)."""
-        self._pool = pool
+    def bind_pools(self, pools: Mapping[str, Sequence[asyncpg.Pool[Any]]]) -> None:
+        """Report these pools' connections, summed per name (empty: the pools are closed)."""
+        self._pools = {name: tuple(group) for name, group in pools.items() if group}
 
     def watch_rate_limiter(self, limiter: Callable[[], Any]) -> None:
         """Where the rate limiter is found (it has `storage_failures`), once it exists."""
@@ -237,27 +238,29 @@ class Telemetry:
         limiter = self._rate_limiter()
         return () if limiter is None else (Observation(limiter.storage_failures),)
 
-    def _pool_attributes(self) -> dict[str, str]:
-        return {attr.DB_CLIENT_CONNECTION_POOL_NAME: "main"}
-
     def _observe_connections(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
-        pool = self._pool
-        if pool is None:
-            return ()
-        size, idle = pool.get_size(), pool.get_idle_size()
-        labels = self._pool_attributes()
-        return (
-            Observation(idle, {**labels, attr.DB_CLIENT_CONNECTION_STATE: "idle"}),
-            Observation(size - idle, {**labels, attr.DB_CLIENT_CONNECTION_STATE: "used"}),
-        )
+        observations = []
+        for name, pools in self._pools.items():
+            size = sum(pool.get_size() for pool in pools)
+            idle = sum(pool.get_idle_size() for pool in pools)
+            for state, count in (("idle", idle), ("used", size - idle)):
+                labels = {
+                    attr.DB_CLIENT_CONNECTION_POOL_NAME: name,
+                    attr.DB_CLIENT_CONNECTION_STATE: state,
+                }
+                observations.append(Observation(count, labels))
+        return observations
 
     def _observe_max(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
-        pool = self._pool
-        if pool is None:
-            return ()
-        return (Observation(pool.get_max_size(), self._pool_attributes()),)
+        return [
+            Observation(
+                sum(pool.get_max_size() for pool in pools),
+                {attr.DB_CLIENT_CONNECTION_POOL_NAME: name},
+            )
+            for name, pools in self._pools.items()
+        ]
 
     def prometheus_text(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""

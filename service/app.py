@@ -20,6 +20,7 @@ from observability.middleware import TelemetryMiddleware
 from observability.prometheus import metrics
 from observability.setup import Telemetry
 from service import ratelimit
+from service.pools import Layout, open_tenant_pools
 from service.request_log.plugin import RequestLogPlugin
 from service.routes.admin import AdminController
 from service.routes.discovery import DiscoveryController
@@ -120,13 +121,18 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        layout = Layout.of(settings.db_pool_max)
         pool = await open_pool(
             dsn,
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
+            min_size=min(settings.db_pool_min, layout.shared),
+            max_size=layout.shared,
             connection_class=TracedConnection,
         )
-        telemetry.bind_pool(pool)
+        tenant_pools = await open_tenant_pools(
+            dsn, pool, layout, min_size=settings.db_pool_min, connection_class=TracedConnection
+        )
+        shards = [shard for shard in tenant_pools.shards if shard is not pool]
+        telemetry.bind_pools({"shared": [pool], "tenants": shards})
         authenticator = Authenticator(
             pool,
             cache_seconds=settings.auth_cache_seconds,
@@ -137,6 +143,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         announcer = outbox.Announcer(pool)
         app.state.update(
             pool=pool,
+            tenant_pools=tenant_pools,
             authenticator=authenticator,
             registry=registry,
             tokens=TokenStore(registry),
@@ -147,7 +154,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         finally:
             await announcer.stop()
             await authenticator.stop()
-            telemetry.bind_pool(None)
+            telemetry.bind_pools({})
+            await tenant_pools.close()
             await close_pool(pool)
             telemetry.shutdown()
 

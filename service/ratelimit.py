@@ -56,6 +56,7 @@ from redis.asyncio import ConnectionPool
 
 from observability import tracing
 from service.moving_window import MovingWindows
+from service.pools import Layout
 from service.scim.errors import ScimError
 from service.settings import Settings
 from tenants.context import TenantContext
@@ -134,10 +135,9 @@ class RateLimiter:
         self._defaults = settings.rate_limit
         self._fail_open = settings.rate_limit_redis_failure == "open"
         self._pool_wait = settings.pool_wait_seconds
-        # One connection stays out of the SCIM requests' reach, so that
-        # authentication lookups, the admin API and background work still get
-        # one when tenant requests hold all the others.
-        self._capacity = asyncio.Semaphore(max(1, settings.db_pool_max - 1))
+        # One SCIM request holds at most one tenant connection (`service.pools`);
+        # the shared pool's stay for authentication, the admin API and background work.
+        self._capacity = asyncio.Semaphore(Layout.of(settings.db_pool_max).capacity)
         self._in_flight: dict[uuid.UUID, int] = {}
         self._connections: ConnectionPool | None = None
         # In memory, the windows are plain data checked synchronously (see

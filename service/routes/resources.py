@@ -10,7 +10,6 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
 from service import provisioning
-from service.postgres import Pool
 from service.routes.scim_http import (
     AnyRequest,
     list_parameters,
@@ -21,6 +20,7 @@ from service.routes.scim_http import (
     scim_response,
     scope_of,
     search_body,
+    tenant_pool,
 )
 from service.scim.projection import parse_projection
 from service.scim.schemas import list_response
@@ -48,10 +48,10 @@ class ResourceController(Controller):
         query, projection, start_index = list_parameters(
             params, self.table.resource_type, settings.max_page_size, in_uri=in_uri
         )
-        pool: Pool = state.pool
-        total, bodies = await provisioning.search(
-            pool, self.table, scope_of(state, scim_tenant), query, projection
-        )
+        async with tenant_pool(state, scim_tenant) as pool:
+            total, bodies = await provisioning.search(
+                pool, self.table, scope_of(state, scim_tenant), query, projection
+            )
         return scim_response(list_response(bodies, total=total, start_index=start_index))
 
     @get("/")
@@ -72,26 +72,28 @@ class ResourceController(Controller):
         self, request: AnyRequest, state: State, scim_tenant: Tenant
     ) -> Response[bytes]:
         payload = await read_json(request)
-        body = await provisioning.create(
-            state.pool,
-            self.table,
-            scope_of(state, scim_tenant, request.headers.get("user-agent")),
-            payload,
-            projection_parameters(request, self.table.resource_type),
-        )
+        async with tenant_pool(state, scim_tenant) as pool:
+            body = await provisioning.create(
+                pool,
+                self.table,
+                scope_of(state, scim_tenant, request.headers.get("user-agent")),
+                payload,
+                projection_parameters(request, self.table.resource_type),
+            )
         return resource_response(body, 201)
 
     @get("/{resource_id:str}")
     async def get_resource(
         self, request: AnyRequest, state: State, scim_tenant: Tenant, resource_id: FromPath[str]
     ) -> Response[bytes]:
-        body, version = await provisioning.get(
-            state.pool,
-            self.table,
-            scope_of(state, scim_tenant),
-            resource_id,
-            projection_parameters(request, self.table.resource_type),
-        )
+        async with tenant_pool(state, scim_tenant) as pool:
+            body, version = await provisioning.get(
+                pool,
+                self.table,
+                scope_of(state, scim_tenant),
+                resource_id,
+                projection_parameters(request, self.table.resource_type),
+            )
         if_none_match = request.headers.get("if-none-match")
         if if_none_match is not None and provisioning.etag_matches(if_none_match, version):
             return scim_response(None, 304, {"ETag": body["meta"]["version"]})
@@ -102,15 +104,16 @@ class ResourceController(Controller):
         self, request: AnyRequest, state: State, scim_tenant: Tenant, resource_id: FromPath[str]
     ) -> Response[bytes]:
         payload = await read_json(request)
-        body = await provisioning.replace(
-            state.pool,
-            self.table,
-            scope_of(state, scim_tenant),
-            resource_id,
-            payload,
-            if_match=request.headers.get("if-match"),
-            projection=projection_parameters(request, self.table.resource_type),
-        )
+        async with tenant_pool(state, scim_tenant) as pool:
+            body = await provisioning.replace(
+                pool,
+                self.table,
+                scope_of(state, scim_tenant),
+                resource_id,
+                payload,
+                if_match=request.headers.get("if-match"),
+                projection=projection_parameters(request, self.table.resource_type),
+            )
         return resource_response(body)
 
     @patch("/{resource_id:str}")
@@ -127,15 +130,16 @@ class ResourceController(Controller):
             if quiet
             else projection_parameters(request, self.table.resource_type)
         )
-        body = await provisioning.apply_patch(
-            state.pool,
-            self.table,
-            scope_of(state, scim_tenant),
-            resource_id,
-            payload,
-            if_match=request.headers.get("if-match"),
-            projection=projection,
-        )
+        async with tenant_pool(state, scim_tenant) as pool:
+            body = await provisioning.apply_patch(
+                pool,
+                self.table,
+                scope_of(state, scim_tenant),
+                resource_id,
+                payload,
+                if_match=request.headers.get("if-match"),
+                projection=projection,
+            )
         if quiet:
             return scim_response(None, 204, {"ETag": body["meta"]["version"]})
         return resource_response(body)
@@ -144,13 +148,14 @@ class ResourceController(Controller):
     async def delete_resource(
         self, request: AnyRequest, state: State, scim_tenant: Tenant, resource_id: FromPath[str]
     ) -> None:
-        await provisioning.delete(
-            state.pool,
-            self.table,
-            scope_of(state, scim_tenant),
-            resource_id,
-            if_match=request.headers.get("if-match"),
-        )
+        async with tenant_pool(state, scim_tenant) as pool:
+            await provisioning.delete(
+                pool,
+                self.table,
+                scope_of(state, scim_tenant),
+                resource_id,
+                if_match=request.headers.get("if-match"),
+            )
 
 
 class UsersController(ResourceController):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
 import msgspec
@@ -11,6 +12,8 @@ from litestar.params import FromPath
 
 from observability import request_context
 from service import ratelimit
+from service.pools import TenantPools
+from service.postgres import Pool
 from service.provisioning import Scope
 from service.scim.attributes import ResourceType, resolve
 from service.scim.clients import detect_client
@@ -28,6 +31,12 @@ _ACCEPTED_MEDIA_TYPES: Final = frozenset({SCIM_MEDIA_TYPE, "application/json"})
 DEFAULT_PAGE_SIZE: Final = 100
 
 AnyRequest = Request[Any, Any, State]
+
+
+def tenant_pool(state: State, tenant: TenantContext) -> AbstractAsyncContextManager[Pool]:
+    """The connection pool serving this request of ``tenant`` (`service.pools`)."""
+    pools: TenantPools = state.tenant_pools
+    return pools.lease(tenant.schema)
 
 
 def scim_response(

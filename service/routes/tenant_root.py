@@ -17,6 +17,7 @@ from service.routes.scim_http import (
     scim_response,
     scope_of,
     search_body,
+    tenant_pool,
 )
 from service.scim.schemas import list_response
 from service.settings import Settings
@@ -43,16 +44,15 @@ class TenantRootController(Controller):
                 body, table.resource_type, settings.max_page_size, in_uri=False
             )
             searches.append((table, query, projection))
-        total, bodies = await provisioning.search_everywhere(
-            state.pool, scope_of(state, scim_tenant), searches
-        )
+        async with tenant_pool(state, scim_tenant) as pool:
+            total, bodies = await provisioning.search_everywhere(
+                pool, scope_of(state, scim_tenant), searches
+            )
         return scim_response(list_response(bodies, total=total, start_index=start_index))
 
     @post("/Bulk", status_code=200)
     async def bulk(self, request: AnyRequest, state: State, scim_tenant: Tenant) -> Response[bytes]:
         body = await read_json(request)
-        return scim_response(
-            await run_bulk(
-                state.pool, scope_of(state, scim_tenant, request.headers.get("user-agent")), body
-            )
-        )
+        scope = scope_of(state, scim_tenant, request.headers.get("user-agent"))
+        async with tenant_pool(state, scim_tenant) as pool:
+            return scim_response(await run_bulk(pool, scope, body))
