@@ -9,8 +9,10 @@
 - `OTEL_SDK_DISABLED=true` turns both OTLP and tracing off; `/metrics` stays.
 - The SDK itself reads `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
   `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_EXPORTER_OTLP_*` headers, timeouts and
-  compression, `OTEL_BSP_*` and `OTEL_METRIC_EXPORT_INTERVAL`; only the
-  export batch size has a default of ours (`DEFAULT_EXPORT_BATCH_SIZE`).
+  compression, `OTEL_BSP_*`, `OTEL_METRIC_EXPORT_INTERVAL` and
+  `OTEL_METRICS_EXEMPLAR_FILTER`; the export batch size has a default of ours
+  (`DEFAULT_EXPORT_BATCH_SIZE`), and exemplars are off unless a metric reader
+  besides Prometheus can carry them (`_exemplar_filter`).
 
 Each `Telemetry` owns its providers and its Prometheus registry instead of
 setting OpenTelemetry's globals, so several applications (tests) can live in
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricReader,
@@ -67,6 +69,19 @@ DEFAULT_EXPORT_BATCH_SIZE = 128
 def _export_batch_size() -> int | None:
     """Ours unless `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` says otherwise (None: the SDK reads it)."""
     return None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in os.environ else DEFAULT_EXPORT_BATCH_SIZE
+
+
+def _exemplar_filter(metric_readers: Sequence[MetricReader]) -> ExemplarFilter | None:
+    """No exemplars when only `/metrics` is read (None: the SDK's default, or the variable).
+
+    An exemplar ties a measurement to the span it was made in; the SDK offers
+    one for each measurement inside a sampled span, some 4-8 us each, three per
+    request. The Prometheus exposition drops them, so they are kept only for
+    an OTLP push or when `OTEL_METRICS_EXEMPLAR_FILTER` asks for them.
+    """
+    if metric_readers or "OTEL_METRICS_EXEMPLAR_FILTER" in os.environ:
+        return None
+    return AlwaysOffExemplarFilter()
 
 
 class TelemetryConfigError(ValueError):
@@ -188,7 +203,11 @@ class Telemetry:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         readers = [PrometheusMetricReader(registry=self.registry), *metric_readers]
-        self._meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        self._meter_provider = MeterProvider(
+            resource=resource,
+            metric_readers=readers,
+            exemplar_filter=_exemplar_filter(metric_readers),
+        )
         meter = self._meter_provider.get_meter(_INSTRUMENTATION, _version())
         self.instruments = Instruments(meter, self.tenant_labels.active)
         self._pools: dict[str, tuple[asyncpg.Pool[Any], ...]] = {}

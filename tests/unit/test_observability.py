@@ -7,7 +7,10 @@ from collections.abc import Sequence
 
 import msgspec
 import pytest
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
@@ -18,6 +21,7 @@ from observability.otlp import CompactSpanExporter
 from observability.setup import (
     Telemetry,
     TelemetryConfigError,
+    _exemplar_filter,
     metric_reader_from_env,
     resource_from_env,
     span_exporter_from_env,
@@ -305,3 +309,44 @@ def test_spans_are_exported_in_batches_of_128_unless_configured(
     telemetry.shutdown()
     assert sum(exporter.sizes) == 300
     assert max(exporter.sizes) == largest
+
+
+def test_exemplars_are_kept_only_where_a_reader_can_carry_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_METRICS_EXEMPLAR_FILTER", raising=False)
+    # Only /metrics: the Prometheus exposition has no place for them.
+    assert isinstance(_exemplar_filter([]), AlwaysOffExemplarFilter)
+    # An OTLP push (any other reader), or the variable: the SDK decides as usual.
+    assert _exemplar_filter([InMemoryMetricReader()]) is None
+    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", "always_on")
+    assert _exemplar_filter([]) is None
+
+
+def _exemplar_span_ids(data: MetricsData | None, name: str) -> list[int | None]:
+    assert data is not None
+    return [
+        exemplar.span_id
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+        for exemplar in point.exemplars
+    ]
+
+
+def test_a_pushing_reader_gets_the_span_of_a_measurement_as_its_exemplar(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_METRICS_EXEMPLAR_FILTER", raising=False)
+    reader = InMemoryMetricReader()
+    telemetry = Telemetry(span_exporter=_Batches(), metric_readers=[reader])
+    assert telemetry.tracer is not None
+    span = telemetry.tracer.start_span("request")
+    with trace.use_span(span, end_on_exit=True):
+        telemetry.instruments.http_duration.record(0.01, {"http.request.method": "GET"})
+    assert _exemplar_span_ids(reader.get_metrics_data(), "http.server.request.duration") == [
+        span.get_span_context().span_id
+    ]
+    telemetry.shutdown()
