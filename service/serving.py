@@ -18,7 +18,7 @@ import argparse
 import gc
 import os
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from service.settings import Settings
 
@@ -69,44 +69,48 @@ def serve(settings: Settings, telemetry: Telemetry) -> None:
     """Serve until interrupted, with ``settings.workers`` processes."""
     import uvicorn
 
-    options = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level.lower(),
-        "access_log": False,  # ours is `scim.access`, written by the telemetry middleware
-        "loop": "uvloop",
-        "http": "httptools",
-    }
     if settings.workers == 1:
         from service.app import create_app
 
         app = create_app(settings, telemetry)
         tune_garbage_collector()
-        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        uvicorn.run(app, **_uvicorn_options(settings))
         return
     telemetry.shutdown()  # each worker builds its own
     os.environ.update(_worker_environment(settings))
     sys.stdout.flush()
     sys.stderr.flush()
-    # This process becomes uvicorn's bare supervisor (same pid, so signals still
-    # reach it): what it imported and allocated to migrate and prepare, some
-    # 60 MB, would otherwise stay resident beside the workers for its lifetime.
+    # This process becomes the bare supervisor (`supervise`, same pid, so signals
+    # still reach it): what it imported and allocated to migrate and prepare,
+    # some 60 MB, would otherwise stay resident beside the workers for its lifetime.
     os.execv(  # noqa: S606 - our own interpreter, fixed arguments
-        sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            f"{__name__}:worker_app",
-            "--factory",
-            f"--workers={settings.workers}",
-            f"--host={settings.host}",
-            f"--port={settings.port}",
-            f"--log-level={options['log_level']}",
-            "--no-access-log",
-            f"--loop={options['loop']}",
-            f"--http={options['http']}",
-        ],
+        sys.executable, [sys.executable, "-m", "service.serving"]
+    )
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    from service.http_protocol import OneWriteHttpToolsProtocol
+
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,  # ours is `scim.access`, written by the telemetry middleware
+        "loop": "uvloop",
+        "http": OneWriteHttpToolsProtocol,
+    }
+
+
+def supervise() -> None:
+    """uvicorn's supervisor over `SCIM_WORKERS` processes serving `worker_app`."""
+    import uvicorn
+
+    settings = Settings.from_env()
+    uvicorn.run(
+        "service.serving:worker_app",  # by name: run as `-m`, this module is __main__
+        factory=True,
+        workers=settings.workers,
+        **_uvicorn_options(settings),
     )
 
 
@@ -137,3 +141,7 @@ def worker_app() -> Litestar:
     app = create_app(settings, Telemetry.from_env(settings.metrics_tenant_labels))
     tune_garbage_collector()
     return app
+
+
+if __name__ == "__main__":
+    supervise()
