@@ -44,6 +44,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
+    # What `JsonFormatter` never writes is not gathered for every record either
+    # (the logging HOWTO's "Optimization"): the caller's file and line (a stack
+    # walk), the thread, the process and its name. The access log writes a
+    # record per request.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
