@@ -683,6 +683,11 @@ def _parser() -> argparse.ArgumentParser:
         "--tenant-steps", help="comma-separated tenant counts (default 1,100,1000,10000)"
     )
     parser.add_argument(
+        "--scale-rate",
+        type=float,
+        help="requests/s of the paced steady mix the tenant steps compare (default 150)",
+    )
+    parser.add_argument(
         "--service-env",
         action="append",
         default=[],
@@ -710,7 +715,7 @@ def _parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> Config:
     config = Config.quick() if args.quick else Config()
     changes: dict[str, Any] = {}
-    for name in ("connections", "processes", "seconds", "mix"):
+    for name in ("connections", "processes", "seconds", "mix", "scale_rate"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.tenant_steps:
