@@ -12,6 +12,7 @@ connection sends what is held first.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -34,6 +35,13 @@ class _PairedWrites:
             return
         held, self._held = self._held, None
         self._transport.write(held + data)
+
+    def writelines(self, chunks: Iterable[bytes]) -> None:
+        self.write(b"".join(chunks))
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
 
     def _flush(self) -> None:
         held, self._held = self._held, None

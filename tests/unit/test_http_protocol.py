@@ -15,6 +15,7 @@ class _Recorded:
         self.writes: list[bytes] = []
         self.closed = False
         self.aborted = False
+        self.eof = False
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
@@ -27,6 +28,9 @@ class _Recorded:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def write_eof(self) -> None:
+        self.eof = True
 
     def get_extra_info(self, name: str) -> Any:
         return {"peername": ("127.0.0.1", 4321)}.get(name)
@@ -75,6 +79,17 @@ async def test_closing_sends_what_is_held_first_and_aborting_drops_it() -> None:
     paired.abort()
     await asyncio.sleep(0)
     assert (recorded.writes, recorded.aborted) == ([], True)
+
+
+async def test_writelines_and_eof_keep_the_order_of_the_bytes() -> None:
+    paired, recorded = _paired()
+    paired.write(b"head ")
+    paired.writelines([b"body ", b"more"])
+    assert recorded.writes == [b"head body more"]
+    paired.write(b"last")
+    paired.write_eof()
+    assert recorded.writes[1:] == [b"last"]
+    assert recorded.eof
 
 
 async def test_everything_else_is_the_transport_s() -> None:
