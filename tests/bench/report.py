@@ -204,6 +204,7 @@ def render(report: Report) -> str:
                     "tenants",
                     "added in s",
                     "tenants/s",
+                    "checkpoint s",
                     "p50 ms",
                     "p99 ms",
                     "req/s",
@@ -221,6 +222,9 @@ def render(report: Report) -> str:
                         str(s["tenants"]),
                         f"{s['create_seconds']:.1f}",
                         f"{s['tenants_per_second']:.0f}",
+                        "-"
+                        if s.get("checkpoint_seconds") is None
+                        else f"{s['checkpoint_seconds']:.1f}",
                         f"{s['p50']:.1f}",
                         f"{s['p99']:.1f}",
                         f"{s['rps']:.0f}",
