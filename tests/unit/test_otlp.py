@@ -119,14 +119,26 @@ def receiver() -> Iterator[OtlpReceiver]:
     made.close()
 
 
+def _exporter(receiver: OtlpReceiver) -> CompactSpanExporter:
+    return CompactSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces")
+
+
+def _sent(
+    exporter: CompactSpanExporter, spans: Sequence[ReadableSpan], receiver: OtlpReceiver
+) -> bytes:
+    """Export ``spans`` and return the one request body the receiver got (gunzipped)."""
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    [body] = receiver.bodies("/v1/traces")
+    return body
+
+
 def test_the_exporter_sends_the_compact_encoding(
     spans: Sequence[ReadableSpan], receiver: OtlpReceiver
 ) -> None:
-    exporter = CompactSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces")
+    exporter = _exporter(receiver)
     # If a release of the SDK moves what the fast path uses, this says so.
     assert exporter.uses_compact_encoding
-    assert exporter.export(spans) == SpanExportResult.SUCCESS
-    [body] = receiver.bodies("/v1/traces")
+    body = _sent(exporter, spans, receiver)
     assert body == encode_spans(spans)
     assert parsed(body) == sdk_encode(spans)
 
@@ -135,18 +147,13 @@ def test_the_exporter_keeps_the_sdks_compression(
     spans: Sequence[ReadableSpan], receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")
-    exporter = CompactSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces")
-    assert exporter.export(spans) == SpanExportResult.SUCCESS
-    [body] = receiver.bodies("/v1/traces")  # the receiver gunzips what was gzipped
-    assert parsed(body) == sdk_encode(spans)
+    assert parsed(_sent(_exporter(receiver), spans, receiver)) == sdk_encode(spans)
 
 
 def test_asking_for_the_sdks_exporter_metrics_uses_the_sdks_encoder(
     spans: Sequence[ReadableSpan], receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
-    exporter = CompactSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces")
+    exporter = _exporter(receiver)
     assert not exporter.uses_compact_encoding
-    assert exporter.export(spans) == SpanExportResult.SUCCESS
-    [body] = receiver.bodies("/v1/traces")
-    assert parsed(body) == sdk_encode(spans)
+    assert parsed(_sent(exporter, spans, receiver)) == sdk_encode(spans)
