@@ -131,8 +131,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         tenant_pools = await open_tenant_pools(
             dsn, pool, layout, min_size=settings.db_pool_min, connection_class=TracedConnection
         )
-        shards = [shard for shard in tenant_pools.shards if shard is not pool]
-        telemetry.bind_pools({"shared": [pool], "tenants": shards})
+        telemetry.bind_pools({"shared": [pool], "tenants": tenant_pools.own})
         authenticator = Authenticator(
             pool,
             cache_seconds=settings.auth_cache_seconds,

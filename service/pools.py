@@ -88,6 +88,11 @@ class TenantPools:
     def shards(self) -> tuple[Pool, ...]:
         return self._shards
 
+    @property
+    def own(self) -> tuple[Pool, ...]:
+        """The shards this opened (none when the shared pool serves the tenants)."""
+        return self._shards if self._owned else ()
+
     def home(self, schema: str) -> int:
         """The shard that serves ``schema`` whenever it has room; stable across processes."""
         return zlib.crc32(schema.encode()) % len(self._shards)
@@ -115,9 +120,8 @@ class TenantPools:
 
     async def close(self) -> None:
         """Close the shards (not the shared pool, when that is what serves the tenants)."""
-        if self._owned:
-            for pool in self._shards:
-                await pool.close()
+        for pool in self.own:
+            await pool.close()
 
 
 async def open_tenant_pools(
