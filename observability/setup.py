@@ -42,11 +42,13 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from observability import attributes as attr
 from observability.instruments import Instruments
+from observability.spans import LeanTracer
 from observability.tenants import DEFAULT_STRATEGY, TenantLabels, parse_strategy
 
 if TYPE_CHECKING:
@@ -199,7 +201,14 @@ class Telemetry:
                 else SimpleSpanProcessor(span_exporter)
             )
             self._tracer_provider.add_span_processor(processor)
-            self.tracer = self._tracer_provider.get_tracer(_INSTRUMENTATION, _version())
+            # The provider configures and, at shutdown, flushes; the spans are ours.
+            self.tracer = LeanTracer(
+                sampler=self._tracer_provider.sampler,
+                id_generator=self._tracer_provider.id_generator,
+                resource=resource,
+                processor=processor,
+                scope=InstrumentationScope(_INSTRUMENTATION, _version()),
+            )
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         readers = [PrometheusMetricReader(registry=self.registry), *metric_readers]
