@@ -2,8 +2,9 @@
 
 One process runs one event loop on one core. With `SCIM_WORKERS` (or
 `serve --workers`) above 1, `serve` prepares (migrations, the demo tenant),
-then turns into uvicorn's supervisor, which starts that many worker processes
-that share the listening socket and restarts any that die. Each worker builds its
+then turns into the supervisor of `service.balancer`, which starts that many
+worker processes, accepts the connections and deals them to the workers in
+turn, and replaces any worker that dies. Each worker builds its
 own application from the environment, so whatever `serve` decided for the run
 (the resolved database URL, a generated admin token or secret key) is put into
 the environment first. Everything a process keeps in memory is then per
@@ -102,16 +103,21 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def supervise() -> None:
-    """uvicorn's supervisor over `SCIM_WORKERS` processes serving `worker_app`."""
+    """`SCIM_WORKERS` processes serving `worker_app`, dealt connections in turn
+    (`service.balancer`)."""
     import uvicorn
 
+    from observability.logging import configure_logging
+    from service.balancer import supervise as deal_to_workers
+
     settings = Settings.from_env()
-    uvicorn.run(
+    config = uvicorn.Config(
         "service.serving:worker_app",  # by name: run as `-m`, this module is __main__
         factory=True,
-        workers=settings.workers,
         **_uvicorn_options(settings),
     )
+    configure_logging(settings.log_level)
+    sys.exit(deal_to_workers(config, settings.workers))
 
 
 def _worker_environment(settings: Settings) -> dict[str, str]:
