@@ -14,6 +14,12 @@ copy; the worker serves it as if it had accepted it. A connection costs one
 more sendmsg and recvmsg; its requests never pass through the supervisor.
 The supervisor also replaces a worker that dies, and on SIGINT or SIGTERM
 stops taking connections and lets the workers finish theirs.
+
+Dealing in turn has one danger a shared socket has not: a worker whose event
+loop is stuck would still be dealt every other connection. So the supervisor
+pings each worker every second, and the worker's event loop answers; a worker
+2 s late is dealt nothing until it answers, and one silent for uvicorn's
+`timeout_worker_healthcheck` (5 s) is killed and replaced.
 """
 
 from __future__ import annotations
@@ -43,6 +49,11 @@ _READY: Final = b"r"
 """A worker's first message: it has started and takes connections."""
 _CONNECTION: Final = b"c"
 """The byte a connection's descriptor travels with."""
+_PING: Final = b"p"
+"""Asked of a worker every `_PING_INTERVAL` seconds, answered by its event loop."""
+_PING_INTERVAL: Final = 1.0
+_LATE_AFTER: Final = 2.0
+"""Seconds without an answer after which a worker is dealt no connections until it answers."""
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _ACCEPT_PAUSE_SECONDS: Final = 1.0
 
@@ -60,6 +71,10 @@ class _Worker:
     """It said it was ready, once."""
     ready: bool = False
     """It takes connections now."""
+    pinged_at: float | None = None
+    """When the unanswered ping was sent."""
+    closing: bool = False
+    """It closed its end: it is shutting down."""
 
 
 @dataclass(eq=False)
@@ -74,6 +89,7 @@ class Supervisor:
     _stopping: bool = False
     _status: int = 0
     _paused_until: float = 0.0
+    _next_ping: float = 0.0
     _selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
 
     def run(self) -> int:
@@ -89,14 +105,17 @@ class Supervisor:
             for _ in range(self.workers):
                 self._start_worker()
             while not self._stopping:
-                paused_for = self._paused_until - time.monotonic()
-                timeout = paused_for if paused_for > 0 else None
-                for key, _ in self._selector.select(timeout):
+                now = time.monotonic()
+                wake_at = self._next_ping
+                if self._paused_until > now:
+                    wake_at = min(wake_at, self._paused_until)
+                for key, _ in self._selector.select(max(wake_at - now, 0.0)):
                     # An earlier event of the same batch may have retired this one's worker.
                     if self._registered(key.fileobj):
                         key.data(key.fileobj)
                     if self._stopping:
                         break
+                self._check_workers()
                 self._listen()
         finally:
             signal.set_wakeup_fd(previous_fd)
@@ -134,8 +153,15 @@ class Supervisor:
             worker.started = worker.ready = True
             log.info("worker [%d] is serving", worker.process.pid)
             self._listen()
+        elif message == _PING:
+            worker.pinged_at = None
+            if not worker.ready:  # it was late, and has caught up
+                worker.ready = True
+                self._listen()
         elif not message and self._registered(worker.channel):
-            worker.ready = False  # it is going; its sentinel says when it is gone
+            # It is going (its sentinel says when it is gone), finishing what it has.
+            worker.ready = False
+            worker.closing = True
             self._selector.unregister(worker.channel)
 
     def _on_exit(self, worker: _Worker) -> None:
@@ -156,6 +182,44 @@ class Supervisor:
             worker.process.exitcode,
         )
         self._start_worker()
+
+    def _check_workers(self) -> None:
+        """Ping the workers; deal none to one whose event loop does not answer.
+
+        A worker stuck in a blocking call would otherwise be dealt every other new
+        connection and answer none of them. Late by `_LATE_AFTER` seconds, it is
+        dealt nothing until it answers; silent for uvicorn's
+        `timeout_worker_healthcheck` (5 s), it is killed, and its exit starts another.
+        """
+        now = time.monotonic()
+        if now < self._next_ping:
+            return
+        self._next_ping = now + _PING_INTERVAL
+        for worker in self._running:
+            if not worker.started or worker.closing:
+                continue
+            if worker.pinged_at is None:
+                try:
+                    worker.channel.send(_PING)
+                except OSError:
+                    continue  # it is going away, or too far behind to queue this
+                worker.pinged_at = now
+                continue
+            silent = now - worker.pinged_at
+            if silent > self.config.timeout_worker_healthcheck:
+                log.error(
+                    "worker [%d] has not answered for %.0f s; killing it",
+                    worker.process.pid,
+                    silent,
+                )
+                worker.ready = False
+                worker.process.kill()
+            elif silent > _LATE_AFTER and worker.ready:
+                log.warning(
+                    "worker [%d] is not answering; no connections for it until it does",
+                    worker.process.pid,
+                )
+                worker.ready = False
 
     def _forget(self, worker: _Worker) -> None:
         self._running.remove(worker)
@@ -270,6 +334,8 @@ class DealtServer(uvicorn.Server):
                 self._stop_receiving()
                 self.should_exit = True
                 return
+            if message == _PING:
+                self._channel.send(_PING)
             for descriptor in descriptors:
                 connection = socket.socket(fileno=descriptor)
                 accepted = loop.connect_accepted_socket(

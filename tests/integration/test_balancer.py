@@ -33,12 +33,15 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def supervisor(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def supervisor(
+    tmp_path: Path, healthcheck: int = 5, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = _free_port()
     code = (
         "import sys, uvicorn; from service.balancer import supervise; "
         "config = uvicorn.Config('tests.support.pid_app:app', "
-        f"host='127.0.0.1', port={port}, lifespan='on'); "
+        f"host='127.0.0.1', port={port}, lifespan='on', "
+        f"timeout_worker_healthcheck={healthcheck}); "
         "sys.exit(supervise(config, 2))"
     )
     log = tmp_path / "supervisor.log"
@@ -110,6 +113,24 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
         assert len(now & first) == 1
         assert len(now - first) == 1
         assert process.poll() is None
+
+
+def test_a_worker_whose_event_loop_is_stuck_is_dealt_nothing_then_replaced(
+    tmp_path: Path,
+) -> None:
+    with supervisor(tmp_path, healthcheck=4) as (process, port):
+        first = both_workers(process, port)
+        with socket.create_connection(("127.0.0.1", port)) as stuck:
+            stuck.sendall(b"GET /?block=60 HTTP/1.1\r\nHost: test\r\n\r\n")
+            # Unanswered pings for 2 s (they are sent every second): no more connections.
+            time.sleep(4.5)
+            served = {served_by(port) for _ in range(6)}
+            assert len(served) == 1, served
+            assert served < first
+            # Silent for the health-check timeout: killed, and another takes its place.
+            now = both_workers(process, port)
+        assert served < now
+        assert not (now - served) & first
 
 
 def test_sigterm_stops_the_supervisor_and_its_workers(tmp_path: Path) -> None:

@@ -1,13 +1,15 @@
 """An ASGI application that answers every request with the id of the process serving it.
 
 For `tests/integration/test_balancer.py`: which worker took a connection is
-then in the response. `?exit=1` makes the worker die on the spot (exit code 1);
-`BROKEN_PID_APP=1` makes its startup fail.
+then in the response. `?exit=1` makes the worker die on the spot (exit code 1),
+`?block=S` blocks its event loop for S seconds; `BROKEN_PID_APP=1` makes its
+startup fail.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +31,9 @@ async def app(
         return
     if scope["query_string"] == b"exit=1":
         os._exit(1)
+    if scope["query_string"].startswith(b"block="):
+        # Blocking the event loop is the point: a stuck worker, for the supervisor to notice.
+        time.sleep(float(scope["query_string"][len(b"block=") :]))  # noqa: ASYNC251
     body = str(os.getpid()).encode()
     await send(
         {
