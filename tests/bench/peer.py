@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.bench.environment import ROOT, free_port
+from tests.bench.environment import ROOT
+from tests.support.ports import free_port
 
 VENV = ROOT / "bench-results" / "peer-venv"
 PACKAGE = "scim2-server"

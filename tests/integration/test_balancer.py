@@ -22,21 +22,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
 def supervisor(
     tmp_path: Path, healthcheck: int = 5, **env: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = _free_port()
+    port = free_port()
     code = (
         "import sys, uvicorn; from service.balancer import supervise; "
         "config = uvicorn.Config('tests.support.pid_app:app', "

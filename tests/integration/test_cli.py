@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.ports import free_port
 
 CLI = [sys.executable, "-m", "service.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,17 +105,10 @@ def test_migrate_reports_nothing_to_do(cli_env: dict[str, str]) -> None:
     assert report["latest_version"] >= 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def served(cli_env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
     """`scim-platform serve --demo` on a free port: its base URL and printed secrets."""
-    port = _free_port()
+    port = free_port()
     env = cli_env | {"SCIM_PORT": str(port), "SCIM_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     process = subprocess.Popen(  # noqa: S603 - our own CLI
         [*CLI, "serve", "--demo"],

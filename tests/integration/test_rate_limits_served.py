@@ -26,7 +26,8 @@ from service.postgres import Pool
 from service.ratelimit import RateLimiter
 from service.settings import Settings
 from tests.integration.conftest import ADMIN_TOKEN
-from tests.support.redis_server import free_port, redis_server
+from tests.support.ports import free_port
+from tests.support.redis_server import redis_server
 from tests.support.serving import served
 from tests.unit.test_ratelimit import tenant
 

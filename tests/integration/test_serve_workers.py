@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,10 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.ports import free_port
+
 CLI = [sys.executable, "-m", "service.cli"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _children(pid: int) -> list[int]:
@@ -40,7 +34,7 @@ def _children(pid: int) -> list[int]:
 def test_two_workers_serve_the_demo_tenant_with_json_logs(
     migrated_database: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_")}
     env.update(
         DATABASE_URL=migrated_database,

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.integration.conftest import ADMIN_TOKEN
-from tests.support.redis_server import free_port
+from tests.support.ports import free_port
 from tests.support.serving import served
 
 

@@ -13,7 +13,7 @@ from service.ratelimit import RateLimited, RateLimiter, policy_header
 from service.settings import Settings, SettingsError
 from tenants.context import TenantContext
 from tenants.ratelimit import RateLimitOverride, RateLimitPolicy, policy_problem
-from tests.support.redis_server import free_port
+from tests.support.ports import free_port
 
 DEFAULTS = RateLimitPolicy(per_second=50, burst=100, concurrency=10)
 
