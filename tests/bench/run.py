@@ -801,6 +801,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.targets()
         if args.profile and profile.exists():
             bench.report.extra["profile"] = summarise_profile(profile)
+        bench.log("stopping the service and the database")
+    bench.log("stopped")
     if sink is not None:
         bench.report.meta["otlp_exports"] = {"requests": sink.exports, "bytes": sink.bytes}
         sink.close()
