@@ -68,6 +68,18 @@ def _validated(
     return BoundedAttributes(limit, attributes, immutable=True, max_value_len=max_value_len)
 
 
+def _kept_link(
+    limits: SpanLimits, context: SpanContext, attributes: types.Attributes
+) -> Link | None:
+    """A link as the SDK's span keeps it, or None for one it drops (nothing to point at)."""
+    if not (context and (context.is_valid or attributes or context.trace_state)):
+        return None
+    return Link(
+        context,
+        _validated(limits.max_link_attributes, attributes, limits.max_attribute_length),
+    )
+
+
 def _bounded(items: Sequence[Any], limit: int | None) -> tuple[tuple[Any, ...], int]:
     """The newest ``limit`` items and how many older ones were dropped (SDK's `BoundedList`)."""
     if limit is None or len(items) <= limit:
@@ -191,13 +203,10 @@ class LeanSpan(ReadableSpan, trace_api.Span):
         if self._end_time is not None:
             log.warning(_ENDED, "Adding a link")
             return
-        if not (context and (context.is_valid or attributes or context.trace_state)):
-            return
         limits = self._tracer.limits
-        link = Link(
-            context,
-            _validated(limits.max_link_attributes, attributes, limits.max_attribute_length),
-        )
+        link = _kept_link(limits, context, attributes)
+        if link is None:
+            return
         kept, dropped = _bounded([*self._links, link], limits.max_links)
         self._links, self._dropped_links = kept, self._dropped_links + dropped
 
@@ -320,23 +329,14 @@ class LeanTracer(trace_api.Tracer):
         )
         if sampling.decision is Decision.DROP:
             return trace_api.NonRecordingSpan(span_context)
-        limits = self.limits
+        kept = (_kept_link(self.limits, link.context, link.attributes) for link in links if link)
         span = LeanSpan(
             self,
             name,
             context=span_context,
             parent=parent,
             kind=kind,
-            links=[
-                Link(
-                    link.context,
-                    _validated(
-                        limits.max_link_attributes, link.attributes, limits.max_attribute_length
-                    ),
-                )
-                for link in links
-                if link and (link.context.is_valid or link.attributes or link.context.trace_state)
-            ],
+            links=[link for link in kept if link is not None],
             start_time=start_time,
             record_exception=record_exception,
             set_status_on_exception=set_status_on_exception,

@@ -116,7 +116,7 @@ class Supervisor:
                     if self._stopping:
                         break
                 self._check_workers()
-                self._listen()
+                self._listen()  # after every batch: whatever it changed, the listener follows
         finally:
             signal.set_wakeup_fd(previous_fd)
             for sig, handler in previous.items():
@@ -152,12 +152,9 @@ class Supervisor:
         if message == _READY:
             worker.started = worker.ready = True
             log.info("worker [%d] is serving", worker.process.pid)
-            self._listen()
         elif message == _PING:
             worker.pinged_at = None
-            if not worker.ready:  # it was late, and has caught up
-                worker.ready = True
-                self._listen()
+            worker.ready = True  # if it was late, it has caught up
         elif not message and self._registered(worker.channel):
             # It is going (its sentinel says when it is gone), finishing what it has.
             worker.ready = False
@@ -227,7 +224,6 @@ class Supervisor:
             if self._registered(registered):
                 self._selector.unregister(registered)
         worker.channel.close()
-        self._listen()
 
     def _registered(self, fileobj: FileDescriptorLike) -> bool:
         try:
@@ -273,7 +269,6 @@ class Supervisor:
                 # asyncio's servers do, stop accepting for a moment; the backlog waits.
                 log.error("accepting connections failed (%s); pausing for 1 s", exc)
                 self._paused_until = time.monotonic() + _ACCEPT_PAUSE_SECONDS
-                self._listen()
                 return
             with connection:  # our copy: the worker holds its own once sent
                 self._deal(connection)
@@ -298,7 +293,6 @@ class Supervisor:
         assert isinstance(wake, socket.socket)
         wake.recv(64)
         self._stopping = True
-        self._listen()
 
 
 class DealtServer(uvicorn.Server):
