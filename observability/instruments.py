@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
+from opentelemetry.trace import Span
+from opentelemetry.util.types import AttributeValue
 
 from observability import attributes as attr
 from observability import request_context
+from observability.metering import Labels, Metering
 
 # Seconds. The semantic conventions' advice for HTTP server durations.
 DURATION_BUCKETS: Final = (
@@ -29,33 +32,116 @@ DURATION_BUCKETS: Final = (
 )
 
 
-class Instruments:
-    """One set per `Telemetry`: recording goes through these, never through globals."""
+HTTP_DURATION_LABELS: Final = (
+    attr.HTTP_REQUEST_METHOD,
+    attr.HTTP_RESPONSE_STATUS_CODE,
+    attr.HTTP_ROUTE,
+    attr.ERROR_TYPE,
+)
+SCIM_REQUEST_LABELS: Final = (
+    attr.LABEL_TENANT,
+    attr.LABEL_RESOURCE_TYPE,
+    attr.LABEL_OPERATION,
+    attr.LABEL_STATUS_CODE,
+)
+SCIM_DURATION_LABELS: Final = (
+    attr.LABEL_TENANT,
+    attr.LABEL_RESOURCE_TYPE,
+    attr.LABEL_OPERATION,
+    attr.LABEL_STATUS_CLASS,
+)
+PROVISIONING_LABELS: Final = (attr.LABEL_TENANT, attr.LABEL_RESOURCE_TYPE, attr.LABEL_ACTION)
 
-    def __init__(self, meter: Meter, active_tenants: Callable[[], int]) -> None:
-        self.http_duration = meter.create_histogram(
+
+class CounterInstrument(Protocol):
+    def add(self, amount: int, values: Labels, span: Span | None = None) -> None:
+        """Add ``amount`` for the attributes ``values`` names, measured in ``span``."""
+
+
+class HistogramInstrument(Protocol):
+    def record(self, value: float, values: Labels, span: Span | None = None) -> None:
+        """Record ``value`` for the attributes ``values`` names, measured in ``span``."""
+
+
+def _attributes(labels: tuple[str, ...], values: Labels) -> dict[str, AttributeValue]:
+    return {label: value for label, value in zip(labels, values, strict=True) if value is not None}
+
+
+class _SdkCounter:
+    """The SDK's counter behind our call: its exemplar comes from the current context."""
+
+    def __init__(self, counter: Counter, labels: tuple[str, ...]) -> None:
+        self._counter = counter
+        self._labels = labels
+
+    def add(self, amount: int, values: Labels, span: Span | None = None) -> None:
+        del span
+        self._counter.add(amount, _attributes(self._labels, values))
+
+
+class _SdkHistogram:
+    def __init__(self, histogram: Histogram, labels: tuple[str, ...]) -> None:
+        self._histogram = histogram
+        self._labels = labels
+
+    def record(self, value: float, values: Labels, span: Span | None = None) -> None:
+        del span
+        self._histogram.record(value, _attributes(self._labels, values))
+
+
+class Instruments:
+    """One set per `Telemetry`: recording goes through these, never through globals.
+
+    With ``metering``, the request path's counters and histograms are its lean
+    ones (`observability.metering`); without, the SDK's, through ``meter``.
+    """
+
+    def __init__(
+        self, meter: Meter, active_tenants: Callable[[], int], metering: Metering | None = None
+    ) -> None:
+        def counter(
+            name: str, unit: str, description: str, labels: tuple[str, ...]
+        ) -> CounterInstrument:
+            if metering is not None:
+                return metering.counter(name, unit=unit, description=description, labels=labels)
+            return _SdkCounter(
+                meter.create_counter(name, unit=unit, description=description), labels
+            )
+
+        def histogram(name: str, description: str, labels: tuple[str, ...]) -> HistogramInstrument:
+            if metering is not None:
+                return metering.histogram(
+                    name, unit="s", description=description, labels=labels, bounds=DURATION_BUCKETS
+                )
+            created = meter.create_histogram(
+                name,
+                unit="s",
+                description=description,
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            )
+            return _SdkHistogram(created, labels)
+
+        self.http_duration = histogram(
             attr.HTTP_SERVER_REQUEST_DURATION,
-            unit="s",
-            description="Duration of HTTP server requests, by route.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            "Duration of HTTP server requests, by route.",
+            HTTP_DURATION_LABELS,
         )
-        self.scim_requests = meter.create_counter(
+        self.scim_requests = counter(
             attr.SCIM_REQUESTS,
-            unit="{request}",
-            description="SCIM requests by tenant, resource type, operation and status code.",
+            "{request}",
+            "SCIM requests by tenant, resource type, operation and status code.",
+            SCIM_REQUEST_LABELS,
         )
-        self.scim_duration = meter.create_histogram(
+        self.scim_duration = histogram(
             attr.SCIM_REQUEST_DURATION,
-            unit="s",
-            description="Duration of SCIM requests by tenant, resource type, operation and "
-            "status class.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            "Duration of SCIM requests by tenant, resource type, operation and status class.",
+            SCIM_DURATION_LABELS,
         )
-        self.provisioning = meter.create_counter(
+        self.provisioning = counter(
             attr.SCIM_PROVISIONING_OPERATIONS,
-            unit="{resource}",
-            description="Users and groups created, updated, deactivated, reactivated and "
-            "deleted, by tenant.",
+            "{resource}",
+            "Users and groups created, updated, deactivated, reactivated and deleted, by tenant.",
+            PROVISIONING_LABELS,
         )
 
         def observe_active(options: CallbackOptions) -> Iterable[Observation]:
@@ -77,12 +163,7 @@ def provisioned(resource_type: str, action: str) -> None:
     if info is None:
         return
     info.telemetry.instruments.provisioning.add(
-        1,
-        {
-            attr.LABEL_TENANT: info.tenant_label or attr.OTHER_TENANT,
-            attr.LABEL_RESOURCE_TYPE: resource_type,
-            attr.LABEL_ACTION: action,
-        },
+        1, (info.tenant_label or attr.OTHER_TENANT, resource_type, action), info.span
     )
 
 

@@ -167,15 +167,17 @@ class TelemetryMiddleware:
         quiet: bool,
     ) -> None:
         instruments = self._telemetry.instruments
-        http_labels: dict[str, AttributeValue] = {
-            attr.HTTP_REQUEST_METHOD: method if method in _KNOWN_METHODS else "_OTHER",
-            attr.HTTP_RESPONSE_STATUS_CODE: status,
-        }
-        if route is not None:
-            http_labels[attr.HTTP_ROUTE] = route
-        if status >= 500:
-            http_labels[attr.ERROR_TYPE] = info.error_type or str(status)
-        instruments.http_duration.record(duration, http_labels)
+        span = info.span
+        instruments.http_duration.record(
+            duration,
+            (
+                method if method in _KNOWN_METHODS else "_OTHER",
+                status,
+                route,
+                (info.error_type or str(status)) if status >= 500 else None,
+            ),
+            span,
+        )
         scim = classify(method, route) if route is not None else None
         client = None
         if scim is not None:
@@ -183,23 +185,9 @@ class TelemetryMiddleware:
                 scope.get("path_params", {}).get("tenant")
             )
             resource_type, operation = scim
-            instruments.scim_requests.add(
-                1,
-                {
-                    attr.LABEL_TENANT: tenant,
-                    attr.LABEL_RESOURCE_TYPE: resource_type,
-                    attr.LABEL_OPERATION: operation,
-                    attr.LABEL_STATUS_CODE: str(status),
-                },
-            )
+            instruments.scim_requests.add(1, (tenant, resource_type, operation, str(status)), span)
             instruments.scim_duration.record(
-                duration,
-                {
-                    attr.LABEL_TENANT: tenant,
-                    attr.LABEL_RESOURCE_TYPE: resource_type,
-                    attr.LABEL_OPERATION: operation,
-                    attr.LABEL_STATUS_CLASS: f"{status // 100}xx",
-                },
+                duration, (tenant, resource_type, operation, f"{status // 100}xx"), span
             )
             client = detect_client(headers.get("user-agent"), info.idp_type)
         if info.traced:

@@ -8,11 +8,14 @@
   and also pushed over OTLP when an endpoint is set.
 - `OTEL_SDK_DISABLED=true` turns both OTLP and tracing off; `/metrics` stays.
 - The SDK itself reads `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
-  `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_EXPORTER_OTLP_*` headers, timeouts and
-  compression, `OTEL_BSP_*`, `OTEL_METRIC_EXPORT_INTERVAL` and
-  `OTEL_METRICS_EXEMPLAR_FILTER`; the export batch size has a default of ours
+  `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_EXPORTER_OTLP_*` headers, timeouts,
+  compression and metric preferences, `OTEL_BSP_*` and
+  `OTEL_METRIC_EXPORT_INTERVAL`; the export batch size has a default of ours
   (`DEFAULT_EXPORT_BATCH_SIZE`), and exemplars are off unless a metric reader
-  besides Prometheus can carry them (`_exemplar_filter`).
+  besides Prometheus can carry them or `OTEL_METRICS_EXEMPLAR_FILTER` asks
+  (`_exemplar_filter`).
+- The request path's counters and histograms are `observability.metering`'s
+  when every reader takes them as it keeps them, the SDK's otherwise.
 
 Each `Telemetry` owns its providers and its Prometheus registry instead of
 setting OpenTelemetry's globals, so several applications (tests) can live in
@@ -28,7 +31,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    ExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricReader,
@@ -47,6 +56,7 @@ from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from observability import attributes as attr
+from observability import metering
 from observability.instruments import Instruments
 from observability.spans import LeanTracer
 from observability.tenants import DEFAULT_STRATEGY, TenantLabels, parse_strategy
@@ -73,17 +83,32 @@ def _export_batch_size() -> int | None:
     return None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in os.environ else DEFAULT_EXPORT_BATCH_SIZE
 
 
-def _exemplar_filter(metric_readers: Sequence[MetricReader]) -> ExemplarFilter | None:
-    """No exemplars when only `/metrics` is read (None: the SDK's default, or the variable).
+def _exemplar_filter(metric_readers: Sequence[MetricReader]) -> metering.ExemplarFilter:
+    """`OTEL_METRICS_EXEMPLAR_FILTER` (trace_based by default), or none when only `/metrics` reads.
 
-    An exemplar ties a measurement to the span it was made in; the SDK offers
-    one for each measurement inside a sampled span, some 4-8 us each, three per
-    request. The Prometheus exposition drops them, so they are kept only for
-    an OTLP push or when `OTEL_METRICS_EXEMPLAR_FILTER` asks for them.
+    An exemplar ties a measurement to the span it was made in. The Prometheus
+    exposition drops them, so unless the variable asks for them they are kept
+    only for another reader (an OTLP push).
     """
-    if metric_readers or "OTEL_METRICS_EXEMPLAR_FILTER" in os.environ:
-        return None
-    return AlwaysOffExemplarFilter()
+    name = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER")
+    if name is None:
+        return (
+            metering.ExemplarFilter.TRACE_BASED
+            if metric_readers
+            else metering.ExemplarFilter.ALWAYS_OFF
+        )
+    try:
+        return metering.ExemplarFilter(name.strip().lower())
+    except ValueError as exc:
+        choices = ", ".join(choice.value for choice in metering.ExemplarFilter)
+        raise TelemetryConfigError(f"OTEL_METRICS_EXEMPLAR_FILTER {name!r}: use {choices}") from exc
+
+
+_SDK_EXEMPLAR_FILTERS: dict[metering.ExemplarFilter, Callable[[], ExemplarFilter]] = {
+    metering.ExemplarFilter.ALWAYS_OFF: AlwaysOffExemplarFilter,
+    metering.ExemplarFilter.ALWAYS_ON: AlwaysOnExemplarFilter,
+    metering.ExemplarFilter.TRACE_BASED: TraceBasedExemplarFilter,
+}
 
 
 class TelemetryConfigError(ValueError):
@@ -212,13 +237,20 @@ class Telemetry:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         readers = [PrometheusMetricReader(registry=self.registry), *metric_readers]
+        exemplars = _exemplar_filter(metric_readers)
         self._meter_provider = MeterProvider(
             resource=resource,
             metric_readers=readers,
-            exemplar_filter=_exemplar_filter(metric_readers),
+            exemplar_filter=_SDK_EXEMPLAR_FILTERS[exemplars](),
         )
-        meter = self._meter_provider.get_meter(_INSTRUMENTATION, _version())
-        self.instruments = Instruments(meter, self.tenant_labels.active)
+        scope = InstrumentationScope(_INSTRUMENTATION, _version())
+        meter = self._meter_provider.get_meter(scope.name, scope.version)
+        lean = None
+        if all(metering.takes_defaults(reader) for reader in readers):
+            lean = metering.Metering(resource, scope, exemplars)
+            for reader in readers:
+                lean.attach(reader)
+        self.instruments = Instruments(meter, self.tenant_labels.active, lean)
         self._pools: dict[str, tuple[asyncpg.Pool[Any], ...]] = {}
         meter.create_observable_gauge(
             attr.DB_CLIENT_CONNECTION_COUNT,

@@ -9,13 +9,19 @@ import msgspec
 import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
+from opentelemetry.sdk.metrics import Counter
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    InMemoryMetricReader,
+    MetricsData,
+    Sum,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from observability.database import describe
 from observability.logging import JsonFormatter
+from observability.metering import ExemplarFilter
 from observability.middleware import _server, classify, route_of
 from observability.otlp import CompactSpanExporter
 from observability.setup import (
@@ -316,11 +322,14 @@ def test_exemplars_are_kept_only_where_a_reader_can_carry_them(
 ) -> None:
     monkeypatch.delenv("OTEL_METRICS_EXEMPLAR_FILTER", raising=False)
     # Only /metrics: the Prometheus exposition has no place for them.
-    assert isinstance(_exemplar_filter([]), AlwaysOffExemplarFilter)
-    # An OTLP push (any other reader), or the variable: the SDK decides as usual.
-    assert _exemplar_filter([InMemoryMetricReader()]) is None
+    assert _exemplar_filter([]) is ExemplarFilter.ALWAYS_OFF
+    # An OTLP push (any other reader): the SDK's default, or what the variable says.
+    assert _exemplar_filter([InMemoryMetricReader()]) is ExemplarFilter.TRACE_BASED
     monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", "always_on")
-    assert _exemplar_filter([]) is None
+    assert _exemplar_filter([]) is ExemplarFilter.ALWAYS_ON
+    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", "sometimes")
+    with pytest.raises(TelemetryConfigError, match="OTEL_METRICS_EXEMPLAR_FILTER"):
+        _exemplar_filter([])
 
 
 def _exemplar_span_ids(data: MetricsData | None, name: str) -> list[int | None]:
@@ -345,8 +354,28 @@ def test_a_pushing_reader_gets_the_span_of_a_measurement_as_its_exemplar(
     assert telemetry.tracer is not None
     span = telemetry.tracer.start_span("request")
     with trace.use_span(span, end_on_exit=True):
-        telemetry.instruments.http_duration.record(0.01, {"http.request.method": "GET"})
+        telemetry.instruments.http_duration.record(0.01, ("GET", 200, None, None), span)
     assert _exemplar_span_ids(reader.get_metrics_data(), "http.server.request.duration") == [
         span.get_span_context().span_id
     ]
+    telemetry.shutdown()
+
+
+def test_a_reader_asking_for_delta_gets_the_sdks_instruments() -> None:
+    """The lean instruments keep cumulative points only; delta is the SDK's to compute."""
+    delta = InMemoryMetricReader(preferred_temporality={Counter: AggregationTemporality.DELTA})
+    telemetry = Telemetry(metric_readers=[delta])
+    for _ in range(2):
+        telemetry.instruments.scim_requests.add(1, ("acme", "User", "list", "200"))
+        data = delta.get_metrics_data()
+        assert data is not None
+        [requests] = [
+            metric
+            for scope in data.resource_metrics[0].scope_metrics
+            for metric in scope.metrics
+            if metric.name == "scim.requests"
+        ]
+        assert isinstance(requests.data, Sum)
+        assert requests.data.aggregation_temporality is AggregationTemporality.DELTA
+        assert [point.value for point in requests.data.data_points] == [1]
     telemetry.shutdown()
