@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -227,6 +228,14 @@ async def _holding(
         return False
     # Held events are numbered in commit order: holding writes queue on the row.
     return (await _locked_row(conn, tenant_id))["tripped_at"] is not None
+
+
+def passes(new: Sequence[NewEvent], was_tripped: bool | None) -> bool:
+    """Whether `record` would append ``new`` as they are without a look at the guard: the
+    tenant is not guarded, or its guard was not tripped and none of them deprovisions."""
+    if was_tripped is None:
+        return True
+    return not was_tripped and not any(event.type in _DEPROVISIONS for event in new)
 
 
 async def record(

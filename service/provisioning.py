@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +82,11 @@ UserGroups = dict[uuid.UUID, list[tuple[uuid.UUID, str, bool]]]
 
 
 def _body(
-    table: Table, scope: Scope, row: Row, members: Memberships, user_groups: UserGroups
+    table: Table,
+    scope: Scope,
+    row: Row | Mapping[str, Any],
+    members: Memberships,
+    user_groups: UserGroups,
 ) -> dict[str, Any]:
     if table is USERS:
         body = resources.render_user(
@@ -172,7 +176,7 @@ def _groups_column(
     return None
 
 
-def _event_body(table: Table, scope: Scope, row: Row) -> dict[str, Any]:
+def _event_body(table: Table, scope: Scope, row: Row | Mapping[str, Any]) -> dict[str, Any]:
     """A row's representation for its events: no member or group lists, so no query."""
     return _body(table, scope, row, {}, {})
 
@@ -273,6 +277,16 @@ async def create(
         state = await _state(conn, scope, table, resource if table is USERS else None)
         tracker = state.roles
         claimed = await _claim(conn, scope, resource, state) if table is USERS else None
+        # The common user create: nothing to claim, no roles or password to store.
+        if (
+            table is USERS
+            and claimed is None
+            and tracker is None
+            and password_hash is None
+            and (row := await _insert_user_with_event(conn, scope, state, resource)) is not None
+        ):
+            instruments.provisioned(USERS.resource_type.name, ACTION_CREATED)
+            return await render(conn, USERS, scope, row, projection)
         row = claimed or await insert(conn, table, scope.schema, resource)
         instruments.provisioned(table.resource_type.name, ACTION_CREATED)
         if password_hash is not None:
@@ -297,6 +311,88 @@ async def create(
                     role_events,
                 )
         return body
+
+
+def _events_along(scope: Scope, state: WriteState) -> bool:
+    """Whether a write's events may leave with its last change, in one statement: events
+    are on, the commit numbers them, and an announcer sends the NOTIFY after it
+    (`service.store.outbox.appending`). The guard is for the caller to ask."""
+    return (
+        scope.events and state.now is not None and state.numbers_at_commit and outbox.announcing()
+    )
+
+
+async def _insert_user_with_event(
+    conn: Connection, scope: Scope, state: WriteState, resource: dict[str, Any]
+) -> Row | None:
+    """The common user create in one statement: the row and its `user.created` event.
+
+    The event shows the row as the insert will store it: a new id, version 1,
+    and `created` and `lastModified` the transaction's timestamp, which the
+    write's state read. None, having done nothing, when the event cannot go
+    with the insert (`_events_along`, or the guard may hold it).
+    """
+    if not _events_along(scope, state):
+        return None
+    user_id = uuid.uuid4()
+    stored = {
+        "id": user_id,
+        "resource": resource,
+        "created": state.now,
+        "last_modified": state.now,
+        "version": 1,
+    }
+    event = events.created(_event_body(USERS, scope, stored))
+    if not guard.passes([event], state.guard_tripped):
+        return None
+    return await insert(
+        conn,
+        USERS,
+        scope.schema,
+        resource,
+        resource_id=user_id,
+        along=lambda first: outbox.appending(scope.schema, [event], first),
+    )
+
+
+async def _update_user_with_event(
+    conn: Connection,
+    scope: Scope,
+    state: WriteState,
+    row: Row,
+    *,
+    resource: dict[str, Any],
+    before: dict[str, Any],
+) -> Row | None:
+    """A user's update in one statement with its event, as `_insert_user_with_event`.
+
+    The event shows the row as the update will store it: version one up and
+    `lastModified` the transaction's timestamp. None, having done nothing,
+    when the event cannot go with the update: see `_events_along`; the tenant
+    maps roles (a user's roles are read after its update); the change is not
+    an event (`events.changed`), or the guard may hold it (a deactivation,
+    which the guard counts).
+    """
+    if state.roles is not None or not _events_along(scope, state):
+        return None
+    stored = {
+        "id": row["id"],
+        "resource": resource,
+        "created": row["created"],
+        "last_modified": state.now,
+        "version": row["version"] + 1,
+    }
+    event = events.changed(before, _event_body(USERS, scope, stored))
+    if event is None or not guard.passes([event], state.guard_tripped):
+        return None
+    return await update(
+        conn,
+        USERS,
+        scope.schema,
+        row["id"],
+        resource,
+        along=lambda first: outbox.appending(scope.schema, [event], first),
+    )
 
 
 async def _claim(
@@ -404,9 +500,16 @@ async def replace(
         validation.check_immutable(table.resource_type, row["resource"], resource)
         old_row = row
         before = _event_body(table, scope, row)
+        stored = None
+        if table is USERS and resource != row["resource"]:
+            stored = await _update_user_with_event(
+                conn, scope, state, row, resource=resource, before=before
+            )
         # A PUT repeating a user's stored state (Okta's full-object updates) changes
         # nothing; a group's members are compared as its PUT rewrites them.
-        if table is GROUPS or resource != row["resource"]:
+        if stored is not None:
+            row = stored
+        elif table is GROUPS or resource != row["resource"]:
             row = await update(conn, table, scope.schema, row["id"], resource)
         if password_hash is not None:
             await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
@@ -425,6 +528,7 @@ async def replace(
             before=before,
             members=members,
             projection=projection,
+            recorded=stored is not None,
         )
 
 
@@ -438,14 +542,17 @@ async def _finish_change(
     before: dict[str, Any],
     members: events.MembershipChanges,
     projection: Projection | None,
+    recorded: bool = False,
 ) -> dict[str, Any]:
-    """The end of a PUT or PATCH: its response, its metrics and its events."""
+    """The end of a PUT or PATCH: its response, its metrics and, unless the change's
+    statement ``recorded`` them, its events."""
     body = await render(conn, table, scope, rows[1], projection, read_with=rows[0])
     after = _event_body(table, scope, rows[1])
     instruments.changed(table.resource_type.name, before, after)
-    await _record_change(
-        conn, scope, state, table=table, rows=rows, bodies=(before, after), members=members
-    )
+    if not recorded:
+        await _record_change(
+            conn, scope, state, table=table, rows=rows, bodies=(before, after), members=members
+        )
     return body
 
 
@@ -497,8 +604,13 @@ async def apply_patch(
             password_hash = await asyncio.to_thread(passwords.hash_password, result.password)
             await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
         before = _event_body(table, scope, row)
+        stored = None
         if result.resource != row["resource"]:
-            row = await update(conn, table, scope.schema, row["id"], result.resource)
+            if table is USERS:
+                stored = await _update_user_with_event(
+                    conn, scope, state, row, resource=result.resource, before=before
+                )
+            row = stored or await update(conn, table, scope.schema, row["id"], result.resource)
         members = events.MembershipChanges()
         # Member rows live outside the resource: when the resource itself did not
         # change (its update bumps the version), the first step that changes
@@ -517,6 +629,7 @@ async def apply_patch(
             before=before,
             members=members,
             projection=projection,
+            recorded=stored is not None,
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from service.guard import GUARD_SCHEMA_VERSION
@@ -35,6 +36,9 @@ class WriteState:
     """Whether the probe read with the state found a hidden user; None: not probed."""
     numbers_at_commit: bool = False
     """Whether the tenant's schema numbers events as they commit (`service.store.outbox`)."""
+    now: datetime | None = None
+    """The transaction's timestamp: the `now()` of each of its statements, so the
+    `created` and `lastModified` its inserts and updates will store."""
 
 
 UNTRACKED: Final = WriteState(None, None)
@@ -67,6 +71,7 @@ async def read(
         "SELECT t.schema_version >= $2 AS guarded, g.tripped_at IS NOT NULL AS tripped, "
         f"m.default_roles, m.group_rules, {_POLICY_COLUMNS}, {probed} AS may_claim, "
         f"t.schema_version >= {outbox.NUMBERED_AT_COMMIT_VERSION:d} AS numbers_at_commit, "
+        "now(), "
         f"CASE WHEN m.tenant IS NOT NULL THEN {lock}($3, hashtext(t.id::text)) IS NULL END "
         "FROM scim_control.tenants t "
         "LEFT JOIN scim_control.role_mappings m ON m.tenant = t.id "
@@ -88,4 +93,5 @@ async def read(
         policies.from_columns(row),
         row["may_claim"],
         row["numbers_at_commit"],
+        row["now"],
     )

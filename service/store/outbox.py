@@ -73,6 +73,47 @@ class StoredEvent:
     previous: dict[str, Any] | None
 
 
+_EVENT_ROWS: Final = (
+    "unnest(${0}::uuid[], ${1}::text[], ${2}::text[], ${3}::uuid[], ${4}::jsonb[], "
+    "${5}::jsonb[]) WITH ORDINALITY AS e(id, type, resource_type, resource_id, data, previous, n)"
+)
+
+
+def _rows(first_param: int) -> str:
+    """The events as rows of `e`, from six array parameters numbered from ``first_param``."""
+    return _EVENT_ROWS.format(*range(first_param, first_param + 6))
+
+
+def _arrays(events: Sequence[NewEvent]) -> list[list[Any]]:
+    return [
+        [event.id for event in events],
+        [event.type for event in events],
+        [event.resource_type for event in events],
+        [event.resource_id for event in events],
+        [event.data for event in events],
+        [event.previous for event in events],
+    ]
+
+
+def _insert_unnumbered(qualified: str, first_param: int) -> str:
+    # In insertion order: the deferred trigger numbers rows in the order they came.
+    return (
+        f"INSERT INTO {qualified}.events (id, type, resource_type, resource_id, data, "
+        f"previous) SELECT e.id, e.type, e.resource_type, e.resource_id, e.data, "
+        f"e.previous FROM {_rows(first_param)} ORDER BY e.n"
+    )
+
+
+def _announce(schema: str) -> bool:
+    """Have the transaction's announcer send ``schema``'s NOTIFY after commit; False
+    when there is none (the transaction must NOTIFY itself)."""
+    pending = _announce_after_commit.get()
+    if pending is None:
+        return False
+    pending.add(schema)
+    return True
+
+
 async def append(
     conn: Connection, schema: str, events: Sequence[NewEvent], *, at_commit: bool = False
 ) -> None:
@@ -84,21 +125,10 @@ async def append(
     if not events:
         return
     qualified = quoted_schema(schema)
-    pending = _announce_after_commit.get()
-    if pending is not None:
-        pending.add(schema)
-    rows = (
-        "unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::jsonb[], $6::jsonb[]) "
-        "WITH ORDINALITY AS e(id, type, resource_type, resource_id, data, previous, n)"
-    )
-    notify = "" if pending is not None else "SELECT pg_notify($7, $8)"
+    announced = _announce(schema)
+    notify = "" if announced else "SELECT pg_notify($7, $8)"
     if at_commit:
-        # In insertion order: the deferred trigger numbers rows in the order they came.
-        statement = (
-            f"INSERT INTO {qualified}.events (id, type, resource_type, resource_id, data, "
-            f"previous) SELECT e.id, e.type, e.resource_type, e.resource_id, e.data, "
-            f"e.previous FROM {rows} ORDER BY e.n"
-        )
+        statement = _insert_unnumbered(qualified, 1)
         if notify:
             statement = f"WITH inserted AS ({statement}) {notify}"
     else:
@@ -108,18 +138,29 @@ async def append(
             f"inserted AS (INSERT INTO {qualified}.events "
             "(sequence, id, type, resource_type, resource_id, data, previous) "
             "SELECT numbered.base + e.n, e.id, e.type, e.resource_type, e.resource_id, e.data, "
-            f"e.previous FROM numbered, {rows}) {notify or 'SELECT 1'}"
+            f"e.previous FROM numbered, {_rows(1)}) {notify or 'SELECT 1'}"
         )
-    await conn.execute(
-        statement,
-        [event.id for event in events],
-        [event.type for event in events],
-        [event.resource_type for event in events],
-        [event.resource_id for event in events],
-        [event.data for event in events],
-        [event.previous for event in events],
-        *(() if pending is not None else (CHANNEL, schema)),
-    )
+    await conn.execute(statement, *_arrays(events), *(() if announced else (CHANNEL, schema)))
+
+
+def announcing() -> bool:
+    """Whether the current transaction's events are announced after it commits
+    (inside `announced` with an announcer)."""
+    return _announce_after_commit.get() is not None
+
+
+def appending(schema: str, events: Sequence[NewEvent], first_param: int) -> tuple[str, list[Any]]:
+    """``events`` as a statement to run within another statement of the transaction, and
+    its arguments, numbered from ``first_param``.
+
+    Saves the write a round trip: its last change and its events leave as one
+    statement. Only where the commit numbers the events (the caller checks the
+    tenant's schema is at `NUMBERED_AT_COMMIT_VERSION`) and `announcing()`, so
+    the statement is the insert alone.
+    """
+    if not _announce(schema):
+        raise RuntimeError("events stored along another statement need an announcer")
+    return _insert_unnumbered(quoted_schema(schema), first_param), _arrays(events)
 
 
 _announce_after_commit: ContextVar[set[str] | None] = ContextVar(

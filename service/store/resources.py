@@ -72,16 +72,42 @@ def _conflict(table: Table, resource: dict[str, Any]) -> ScimError:
     return ScimError(409, "the resource conflicts with an existing one", "uniqueness")
 
 
-async def insert(conn: Connection, table: Table, schema: str, resource: dict[str, Any]) -> Row:
+Along = Callable[[int], tuple[str, list[Any]]]
+"""Another data-modifying statement to run with a write, given its first free `$n`: its
+SQL and arguments (`service.store.outbox.appending`)."""
+
+
+def _along(along: Along | None, first_free: int) -> tuple[str, list[Any]]:
+    """The `WITH` that runs ``along`` ahead of a statement's own `$1..$(first_free - 1)`."""
+    if along is None:
+        return "", []
+    statement, arguments = along(first_free)
+    return f"WITH along AS ({statement}) ", arguments
+
+
+async def insert(
+    conn: Connection,
+    table: Table,
+    schema: str,
+    resource: dict[str, Any],
+    *,
+    resource_id: uuid.UUID | None = None,
+    along: Along | None = None,
+) -> Row:
+    """Store a new resource (with ``resource_id``, else a new id), with ``along`` in the
+    same statement: it takes effect exactly when the insert does."""
     columns = ", ".join(table.indexed)
-    placeholders = ", ".join(f"${i}" for i in range(3, len(table.indexed) + 3))
+    first_free = len(table.indexed) + 3
+    placeholders = ", ".join(f"${i}" for i in range(3, first_free))
+    prefix, extra_args = _along(along, first_free)
     try:
         row = await conn.fetchrow(
-            f"INSERT INTO {table.qualified(schema)} AS r (id, resource, {columns}) "
+            f"{prefix}INSERT INTO {table.qualified(schema)} AS r (id, resource, {columns}) "
             f"VALUES ($1, $2, {placeholders}) RETURNING {RESOURCE_COLUMNS}",
-            uuid.uuid4(),
+            resource_id or uuid.uuid4(),
             resource,
             *table.indexed_values(resource),
+            *extra_args,
         )
     except asyncpg.UniqueViolationError as exc:
         raise _conflict(table, resource) from exc
@@ -111,18 +137,27 @@ async def get(
 
 
 async def update(
-    conn: Connection, table: Table, schema: str, resource_id: uuid.UUID, resource: dict[str, Any]
+    conn: Connection,
+    table: Table,
+    schema: str,
+    resource_id: uuid.UUID,
+    resource: dict[str, Any],
+    *,
+    along: Along | None = None,
 ) -> Row:
-    """Store a new state of an existing (locked) resource and bump its version."""
+    """Store a new state of an existing (locked) resource and bump its version, with
+    ``along`` in the same statement."""
     assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(table.indexed, start=3))
+    prefix, extra_args = _along(along, len(table.indexed) + 3)
     try:
         row = await conn.fetchrow(
-            f"UPDATE {table.qualified(schema)} AS r SET resource = $2, {assignments}, "
+            f"{prefix}UPDATE {table.qualified(schema)} AS r SET resource = $2, {assignments}, "
             "version = r.version + 1, last_modified = now() "
             f"WHERE r.id = $1 RETURNING {RESOURCE_COLUMNS}",
             resource_id,
             resource,
             *table.indexed_values(resource),
+            *extra_args,
         )
     except asyncpg.UniqueViolationError as exc:
         raise _conflict(table, resource) from exc

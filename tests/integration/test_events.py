@@ -63,6 +63,13 @@ async def test_create_records_one_event_with_the_resource(
     assert event["data"]["id"] == user["id"]
     assert event["previous"] is None
     assert event["id"][14] == "7"  # a UUIDv7
+    # Built before the row is stored (the two leave in one statement), it must
+    # still show the row as stored: its timestamps, version and location.
+    read = await client.get(f"{tenant.scim}/Users/{user['id']}", headers=tenant.auth())
+    assert read.status_code == 200
+    assert event["data"] == user == {k: v for k, v in read.json().items() if k != "groups"}
+    assert user["meta"]["created"] == user["meta"]["lastModified"]
+    assert read.headers["etag"] == user["meta"]["version"] == 'W/"1"'
 
 
 async def test_failed_and_rolled_back_requests_record_nothing(
@@ -138,6 +145,13 @@ async def test_updates_carry_the_previous_values_of_what_changed(
         "title": "Dev",
     }
     assert [e["sequence"] for e in (created, updated, deactivation, reactivation)] == [1, 2, 3, 4]
+    # Each event shows the user as its change stored it (the PATCH and the PUT
+    # send their event with their update, in one statement).
+    renamed_user, replaced_user = renamed.json(), replaced.json()
+    assert updated["data"] == {k: v for k, v in renamed_user.items() if k != "groups"}
+    assert reactivation["data"] == {k: v for k, v in replaced_user.items() if k != "groups"}
+    assert renamed_user["meta"]["version"] == 'W/"2"'
+    assert renamed_user["meta"]["lastModified"] > renamed_user["meta"]["created"]
 
 
 async def test_membership_changes_are_one_event_per_member(

@@ -162,7 +162,8 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
     client: Client, tenant: TenantHandle, recorded: Recorded
 ) -> None:
     """The claim statement runs on every IdP create unless the state read says
-    no hidden user matches; a deleted user's comeback still finds it."""
+    no hidden user matches; a deleted user's comeback still finds it. The
+    common create is two statements: the state, then the user with its event."""
     await tenant.create_user("warm@example.com")  # the token is checked and cached
     recorded.spans.clear()
     created = await tenant.create_user("lin@example.com", externalId="e-lin")
@@ -171,8 +172,7 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
     outbox = "INSERT events"  # numbered by the commit (`service.store.outbox`)
     assert statements_of(spans, server_span(spans, f"POST {USERS_ROUTE}")) == [
         state,
-        "INSERT users",
-        outbox,
+        "INSERT events users",
     ]
     deleted = await client.delete(f"{tenant.scim}/Users/{created['id']}", headers=tenant.auth())
     assert deleted.status_code == 204
@@ -187,6 +187,28 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
         "UPDATE users",
         "INSERT user_links",
         outbox,
+    ]
+
+
+async def test_a_user_change_and_its_event_are_one_statement(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    user = await tenant.create_user("noor@example.com", displayName="Noor")
+    recorded.spans.clear()
+    response = await client.patch(
+        f"{tenant.scim}/Users/{user['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "displayName", "value": "Noor A."}],
+        },
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 200, response.text
+    spans = await finished_spans(recorded, 1)
+    assert statements_of(spans, server_span(spans, f"PATCH {USERS_ROUTE}/{{resource_id}}")) == [
+        "SELECT group_members reach groups",  # the user, locked, with its groups
+        "SELECT tenants role_mappings deprovision_guards",  # the write's state
+        "UPDATE events users",
     ]
 
 
