@@ -273,44 +273,48 @@ async def create(
     resource = _new_state(table, payload)
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
-    async with outbox.announced(pool, scope.announcer) as conn:
-        state = await _state(conn, scope, table, resource if table is USERS else None)
-        tracker = state.roles
-        claimed = await _claim(conn, scope, resource, state) if table is USERS else None
-        # The common user create: nothing to claim, no roles or password to store.
-        if (
-            table is USERS
-            and claimed is None
-            and tracker is None
-            and password_hash is None
-            and (row := await _insert_user_with_event(conn, scope, state, resource)) is not None
-        ):
-            instruments.provisioned(USERS.resource_type.name, ACTION_CREATED)
-            return await render(conn, USERS, scope, row, projection)
-        row = claimed or await insert(conn, table, scope.schema, resource)
-        instruments.provisioned(table.resource_type.name, ACTION_CREATED)
-        if password_hash is not None:
-            await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
-        members = events.MembershipChanges()
-        if member_ids:
-            members.added((await groups.add(conn, scope.schema, row["id"], member_ids)).members)
-        body = await render(conn, table, scope, row, projection)
-        if claimed is None:
-            created = _event_body(table, scope, row)
-            if table is USERS:
-                user_roles = None if tracker is None else (await tracker.user(conn, row["id"]))[0]
-                await _record(conn, scope, state, [events.created(created, user_roles)])
-            else:
-                role_events = await _group_roles(conn, tracker, None, row, members)
-                await _record(
-                    conn,
-                    scope,
-                    state,
-                    [events.created(created)],
-                    members.events(created),
-                    role_events,
-                )
-        return body
+    async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
+        state = None
+        if table is USERS and password_hash is None and scope.events and scope.announcer:
+            # The common user create: two statements, each its own transaction
+            # (`_insert_user_with_event`).
+            state = await _state(conn, scope, USERS, resource)
+            row = await _insert_user_with_event(conn, scope, state, resource)
+            if row is not None:
+                instruments.provisioned(USERS.resource_type.name, ACTION_CREATED)
+                return await render(conn, USERS, scope, row, projection)
+            if state.roles is not None:
+                state = None  # read again in the transaction, to hold its roles lock
+        async with conn.transaction():
+            state = state or await _state(conn, scope, table, resource if table is USERS else None)
+            tracker = state.roles
+            claimed = await _claim(conn, scope, resource, state) if table is USERS else None
+            row = claimed or await insert(conn, table, scope.schema, resource)
+            instruments.provisioned(table.resource_type.name, ACTION_CREATED)
+            if password_hash is not None:
+                await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
+            members = events.MembershipChanges()
+            if member_ids:
+                members.added((await groups.add(conn, scope.schema, row["id"], member_ids)).members)
+            body = await render(conn, table, scope, row, projection)
+            if claimed is None:
+                created = _event_body(table, scope, row)
+                if table is USERS:
+                    user_roles = (
+                        None if tracker is None else (await tracker.user(conn, row["id"]))[0]
+                    )
+                    await _record(conn, scope, state, [events.created(created, user_roles)])
+                else:
+                    role_events = await _group_roles(conn, tracker, None, row, members)
+                    await _record(
+                        conn,
+                        scope,
+                        state,
+                        [events.created(created)],
+                        members.events(created),
+                        role_events,
+                    )
+            return body
 
 
 def _events_along(scope: Scope, state: WriteState) -> bool:
@@ -325,15 +329,22 @@ def _events_along(scope: Scope, state: WriteState) -> bool:
 async def _insert_user_with_event(
     conn: Connection, scope: Scope, state: WriteState, resource: dict[str, Any]
 ) -> Row | None:
-    """The common user create in one statement: the row and its `user.created` event.
+    """The common user create as one statement: the row and its `user.created` event.
 
-    The event shows the row as the insert will store it: a new id, version 1,
-    and `created` and `lastModified` the transaction's timestamp, which the
-    write's state read. None, having done nothing, when the event cannot go
-    with the insert (`_events_along`, or the guard may hold it).
+    Run after the write's state outside a transaction block, which would cost
+    two round trips (BEGIN, COMMIT) and protect nothing here: the statement
+    that writes is atomic by itself, and what the state said (no hidden user
+    to claim, no role mapping, the guard not tripped) may change right after
+    it within a transaction as well (READ COMMITTED). The event shows the row
+    as the insert stores it: a new id, version 1, `created` and
+    `lastModified` the state's `now()`. None, having written nothing, when
+    the create needs more: a user to claim, roles to compute (their lock is
+    taken in a transaction), or the event cannot go with the insert
+    (`_events_along`, or the guard may hold it).
     """
-    if not _events_along(scope, state):
+    if state.may_claim or state.roles is not None or not _events_along(scope, state):
         return None
+    assert state.now is not None
     user_id = uuid.uuid4()
     stored = {
         "id": user_id,
@@ -351,6 +362,7 @@ async def _insert_user_with_event(
         scope.schema,
         resource,
         resource_id=user_id,
+        at=state.now,
         along=lambda first: outbox.appending(scope.schema, [event], first),
     )
 

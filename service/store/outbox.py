@@ -206,21 +206,38 @@ class Announcer:
 
 
 @asynccontextmanager
-async def announced(pool: Pool, announcer: Announcer | None) -> AsyncIterator[Connection]:
+async def announced(
+    pool: Pool, announcer: Announcer | None, *, transaction: bool = True
+) -> AsyncIterator[Connection]:
     """A pooled connection in a transaction whose appended events `announcer`
-    announces once it has committed (without one, `append` NOTIFYs in the transaction)."""
+    announces once it has committed (without one, `append` NOTIFYs in the transaction).
+
+    Without ``transaction`` each statement commits on its own (or in a transaction the
+    caller opens), and what they appended is announced when the block ends without
+    an error.
+    """
+
+    @asynccontextmanager
+    async def connection() -> AsyncIterator[Connection]:
+        async with pool.acquire() as conn:
+            if not transaction:
+                yield conn
+                return
+            async with conn.transaction():
+                yield conn
+
     if announcer is None:
-        async with pool.acquire() as conn, conn.transaction():
+        async with connection() as conn:
             yield conn
         return
     schemas: set[str] = set()
     token = _announce_after_commit.set(schemas)
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        async with connection() as conn:
             yield conn
     finally:
         _announce_after_commit.reset(token)
-    announcer.announce(schemas)  # reached only when the transaction committed
+    announcer.announce(schemas)  # reached only when what it appended committed
 
 
 def _stored(row: asyncpg.Record) -> StoredEvent:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -92,21 +93,24 @@ async def insert(
     resource: dict[str, Any],
     *,
     resource_id: uuid.UUID | None = None,
+    at: datetime | None = None,
     along: Along | None = None,
 ) -> Row:
-    """Store a new resource (with ``resource_id``, else a new id), with ``along`` in the
-    same statement: it takes effect exactly when the insert does."""
-    columns = ", ".join(table.indexed)
-    first_free = len(table.indexed) + 3
-    placeholders = ", ".join(f"${i}" for i in range(3, first_free))
-    prefix, extra_args = _along(along, first_free)
+    """Store a new resource (with ``resource_id``, else a new id), created ``at`` (else
+    the transaction's `now()`), with ``along`` in the same statement: it takes effect
+    exactly when the insert does."""
+    names = ["id", "resource", *table.indexed]
+    values = [resource_id or uuid.uuid4(), resource, *table.indexed_values(resource)]
+    if at is not None:
+        names += ["created", "last_modified"]
+        values += [at, at]
+    prefix, extra_args = _along(along, len(values) + 1)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
     try:
         row = await conn.fetchrow(
-            f"{prefix}INSERT INTO {table.qualified(schema)} AS r (id, resource, {columns}) "
-            f"VALUES ($1, $2, {placeholders}) RETURNING {RESOURCE_COLUMNS}",
-            resource_id or uuid.uuid4(),
-            resource,
-            *table.indexed_values(resource),
+            f"{prefix}INSERT INTO {table.qualified(schema)} AS r ({', '.join(names)}) "
+            f"VALUES ({placeholders}) RETURNING {RESOURCE_COLUMNS}",
+            *values,
             *extra_args,
         )
     except asyncpg.UniqueViolationError as exc:

@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
+from observability import request_context
+from observability.database import TracedConnection
 from observability.logging import JsonFormatter
 from observability.setup import Telemetry
 from service.app import create_app
@@ -188,6 +190,26 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
         "INSERT user_links",
         outbox,
     ]
+
+
+async def test_the_common_user_create_opens_no_transaction_block(
+    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its one writing statement is atomic alone: BEGIN and COMMIT would be two more
+    round trips. A create with more to store (a password hash) is one transaction."""
+    opened: list[str] = []
+    original = TracedConnection.transaction
+
+    def watched(self: TracedConnection, **options: Any) -> Any:
+        if request_context.current() is not None:  # not the webhook worker's
+            opened.append("transaction")
+        return original(self, **options)
+
+    monkeypatch.setattr(TracedConnection, "transaction", watched)
+    await tenant.create_user("solo@example.com")
+    assert opened == []
+    await tenant.create_user("pat@example.com", password="correct horse battery")
+    assert opened == ["transaction"]
 
 
 async def test_a_user_change_and_its_event_are_one_statement(
