@@ -4,7 +4,9 @@ Each write is one transaction on one pooled connection: read and lock the
 resource, check the client's `If-Match`, apply the change with the pure SCIM
 code (`service.scim`), store it with its version bump, all or nothing. The
 HTTP routes and `/Bulk` both call these functions. Each write appends its
-events (`service.events`) as the last step of its transaction.
+events (`service.events`) as the last step of its transaction, or with the
+statement that stores a user's change. The common user create writes with
+one statement, needing no transaction block (`_insert_user_with_event`).
 """
 
 from __future__ import annotations
