@@ -142,9 +142,21 @@ class _Instrument(ABC):
             return (value, time_ns(), None, None)
         return None
 
-    @abstractmethod
     def collect(self, now: int, since: int) -> Metric | None:
         """The instrument's points at ``now``, with the exemplars taken after ``since``."""
+        with self._lock:
+            points = self._points_at(now, since)
+        if not points:
+            return None
+        return Metric(self.name, self.description, self.unit, self._data(points))
+
+    @abstractmethod
+    def _points_at(self, now: int, since: int) -> list[Any]:
+        """Each point as the SDK's data point type; called under the lock."""
+
+    @abstractmethod
+    def _data(self, points: list[Any]) -> Sum | Histogram:
+        """``points`` as the SDK's data of this kind of instrument."""
 
 
 @dataclass(slots=True)
@@ -175,26 +187,20 @@ class LeanCounter(_Instrument):
             if exemplar is not None:
                 point.exemplar = exemplar
 
-    def collect(self, now: int, since: int) -> Metric | None:
-        with self._lock:
-            points = [
-                NumberDataPoint(
-                    self._attributes(values),
-                    point.start,
-                    now,
-                    point.value,
-                    _newer([point.exemplar], since),
-                )
-                for values, point in self._points.items()
-            ]
-        if not points:
-            return None
-        return Metric(
-            self.name,
-            self.description,
-            self.unit,
-            Sum(points, AggregationTemporality.CUMULATIVE, is_monotonic=True),
-        )
+    def _points_at(self, now: int, since: int) -> list[Any]:
+        return [
+            NumberDataPoint(
+                self._attributes(values),
+                point.start,
+                now,
+                point.value,
+                _newer([point.exemplar], since),
+            )
+            for values, point in self._points.items()
+        ]
+
+    def _data(self, points: list[Any]) -> Sum:
+        return Sum(points, AggregationTemporality.CUMULATIVE, is_monotonic=True)
 
 
 @dataclass(slots=True)
@@ -246,31 +252,25 @@ class LeanHistogram(_Instrument):
             if exemplar is not None:
                 point.exemplars[bucket] = exemplar
 
-    def collect(self, now: int, since: int) -> Metric | None:
-        with self._lock:
-            points = [
-                HistogramDataPoint(
-                    self._attributes(values),
-                    point.start,
-                    now,
-                    point.count,
-                    point.total,
-                    list(point.counts),
-                    self._bounds,
-                    point.low,
-                    point.high,
-                    _newer(point.exemplars, since),
-                )
-                for values, point in self._points.items()
-            ]
-        if not points:
-            return None
-        return Metric(
-            self.name,
-            self.description,
-            self.unit,
-            Histogram(points, AggregationTemporality.CUMULATIVE),
-        )
+    def _points_at(self, now: int, since: int) -> list[Any]:
+        return [
+            HistogramDataPoint(
+                self._attributes(values),
+                point.start,
+                now,
+                point.count,
+                point.total,
+                list(point.counts),
+                self._bounds,
+                point.low,
+                point.high,
+                _newer(point.exemplars, since),
+            )
+            for values, point in self._points.items()
+        ]
+
+    def _data(self, points: list[Any]) -> Histogram:
+        return Histogram(points, AggregationTemporality.CUMULATIVE)
 
 
 def _newer(samples: Sequence[_Sample | None], since: int) -> list[Exemplar]:
