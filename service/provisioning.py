@@ -277,7 +277,12 @@ async def create(
     password_hash = await _password_hash(table, payload)
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         state = None
-        if table is USERS and password_hash is None and scope.events and scope.announcer:
+        if (
+            table is USERS
+            and password_hash is None
+            and scope.events
+            and scope.announcer is not None
+        ):
             # The common user create: two statements, each its own transaction
             # (`_insert_user_with_event`).
             state = await _state(conn, scope, USERS, resource)
