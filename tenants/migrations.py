@@ -251,6 +251,20 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
             EXECUTE FUNCTION {schema}.number_event();
         """,
     ),
+    TenantMigration(
+        9,
+        "an index of hidden users",
+        """
+        -- Every IdP create asks whether a hidden (pre-loaded or soft-deleted)
+        -- user matches it (`service.store.lifecycle`). Hidden users are few, so
+        -- the question reads this (usually empty) index. Without it PostgreSQL
+        -- combined the userName, externalId and email indexes of every user,
+        -- 0.3 ms per create at 5,000 users (the email index's pending list),
+        -- and planned the write's state query afresh on each create.
+        CREATE INDEX users_hidden_idx ON {schema}.users (id)
+            WHERE NOT (managed AND deleted_at IS NULL);
+        """,
+    ),
 )
 
 LATEST_VERSION = TENANT_MIGRATIONS[-1].version

@@ -94,13 +94,16 @@ async def test_a_users_groups_climb_nested_groups_through_an_index(
     assert len(found) == 3
 
 
-async def test_the_claim_probe_of_every_create_reads_indexes(
+async def test_the_claim_probe_of_every_create_reads_the_hidden_users_index(
     db: Pool, tenant: TenantHandle
 ) -> None:
-    """Whether a hidden user matches a POSTed one is asked on every IdP create."""
+    """Whether a hidden user matches a POSTed one is asked on every IdP create: it reads
+    the index of hidden users, however many visible users the tenant has, in the plan
+    for these values and in the generic plan a prepared statement settles on."""
     schema = await db.fetchval(
         "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
     )
+    qualified = quoted_schema(schema)
     posted = {
         "userName": "Ada@Example.com",
         "externalId": "00aa-11bb",
@@ -110,10 +113,32 @@ async def test_the_claim_probe_of_every_create_reads_indexes(
     assert probe is not None
     condition, arguments = probe
     async with db.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute(
+            f"INSERT INTO {qualified}.users (id, resource, user_name, managed, deleted_at) "
+            "SELECT gen_random_uuid(), jsonb_build_object('emails', jsonb_build_array("
+            "jsonb_build_object('value', 'u' || n || '@example.com'))), 'u' || n, "
+            "n > 3, CASE WHEN n = 1 THEN now() END FROM generate_series(1, 3000) n"
+        )
+        await conn.execute(f"ANALYZE {qualified}.users")
         explained = "\n".join(
             row[0] for row in await conn.fetch(f"EXPLAIN SELECT {condition}", *arguments)
         )
-    assert "Seq Scan" not in explained, explained
-    for index in ("users_user_name_key", "users_external_id_idx", "users_email_values_idx"):
-        assert index in explained, explained
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE probe AS SELECT {condition}")
+        generic = "\n".join(
+            row[0]
+            for row in await conn.fetch(
+                "EXPLAIN EXECUTE probe('00aa-11bb', 'Ada@Example.com', '{ada@example.com}')"
+            )
+        )
+        await conn.execute("DEALLOCATE probe")
+        claims = []
+        for user_name in ("U2", "u1", "u4"):  # pre-loaded, soft-deleted, visible
+            probed = claim_probe(schema, {"userName": user_name}, first_param=1)
+            assert probed is not None
+            claims.append(await conn.fetchval(f"SELECT {probed[0]}", *probed[1]))
+    for plan_text in (explained, generic):
+        assert "users_hidden_idx" in plan_text, plan_text
+        assert "Seq Scan" not in plan_text, plan_text
+        assert "users_email_values_idx" not in plan_text, plan_text
+    assert claims == [True, True, False], "hidden users are found by the index, visible are not"
