@@ -60,7 +60,6 @@ Labels = tuple[AttributeValue | None, ...]
 
 CARDINALITY_LIMIT: Final = 2000
 """Points per instrument before the overflow point takes the rest: the SDK's default."""
-_OVERFLOW: Final[Labels] = ("otel.metric.overflow",)
 _OVERFLOW_ATTRIBUTES: Final[dict[str, AttributeValue]] = {"otel.metric.overflow": True}
 
 _Sample = tuple[float, int, int | None, int | None]
@@ -118,11 +117,13 @@ class _Instrument(ABC):
         self.unit = unit
         self.description = description
         self._labels = labels
+        # One longer than any tuple of values: no measurement's key can equal it.
+        self._overflow: Labels = (None,) * (len(labels) + 1)
         self._lock = meter.lock
         self._filter = meter.exemplar_filter
 
     def _attributes(self, values: Labels) -> dict[str, AttributeValue]:
-        if values is _OVERFLOW:
+        if values == self._overflow:
             return dict(_OVERFLOW_ATTRIBUTES)
         return {
             label: value
@@ -181,7 +182,7 @@ class LeanCounter(_Instrument):
             point = self._points.get(values)
             if point is None:
                 if len(self._points) >= CARDINALITY_LIMIT:
-                    values = _OVERFLOW
+                    values = self._overflow
                 point = self._points.setdefault(values, _SumPoint(time_ns()))
             point.value += amount
             if exemplar is not None:
@@ -239,7 +240,7 @@ class LeanHistogram(_Instrument):
             point = self._points.get(values)
             if point is None:
                 if len(self._points) >= CARDINALITY_LIMIT:
-                    values = _OVERFLOW
+                    values = self._overflow
                 buckets = len(self._bounds) + 1
                 point = self._points.setdefault(
                     values, _HistogramPoint(time_ns(), [0] * buckets, [None] * buckets)
