@@ -5,8 +5,8 @@ resource, check the client's `If-Match`, apply the change with the pure SCIM
 code (`service.scim`), store it with its version bump, all or nothing. The
 HTTP routes and `/Bulk` both call these functions. Each write appends its
 events (`service.events`) as the last step of its transaction, or with the
-statement that stores a user's change. The common user create writes with
-one statement, needing no transaction block (`_insert_user_with_event`).
+statement that stores a user's change. The common create writes with one
+statement, needing no transaction block (`_insert_with_event`).
 """
 
 from __future__ import annotations
@@ -277,19 +277,15 @@ async def create(
     password_hash = await _password_hash(table, payload)
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         state = None
-        if (
-            table is USERS
-            and password_hash is None
-            and scope.events
-            and scope.announcer is not None
-        ):
-            # The common user create: two statements, each its own transaction
-            # (`_insert_user_with_event`).
-            state = await _state(conn, scope, USERS, resource)
-            row = await _insert_user_with_event(conn, scope, state, resource)
+        alone = password_hash is None if table is USERS else not member_ids
+        if alone and scope.events and scope.announcer is not None:
+            # The common create: two statements, each its own transaction
+            # (`_insert_with_event`).
+            state = await _state(conn, scope, table, resource if table is USERS else None)
+            row = await _insert_with_event(conn, table, scope, state, resource)
             if row is not None:
-                instruments.provisioned(USERS.resource_type.name, ACTION_CREATED)
-                return await render(conn, USERS, scope, row, projection)
+                instruments.provisioned(table.resource_type.name, ACTION_CREATED)
+                return await render(conn, table, scope, row, projection)
             if state.roles is not None:
                 state = None  # read again in the transaction, to hold its roles lock
         async with conn.transaction():
@@ -333,10 +329,10 @@ def _events_along(scope: Scope, state: WriteState) -> bool:
     )
 
 
-async def _insert_user_with_event(
-    conn: Connection, scope: Scope, state: WriteState, resource: dict[str, Any]
+async def _insert_with_event(
+    conn: Connection, table: Table, scope: Scope, state: WriteState, resource: dict[str, Any]
 ) -> Row | None:
-    """The common user create as one statement: the row and its `user.created` event.
+    """The common create as one statement: the row and its `created` event.
 
     Run after the write's state outside a transaction block, which would cost
     two round trips (BEGIN, COMMIT) and protect nothing here: the statement
@@ -352,23 +348,23 @@ async def _insert_user_with_event(
     if state.may_claim or state.roles is not None or not _events_along(scope, state):
         return None
     assert state.now is not None
-    user_id = uuid.uuid4()
+    resource_id = uuid.uuid4()
     stored = {
-        "id": user_id,
+        "id": resource_id,
         "resource": resource,
         "created": state.now,
         "last_modified": state.now,
         "version": 1,
     }
-    event = events.created(_event_body(USERS, scope, stored))
+    event = events.created(_event_body(table, scope, stored))
     if not guard.passes([event], state.guard_tripped):
         return None
     return await insert(
         conn,
-        USERS,
+        table,
         scope.schema,
         resource,
-        resource_id=user_id,
+        resource_id=resource_id,
         at=state.now,
         along=lambda first: outbox.appending(scope.schema, [event], first),
     )
@@ -383,7 +379,7 @@ async def _update_user_with_event(
     resource: dict[str, Any],
     before: dict[str, Any],
 ) -> Row | None:
-    """A user's update in one statement with its event, as `_insert_user_with_event`.
+    """A user's update in one statement with its event, as `_insert_with_event`.
 
     The event shows the row as the update will store it: version one up and
     `lastModified` the transaction's timestamp. None, having done nothing,

@@ -72,6 +72,22 @@ async def test_create_records_one_event_with_the_resource(
     assert read.headers["etag"] == user["meta"]["version"] == 'W/"1"'
 
 
+async def test_a_group_created_without_members_records_it_as_stored(
+    client: Client, tenant: TenantHandle
+) -> None:
+    created = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Solo"}, headers=tenant.auth()
+    )
+    assert created.status_code == 201
+    group = created.json()
+    [event] = await all_events(client, tenant.slug)
+    assert event["type"] == "group.created"
+    read = await client.get(f"{tenant.scim}/Groups/{group['id']}", headers=tenant.auth())
+    stored = {k: v for k, v in read.json().items() if k != "members"}
+    assert event["data"] == {k: v for k, v in group.items() if k != "members"} == stored
+    assert read.headers["etag"] == group["meta"]["version"] == 'W/"1"'
+
+
 async def test_failed_and_rolled_back_requests_record_nothing(
     client: Client, tenant: TenantHandle
 ) -> None:

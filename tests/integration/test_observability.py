@@ -192,11 +192,12 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
     ]
 
 
-async def test_the_common_user_create_opens_no_transaction_block(
+async def test_the_common_create_opens_no_transaction_block(
     client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its one writing statement is atomic alone: BEGIN and COMMIT would be two more
-    round trips. A create with more to store (a password hash) is one transaction."""
+    round trips. A create with more to store (a password hash, members) is one
+    transaction."""
     opened: list[str] = []
     original = TracedConnection.transaction
 
@@ -208,8 +209,15 @@ async def test_the_common_user_create_opens_no_transaction_block(
     monkeypatch.setattr(TracedConnection, "transaction", watched)
     await tenant.create_user("solo@example.com")
     assert opened == []
-    await tenant.create_user("pat@example.com", password="correct horse battery")
+    user = await tenant.create_user("pat@example.com", password="correct horse battery")
     assert opened == ["transaction"]
+    for body in (
+        {"displayName": "Solo"},
+        {"displayName": "Duo", "members": [{"value": user["id"]}]},
+    ):
+        created = await client.post(f"{tenant.scim}/Groups", json=body, headers=tenant.auth())
+        assert created.status_code == 201, created.text
+    assert opened == ["transaction", "transaction"]
 
 
 async def test_a_user_change_and_its_event_are_one_statement(
