@@ -7,11 +7,10 @@ from typing import Any, Final, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 from opentelemetry.trace import Span
-from opentelemetry.util.types import AttributeValue
 
 from observability import attributes as attr
 from observability import request_context
-from observability.metering import Labels, Metering
+from observability.metering import Labels, Metering, attributes_of
 
 # Seconds. The semantic conventions' advice for HTTP server durations.
 DURATION_BUCKETS: Final = (
@@ -63,10 +62,6 @@ class HistogramInstrument(Protocol):
         """Record ``value`` for the attributes ``values`` names, measured in ``span``."""
 
 
-def _attributes(labels: tuple[str, ...], values: Labels) -> dict[str, AttributeValue]:
-    return {label: value for label, value in zip(labels, values, strict=True) if value is not None}
-
-
 class _SdkCounter:
     """The SDK's counter behind our call: its exemplar comes from the current context."""
 
@@ -76,7 +71,7 @@ class _SdkCounter:
 
     def add(self, amount: int, values: Labels, span: Span | None = None) -> None:
         del span
-        self._counter.add(amount, _attributes(self._labels, values))
+        self._counter.add(amount, attributes_of(self._labels, values))
 
 
 class _SdkHistogram:
@@ -86,7 +81,7 @@ class _SdkHistogram:
 
     def record(self, value: float, values: Labels, span: Span | None = None) -> None:
         del span
-        self._histogram.record(value, _attributes(self._labels, values))
+        self._histogram.record(value, attributes_of(self._labels, values))
 
 
 class Instruments:

@@ -67,6 +67,11 @@ _Sample = tuple[float, int, int | None, int | None]
 is made when collected, not for every measurement)."""
 
 
+def attributes_of(labels: tuple[str, ...], values: Labels) -> dict[str, AttributeValue]:
+    """The attributes ``values`` name, in ``labels``' order, without the ones left out."""
+    return {label: value for label, value in zip(labels, values, strict=True) if value is not None}
+
+
 class ExemplarFilter(Enum):
     """Which measurements may become exemplars (`OTEL_METRICS_EXEMPLAR_FILTER`)."""
 
@@ -125,11 +130,7 @@ class _Instrument(ABC):
     def _attributes(self, values: Labels) -> dict[str, AttributeValue]:
         if values == self._overflow:
             return dict(_OVERFLOW_ATTRIBUTES)
-        return {
-            label: value
-            for label, value in zip(self._labels, values, strict=True)
-            if value is not None
-        }
+        return attributes_of(self._labels, values)
 
     def _exemplar(self, value: float, span: Span | None) -> _Sample | None:
         if self._filter is ExemplarFilter.ALWAYS_OFF:

@@ -213,6 +213,7 @@ class Telemetry:
         batch_spans: bool = True,
     ) -> None:
         resource = resource or resource_from_env()
+        scope = InstrumentationScope(_INSTRUMENTATION, _version())
         self.tenant_labels = TenantLabels(parse_strategy(tenant_labels))
         self._tracer_provider: TracerProvider | None = None
         self.tracer: Tracer | None = None
@@ -232,7 +233,7 @@ class Telemetry:
                 id_generator=self._tracer_provider.id_generator,
                 resource=resource,
                 processor=processor,
-                scope=InstrumentationScope(_INSTRUMENTATION, _version()),
+                scope=scope,
             )
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
@@ -243,7 +244,6 @@ class Telemetry:
             metric_readers=readers,
             exemplar_filter=_SDK_EXEMPLAR_FILTERS[exemplars](),
         )
-        scope = InstrumentationScope(_INSTRUMENTATION, _version())
         meter = self._meter_provider.get_meter(scope.name, scope.version)
         lean = None
         if all(metering.takes_defaults(reader) for reader in readers):
