@@ -378,8 +378,9 @@ async def _update_user_with_event(
     *,
     resource: dict[str, Any],
     before: dict[str, Any],
-) -> Row | None:
-    """A user's update in one statement with its event, as `_insert_with_event`.
+) -> tuple[Row, dict[str, Any]] | None:
+    """A user's update in one statement with its event, as `_insert_with_event`:
+    the row as stored and its event body.
 
     The event shows the row as the update will store it: version one up and
     `lastModified` the transaction's timestamp. None, having done nothing,
@@ -397,10 +398,11 @@ async def _update_user_with_event(
         "last_modified": state.now,
         "version": row["version"] + 1,
     }
-    event = events.changed(before, _event_body(USERS, scope, stored))
+    after = _event_body(USERS, scope, stored)
+    event = events.changed(before, after)
     if event is None or not guard.passes([event], state.guard_tripped):
         return None
-    return await update(
+    updated = await update(
         conn,
         USERS,
         scope.schema,
@@ -408,6 +410,7 @@ async def _update_user_with_event(
         resource,
         along=lambda first: outbox.appending(scope.schema, [event], first),
     )
+    return updated, after
 
 
 async def _claim(
@@ -523,7 +526,7 @@ async def replace(
         # A PUT repeating a user's stored state (Okta's full-object updates) changes
         # nothing; a group's members are compared as its PUT rewrites them.
         if stored is not None:
-            row = stored
+            row = stored[0]
         elif table is GROUPS or resource != row["resource"]:
             row = await update(conn, table, scope.schema, row["id"], resource)
         if password_hash is not None:
@@ -543,7 +546,7 @@ async def replace(
             before=before,
             members=members,
             projection=projection,
-            recorded=stored is not None,
+            stored_after=None if stored is None else stored[1],
         )
 
 
@@ -557,14 +560,14 @@ async def _finish_change(
     before: dict[str, Any],
     members: events.MembershipChanges,
     projection: Projection | None,
-    recorded: bool = False,
+    stored_after: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The end of a PUT or PATCH: its response, its metrics and, unless the change's
-    statement ``recorded`` them, its events."""
+    """The end of a PUT or PATCH: its response, its metrics and its events, unless the
+    change's statement stored them (``stored_after``: the event body it stored)."""
     body = await render(conn, table, scope, rows[1], projection, read_with=rows[0])
-    after = _event_body(table, scope, rows[1])
+    after = _event_body(table, scope, rows[1]) if stored_after is None else stored_after
     instruments.changed(table.resource_type.name, before, after)
-    if not recorded:
+    if stored_after is None:
         await _record_change(
             conn, scope, state, table=table, rows=rows, bodies=(before, after), members=members
         )
@@ -625,7 +628,11 @@ async def apply_patch(
                 stored = await _update_user_with_event(
                     conn, scope, state, row, resource=result.resource, before=before
                 )
-            row = stored or await update(conn, table, scope.schema, row["id"], result.resource)
+            row = (
+                stored[0]
+                if stored
+                else await update(conn, table, scope.schema, row["id"], result.resource)
+            )
         members = events.MembershipChanges()
         # Member rows live outside the resource: when the resource itself did not
         # change (its update bumps the version), the first step that changes
@@ -644,7 +651,7 @@ async def apply_patch(
             before=before,
             members=members,
             projection=projection,
-            recorded=stored is not None,
+            stored_after=None if stored is None else stored[1],
         )
 
 
