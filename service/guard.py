@@ -219,13 +219,13 @@ async def tripped(conn: Connection | Pool, tenant_id: uuid.UUID) -> bool | None:
 
 
 async def _holding(
-    conn: Connection, schema: str, tenant_id: uuid.UUID, new: list[NewEvent], was_tripped: bool
+    conn: Connection, schema: str, tenant_id: uuid.UUID, new: list[NewEvent]
 ) -> bool:
+    """Whether the guard holds ``new``, for writes `passes` does not let through: they
+    deprovision (and count towards tripping it), or the write read it tripped."""
     deprovisions = [event for event in new if event.type in _DEPROVISIONS]
     if deprovisions:
         return await _count(conn, schema, tenant_id, sum(map(_counts, deprovisions)))
-    if not was_tripped:
-        return False
     # Held events are numbered in commit order: holding writes queue on the row.
     return (await _locked_row(conn, tenant_id))["tripped_at"] is not None
 
@@ -255,7 +255,7 @@ async def record(
     """
     if not new:
         return
-    if was_tripped is None or not await _holding(conn, schema, tenant_id, new, was_tripped):
+    if passes(new, was_tripped) or not await _holding(conn, schema, tenant_id, new):
         await outbox.append(conn, schema, new, at_commit=at_commit)
         return
     candidates = {user for event in new if (user := _user_of(event)) is not None}
