@@ -127,6 +127,11 @@ class _Instrument(ABC):
         self._lock = meter.lock
         self._filter = meter.exemplar_filter
 
+    def _admitted(self, values: Labels, points: int) -> Labels:
+        """The key of a new point for ``values``, the instrument having ``points``: the
+        overflow point's once the cardinality limit is reached."""
+        return values if points < CARDINALITY_LIMIT else self._overflow
+
     def _attributes(self, values: Labels) -> dict[str, AttributeValue]:
         if values == self._overflow:
             return dict(_OVERFLOW_ATTRIBUTES)
@@ -182,9 +187,8 @@ class LeanCounter(_Instrument):
         with self._lock:
             point = self._points.get(values)
             if point is None:
-                if len(self._points) >= CARDINALITY_LIMIT:
-                    values = self._overflow
-                point = self._points.setdefault(values, _SumPoint(time_ns()))
+                key = self._admitted(values, len(self._points))
+                point = self._points.setdefault(key, _SumPoint(time_ns()))
             point.value += amount
             if exemplar is not None:
                 point.exemplar = exemplar
@@ -240,11 +244,10 @@ class LeanHistogram(_Instrument):
         with self._lock:
             point = self._points.get(values)
             if point is None:
-                if len(self._points) >= CARDINALITY_LIMIT:
-                    values = self._overflow
+                key = self._admitted(values, len(self._points))
                 buckets = len(self._bounds) + 1
                 point = self._points.setdefault(
-                    values, _HistogramPoint(time_ns(), [0] * buckets, [None] * buckets)
+                    key, _HistogramPoint(time_ns(), [0] * buckets, [None] * buckets)
                 )
             point.counts[bucket] += 1
             point.count += 1
