@@ -9,6 +9,7 @@ values. Outside a traced request a statement costs one context-variable read.
 
 from __future__ import annotations
 
+import itertools
 import re
 from functools import lru_cache
 from typing import Any
@@ -33,31 +34,52 @@ _MAX_TABLES = 3
 _NOT_TABLES = frozenset({"select", "lateral", "unnest", "only"})
 
 
+# A `WITH` query's name (with its column list, if any) where it is defined.
+_WITH_QUERY = re.compile(
+    r"(?:\bWITH(?:\s+RECURSIVE)?|,)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?:\([^()]*\))?\s+AS\s*\(",
+    re.IGNORECASE,
+)
+_MODIFYING = ("INSERT", "UPDATE", "DELETE", "MERGE")
+
+
+def _operation(words: list[str]) -> str:
+    """The verb of a statement; for a `WITH` statement its main statement's, unless that
+    only selects what a `WITH` query changed (`WITH written AS (UPDATE ...) SELECT`):
+    then the first changing verb, for a write is not reported as a read."""
+    operation = words[0].upper() if words else "UNKNOWN"
+    if operation != "WITH":
+        return operation
+    depth = 0
+    changing: str | None = None
+    for previous, word in itertools.pairwise(words):
+        if word == "(":
+            depth += 1
+        elif word == ")":
+            depth -= 1
+        elif depth == 1 and previous == "(" and changing is None:
+            if word.upper() in _MODIFYING:
+                changing = word.upper()
+        elif depth == 0 and word.upper() in _MAIN_VERBS:
+            main = word.upper()
+            return changing if main == "SELECT" and changing is not None else main
+    return operation
+
+
 @lru_cache(maxsize=4096)
 def describe(sql: str) -> tuple[str, str, str | None]:
     """(operation, summary, schema) of a statement: low-cardinality, free of values.
 
-    The operation of a `WITH` statement is its main statement's verb; the
-    summary names at most three tables, unqualified; the schema is the first
-    one the statement names.
+    The operation is the statement's verb (see `_operation` for `WITH`); the
+    summary names at most three tables, unqualified, and no `WITH` query; the
+    schema is the first one the statement names.
     """
-    words = _WORD.findall(sql)
-    operation = words[0].upper() if words else "UNKNOWN"
-    if operation == "WITH":
-        depth = 0
-        for word in words[1:]:
-            if word == "(":
-                depth += 1
-            elif word == ")":
-                depth -= 1
-            elif depth == 0 and word.upper() in _MAIN_VERBS:
-                operation = word.upper()
-                break
+    operation = _operation(_WORD.findall(sql))
+    named = {name.lower() for name in _WITH_QUERY.findall(sql)}
     tables: list[str] = []
     schema: str | None = None
     for match in _TABLE.finditer(sql):
         qualifier, table = match.groups()
-        if table.lower() in _NOT_TABLES:
+        if table.lower() in _NOT_TABLES or (qualifier is None and table.lower() in named):
             continue
         if schema is None and qualifier is not None:
             schema = qualifier

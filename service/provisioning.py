@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,16 @@ from service.scim.projection import Projection, project
 from service.store import groups, lifecycle, outbox
 from service.store.outbox import NewEvent
 from service.store.paging import ListQuery
-from service.store.resources import GROUPS, USERS, Row, Table, insert, page, update
+from service.store.resources import (
+    GROUPS,
+    USERS,
+    Row,
+    Table,
+    insert,
+    page,
+    update,
+    update_unless_changed,
+)
 from service.store.resources import delete as delete_row
 from service.store.resources import get as get_row
 from service.write_state import WriteState
@@ -232,9 +242,9 @@ async def _locked_with_state(
     """
     if table is GROUPS:
         state = await _state(conn, scope, table)
-        return await _locked(conn, table, scope, raw_id), state
+        return await _existing(conn, table, scope, raw_id), state
     # The response's groups come with the lock: a user's write cannot change them.
-    row = await _locked(conn, table, scope, raw_id, _groups_column(table, scope, projection, "r"))
+    row = await _existing(conn, table, scope, raw_id, _groups_column(table, scope, projection, "r"))
     return row, await _state(conn, scope, table)
 
 
@@ -366,7 +376,7 @@ async def _insert_with_event(
         resource,
         resource_id=resource_id,
         at=state.now,
-        along=lambda first: outbox.appending(scope.schema, [event], first),
+        along=functools.partial(outbox.appending, scope.schema, [event]),
     )
 
 
@@ -378,6 +388,7 @@ async def _update_user_with_event(
     *,
     resource: dict[str, Any],
     before: dict[str, Any],
+    locked: bool = True,
 ) -> tuple[Row, dict[str, Any]] | None:
     """A user's update in one statement with its event, as `_insert_with_event`:
     the row as stored and its event body.
@@ -387,7 +398,9 @@ async def _update_user_with_event(
     when the event cannot go with the update: see `_events_along`; the tenant
     maps roles (a user's roles are read after its update); the change is not
     an event (`events.changed`), or the guard may hold it (a deactivation,
-    which the guard counts).
+    which the guard counts). A ``row`` read without a lock (not ``locked``)
+    is updated only if it is still at the version read, else None too; its own
+    statement's transaction is not the state's, so `lastModified` is passed.
     """
     if state.roles is not None or not _events_along(scope, state):
         return None
@@ -402,14 +415,24 @@ async def _update_user_with_event(
     event = events.changed(before, after)
     if event is None or not guard.passes([event], state.guard_tripped):
         return None
-    updated = await update(
-        conn,
-        USERS,
-        scope.schema,
-        row["id"],
-        resource,
-        along=lambda first: outbox.appending(scope.schema, [event], first),
-    )
+    along = functools.partial(outbox.appending, scope.schema, [event])
+    if locked:
+        updated = await update(conn, USERS, scope.schema, row["id"], resource, along=along)
+    else:
+        assert state.now is not None
+        found = await update_unless_changed(
+            conn,
+            USERS,
+            scope.schema,
+            row["id"],
+            resource,
+            version=row["version"],
+            at=state.now,
+            along=along,
+        )
+        if found is None:
+            return None
+        updated = found
     return updated, after
 
 
@@ -487,11 +510,18 @@ async def version_of(pool: Pool, table: Table, scope: Scope, raw_id: str) -> int
     return version
 
 
-async def _locked(
-    conn: Connection, table: Table, scope: Scope, raw_id: str, related: str | None = None
+async def _existing(
+    conn: Connection,
+    table: Table,
+    scope: Scope,
+    raw_id: str,
+    related: str | None = None,
+    *,
+    lock: bool = True,
 ) -> Row:
+    """The resource (locked until the transaction ends, unless not ``lock``), or 404."""
     row = await get_row(
-        conn, table, scope.schema, resource_id(raw_id, table), lock=True, related=related
+        conn, table, scope.schema, resource_id(raw_id, table), lock=lock, related=related
     )
     if row is None:
         raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
@@ -613,6 +643,12 @@ async def apply_patch(
     """PATCH: every operation applies, or none does."""
     operations = patch.parse_patch_request(body)
     request_context.note_patch_operations(len(operations))
+    if table is USERS and scope.events and scope.announcer is not None:
+        patched = await _patch_user_unlocked(
+            pool, scope, raw_id, operations, if_match=if_match, projection=projection
+        )
+        if patched is not None:
+            return patched
     async with outbox.announced(pool, scope.announcer) as conn:
         row, state = await _locked_with_state(conn, table, scope, raw_id, projection)
         _check_if_match(row, if_match)
@@ -652,6 +688,57 @@ async def apply_patch(
             members=members,
             projection=projection,
             stored_after=None if stored is None else stored[1],
+        )
+
+
+async def _patch_user_unlocked(
+    pool: Pool,
+    scope: Scope,
+    raw_id: str,
+    operations: list[patch.Operation],
+    *,
+    if_match: str | None,
+    projection: Projection | None,
+) -> dict[str, Any] | None:
+    """The common user PATCH without a lock or a transaction block: the user and the
+    write's state read, then the change with its event in one statement that takes
+    effect only if the user is still as read (`update_unless_changed`).
+
+    BEGIN and COMMIT were two of its five round trips, and the lock held across
+    them stands in for what the version check does here. None, having written
+    nothing, when the PATCH needs the locked way (`apply_patch`): it sets a
+    password, changes nothing, deactivates the user, cannot store its event with
+    the change (`_update_user_with_event`), or the user changed since it was read.
+    """
+    async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
+        groups_column = _groups_column(USERS, scope, projection, "r")
+        row = await _existing(conn, USERS, scope, raw_id, groups_column, lock=False)
+        _check_if_match(row, if_match)
+        result = patch.apply_patch(USERS.resource_type, row["resource"], operations)
+        if (
+            result.password is not None
+            or result.resource == row["resource"]
+            # The deprovisioning guard counts deactivations: in the locked way's transaction.
+            or events.deactivates(row["resource"], result.resource)
+        ):
+            return None
+        state = await _state(conn, scope, USERS)
+        before = _event_body(USERS, scope, row)
+        stored = await _update_user_with_event(
+            conn, scope, state, row, resource=result.resource, before=before, locked=False
+        )
+        if stored is None:
+            return None
+        return await _finish_change(
+            conn,
+            scope,
+            state,
+            table=USERS,
+            rows=(row, stored[0]),
+            before=before,
+            members=events.MembershipChanges(),
+            projection=projection,
+            stored_after=stored[1],
         )
 
 
@@ -700,7 +787,7 @@ async def delete(
         # A user's delete locks the groups it leaves, so it takes the roles lock first too.
         state = await _state(conn, scope, table)
         tracker = state.roles
-        row = await _locked(conn, table, scope, raw_id)
+        row = await _existing(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
         user_roles: list[str] | None = None
         inside: set[uuid.UUID] = set()

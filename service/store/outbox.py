@@ -95,12 +95,13 @@ def _arrays(events: Sequence[NewEvent]) -> list[list[Any]]:
     ]
 
 
-def _insert_unnumbered(qualified: str, first_param: int) -> str:
+def _insert_unnumbered(qualified: str, first_param: int, only_with: str | None = None) -> str:
     # In insertion order: the deferred trigger numbers rows in the order they came.
+    gate = "" if only_with is None else f" WHERE EXISTS (SELECT FROM {only_with})"
     return (
         f"INSERT INTO {qualified}.events (id, type, resource_type, resource_id, data, "
         f"previous) SELECT e.id, e.type, e.resource_type, e.resource_id, e.data, "
-        f"e.previous FROM {_rows(first_param)} ORDER BY e.n"
+        f"e.previous FROM {_rows(first_param)}{gate} ORDER BY e.n"
     )
 
 
@@ -149,9 +150,12 @@ def announcing() -> bool:
     return _announce_after_commit.get() is not None
 
 
-def appending(schema: str, events: Sequence[NewEvent], first_param: int) -> tuple[str, list[Any]]:
+def appending(
+    schema: str, events: Sequence[NewEvent], first_param: int, only_with: str | None = None
+) -> tuple[str, list[Any]]:
     """``events`` as a statement to run within another statement of the transaction, and
-    its arguments, numbered from ``first_param``.
+    its arguments, numbered from ``first_param``; with ``only_with``, the name of a
+    `WITH` query of that statement, they are stored only if it returns a row.
 
     Saves the write a round trip: its last change and its events leave as one
     statement. Only where the commit numbers the events (the caller checks the
@@ -160,7 +164,7 @@ def appending(schema: str, events: Sequence[NewEvent], first_param: int) -> tupl
     """
     if not _announce(schema):
         raise RuntimeError("events stored along another statement need an announcer")
-    return _insert_unnumbered(quoted_schema(schema), first_param), _arrays(events)
+    return _insert_unnumbered(quoted_schema(schema), first_param, only_with), _arrays(events)
 
 
 _announce_after_commit: ContextVar[set[str] | None] = ContextVar(

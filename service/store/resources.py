@@ -73,16 +73,17 @@ def _conflict(table: Table, resource: dict[str, Any]) -> ScimError:
     return ScimError(409, "the resource conflicts with an existing one", "uniqueness")
 
 
-Along = Callable[[int], tuple[str, list[Any]]]
-"""Another data-modifying statement to run with a write, given its first free `$n`: its
-SQL and arguments (`service.store.outbox.appending`)."""
+Along = Callable[[int, str | None], tuple[str, list[Any]]]
+"""Another data-modifying statement to run with a write, given its first free `$n` and
+the name of a `WITH` query it must take effect with (it writes nothing unless that
+query returns a row), or None: its SQL and arguments (`service.store.outbox.appending`)."""
 
 
 def _along(along: Along | None, first_free: int) -> tuple[str, list[Any]]:
     """The `WITH` that runs ``along`` ahead of a statement's own `$1..$(first_free - 1)`."""
     if along is None:
         return "", []
-    statement, arguments = along(first_free)
+    statement, arguments = along(first_free, None)
     return f"WITH along AS ({statement}) ", arguments
 
 
@@ -151,22 +152,68 @@ async def update(
 ) -> Row:
     """Store a new state of an existing (locked) resource and bump its version, with
     ``along`` in the same statement."""
-    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(table.indexed, start=3))
-    prefix, extra_args = _along(along, len(table.indexed) + 3)
-    try:
-        row = await conn.fetchrow(
-            f"{prefix}UPDATE {table.qualified(schema)} AS r SET resource = $2, {assignments}, "
-            "version = r.version + 1, last_modified = now() "
-            f"WHERE r.id = $1 RETURNING {RESOURCE_COLUMNS}",
-            resource_id,
-            resource,
-            *table.indexed_values(resource),
-            *extra_args,
-        )
-    except asyncpg.UniqueViolationError as exc:
-        raise _conflict(table, resource) from exc
+    assignments, values = _assignments(table, resource)
+    prefix, extra_args = _along(along, len(values) + 2)
+    row = await _updating(
+        conn,
+        table,
+        resource,
+        f"{prefix}UPDATE {table.qualified(schema)} AS r SET {assignments} "
+        f"WHERE r.id = $1 RETURNING {RESOURCE_COLUMNS}",
+        [resource_id, *values, *extra_args],
+    )
     assert row is not None
     return row
+
+
+async def update_unless_changed(
+    conn: Connection,
+    table: Table,
+    schema: str,
+    resource_id: uuid.UUID,
+    resource: dict[str, Any],
+    *,
+    version: int,
+    at: datetime,
+    along: Along | None = None,
+) -> Row | None:
+    """`update` of a resource read without a lock, modified ``at``: it takes effect only
+    if the resource is still at ``version`` (and visible), ``along`` only with it. None
+    when it was changed or deleted meanwhile, and nothing was written."""
+    assignments, values = _assignments(table, resource, modified=f"${len(table.indexed) + 3}")
+    values += [at, version]
+    statement, extra_args = ("", []) if along is None else along(len(values) + 2, "written")
+    return await _updating(
+        conn,
+        table,
+        resource,
+        f"WITH written AS (UPDATE {table.qualified(schema)} AS r SET {assignments} "
+        f"WHERE r.id = $1 AND r.version = ${len(values) + 1} AND {table.visible} "
+        f"RETURNING {RESOURCE_COLUMNS})"
+        + (f", along AS ({statement})" if statement else "")
+        + " SELECT * FROM written",
+        [resource_id, *values, *extra_args],
+    )
+
+
+def _assignments(
+    table: Table, resource: dict[str, Any], *, modified: str = "now()"
+) -> tuple[str, list[Any]]:
+    """An update's `SET` list, which bumps the version, and its values from `$2` on."""
+    indexed = ", ".join(f"{name} = ${i}" for i, name in enumerate(table.indexed, start=3))
+    return (
+        f"resource = $2, {indexed}, version = r.version + 1, last_modified = {modified}",
+        [resource, *table.indexed_values(resource)],
+    )
+
+
+async def _updating(
+    conn: Connection, table: Table, resource: dict[str, Any], statement: str, args: list[Any]
+) -> Row | None:
+    try:
+        return await conn.fetchrow(statement, *args)
+    except asyncpg.UniqueViolationError as exc:
+        raise _conflict(table, resource) from exc
 
 
 async def delete(

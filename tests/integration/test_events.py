@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from service import events, provisioning
 from service.postgres import Pool
@@ -274,6 +275,84 @@ async def test_concurrent_writes_are_numbered_without_gaps_in_commit_order(
     await asyncio.gather(*(tenant.create_user(f"c{n}@example.com") for n in range(20)))
     found = await all_events(client, tenant.slug)
     assert [event["sequence"] for event in found] == list(range(1, 21))
+
+
+async def test_concurrent_patches_of_one_user_lose_no_change(
+    client: Client, db: Pool, tenant: TenantHandle
+) -> None:
+    """A user PATCH reads without a lock and writes only if the user is still as read;
+    one that finds it changed is applied again, locked, to what is stored then.
+
+    Run on this loop's pool: the test client hands the application one request at a
+    time, so its PATCHes would not overlap."""
+    user = await tenant.create_user("mo@example.com")
+    tenant_id = await db.fetchval(
+        "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    scope = provisioning.Scope(
+        schema=await schema_of(db, tenant.slug),
+        base_url="http://x",
+        tenant_id=tenant_id,
+        announcer=outbox.Announcer(db),
+    )
+    addresses = [f"mo{n}@example.net" for n in range(12)]
+    await asyncio.gather(
+        *(
+            provisioning.apply_patch(
+                db,
+                USERS,
+                scope,
+                user["id"],
+                patch_body({"op": "add", "path": "emails", "value": [{"value": address}]}),
+            )
+            for address in addresses
+        )
+    )
+    url = f"{tenant.scim}/Users/{user['id']}"
+    stored = (await client.get(url, headers=tenant.auth())).json()
+    assert sorted(email["value"] for email in stored["emails"]) == sorted(addresses)
+    assert stored["meta"]["version"] == f'W/"{1 + len(addresses)}"'
+    found = await all_events(client, tenant.slug)
+    assert [event["type"] for event in found] == ["user.created"] + ["user.updated"] * 12
+    assert sorted(len(event["data"]["emails"]) for event in found[1:]) == list(range(1, 13))
+
+
+async def test_a_patch_of_a_user_changed_after_it_was_read_is_applied_to_the_change(
+    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer commits between the PATCH's read and its write: the write does
+    nothing, stores no event, and the PATCH is applied again to the user as stored."""
+    user = await tenant.create_user("lu@example.com", displayName="Lu")
+    read_state = provisioning._state
+    interleaved: list[int] = []
+
+    async def state_after_another_write(
+        conn: Any, scope: provisioning.Scope, table: Any, created: Any = None
+    ) -> Any:
+        if table is USERS and not interleaved:
+            interleaved.append(1)
+            await conn.execute(
+                f"UPDATE {quoted_schema(scope.schema)}.users SET version = version + 1, "
+                """resource = resource || '{"title": "Lead"}' WHERE id = $1""",
+                uuid.UUID(user["id"]),
+            )
+        return await read_state(conn, scope, table, created)
+
+    monkeypatch.setattr(provisioning, "_state", state_after_another_write)
+    response = await client.patch(
+        f"{tenant.scim}/Users/{user['id']}",
+        json=patch_body({"op": "replace", "path": "displayName", "value": "Lu B."}),
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 200, response.text
+    assert interleaved == [1]
+    patched = response.json()
+    assert (patched["displayName"], patched["title"]) == ("Lu B.", "Lead")
+    assert patched["meta"]["version"] == 'W/"3"'
+    created, updated = await all_events(client, tenant.slug)
+    assert (created["type"], updated["type"]) == ("user.created", "user.updated")
+    assert updated["previous"] == {"displayName": "Lu"}
+    assert updated["data"] == {k: v for k, v in patched.items() if k != "groups"}
 
 
 async def test_events_api_errors(client: Client, tenant: TenantHandle) -> None:

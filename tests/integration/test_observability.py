@@ -192,21 +192,27 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
     ]
 
 
-async def test_the_common_create_opens_no_transaction_block(
-    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Its one writing statement is atomic alone: BEGIN and COMMIT would be two more
-    round trips. A create with more to store (a password hash, members) is one
-    transaction."""
-    opened: list[str] = []
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each transaction block a request opens, as it opens it."""
+    found: list[str] = []
     original = TracedConnection.transaction
 
     def watched(self: TracedConnection, **options: Any) -> Any:
         if request_context.current() is not None:  # not the webhook worker's
-            opened.append("transaction")
+            found.append("transaction")
         return original(self, **options)
 
     monkeypatch.setattr(TracedConnection, "transaction", watched)
+    return found
+
+
+async def test_the_common_create_opens_no_transaction_block(
+    client: Client, tenant: TenantHandle, opened: list[str]
+) -> None:
+    """Its one writing statement is atomic alone: BEGIN and COMMIT would be two more
+    round trips. A create with more to store (a password hash, members) is one
+    transaction."""
     await tenant.create_user("solo@example.com")
     assert opened == []
     user = await tenant.create_user("pat@example.com", password="correct horse battery")
@@ -220,13 +226,18 @@ async def test_the_common_create_opens_no_transaction_block(
     assert opened == ["transaction", "transaction"]
 
 
-async def test_a_user_change_and_its_event_are_one_statement(
-    client: Client, tenant: TenantHandle, recorded: Recorded
+async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_lock(
+    client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
+    """The user and the write's state are read, then the change and its event are one
+    statement that takes effect only if the user is still at the version read: no
+    transaction block, no lock held across round trips. A deactivation, which the
+    deprovisioning guard counts, is one locked transaction."""
     user = await tenant.create_user("noor@example.com", displayName="Noor")
     recorded.spans.clear()
+    url = f"{tenant.scim}/Users/{user['id']}"
     response = await client.patch(
-        f"{tenant.scim}/Users/{user['id']}",
+        url,
         json={
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "replace", "path": "displayName", "value": "Noor A."}],
@@ -236,9 +247,28 @@ async def test_a_user_change_and_its_event_are_one_statement(
     assert response.status_code == 200, response.text
     spans = await finished_spans(recorded, 1)
     assert statements_of(spans, server_span(spans, f"PATCH {USERS_ROUTE}/{{resource_id}}")) == [
-        "SELECT group_members reach groups",  # the user, locked, with its groups
+        "SELECT group_members groups users",  # the user with its groups, not locked
         "SELECT tenants role_mappings deprovision_guards",  # the write's state
-        "UPDATE events users",
+        "UPDATE users events",
+    ]
+    assert opened == []
+    deactivated = await client.patch(
+        url,
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}],
+        },
+        headers=tenant.auth(),
+    )
+    assert deactivated.status_code == 200, deactivated.text
+    assert opened == ["transaction"]
+    spans = await finished_spans(recorded, 2)
+    patches = [span for span in spans if span.name == f"PATCH {USERS_ROUTE}/{{resource_id}}"]
+    # Read unlocked, found to deactivate, then read again locked with the state.
+    assert statements_of(spans, patches[-1])[:3] == [
+        "SELECT group_members groups users",
+        "SELECT group_members groups users",
+        "SELECT tenants role_mappings deprovision_guards",
     ]
 
 
@@ -268,7 +298,7 @@ async def test_a_member_patch_changes_and_bumps_the_group_in_one_statement(
     ) == [
         "SELECT tenants role_mappings deprovision_guards",
         "SELECT groups",
-        "SELECT users groups group_members",  # finds the members, adds them, bumps the group
+        "INSERT users groups group_members",  # finds the members, adds them, bumps the group
         "INSERT events",
     ]
 

@@ -63,6 +63,19 @@ SCHEMA = "t_0123456789abcdef0123456789abcdef"
             ("UPDATE", "UPDATE group_members groups", SCHEMA),
         ),
         (
+            f'WITH written AS (UPDATE "{SCHEMA}".users AS r SET version = r.version + 1 '
+            f'RETURNING r.id), along AS (INSERT INTO "{SCHEMA}".events (id) SELECT e.id '
+            "FROM unnest($2::uuid[]) AS e(id) WHERE EXISTS (SELECT FROM written)) "
+            "SELECT * FROM written",
+            ("UPDATE", "UPDATE users events", SCHEMA),
+        ),
+        (
+            f'WITH RECURSIVE reach(member_id, depth) AS (SELECT member_id, 1 FROM "{SCHEMA}"'
+            ".group_members UNION SELECT r.member_id, r.depth + 1 FROM reach r) "
+            "SELECT member_id FROM reach",
+            ("SELECT", "SELECT group_members", SCHEMA),
+        ),
+        (
             "SELECT t.id FROM scim_control.tenants AS t "
             "LEFT JOIN scim_control.rate_limits AS r ON r.tenant = t.id WHERE t.slug = $1",
             ("SELECT", "SELECT tenants rate_limits", "scim_control"),
