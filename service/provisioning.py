@@ -643,10 +643,15 @@ async def apply_patch(
     """PATCH: every operation applies, or none does."""
     operations = patch.parse_patch_request(body)
     request_context.note_patch_operations(len(operations))
-    if table is USERS and scope.events and scope.announcer is not None:
-        patched = await _patch_user_unlocked(
-            pool, scope, raw_id, operations, if_match=if_match, projection=projection
-        )
+    if scope.events and scope.announcer is not None:
+        if table is USERS:
+            patched = await _patch_user_unlocked(
+                pool, scope, raw_id, operations, if_match=if_match, projection=projection
+            )
+        else:
+            patched = await _patch_members_unlocked(
+                pool, scope, raw_id, operations, if_match=if_match, projection=projection
+            )
         if patched is not None:
             return patched
     async with outbox.announced(pool, scope.announcer) as conn:
@@ -739,6 +744,73 @@ async def _patch_user_unlocked(
             members=events.MembershipChanges(),
             projection=projection,
             stored_after=stored[1],
+        )
+
+
+async def _patch_members_unlocked(
+    pool: Pool,
+    scope: Scope,
+    raw_id: str,
+    operations: list[patch.Operation],
+    *,
+    if_match: str | None,
+    projection: Projection | None,
+) -> dict[str, Any] | None:
+    """The IdPs' common group PATCH, members added or removed by id, without a
+    transaction block: the group and the write's state read, then the change, the
+    version bump and the membership events in one statement (`groups.change_unlocked`).
+
+    The locked way holds the group's row across six round trips, which every
+    other change of its members waits for; here it is held through one
+    statement. None, having written nothing, when the PATCH needs the locked
+    way: it changes more than members by id, carries `If-Match`, the tenant
+    maps roles (group changes move them), the events cannot go with the change
+    (`_events_along`, the guard), or the group was renamed or deleted since read.
+    """
+    if if_match is not None:
+        return None
+    async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
+        row = await _existing(conn, GROUPS, scope, raw_id, lock=False)
+        result = patch.apply_patch(GROUPS.resource_type, row["resource"], operations)
+        if result.resource != row["resource"] or len(result.member_steps) != 1:
+            return None
+        [step] = result.member_steps
+        if step.kind not in ("add", "remove"):
+            return None
+        state = await _state(conn, scope, GROUPS)
+        if state.roles is not None or not _events_along(scope, state):
+            return None
+        add = step.kind == "add"
+        ids = groups.new_member_ids(row["id"], step.ids) if add else groups.member_ids(step.ids)
+        before = _event_body(GROUPS, scope, row)
+        candidates = events.MembershipChanges()
+        # Each member's type comes from the statement (`outbox.appending_members`).
+        (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
+        maybe = candidates.events(before)
+        if not guard.passes(maybe, state.guard_tripped):
+            return None
+        change = await groups.change_unlocked(
+            conn,
+            scope.schema,
+            row["id"],
+            ids,
+            add=add,
+            display_name=row["resource"].get("displayName"),
+            along=functools.partial(outbox.appending_members, scope.schema, maybe),
+        )
+        if change is None:
+            return None
+        after_row = change.bumped or row
+        return await _finish_change(
+            conn,
+            scope,
+            state,
+            table=GROUPS,
+            rows=(row, after_row),
+            before=before,
+            members=events.MembershipChanges(),  # stored with the change
+            projection=projection,
+            stored_after=_event_body(GROUPS, scope, after_row),
         )
 
 

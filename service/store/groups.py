@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -51,6 +51,7 @@ async def _change(
     bump: bool,
     before: str = "",
     also: str = "",
+    along: str = "",
 ) -> tuple[Change, Row]:
     """Run ``statement``, a DML on the memberships of group `$1` that returns
     ``member_id, member_type``, as one statement with, when ``bump``, the
@@ -59,7 +60,8 @@ async def _change(
     Member rows live outside the group's resource, so a write that changes
     only them bumps the group's version itself; in the same statement it costs
     no round trip while the group is locked. ``before`` are more CTEs the
-    statement may read; ``also``, more columns of the result row (returned too).
+    statement may read; ``along``, more after it (`, name AS (...)`) that may read
+    `changed`; ``also``, more columns of the result row (returned too).
     """
     bumped = (
         f"UPDATE {qualified}.groups AS r SET version = r.version + 1, last_modified = now() "
@@ -68,7 +70,7 @@ async def _change(
         else f"SELECT {RESOURCE_COLUMNS} FROM {qualified}.groups r WHERE false"
     )
     row = await conn.fetchrow(
-        f"WITH {before}changed AS ({statement}), bumped AS ({bumped}) "
+        f"WITH {before}changed AS ({statement}), bumped AS ({bumped}){along} "
         "SELECT (SELECT array_agg(member_id ORDER BY member_id) FROM changed) AS member_ids, "
         "(SELECT array_agg(member_type ORDER BY member_id) FROM changed) AS member_types, "
         f"b.*{also} FROM (SELECT) AS one LEFT JOIN bumped b ON true",
@@ -89,31 +91,124 @@ async def add(
     """
     if not ids:
         return _NOTHING
+    member_ids = new_member_ids(group_id, ids)
+    qualified = quoted_schema(schema)
+    change, row = await _change(
+        conn,
+        qualified,
+        _inserting(qualified, "found"),
+        [group_id, member_ids],
+        bump=bump,
+        before=_found(qualified),
+        also=_FOUND_IDS,
+    )
+    _check_found(member_ids, row)
+    return change
+
+
+def new_member_ids(group_id: uuid.UUID, ids: Sequence[str]) -> list[uuid.UUID]:
+    """The ids of members to add, once each; 400 for a value that cannot be one."""
     member_ids = _uuids(ids)
     if member_ids is None:
         raise invalid_value("member values must be ids of users or groups of this tenant")
     if group_id in member_ids:
         raise invalid_value("a group cannot be a member of itself")
-    qualified = quoted_schema(schema)
-    change, row = await _change(
-        conn,
-        qualified,
-        f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
-        "SELECT $1, found.id, found.type FROM found "
-        "ON CONFLICT DO NOTHING RETURNING member_id, member_type",
-        [group_id, member_ids],
-        bump=bump,
-        before=(
-            f"found AS (SELECT id, 'User' AS type FROM {qualified}.users "
-            "WHERE id = ANY($2::uuid[]) AND managed AND deleted_at IS NULL "
-            f"UNION ALL SELECT id, 'Group' FROM {qualified}.groups WHERE id = ANY($2::uuid[])), "
-        ),
-        also=", (SELECT array_agg(id) FROM found) AS found_ids",
+    return member_ids
+
+
+def _found(qualified: str) -> str:
+    """`found(id, type)`: which of the ids `$2` are users or groups of the tenant."""
+    return (
+        f"found AS (SELECT id, 'User' AS type FROM {qualified}.users "
+        "WHERE id = ANY($2::uuid[]) AND managed AND deleted_at IS NULL "
+        f"UNION ALL SELECT id, 'Group' FROM {qualified}.groups WHERE id = ANY($2::uuid[])), "
     )
+
+
+_FOUND_IDS: Final = ", (SELECT array_agg(id) FROM found) AS found_ids"
+
+
+def _inserting(qualified: str, source: str) -> str:
+    return (
+        f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
+        f"SELECT $1, found.id, found.type FROM {source} "
+        "ON CONFLICT DO NOTHING RETURNING member_id, member_type"
+    )
+
+
+def member_ids(ids: Sequence[str]) -> list[uuid.UUID]:
+    """The ids of members to remove, once each; a value that cannot be one is none."""
+    return _uuids(ids) or []
+
+
+def _check_found(member_ids: list[uuid.UUID], row: Row) -> None:
+    """400 unless every member to add was found (`_FOUND_IDS` of ``row``)."""
     found = set(row["found_ids"] or [])
     missing = [str(member_id) for member_id in member_ids if member_id not in found]
     if missing:
         raise invalid_value(f"members not found: {', '.join(missing[:10])}")
+
+
+async def change_unlocked(
+    conn: Connection,
+    schema: str,
+    group_id: uuid.UUID,
+    ids: list[uuid.UUID],
+    *,
+    add: bool,
+    display_name: str | None,
+    along: Callable[[int, str], tuple[str, list[Any]]],
+) -> Change | None:
+    """Add (``add``: `new_member_ids`) or remove (`member_ids`) these members of a group
+    read without a lock, with its version bump and ``along``, in one statement and no
+    transaction block.
+
+    The statement first locks the group, and writes only if it still has the
+    ``display_name`` read (what membership events show) and, for an add, every
+    member exists: it commits whole or not at all, and a concurrent change of
+    other members only waits for it. ``along`` is given its first free `$n`
+    and `changed` (`member_id, member_type`: what the statement changed). None
+    when the group was renamed or deleted since it was read (nothing written);
+    400, nothing written, when a member to add does not exist.
+    """
+    qualified = quoted_schema(schema)
+    statement, along_args = along(4, "changed")
+    locked = (
+        f"current AS (SELECT r.id FROM {qualified}.groups r WHERE r.id = $1 "
+        "AND r.display_name IS NOT DISTINCT FROM $3 FOR UPDATE), "
+    )
+    if add:
+        change, row = await _change(
+            conn,
+            qualified,
+            _inserting(
+                qualified,
+                "found WHERE EXISTS (SELECT FROM current) "
+                "AND (SELECT count(*) FROM found) = cardinality($2::uuid[])",
+            ),
+            [group_id, ids, display_name, *along_args],
+            bump=True,
+            before=locked + _found(qualified),
+            also=f"{_FOUND_IDS}, EXISTS (SELECT FROM current) AS current",
+            along=f", along AS ({statement})",
+        )
+    else:
+        change, row = await _change(
+            conn,
+            qualified,
+            f"DELETE FROM {qualified}.group_members AS m WHERE m.group_id = $1 "
+            "AND m.member_id = ANY($2::uuid[]) AND EXISTS (SELECT FROM current) "
+            "RETURNING m.member_id, m.member_type",
+            [group_id, ids, display_name, *along_args],
+            bump=True,
+            before=locked,
+            also=", EXISTS (SELECT FROM current) AS current",
+            along=f", along AS ({statement})",
+        )
+    if not row["current"]:
+        return None
+    if add:
+        _check_found(ids, row)
     return change
 
 
@@ -138,7 +233,7 @@ async def remove(
 ) -> Change:
     """Remove exactly these members; ids that are not members are ignored."""
     where = "m.member_id = ANY($2::uuid[])"
-    return await _delete(conn, schema, where, [group_id, _uuids(ids) or []], bump=bump)
+    return await _delete(conn, schema, where, [group_id, member_ids(ids)], bump=bump)
 
 
 async def remove_where(

@@ -162,9 +162,32 @@ def appending(
     tenant's schema is at `NUMBERED_AT_COMMIT_VERSION`) and `announcing()`, so
     the statement is the insert alone.
     """
+    _announce_along(schema)
+    return _insert_unnumbered(quoted_schema(schema), first_param, only_with), _arrays(events)
+
+
+def _announce_along(schema: str) -> None:
     if not _announce(schema):
         raise RuntimeError("events stored along another statement need an announcer")
-    return _insert_unnumbered(quoted_schema(schema), first_param, only_with), _arrays(events)
+
+
+def appending_members(
+    schema: str, events: Sequence[NewEvent], first_param: int, changed: str
+) -> tuple[str, list[Any]]:
+    """As `appending`, for membership events (`service.events.MembershipChanges.events`)
+    of members a statement may or may not change: each is stored only if the
+    statement's `WITH` query ``changed`` (`member_id, member_type`) returns its
+    member (`data.member.value`), and with that member's type (`data.member.type`),
+    which only the statement knows."""
+    _announce_along(schema)
+    statement = (
+        f"INSERT INTO {quoted_schema(schema)}.events (id, type, resource_type, resource_id, "
+        "data, previous) SELECT e.id, e.type, e.resource_type, e.resource_id, "
+        "jsonb_set(e.data, '{member,type}', to_jsonb(c.member_type)), e.previous "
+        f"FROM {_rows(first_param)} "
+        f"JOIN {changed} c ON c.member_id = (e.data #>> '{{member,value}}')::uuid ORDER BY e.n"
+    )
+    return statement, _arrays(events)
 
 
 _announce_after_commit: ContextVar[set[str] | None] = ContextVar(

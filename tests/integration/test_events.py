@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 
 from service import events, provisioning
 from service.postgres import Pool
 from service.settings import Settings
 from service.store import outbox
-from service.store.resources import USERS
+from service.store.resources import GROUPS, USERS
 from service.webhooks.worker import WebhookWorker
 from tenants.migrations import apply_pending
 from tenants.schemas import quoted_schema
-from tests.integration.conftest import Client, TenantHandle, admin_headers
+from tests.integration.conftest import Client, TenantHandle, admin_headers, make_tenant
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -217,6 +219,143 @@ async def test_membership_changes_are_one_event_per_member(
         ("user.deleted", None),
         ("group.member_removed", bob["id"]),
     ]
+
+
+async def member_patches(client: Client, tenant: TenantHandle, *, locked: bool) -> list[Any]:
+    """Single member additions and removals, as IdPs send them; ``locked``: each with
+    the group's `If-Match`, which takes the locked way. The group's events, with names
+    for ids, and the ETags the PATCHes answered."""
+    names = {}
+    for name in ("ann", "ben"):
+        names[(await tenant.create_user(f"{name}@example.com"))["id"]] = name
+    for name in ("Sub", "Ops"):
+        created = await client.post(
+            f"{tenant.scim}/Groups", json={"displayName": name}, headers=tenant.auth()
+        )
+        names[created.json()["id"]] = name
+    ann, ben, sub, ops = names
+    url = f"{tenant.scim}/Groups/{ops}"
+    etags = []
+    for operation in (
+        {"op": "add", "path": "members", "value": [{"value": ann}, {"value": sub}]},
+        {"op": "add", "path": "members", "value": [{"value": ann}]},  # already in: no change
+        {"op": "remove", "path": f'members[value eq "{ben}"]'},  # not in: no change
+        {"op": "remove", "path": f'members[value eq "{sub}"]'},
+    ):
+        headers = tenant.auth()
+        if locked:
+            current = await client.get(url, headers=headers)
+            headers |= {"If-Match": current.json()["meta"]["version"]}
+        response = await client.patch(url, json=patch_body(operation), headers=headers)
+        assert response.status_code == 204, response.text
+        etags.append(response.headers["etag"])
+    found = await all_events(client, tenant.slug, after="4")
+    named = msgspec.json.decode(
+        re.sub("|".join(names), lambda m: names[m[0]], msgspec.json.encode(found).decode())
+    )
+    # In commit order, but the members one step adds in the order of their random ids.
+    kept = [{k: event[k] for k in ("type", "resource", "data")} for event in named]
+    return [etags, sorted(kept, key=lambda e: (e["type"], e["data"]["member"]["value"]))]
+
+
+async def test_a_member_patch_stores_the_same_events_with_or_without_the_lock(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """A single member step runs as one statement (the group read without a lock,
+    its events built before the statement knows what it changes); with `If-Match`
+    it runs locked, in a transaction. Both store and answer the same."""
+    unlocked = await member_patches(client, tenant, locked=False)
+    assert await member_patches(client, await make_tenant(client), locked=True) == unlocked
+    etags, found = unlocked
+    assert etags == ['W/"2"', 'W/"2"', 'W/"2"', 'W/"3"']
+    ops = {"id": "Ops", "displayName": "Ops"}
+    assert [(event["type"], event["data"]) for event in found] == [
+        ("group.member_added", {"group": ops, "member": {"value": "Sub", "type": "Group"}}),
+        ("group.member_added", {"group": ops, "member": {"value": "ann", "type": "User"}}),
+        ("group.member_removed", {"group": ops, "member": {"value": "Sub", "type": "Group"}}),
+    ]
+
+
+async def test_a_member_patch_of_a_group_renamed_after_it_was_read_shows_the_new_name(
+    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events of a member change name the group; renamed between the PATCH's read
+    and its statement, the statement writes nothing and the PATCH runs again locked."""
+    user = await tenant.create_user("vi@example.com")
+    created = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Old"}, headers=tenant.auth()
+    )
+    group = created.json()["id"]
+    read_state = provisioning._state
+    interleaved: list[int] = []
+
+    async def state_after_a_rename(
+        conn: Any, scope: provisioning.Scope, table: Any, created: Any = None
+    ) -> Any:
+        if table is GROUPS and not interleaved:
+            interleaved.append(1)
+            await conn.execute(
+                f"UPDATE {quoted_schema(scope.schema)}.groups SET version = version + 1, "
+                """display_name = 'New', resource = '{"displayName": "New"}' WHERE id = $1""",
+                uuid.UUID(group),
+            )
+        return await read_state(conn, scope, table, created)
+
+    monkeypatch.setattr(provisioning, "_state", state_after_a_rename)
+    response = await client.patch(
+        f"{tenant.scim}/Groups/{group}",
+        json=patch_body({"op": "add", "path": "members", "value": [{"value": user["id"]}]}),
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 204, response.text
+    assert interleaved == [1]
+    assert response.headers["etag"] == 'W/"3"'
+    added = (await all_events(client, tenant.slug))[-1]
+    assert added["type"] == "group.member_added"
+    assert added["data"]["group"] == {"id": group, "displayName": "New"}
+
+
+async def test_concurrent_member_changes_of_one_group_each_count_once(
+    client: Client, db: Pool, tenant: TenantHandle
+) -> None:
+    """Member changes of one group lock it only within their statement: run at once
+    (some adding the same member), each member is added once, with one event, and
+    the version counts the changes. On this loop's pool, as above."""
+    users = [(await tenant.create_user(f"m{n}@example.com"))["id"] for n in range(10)]
+    created = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "All"}, headers=tenant.auth()
+    )
+    group = created.json()["id"]
+    tenant_id = await db.fetchval(
+        "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    scope = provisioning.Scope(
+        schema=await schema_of(db, tenant.slug),
+        base_url="http://x",
+        tenant_id=tenant_id,
+        announcer=outbox.Announcer(db),
+    )
+    await asyncio.gather(
+        *(
+            provisioning.apply_patch(
+                db,
+                GROUPS,
+                scope,
+                group,
+                patch_body({"op": "add", "path": "members", "value": [{"value": user}]}),
+            )
+            for user in [*users, *users[:3]]
+        )
+    )
+    stored = (await client.get(f"{tenant.scim}/Groups/{group}", headers=tenant.auth())).json()
+    assert sorted(member["value"] for member in stored["members"]) == sorted(users)
+    assert stored["meta"]["version"] == 'W/"11"'
+    added = [
+        event["data"]["member"]["value"]
+        for event in await all_events(client, tenant.slug)
+        if event["type"] == "group.member_added"
+    ]
+    assert sorted(added) == sorted(users)
 
 
 async def test_bulk_records_an_event_per_successful_operation(

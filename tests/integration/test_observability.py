@@ -272,10 +272,12 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
     ]
 
 
-async def test_a_member_patch_changes_and_bumps_the_group_in_one_statement(
-    client: Client, tenant: TenantHandle, recorded: Recorded
+async def test_a_member_patch_is_one_statement_without_a_transaction_block(
+    client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
-    """While a group is locked, each statement is a round trip other writes to it wait for."""
+    """While a group is locked, each round trip is one other changes of its members
+    wait for: the group and the state are read without a lock, then one statement
+    locks the group, adds the members, bumps its version and stores the events."""
     user = await tenant.create_user("kim@example.com")
     created = await client.post(
         f"{tenant.scim}/Groups", json={"displayName": "Ops"}, headers=tenant.auth()
@@ -296,11 +298,29 @@ async def test_a_member_patch_changes_and_bumps_the_group_in_one_statement(
     assert statements_of(
         spans, server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
     ) == [
-        "SELECT tenants role_mappings deprovision_guards",
         "SELECT groups",
-        "INSERT users groups group_members",  # finds the members, adds them, bumps the group
-        "INSERT events",
+        "SELECT tenants role_mappings deprovision_guards",
+        "INSERT groups users group_members",
     ]
+    recorded.spans.clear()
+    response = await client.patch(
+        f"{tenant.scim}/Groups/{group}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "remove", "path": f'members[value eq "{user["id"]}"]'}],
+        },
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 204, response.text
+    spans = await finished_spans(recorded, 1)
+    assert statements_of(
+        spans, server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
+    ) == [
+        "SELECT groups",
+        "SELECT tenants role_mappings deprovision_guards",
+        "DELETE groups group_members events",
+    ]
+    assert opened == []
 
 
 async def test_patch_counts_its_operations(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 from urllib.parse import quote
+from uuid import uuid4
 
 import pytest
 
@@ -474,6 +475,16 @@ async def test_patch_group_members(tenant: TenantHandle, people: dict[str, Any])
     )
     assert_scim_error(unknown, 400, "invalidValue")
     assert [m["value"] for m in (await state())["members"]] == [ids[2]]
+    # One member that does not exist fails the whole step: the others are not added.
+    version = (await state())["meta"]["version"]
+    missing = await patch(
+        tenant,
+        f"Groups/{group_id}",
+        [{"op": "add", "path": "members", "value": [{"value": ids[0]}, {"value": str(uuid4())}]}],
+    )
+    assert_scim_error(missing, 400, "invalidValue")
+    assert [m["value"] for m in (await state())["members"]] == [ids[2]]
+    assert (await state())["meta"]["version"] == version
     cleared = await patch(tenant, f"Groups/{group_id}", [{"op": "remove", "path": "members"}])
     assert cleared.status_code == 204
     assert (await state())["members"] == []
