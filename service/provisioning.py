@@ -5,8 +5,12 @@ resource, check the client's `If-Match`, apply the change with the pure SCIM
 code (`service.scim`), store it with its version bump, all or nothing. The
 HTTP routes and `/Bulk` both call these functions. Each write appends its
 events (`service.events`) as the last step of its transaction, or with the
-statement that stores a user's change. The common create writes with one
-statement, needing no transaction block (`_insert_with_event`).
+statement that stores a user's change. The writes IdPs send most need no
+transaction block: the common create writes with one statement
+(`_insert_with_event`), and a user's PATCH and a group's member PATCH read
+without a lock, then write with one statement that takes effect only if what
+they read still holds, or run again the locked way (`_patch_user_unlocked`,
+`_patch_members_unlocked`).
 """
 
 from __future__ import annotations
