@@ -17,7 +17,7 @@ from service import events, provisioning
 from service.postgres import Pool
 from service.settings import Settings
 from service.store import outbox
-from service.store.resources import GROUPS, USERS
+from service.store.resources import GROUPS, USERS, Table
 from service.webhooks.worker import WebhookWorker
 from tenants.migrations import apply_pending
 from tenants.schemas import quoted_schema
@@ -286,22 +286,13 @@ async def test_a_member_patch_of_a_group_renamed_after_it_was_read_shows_the_new
         f"{tenant.scim}/Groups", json={"displayName": "Old"}, headers=tenant.auth()
     )
     group = created.json()["id"]
-    read_state = provisioning._state
-    interleaved: list[int] = []
-
-    async def state_after_a_rename(
-        conn: Any, scope: provisioning.Scope, table: Any, created: Any = None
-    ) -> Any:
-        if table is GROUPS and not interleaved:
-            interleaved.append(1)
-            await conn.execute(
-                f"UPDATE {quoted_schema(scope.schema)}.groups SET version = version + 1, "
-                """display_name = 'New', resource = '{"displayName": "New"}' WHERE id = $1""",
-                uuid.UUID(group),
-            )
-        return await read_state(conn, scope, table, created)
-
-    monkeypatch.setattr(provisioning, "_state", state_after_a_rename)
+    interleaved = interleave(
+        monkeypatch,
+        GROUPS,
+        "UPDATE {schema}.groups SET version = version + 1, display_name = 'New', "
+        """resource = '{{"displayName": "New"}}' WHERE id = $1""",
+        uuid.UUID(group),
+    )
     response = await client.patch(
         f"{tenant.scim}/Groups/{group}",
         json=patch_body({"op": "add", "path": "members", "value": [{"value": user["id"]}]}),
@@ -416,6 +407,27 @@ async def test_concurrent_writes_are_numbered_without_gaps_in_commit_order(
     assert [event["sequence"] for event in found] == list(range(1, 21))
 
 
+def interleave(
+    monkeypatch: pytest.MonkeyPatch, table: Table, statement: str, *args: Any
+) -> list[int]:
+    """Have another writer run ``statement`` (`{schema}`: the tenant's) and commit just
+    before the next write of ``table`` reads its state, after it read the resource;
+    the list returned gets an item when it has."""
+    read_state = provisioning._state
+    done: list[int] = []
+
+    async def state_after_another_write(
+        conn: Any, scope: provisioning.Scope, of: Table, created: Any = None
+    ) -> Any:
+        if of is table and not done:
+            done.append(1)
+            await conn.execute(statement.format(schema=quoted_schema(scope.schema)), *args)
+        return await read_state(conn, scope, of, created)
+
+    monkeypatch.setattr(provisioning, "_state", state_after_another_write)
+    return done
+
+
 async def test_concurrent_patches_of_one_user_lose_no_change(
     client: Client, db: Pool, tenant: TenantHandle
 ) -> None:
@@ -462,22 +474,13 @@ async def test_a_patch_of_a_user_changed_after_it_was_read_is_applied_to_the_cha
     """Another writer commits between the PATCH's read and its write: the write does
     nothing, stores no event, and the PATCH is applied again to the user as stored."""
     user = await tenant.create_user("lu@example.com", displayName="Lu")
-    read_state = provisioning._state
-    interleaved: list[int] = []
-
-    async def state_after_another_write(
-        conn: Any, scope: provisioning.Scope, table: Any, created: Any = None
-    ) -> Any:
-        if table is USERS and not interleaved:
-            interleaved.append(1)
-            await conn.execute(
-                f"UPDATE {quoted_schema(scope.schema)}.users SET version = version + 1, "
-                """resource = resource || '{"title": "Lead"}' WHERE id = $1""",
-                uuid.UUID(user["id"]),
-            )
-        return await read_state(conn, scope, table, created)
-
-    monkeypatch.setattr(provisioning, "_state", state_after_another_write)
+    interleaved = interleave(
+        monkeypatch,
+        USERS,
+        "UPDATE {schema}.users SET version = version + 1, "
+        """resource = resource || '{{"title": "Lead"}}' WHERE id = $1""",
+        uuid.UUID(user["id"]),
+    )
     response = await client.patch(
         f"{tenant.scim}/Users/{user['id']}",
         json=patch_body({"op": "replace", "path": "displayName", "value": "Lu B."}),
