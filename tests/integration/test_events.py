@@ -49,6 +49,20 @@ async def schema_of(db: Pool, slug: str) -> str:
     return schema
 
 
+async def announced_scope(db: Pool, tenant: TenantHandle) -> provisioning.Scope:
+    """The tenant's scope for calling `provisioning` on this loop's pool, as a request
+    has it: its tenant id and an announcer."""
+    tenant_id = await db.fetchval(
+        "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    return provisioning.Scope(
+        schema=await schema_of(db, tenant.slug),
+        base_url="http://x",
+        tenant_id=tenant_id,
+        announcer=outbox.Announcer(db),
+    )
+
+
 def patch_body(*operations: dict[str, Any]) -> dict[str, Any]:
     return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
@@ -317,15 +331,7 @@ async def test_concurrent_member_changes_of_one_group_each_count_once(
         f"{tenant.scim}/Groups", json={"displayName": "All"}, headers=tenant.auth()
     )
     group = created.json()["id"]
-    tenant_id = await db.fetchval(
-        "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
-    scope = provisioning.Scope(
-        schema=await schema_of(db, tenant.slug),
-        base_url="http://x",
-        tenant_id=tenant_id,
-        announcer=outbox.Announcer(db),
-    )
+    scope = await announced_scope(db, tenant)
     await asyncio.gather(
         *(
             provisioning.apply_patch(
@@ -437,15 +443,7 @@ async def test_concurrent_patches_of_one_user_lose_no_change(
     Run on this loop's pool: the test client hands the application one request at a
     time, so its PATCHes would not overlap."""
     user = await tenant.create_user("mo@example.com")
-    tenant_id = await db.fetchval(
-        "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
-    scope = provisioning.Scope(
-        schema=await schema_of(db, tenant.slug),
-        base_url="http://x",
-        tenant_id=tenant_id,
-        announcer=outbox.Announcer(db),
-    )
+    scope = await announced_scope(db, tenant)
     addresses = [f"mo{n}@example.net" for n in range(12)]
     await asyncio.gather(
         *(
