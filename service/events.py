@@ -126,16 +126,10 @@ def changed(before: dict[str, Any], after: dict[str, Any], roles: Roles = None) 
         return None
     kind = "updated"
     if after["meta"]["resourceType"] == "User" and "active" in previous:
-        if deactivates(before, after):
-            kind = "deactivated"
-        elif before.get("active", True) != after.get("active", True):
-            kind = "reactivated"
+        was_active, is_active = before.get("active", True), after.get("active", True)
+        if was_active != is_active:
+            kind = "reactivated" if is_active else "deactivated"
     return _event(kind, after, previous, roles)
-
-
-def deactivates(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """Whether a user's change from ``before`` to ``after`` is its deactivation."""
-    return bool(before.get("active", True)) and not after.get("active", True)
 
 
 def linked(user: dict[str, Any], how: dict[str, Any], roles: Roles = None) -> NewEvent:

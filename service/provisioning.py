@@ -716,20 +716,20 @@ async def _patch_user_unlocked(
     BEGIN and COMMIT were two of its five round trips, and the lock held across
     them stands in for what the version check does here. None, having written
     nothing, when the PATCH needs the locked way (`apply_patch`): it sets a
-    password, changes nothing, deactivates the user, cannot store its event with
-    the change (`_update_user_with_event`), or the user changed since it was read.
+    password, may change `active` (`patch.may_change`), changes nothing, cannot store
+    its event with the change (`_update_user_with_event`), or the user changed since
+    it was read.
     """
+    if patch.may_change(operations, "active"):
+        # The deprovisioning guard counts deactivations, in the locked way's transaction;
+        # known from the request, a (de)activation is not read twice.
+        return None
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         groups_column = _groups_column(USERS, scope, projection, "r")
         row = await _existing(conn, USERS, scope, raw_id, groups_column, lock=False)
         _check_if_match(row, if_match)
         result = patch.apply_patch(USERS.resource_type, row["resource"], operations)
-        if (
-            result.password is not None
-            or result.resource == row["resource"]
-            # The deprovisioning guard counts deactivations: in the locked way's transaction.
-            or events.deactivates(row["resource"], result.resource)
-        ):
+        if result.password is not None or result.resource == row["resource"]:
             return None
         state = await _state(conn, scope, USERS)
         before = _event_body(USERS, scope, row)

@@ -232,7 +232,7 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
     """The user and the write's state are read, then the change and its event are one
     statement that takes effect only if the user is still at the version read: no
     transaction block, no lock held across round trips. A deactivation, which the
-    deprovisioning guard counts, is one locked transaction."""
+    deprovisioning guard counts, is one locked transaction, read once."""
     user = await tenant.create_user("noor@example.com", displayName="Noor")
     recorded.spans.clear()
     url = f"{tenant.scim}/Users/{user['id']}"
@@ -264,11 +264,11 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
     assert opened == ["transaction"]
     spans = await finished_spans(recorded, 2)
     patches = [span for span in spans if span.name == f"PATCH {USERS_ROUTE}/{{resource_id}}"]
-    # Read unlocked, found to deactivate, then read again locked with the state.
+    # Known from the request to change `active`: read once, locked, with the state.
     assert statements_of(spans, patches[-1])[:3] == [
         "SELECT group_members groups users",
-        "SELECT group_members groups users",
         "SELECT tenants role_mappings deprovision_guards",
+        "UPDATE users",
     ]
 
 

@@ -23,6 +23,7 @@ from service.scim.patch import (
     Operation,
     PatchResult,
     apply_patch,
+    may_change,
     parse_patch_request,
 )
 from service.scim.schemas import ENTERPRISE_USER, GROUP_SCHEMA, USER_SCHEMA
@@ -1120,3 +1121,42 @@ def test_member_steps_and_where_filters_are_what_the_parser_gives() -> None:
     result = _group_patch({"op": "remove", "path": 'members[type eq "User" and display sw "B"]'})
     (step,) = result.member_steps
     assert isinstance(step.where, And)
+
+
+# --- Which attributes a PATCH may change, before the resource is read ------------------------
+
+CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        {"op": "replace", "path": "active", "value": False},
+        {"op": "Replace", "path": "Active", "value": "False"},  # Entra
+        {"op": "replace", "path": f"{CORE_USER}:active", "value": False},
+        {"op": "replace", "value": {"active": False}},  # Okta
+        {"op": "replace", "value": {"ACTIVE": False, "displayName": "B"}},
+        {"op": "replace", "value": {f"{CORE_USER}:active": False}},
+    ],
+)
+def test_an_operation_that_deactivates_may_change_active(operation: dict[str, Any]) -> None:
+    [parsed] = parse_patch_request(_body(operation))
+    assert may_change([parsed], "active")
+    assert apply_patch(USER_RESOURCE, USER, [parsed]).resource.get("active", True) is not True
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        {"op": "replace", "path": "displayName", "value": "Babs"},
+        {"op": "replace", "value": {"displayName": "Babs", "name.givenName": "B"}},
+        {"op": "add", "path": 'emails[type eq "work"].value', "value": "b@example.com"},
+        {"op": "replace", "value": {ENTERPRISE_USER: {"department": "Sales"}}},
+    ],
+)
+def test_an_operation_that_leaves_active_alone_may_not_change_it(
+    operation: dict[str, Any],
+) -> None:
+    [parsed] = parse_patch_request(_body(operation))
+    assert not may_change([parsed], "active")
+    assert apply_patch(USER_RESOURCE, USER, [parsed]).resource["active"] is True
