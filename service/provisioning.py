@@ -40,6 +40,7 @@ from service.store.resources import (
     Table,
     insert,
     page,
+    selecting,
     update,
     update_unless_changed,
 )
@@ -246,9 +247,9 @@ async def _locked_with_state(
     """
     if table is GROUPS:
         state = await _state(conn, scope, table)
-        return await _existing(conn, table, scope, raw_id), state
+        return await _locked(conn, table, scope, raw_id), state
     # The response's groups come with the lock: a user's write cannot change them.
-    row = await _existing(conn, table, scope, raw_id, _groups_column(table, scope, projection, "r"))
+    row = await _locked(conn, table, scope, raw_id, _groups_column(table, scope, projection, "r"))
     return row, await _state(conn, scope, table)
 
 
@@ -514,22 +515,36 @@ async def version_of(pool: Pool, table: Table, scope: Scope, raw_id: str) -> int
     return version
 
 
-async def _existing(
-    conn: Connection,
-    table: Table,
-    scope: Scope,
-    raw_id: str,
-    related: str | None = None,
-    *,
-    lock: bool = True,
+async def _locked(
+    conn: Connection, table: Table, scope: Scope, raw_id: str, related: str | None = None
 ) -> Row:
-    """The resource (locked until the transaction ends, unless not ``lock``), or 404."""
+    """The resource, locked until the transaction ends, or 404."""
     row = await get_row(
-        conn, table, scope.schema, resource_id(raw_id, table), lock=lock, related=related
+        conn, table, scope.schema, resource_id(raw_id, table), lock=True, related=related
     )
     if row is None:
         raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
     return row
+
+
+async def _unlocked_with_state(
+    conn: Connection, table: Table, scope: Scope, raw_id: str, related: str | None = None
+) -> tuple[Row, WriteState] | None:
+    """The resource, read without a lock, and the write's state, in one statement
+    (`write_state.read_with`), or 404. None without a tenant id: no state to read."""
+    if scope.tenant_id is None:
+        return None
+    key = resource_id(raw_id, table)
+    state, row = await write_state.read_with(
+        conn,
+        scope.schema,
+        scope.tenant_id,
+        resource=lambda first: selecting(table, scope.schema, first, related),
+        resource_args=[key],
+    )
+    if row is None:
+        raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
+    return row, state
 
 
 async def replace(
@@ -726,12 +741,14 @@ async def _patch_user_unlocked(
         return None
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         groups_column = _groups_column(USERS, scope, projection, "r")
-        row = await _existing(conn, USERS, scope, raw_id, groups_column, lock=False)
+        read = await _unlocked_with_state(conn, USERS, scope, raw_id, groups_column)
+        if read is None:
+            return None
+        row, state = read
         _check_if_match(row, if_match)
         result = patch.apply_patch(USERS.resource_type, row["resource"], operations)
         if result.password is not None or result.resource == row["resource"]:
             return None
-        state = await _state(conn, scope, USERS)
         before = _event_body(USERS, scope, row)
         stored = await _update_user_with_event(
             conn, scope, state, row, resource=result.resource, before=before, locked=False
@@ -774,14 +791,16 @@ async def _patch_members_unlocked(
     if if_match is not None:
         return None
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
-        row = await _existing(conn, GROUPS, scope, raw_id, lock=False)
+        read = await _unlocked_with_state(conn, GROUPS, scope, raw_id)
+        if read is None:
+            return None
+        row, state = read
         result = patch.apply_patch(GROUPS.resource_type, row["resource"], operations)
         if result.resource != row["resource"] or len(result.member_steps) != 1:
             return None
         [step] = result.member_steps
         if step.kind not in ("add", "remove"):
             return None
-        state = await _state(conn, scope, GROUPS)
         if state.roles is not None or not _events_along(scope, state):
             return None
         add = step.kind == "add"
@@ -863,7 +882,7 @@ async def delete(
         # A user's delete locks the groups it leaves, so it takes the roles lock first too.
         state = await _state(conn, scope, table)
         tracker = state.roles
-        row = await _existing(conn, table, scope, raw_id)
+        row = await _locked(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
         user_roles: list[str] | None = None
         inside: set[uuid.UUID] = set()

@@ -6,15 +6,19 @@ its role mapping, taking the tenant's roles lock when there is one
 (`service.guard`), and its provisioning policy (`tenants.policies`); for a
 user's create also whether a hidden user may be claimed
 (`service.store.lifecycle.claim_probe`), so an ordinary create costs no
-round trip more for the rare adoption.
+round trip more for the rare adoption; for a PATCH that takes no lock, the
+resource it changes (`read_with`).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+
+import asyncpg
 
 from service.guard import GUARD_SCHEMA_VERSION
 from service.postgres import Connection
@@ -65,25 +69,65 @@ async def read(
     """
     if tenant_id is None:
         return UNTRACKED
-    lock = "pg_advisory_xact_lock" if group else "pg_advisory_xact_lock_shared"
     probed, probe_args = probe or ("NULL::boolean", [])
+    lock = "pg_advisory_xact_lock" if group else "pg_advisory_xact_lock_shared"
     row = await conn.fetchrow(
-        "SELECT t.schema_version >= $2 AS guarded, g.tripped_at IS NOT NULL AS tripped, "
-        f"m.default_roles, m.group_rules, {_POLICY_COLUMNS}, {probed} AS may_claim, "
-        f"t.schema_version >= {outbox.NUMBERED_AT_COMMIT_VERSION:d} AS numbers_at_commit, "
-        "now(), "
-        f"CASE WHEN m.tenant IS NOT NULL THEN {lock}($3, hashtext(t.id::text)) IS NULL END "
-        "FROM scim_control.tenants t "
-        "LEFT JOIN scim_control.role_mappings m ON m.tenant = t.id "
-        "LEFT JOIN scim_control.deprovision_guards g ON g.tenant = t.id "
-        "LEFT JOIN scim_control.provisioning_policies p ON p.tenant = t.id WHERE t.id = $1",
+        _statement(probed, lock),
         tenant_id,
         GUARD_SCHEMA_VERSION,
         role_mappings.LOCK_CLASS,
         *probe_args,
     )
+    return UNTRACKED if row is None else _state_of(schema, row)
+
+
+async def read_with(
+    conn: Connection,
+    schema: str,
+    tenant_id: uuid.UUID,
+    *,
+    resource: Callable[[int], str],
+    resource_args: list[Any],
+) -> tuple[WriteState, asyncpg.Record | None]:
+    """The state of a write that takes no lock (`read`, without the roles lock: its
+    caller takes the locked way when the tenant maps roles) and, in the same
+    statement, the resource it writes: ``resource`` is a `SELECT` of at most one row
+    given the first `$n` its arguments (``resource_args``) take. The resource is None
+    when there is none, or when the tenant is not found (the state `UNTRACKED`)."""
+    row = await conn.fetchrow(
+        _statement("NULL::boolean", None, resource(3)),
+        tenant_id,
+        GUARD_SCHEMA_VERSION,
+        *resource_args,
+    )
     if row is None:
-        return UNTRACKED
+        return UNTRACKED, None
+    return _state_of(schema, row), row if row["id"] is not None else None
+
+
+def _statement(probed: str, lock: str | None, resource: str | None = None) -> str:
+    """The state query; ``lock``, the roles lock's function (`$3` its class), taken if
+    the tenant maps roles; ``resource``, a row read along (`read_with`)."""
+    locking = (
+        ""
+        if lock is None
+        else f", CASE WHEN m.tenant IS NOT NULL THEN {lock}($3, hashtext(t.id::text)) IS NULL END"
+    )
+    joined = "" if resource is None else f" LEFT JOIN LATERAL ({resource}) AS w ON true"
+    return (
+        "SELECT t.schema_version >= $2 AS guarded, g.tripped_at IS NOT NULL AS tripped, "
+        f"m.default_roles, m.group_rules, {_POLICY_COLUMNS}, {probed} AS may_claim, "
+        f"t.schema_version >= {outbox.NUMBERED_AT_COMMIT_VERSION:d} AS numbers_at_commit, "
+        f"now(){locking}{'' if resource is None else ', w.*'} "
+        "FROM scim_control.tenants t "
+        "LEFT JOIN scim_control.role_mappings m ON m.tenant = t.id "
+        "LEFT JOIN scim_control.deprovision_guards g ON g.tenant = t.id "
+        f"LEFT JOIN scim_control.provisioning_policies p ON p.tenant = t.id{joined} "
+        "WHERE t.id = $1"
+    )
+
+
+def _state_of(schema: str, row: asyncpg.Record) -> WriteState:
     tracker = None
     if row["group_rules"] is not None:
         tracker = Tracker(schema, role_mappings.from_row(row))

@@ -133,11 +133,17 @@ async def get(
 
     ``related``, SQL over the resource `r`, becomes the row's `related` column.
     """
-    columns = RESOURCE_COLUMNS if related is None else f"{RESOURCE_COLUMNS}, {related} AS related"
     return await conn.fetchrow(
+        selecting(table, schema, 1, related) + (" FOR UPDATE OF r" if lock else ""), resource_id
+    )
+
+
+def selecting(table: Table, schema: str, id_param: int, related: str | None = None) -> str:
+    """The `SELECT` of `get`, the resource's id being `$id_param`."""
+    columns = RESOURCE_COLUMNS if related is None else f"{RESOURCE_COLUMNS}, {related} AS related"
+    return (
         f"SELECT {columns} FROM {table.qualified(schema)} r "
-        f"WHERE r.id = $1 AND {table.visible}" + (" FOR UPDATE OF r" if lock else ""),
-        resource_id,
+        f"WHERE r.id = ${id_param} AND {table.visible}"
     )
 
 

@@ -16,8 +16,8 @@ import pytest
 from service import events, provisioning
 from service.postgres import Pool
 from service.settings import Settings
-from service.store import outbox
-from service.store.resources import GROUPS, USERS, Table
+from service.store import groups, outbox
+from service.store.resources import GROUPS, USERS
 from service.webhooks.worker import WebhookWorker
 from tenants.migrations import apply_pending
 from tenants.schemas import quoted_schema
@@ -291,7 +291,7 @@ async def test_a_member_patch_stores_the_same_events_with_or_without_the_lock(
 
 
 async def test_a_member_patch_of_a_group_renamed_after_it_was_read_shows_the_new_name(
-    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+    client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The events of a member change name the group; renamed between the PATCH's read
     and its statement, the statement writes nothing and the PATCH runs again locked."""
@@ -302,9 +302,11 @@ async def test_a_member_patch_of_a_group_renamed_after_it_was_read_shows_the_new
     group = created.json()["id"]
     interleaved = interleave(
         monkeypatch,
-        GROUPS,
-        "UPDATE {schema}.groups SET version = version + 1, display_name = 'New', "
-        """resource = '{{"displayName": "New"}}' WHERE id = $1""",
+        groups,
+        "change_unlocked",
+        f"UPDATE {quoted_schema(await schema_of(db, tenant.slug))}.groups SET version = "
+        """version + 1, display_name = 'New', resource = '{"displayName": "New"}' """
+        "WHERE id = $1",
         uuid.UUID(group),
     )
     response = await client.patch(
@@ -414,23 +416,21 @@ async def test_concurrent_writes_are_numbered_without_gaps_in_commit_order(
 
 
 def interleave(
-    monkeypatch: pytest.MonkeyPatch, table: Table, statement: str, *args: Any
+    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, statement: str, *args: Any
 ) -> list[int]:
-    """Have another writer run ``statement`` (`{schema}`: the tenant's) and commit just
-    before the next write of ``table`` reads its state, after it read the resource;
-    the list returned gets an item when it has."""
-    read_state = provisioning._state
+    """Have another writer run ``statement`` and commit just before the next call of
+    ``module.name``, a write's statement that takes effect only if what the write read
+    still holds; the list returned gets an item when it has."""
+    write = getattr(module, name)
     done: list[int] = []
 
-    async def state_after_another_write(
-        conn: Any, scope: provisioning.Scope, of: Table, created: Any = None
-    ) -> Any:
-        if of is table and not done:
+    async def after_another_write(conn: Any, *rest: Any, **options: Any) -> Any:
+        if not done:
             done.append(1)
-            await conn.execute(statement.format(schema=quoted_schema(scope.schema)), *args)
-        return await read_state(conn, scope, of, created)
+            await conn.execute(statement, *args)
+        return await write(conn, *rest, **options)
 
-    monkeypatch.setattr(provisioning, "_state", state_after_another_write)
+    monkeypatch.setattr(module, name, after_another_write)
     return done
 
 
@@ -467,16 +467,17 @@ async def test_concurrent_patches_of_one_user_lose_no_change(
 
 
 async def test_a_patch_of_a_user_changed_after_it_was_read_is_applied_to_the_change(
-    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+    client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another writer commits between the PATCH's read and its write: the write does
-    nothing, stores no event, and the PATCH is applied again to the user as stored."""
+    """Another writer commits between the PATCH's read and its statement: the statement
+    does nothing, stores no event, and the PATCH is applied again to the user as stored."""
     user = await tenant.create_user("lu@example.com", displayName="Lu")
     interleaved = interleave(
         monkeypatch,
-        USERS,
-        "UPDATE {schema}.users SET version = version + 1, "
-        """resource = resource || '{{"title": "Lead"}}' WHERE id = $1""",
+        provisioning,
+        "update_unless_changed",
+        f"UPDATE {quoted_schema(await schema_of(db, tenant.slug))}.users SET version = "
+        """version + 1, resource = resource || '{"title": "Lead"}' WHERE id = $1""",
         uuid.UUID(user["id"]),
     )
     response = await client.patch(

@@ -229,9 +229,9 @@ async def test_the_common_create_opens_no_transaction_block(
 async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_lock(
     client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
-    """The user and the write's state are read, then the change and its event are one
-    statement that takes effect only if the user is still at the version read: no
-    transaction block, no lock held across round trips. A deactivation, which the
+    """The user and the write's state are read in one statement, then the change and
+    its event are one statement that takes effect only if the user is still at the
+    version read: no transaction block, no lock held across round trips. A deactivation, which the
     deprovisioning guard counts, is one locked transaction, read once."""
     user = await tenant.create_user("noor@example.com", displayName="Noor")
     recorded.spans.clear()
@@ -247,8 +247,8 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
     assert response.status_code == 200, response.text
     spans = await finished_spans(recorded, 1)
     assert statements_of(spans, server_span(spans, f"PATCH {USERS_ROUTE}/{{resource_id}}")) == [
-        "SELECT group_members groups users",  # the user with its groups, not locked
-        "SELECT tenants role_mappings deprovision_guards",  # the write's state
+        # The write's state with the user and its groups, not locked, in one statement.
+        "SELECT tenants role_mappings deprovision_guards",
         "UPDATE users events",
     ]
     assert opened == []
@@ -276,8 +276,9 @@ async def test_a_member_patch_is_one_statement_without_a_transaction_block(
     client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
     """While a group is locked, each round trip is one other changes of its members
-    wait for: the group and the state are read without a lock, then one statement
-    locks the group, adds the members, bumps its version and stores the events."""
+    wait for: the group and the state are read in one statement without a lock, then
+    one statement locks the group, adds the members, bumps its version and stores the
+    events."""
     user = await tenant.create_user("kim@example.com")
     created = await client.post(
         f"{tenant.scim}/Groups", json={"displayName": "Ops"}, headers=tenant.auth()
@@ -298,8 +299,7 @@ async def test_a_member_patch_is_one_statement_without_a_transaction_block(
     assert statements_of(
         spans, server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
     ) == [
-        "SELECT groups",
-        "SELECT tenants role_mappings deprovision_guards",
+        "SELECT tenants role_mappings deprovision_guards",  # the state, with the group
         "INSERT groups users group_members",
     ]
     recorded.spans.clear()
@@ -316,7 +316,6 @@ async def test_a_member_patch_is_one_statement_without_a_transaction_block(
     assert statements_of(
         spans, server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
     ) == [
-        "SELECT groups",
         "SELECT tenants role_mappings deprovision_guards",
         "DELETE groups group_members events",
     ]
