@@ -725,11 +725,12 @@ async def _patch_user_unlocked(
     projection: Projection | None,
 ) -> dict[str, Any] | None:
     """The common user PATCH without a lock or a transaction block: the user and the
-    write's state read, then the change with its event in one statement that takes
-    effect only if the user is still as read (`update_unless_changed`).
+    write's state read in one statement, then the change with its event in one
+    statement that takes effect only if the user is still as read
+    (`update_unless_changed`).
 
-    BEGIN and COMMIT were two of its five round trips, and the lock held across
-    them stands in for what the version check does here. None, having written
+    It took five round trips, BEGIN and COMMIT among them, with the user locked
+    across them; the version check stands in for the lock here. None, having written
     nothing, when the PATCH needs the locked way (`apply_patch`): it sets a
     password, may change `active` (`patch.may_change`), changes nothing, cannot store
     its event with the change (`_update_user_with_event`), or the user changed since
@@ -778,8 +779,9 @@ async def _patch_members_unlocked(
     projection: Projection | None,
 ) -> dict[str, Any] | None:
     """The IdPs' common group PATCH, members added or removed by id, without a
-    transaction block: the group and the write's state read, then the change, the
-    version bump and the membership events in one statement (`groups.change_unlocked`).
+    transaction block: the group and the write's state read in one statement, then
+    the change, the version bump and the membership events in one statement
+    (`groups.change_unlocked`).
 
     The locked way holds the group's row across six round trips, which every
     other change of its members waits for; here it is held through one
