@@ -421,11 +421,12 @@ async def _update_user_with_event(
     if event is None or not guard.passes([event], state.guard_tripped):
         return None
     along = functools.partial(outbox.appending, scope.schema, [event])
+    updated: Row | None
     if locked:
         updated = await update(conn, USERS, scope.schema, row["id"], resource, along=along)
     else:
         assert state.now is not None
-        found = await update_unless_changed(
+        updated = await update_unless_changed(
             conn,
             USERS,
             scope.schema,
@@ -435,10 +436,7 @@ async def _update_user_with_event(
             at=state.now,
             along=along,
         )
-        if found is None:
-            return None
-        updated = found
-    return updated, after
+    return None if updated is None else (updated, after)
 
 
 async def _claim(
@@ -613,13 +611,28 @@ async def _finish_change(
 ) -> dict[str, Any]:
     """The end of a PUT or PATCH: its response, its metrics and its events, unless the
     change's statement stored them (``stored_after``: the event body it stored)."""
-    body = await render(conn, table, scope, rows[1], projection, read_with=rows[0])
     after = _event_body(table, scope, rows[1]) if stored_after is None else stored_after
-    instruments.changed(table.resource_type.name, before, after)
+    body = await _respond(conn, scope, table, rows, (before, after), projection=projection)
     if stored_after is None:
         await _record_change(
             conn, scope, state, table=table, rows=rows, bodies=(before, after), members=members
         )
+    return body
+
+
+async def _respond(
+    conn: Connection,
+    scope: Scope,
+    table: Table,
+    rows: tuple[Row, Row],
+    bodies: tuple[dict[str, Any], dict[str, Any]],
+    *,
+    projection: Projection | None,
+) -> dict[str, Any]:
+    """The response to a change from ``rows[0]`` to ``rows[1]``, and its metrics
+    (``bodies``: the two as their events show them)."""
+    body = await render(conn, table, scope, rows[1], projection, read_with=rows[0])
+    instruments.changed(table.resource_type.name, *bodies)
     return body
 
 
@@ -690,7 +703,7 @@ async def apply_patch(
                 )
             row = (
                 stored[0]
-                if stored
+                if stored is not None
                 else await update(conn, table, scope.schema, row["id"], result.resource)
             )
         members = events.MembershipChanges()
@@ -756,17 +769,8 @@ async def _patch_user_unlocked(
         )
         if stored is None:
             return None
-        return await _finish_change(
-            conn,
-            scope,
-            state,
-            table=USERS,
-            rows=(row, stored[0]),
-            before=before,
-            members=events.MembershipChanges(),
-            projection=projection,
-            stored_after=stored[1],
-        )
+        rows = (row, stored[0])
+        return await _respond(conn, scope, USERS, rows, (before, stored[1]), projection=projection)
 
 
 async def _patch_members_unlocked(
@@ -825,18 +829,9 @@ async def _patch_members_unlocked(
         )
         if change is None:
             return None
-        after_row = change.bumped or row
-        return await _finish_change(
-            conn,
-            scope,
-            state,
-            table=GROUPS,
-            rows=(row, after_row),
-            before=before,
-            members=events.MembershipChanges(),  # stored with the change
-            projection=projection,
-            stored_after=_event_body(GROUPS, scope, after_row),
-        )
+        after = change.bumped or row
+        bodies = (before, _event_body(GROUPS, scope, after))
+        return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
 
 
 async def _apply_member_step(

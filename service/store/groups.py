@@ -172,39 +172,31 @@ async def change_unlocked(
     400, nothing written, when a member to add does not exist.
     """
     qualified = quoted_schema(schema)
-    statement, along_args = along(4, "changed")
-    locked = (
+    along_statement, along_args = along(4, "changed")
+    current = "EXISTS (SELECT FROM current)"
+    before = (
         f"current AS (SELECT r.id FROM {qualified}.groups r WHERE r.id = $1 "
         "AND r.display_name IS NOT DISTINCT FROM $3 FOR UPDATE), "
     )
+    also = f", {current} AS current"
     if add:
-        change, row = await _change(
-            conn,
+        statement = _inserting(
             qualified,
-            _inserting(
-                qualified,
-                "found WHERE EXISTS (SELECT FROM current) "
-                "AND (SELECT count(*) FROM found) = cardinality($2::uuid[])",
-            ),
-            [group_id, ids, display_name, *along_args],
-            bump=True,
-            before=locked + _found(qualified),
-            also=f"{_FOUND_IDS}, EXISTS (SELECT FROM current) AS current",
-            along=f", along AS ({statement})",
+            f"found WHERE {current} AND (SELECT count(*) FROM found) = cardinality($2::uuid[])",
         )
+        before, also = before + _found(qualified), _FOUND_IDS + also
     else:
-        change, row = await _change(
-            conn,
-            qualified,
-            f"DELETE FROM {qualified}.group_members AS m WHERE m.group_id = $1 "
-            "AND m.member_id = ANY($2::uuid[]) AND EXISTS (SELECT FROM current) "
-            "RETURNING m.member_id, m.member_type",
-            [group_id, ids, display_name, *along_args],
-            bump=True,
-            before=locked,
-            also=", EXISTS (SELECT FROM current) AS current",
-            along=f", along AS ({statement})",
-        )
+        statement = _deleting(qualified, f"m.member_id = ANY($2::uuid[]) AND {current}")
+    change, row = await _change(
+        conn,
+        qualified,
+        statement,
+        [group_id, ids, display_name, *along_args],
+        bump=True,
+        before=before,
+        also=also,
+        along=f", along AS ({along_statement})",
+    )
     if not row["current"]:
         return None
     if add:
@@ -217,15 +209,16 @@ async def _delete(
 ) -> Change:
     """Remove the members of group `$1` that the SQL condition ``where`` (over `m`) selects."""
     qualified = quoted_schema(schema)
-    change, _ = await _change(
-        conn,
-        qualified,
-        f"DELETE FROM {qualified}.group_members AS m WHERE m.group_id = $1 AND {where} "
-        "RETURNING m.member_id, m.member_type",
-        args,
-        bump=bump,
-    )
+    change, _ = await _change(conn, qualified, _deleting(qualified, where), args, bump=bump)
     return change
+
+
+def _deleting(qualified: str, where: str) -> str:
+    """Delete the memberships of group `$1` that ``where`` (over `m`) selects."""
+    return (
+        f"DELETE FROM {qualified}.group_members AS m WHERE m.group_id = $1 AND {where} "
+        "RETURNING m.member_id, m.member_type"
+    )
 
 
 async def remove(

@@ -95,13 +95,16 @@ def _arrays(events: Sequence[NewEvent]) -> list[list[Any]]:
     ]
 
 
-def _insert_unnumbered(qualified: str, first_param: int, only_with: str | None = None) -> str:
+def _insert_unnumbered(
+    qualified: str, first_param: int, *, data: str = "e.data", where: str = ""
+) -> str:
+    """Insert the events `e` for the commit to number; ``data`` is stored as their data,
+    ``where`` (joins and conditions after the `FROM`) chooses which are stored."""
     # In insertion order: the deferred trigger numbers rows in the order they came.
-    gate = "" if only_with is None else f" WHERE EXISTS (SELECT FROM {only_with})"
     return (
         f"INSERT INTO {qualified}.events (id, type, resource_type, resource_id, data, "
-        f"previous) SELECT e.id, e.type, e.resource_type, e.resource_id, e.data, "
-        f"e.previous FROM {_rows(first_param)}{gate} ORDER BY e.n"
+        f"previous) SELECT e.id, e.type, e.resource_type, e.resource_id, {data}, "
+        f"e.previous FROM {_rows(first_param)}{where} ORDER BY e.n"
     )
 
 
@@ -163,7 +166,8 @@ def appending(
     the statement is the insert alone.
     """
     _announce_along(schema)
-    return _insert_unnumbered(quoted_schema(schema), first_param, only_with), _arrays(events)
+    where = "" if only_with is None else f" WHERE EXISTS (SELECT FROM {only_with})"
+    return _insert_unnumbered(quoted_schema(schema), first_param, where=where), _arrays(events)
 
 
 def _announce_along(schema: str) -> None:
@@ -180,12 +184,11 @@ def appending_members(
     member (`data.member.value`), and with that member's type (`data.member.type`),
     which only the statement knows."""
     _announce_along(schema)
-    statement = (
-        f"INSERT INTO {quoted_schema(schema)}.events (id, type, resource_type, resource_id, "
-        "data, previous) SELECT e.id, e.type, e.resource_type, e.resource_id, "
-        "jsonb_set(e.data, '{member,type}', to_jsonb(c.member_type)), e.previous "
-        f"FROM {_rows(first_param)} "
-        f"JOIN {changed} c ON c.member_id = (e.data #>> '{{member,value}}')::uuid ORDER BY e.n"
+    statement = _insert_unnumbered(
+        quoted_schema(schema),
+        first_param,
+        data="jsonb_set(e.data, '{member,type}', to_jsonb(c.member_type))",
+        where=f" JOIN {changed} c ON c.member_id = (e.data #>> '{{member,value}}')::uuid",
     )
     return statement, _arrays(events)
 
