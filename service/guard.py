@@ -44,16 +44,18 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+import asyncpg
 import msgspec
 
 from service import events
 from service.postgres import Connection, Pool
 from service.store import outbox
 from service.store.outbox import NewEvent
+from service.store.resources import AlongStatements
 from tenants.errors import InvalidInput
 from tenants.registry import tenant_schema_at
 from tenants.schemas import quoted_schema
@@ -158,51 +160,74 @@ async def _locked_row(conn: Connection, tenant_id: uuid.UUID) -> Any:
     return row
 
 
-async def _count(conn: Connection, schema: str, tenant_id: uuid.UUID, counted: int) -> bool:
-    """Count this write's deprovisions; whether the guard is (now) tripped."""
-    row = await _locked_row(conn, tenant_id)
-    if counted == 0 or (row["tripped_at"] is None and not _settings(row).enabled):
-        return row["tripped_at"] is not None
-    settings = _settings(row)
-    now: datetime = row["now"]
-    started, users, deprovisions = (
-        row["window_started_at"],
-        row["window_users"],
-        row["window_deprovisions"],
+def _counting(schema: str, *, tenant: str, counted: str, add_back: str, gate: str = "") -> str:
+    """`WITH` queries that count ``counted`` deprovisions in the guard window of tenant
+    ``tenant`` (SQL expressions, as ``add_back``), ending with `counted`: (`holding`,
+    `tripped_now`, `users`, `deprovisions`, `window_seconds`), no row when the guard
+    is disabled and not tripped (nothing counted).
+
+    The guard row is locked first: a count is the newest row's plus this one. A
+    new window's base is the tenant's active users, plus ``add_back``: the users
+    this write took out already, if its transaction's earlier statements did.
+    ``gate``: more conditions on counting at all (`AND ...`).
+    """
+    enabled = "true" if DEFAULT_ENABLED else "false"
+    return (
+        "guard_row AS (SELECT g.tripped_at, g.window_started_at, g.window_users, "
+        f"g.window_deprovisions, coalesce(g.threshold_percent, {DEFAULT_THRESHOLD_PERCENT:d}) "
+        f"AS threshold_percent, coalesce(g.min_users, {DEFAULT_MIN_USERS:d}) AS min_users, "
+        f"coalesce(g.window_seconds, {DEFAULT_WINDOW_SECONDS:d}) AS window_seconds "
+        f"FROM scim_control.deprovision_guards g WHERE g.tenant = {tenant} "
+        f"AND (g.tripped_at IS NOT NULL OR coalesce(g.enabled, {enabled})){gate} "
+        "FOR UPDATE OF g), "
+        "guard_window AS (SELECT g.tripped_at, g.threshold_percent, g.min_users, "
+        "g.window_seconds, CASE WHEN x.expired THEN now() ELSE g.window_started_at END "
+        "AS started, CASE WHEN x.expired THEN (SELECT count(*) FROM "
+        f"{quoted_schema(schema)}.users WHERE managed AND deleted_at IS NULL AND active) "
+        f"+ {add_back} ELSE g.window_users END AS users, "
+        f"CASE WHEN x.expired THEN 0 ELSE g.window_deprovisions END + {counted} "
+        "AS deprovisions FROM guard_row g, LATERAL (SELECT g.window_started_at IS NULL "
+        "OR now() - g.window_started_at >= make_interval(secs => g.window_seconds) "
+        "AS expired) x), "
+        "counted AS (UPDATE scim_control.deprovision_guards g SET "
+        "window_started_at = w.started, window_users = w.users, "
+        "window_deprovisions = w.deprovisions, tripped_at = coalesce(w.tripped_at, "
+        "CASE WHEN w.users >= w.min_users AND w.deprovisions * 100 > w.users * "
+        "w.threshold_percent THEN now() END) "
+        f"FROM guard_window w WHERE g.tenant = {tenant} "
+        "RETURNING g.tripped_at IS NOT NULL AS holding, "
+        "w.tripped_at IS NULL AND g.tripped_at IS NOT NULL AS tripped_now, "
+        "w.users, w.deprovisions, w.window_seconds)"
     )
-    if started is None or (now - started).total_seconds() >= settings.window_seconds:
-        # This write's users are already out, so they are added back to the base.
-        active = await conn.fetchval(
-            f"SELECT count(*) FROM {quoted_schema(schema)}.users "
-            "WHERE managed AND deleted_at IS NULL AND active"
-        )
-        started, users, deprovisions = now, active + counted, 0
-    deprovisions += counted
-    tripped = row["tripped_at"]
-    if (
-        tripped is None
-        and users >= settings.min_users
-        and deprovisions * 100 > users * settings.threshold_percent
-    ):
-        tripped = now
+
+
+def _noted(tenant_id: uuid.UUID, counted: Mapping[str, Any] | asyncpg.Record | None) -> bool:
+    """Whether the guard holds after a count (`counted`'s row, None: nothing counted);
+    a trip is logged."""
+    if counted is None:
+        return False
+    if counted["tripped_now"]:
         log.warning(
             "deprovisioning guard tripped for tenant %s: %d of %d users deprovisioned within "
             "%d s; their events are held until an operator releases or discards them",
             tenant_id,
-            deprovisions,
-            users,
-            settings.window_seconds,
+            counted["deprovisions"],
+            counted["users"],
+            counted["window_seconds"],
         )
-    await conn.execute(
-        "UPDATE scim_control.deprovision_guards SET window_started_at = $2, window_users = $3, "
-        "window_deprovisions = $4, tripped_at = $5 WHERE tenant = $1",
-        tenant_id,
-        started,
-        users,
-        deprovisions,
-        tripped,
+    return bool(counted["holding"])
+
+
+async def _count(conn: Connection, schema: str, tenant_id: uuid.UUID, counted: int) -> bool:
+    """Count this write's deprovisions, which its transaction made already; whether the
+    guard is (now) tripped."""
+    row = await _locked_row(conn, tenant_id)
+    if counted == 0:
+        return row["tripped_at"] is not None
+    counting = _counting(schema, tenant="$1", counted="$2::integer", add_back="$2::integer")
+    return _noted(
+        tenant_id, await conn.fetchrow(f"WITH {counting} SELECT * FROM counted", tenant_id, counted)
     )
-    return tripped is not None
 
 
 async def tripped(conn: Connection | Pool, tenant_id: uuid.UUID) -> bool | None:
@@ -272,15 +297,27 @@ async def record(
     await outbox.append(conn, schema, passed, at_commit=at_commit)
 
 
+def _inserting_held(qualified: str, source: str, *, user_id: str, where: str = "") -> str:
+    """Hold the events `e` of ``source``, in their order `e.n`; ``user_id``: what each is
+    held for (SQL over `e`)."""
+    return (
+        f"INSERT INTO {qualified}.held_events "
+        "(id, user_id, type, resource_type, resource_id, data, previous) "
+        f"SELECT e.id, {user_id}, e.type, e.resource_type, e.resource_id, e.data, e.previous "
+        f"FROM {source}{where} ORDER BY e.n"
+    )
+
+
 async def _hold(conn: Connection, schema: str, held: list[NewEvent]) -> None:
     if not held:
         return
+    source = (
+        "unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::jsonb[], "
+        "$7::jsonb[]) WITH ORDINALITY "
+        "AS e(id, user_id, type, resource_type, resource_id, data, previous, n)"
+    )
     await conn.execute(
-        f"INSERT INTO {quoted_schema(schema)}.held_events "
-        "(id, user_id, type, resource_type, resource_id, data, previous) "
-        "SELECT e.id, e.u, e.t, e.rt, e.ri, e.d, e.p FROM unnest($1::uuid[], $2::uuid[], "
-        "$3::text[], $4::text[], $5::uuid[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY "
-        "AS e(id, u, t, rt, ri, d, p, n) ORDER BY e.n",
+        _inserting_held(quoted_schema(schema), source, user_id="e.user_id"),
         [event.id for event in held],
         [_user_of(event) for event in held],
         [event.type for event in held],
@@ -289,6 +326,65 @@ async def _hold(conn: Connection, schema: str, held: list[NewEvent]) -> None:
         [event.data for event in held],
         [event.previous for event in held],
     )
+
+
+def counts_along(new: Sequence[NewEvent], was_tripped: bool | None, has_row: bool) -> bool:
+    """Whether a write about one user that `passes` does not let through (it deprovisions)
+    can be counted and have its events stored or held by its own statement
+    (`counting`): the guard's row exists (the statement would count nothing without
+    it) and the write read the guard untripped, so that user has no held events: the
+    count decides for all of ``new`` at once."""
+    about = {_user_of(event) for event in new} | {event.resource_id for event in new}
+    return was_tripped is False and has_row and len(about) == 1
+
+
+def counting(
+    schema: str,
+    tenant_id: uuid.UUID,
+    new: Sequence[NewEvent],
+    first_param: int,
+    only_with: str | None,
+) -> AlongStatements:
+    """Statements for a user's write to run with its change, taking effect only with
+    ``only_with`` (`service.store.resources.Along`): count the deprovisions of ``new``
+    (when `counts_along`) in the guard window, then store ``new`` in the outbox or, if
+    the guard holds after the count, hold them. The write's row has `guard_counted`,
+    for `noted`.
+
+    One statement instead of the locked way's lock, count, update and insert:
+    deprovisions of a tenant queue on its guard row only from that statement to its
+    commit.
+    """
+    if only_with is None:
+        raise ValueError("a count goes with a write that may write nothing")
+    holding = "EXISTS (SELECT FROM counted WHERE holding)"
+    stored = outbox.appending(schema, new, first_param, only_with="passed")
+    tenant = first_param + len(stored.args)
+    counting = _counting(
+        schema,
+        tenant=f"${tenant}",
+        counted=f"${tenant + 1}::integer",
+        add_back="0",
+        gate=f" AND EXISTS (SELECT FROM {only_with})",
+    )
+    held = _inserting_held(
+        quoted_schema(schema),
+        outbox.event_rows(first_param),
+        user_id="e.resource_id",
+        where=f" WHERE {holding}",
+    )
+    return AlongStatements(
+        f"{counting}, passed AS (SELECT FROM {only_with} WHERE NOT {holding}), "
+        f"{stored.ctes}, held AS ({held})",
+        [*stored.args, tenant_id, sum(map(_counts, new))],
+        returns=", (SELECT to_jsonb(c) FROM counted c) AS guard_counted",
+    )
+
+
+def noted(tenant_id: uuid.UUID, row: asyncpg.Record) -> bool:
+    """Whether the guard held the events of a write `counting` went with (its ``row``);
+    a trip is logged."""
+    return _noted(tenant_id, row["guard_counted"])
 
 
 # -- the operator's side ----------------------------------------------------------------

@@ -36,6 +36,7 @@ from service.store.paging import ListQuery
 from service.store.resources import (
     GROUPS,
     USERS,
+    Along,
     Row,
     Table,
     insert,
@@ -402,10 +403,11 @@ async def _update_user_with_event(
     `lastModified` the transaction's timestamp. None, having done nothing,
     when the event cannot go with the update: see `_events_along`; the tenant
     maps roles (a user's roles are read after its update); the change is not
-    an event (`events.changed`), or the guard may hold it (a deactivation,
-    which the guard counts). A ``row`` read without a lock (not ``locked``)
-    is updated only if it is still at the version read, else None too; its own
-    statement's transaction is not the state's, so `lastModified` is passed.
+    an event (`events.changed`), or the guard may hold it and cannot decide
+    within the statement (`guard.counts_along`). A ``row`` read without a lock (not
+    ``locked``) is updated only if it is still at the version read, else None
+    too; its own statement's transaction is not the state's, so
+    `lastModified` is passed.
     """
     if state.roles is not None or not _events_along(scope, state):
         return None
@@ -418,9 +420,22 @@ async def _update_user_with_event(
     }
     after = _event_body(USERS, scope, stored)
     event = events.changed(before, after)
-    if event is None or not guard.passes([event], state.guard_tripped):
+    if event is None:
         return None
-    along = functools.partial(outbox.appending, scope.schema, [event])
+    along: Along
+    counted_in = None
+    if guard.passes([event], state.guard_tripped):
+        along = functools.partial(outbox.appending, scope.schema, [event])
+    elif (
+        not locked
+        and scope.tenant_id is not None
+        and guard.counts_along([event], state.guard_tripped, state.guard_row)
+    ):
+        # A deprovision: the statement counts it and stores or holds its event.
+        counted_in = scope.tenant_id
+        along = functools.partial(guard.counting, scope.schema, counted_in, [event])
+    else:
+        return None
     updated: Row | None
     if locked:
         updated = await update(conn, USERS, scope.schema, row["id"], resource, along=along)
@@ -436,7 +451,11 @@ async def _update_user_with_event(
             at=state.now,
             along=along,
         )
-    return None if updated is None else (updated, after)
+    if updated is None:
+        return None
+    if counted_in is not None:
+        guard.noted(counted_in, updated)
+    return updated, after
 
 
 async def _claim(
@@ -743,16 +762,14 @@ async def _patch_user_unlocked(
     (`update_unless_changed`).
 
     It took five round trips, BEGIN and COMMIT among them, with the user locked
-    across them; the version check stands in for the lock here. None, having written
-    nothing, when the PATCH needs the locked way (`apply_patch`): it sets a
-    password, may change `active` (`patch.may_change`), changes nothing, cannot store
-    its event with the change (`_update_user_with_event`), or the user changed since
-    it was read.
+    across them; the version check stands in for the lock here. A deactivation is
+    counted by the deprovisioning guard in the same statement (`guard.counting`);
+    it took eight round trips the locked way, the tenant's guard row locked across
+    three. None, having written nothing, when the PATCH needs the locked way
+    (`apply_patch`): it sets a password, changes nothing, cannot store its event
+    with the change (`_update_user_with_event`), or the user changed since it was
+    read.
     """
-    if patch.may_change(operations, "active"):
-        # The deprovisioning guard counts deactivations, in the locked way's transaction;
-        # known from the request, a (de)activation is not read twice.
-        return None
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         groups_column = _groups_column(USERS, scope, projection, "r")
         read = await _unlocked_with_state(conn, USERS, scope, raw_id, groups_column)

@@ -43,6 +43,8 @@ class WriteState:
     now: datetime | None = None
     """The transaction's timestamp: the `now()` of each of its statements, so the
     `created` and `lastModified` its inserts and updates will store."""
+    guard_row: bool = False
+    """Whether the tenant's guard row exists (`service.guard.counts_along`)."""
 
 
 UNTRACKED: Final = WriteState(None, None)
@@ -116,6 +118,7 @@ def _statement(probed: str, lock: str | None, resource: str | None = None) -> st
     joined = "" if resource is None else f" LEFT JOIN LATERAL ({resource}) AS w ON true"
     return (
         "SELECT t.schema_version >= $2 AS guarded, g.tripped_at IS NOT NULL AS tripped, "
+        "g.tenant IS NOT NULL AS guard_row, "
         f"m.default_roles, m.group_rules, {_POLICY_COLUMNS}, {probed} AS may_claim, "
         f"t.schema_version >= {outbox.NUMBERED_AT_COMMIT_VERSION:d} AS numbers_at_commit, "
         f"now(){locking}{'' if resource is None else ', w.*'} "
@@ -138,4 +141,5 @@ def _state_of(schema: str, row: asyncpg.Record) -> WriteState:
         row["may_claim"],
         row["numbers_at_commit"],
         row["now"],
+        row["guard_row"],
     )

@@ -173,30 +173,6 @@ def apply_patch(
     return PatchResult(patcher.resource, steps, changed, patcher.password)
 
 
-def may_change(operations: list[Operation], name: str) -> bool:
-    """Whether any of ``operations`` may change the top-level attribute ``name``, judged
-    from the request alone, before the resource is read: by its path, or by a key of a
-    pathless value (at any depth, schema-qualified or not). It may answer True for an
-    operation that changes nothing, never False for one that changes ``name``."""
-    wanted = name.lower()
-
-    def names(value: Any) -> bool:
-        if not isinstance(value, dict):
-            return False
-        return any(
-            key.lower().rsplit(":", 1)[-1] == wanted or names(item)
-            for key, item in value.items()
-            if isinstance(key, str)
-        )
-
-    return any(
-        operation.path.attr.attr.lower() == wanted
-        if operation.path is not None
-        else names(operation.value)
-        for operation in operations
-    )
-
-
 class _Patcher:
     def __init__(self, resource_type: ResourceType, resource: dict[str, Any]) -> None:
         self.resource_type = resource_type

@@ -14,7 +14,7 @@ from service.scim.filter import Filter
 from service.scim.resources import Member
 from service.store.filters import SqlBuilder, compile_member_filter
 from service.store.paging import RESOURCE_COLUMNS
-from service.store.resources import Row
+from service.store.resources import AlongStatements, Row
 from tenants.schemas import quoted_schema
 
 
@@ -157,7 +157,7 @@ async def change_unlocked(
     *,
     add: bool,
     display_name: str | None,
-    along: Callable[[int, str], tuple[str, list[Any]]],
+    along: Callable[[int, str], AlongStatements],
 ) -> Change | None:
     """Add (``add``: `new_member_ids`) or remove (`member_ids`) these members of a group
     read without a lock, with its version bump and ``along``, in one statement and no
@@ -172,7 +172,7 @@ async def change_unlocked(
     400, nothing written, when a member to add does not exist.
     """
     qualified = quoted_schema(schema)
-    along_statement, along_args = along(4, "changed")
+    statements = along(4, "changed")
     current = "EXISTS (SELECT FROM current)"
     before = (
         f"current AS (SELECT r.id FROM {qualified}.groups r WHERE r.id = $1 "
@@ -191,11 +191,11 @@ async def change_unlocked(
         conn,
         qualified,
         statement,
-        [group_id, ids, display_name, *along_args],
+        [group_id, ids, display_name, *statements.args],
         bump=True,
         before=before,
         also=also,
-        along=f", along AS ({along_statement})",
+        along=f", {statements.ctes}",
     )
     if not row["current"]:
         return None

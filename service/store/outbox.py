@@ -43,6 +43,7 @@ from typing import Any, Final
 import asyncpg
 
 from service.postgres import Connection, Pool
+from service.store.resources import AlongStatements
 from tenants.schemas import quoted_schema
 
 CHANNEL = "scim_events"
@@ -79,7 +80,7 @@ _EVENT_ROWS: Final = (
 )
 
 
-def _rows(first_param: int) -> str:
+def event_rows(first_param: int) -> str:
     """The events as rows of `e`, from six array parameters numbered from ``first_param``."""
     return _EVENT_ROWS.format(*range(first_param, first_param + 6))
 
@@ -104,7 +105,7 @@ def _insert_unnumbered(
     return (
         f"INSERT INTO {qualified}.events (id, type, resource_type, resource_id, data, "
         f"previous) SELECT e.id, e.type, e.resource_type, e.resource_id, {data}, "
-        f"e.previous FROM {_rows(first_param)}{where} ORDER BY e.n"
+        f"e.previous FROM {event_rows(first_param)}{where} ORDER BY e.n"
     )
 
 
@@ -142,7 +143,7 @@ async def append(
             f"inserted AS (INSERT INTO {qualified}.events "
             "(sequence, id, type, resource_type, resource_id, data, previous) "
             "SELECT numbered.base + e.n, e.id, e.type, e.resource_type, e.resource_id, e.data, "
-            f"e.previous FROM numbered, {_rows(1)}) {notify or 'SELECT 1'}"
+            f"e.previous FROM numbered, {event_rows(1)}) {notify or 'SELECT 1'}"
         )
     await conn.execute(statement, *_arrays(events), *(() if announced else (CHANNEL, schema)))
 
@@ -155,10 +156,11 @@ def announcing() -> bool:
 
 def appending(
     schema: str, events: Sequence[NewEvent], first_param: int, only_with: str | None = None
-) -> tuple[str, list[Any]]:
-    """``events`` as a statement to run within another statement of the transaction, and
-    its arguments, numbered from ``first_param``; with ``only_with``, the name of a
-    `WITH` query of that statement, they are stored only if it returns a row.
+) -> AlongStatements:
+    """``events`` as a statement (`along`) to run within another statement of the
+    transaction, with its arguments numbered from ``first_param`` (the events' arrays,
+    `event_rows`); with ``only_with``, the name of a `WITH` query of that statement,
+    they are stored only if it returns a row.
 
     Saves the write a round trip: its last change and its events leave as one
     statement. Only where the commit numbers the events (the caller checks the
@@ -167,7 +169,8 @@ def appending(
     """
     _announce_along(schema)
     where = "" if only_with is None else f" WHERE EXISTS (SELECT FROM {only_with})"
-    return _insert_unnumbered(quoted_schema(schema), first_param, where=where), _arrays(events)
+    statement = _insert_unnumbered(quoted_schema(schema), first_param, where=where)
+    return AlongStatements(f"along AS ({statement})", _arrays(events))
 
 
 def _announce_along(schema: str) -> None:
@@ -177,7 +180,7 @@ def _announce_along(schema: str) -> None:
 
 def appending_members(
     schema: str, events: Sequence[NewEvent], first_param: int, changed: str
-) -> tuple[str, list[Any]]:
+) -> AlongStatements:
     """As `appending`, for membership events (`service.events.MembershipChanges.events`)
     of members a statement may or may not change: each is stored only if the
     statement's `WITH` query ``changed`` (`member_id, member_type`) returns its
@@ -190,7 +193,7 @@ def appending_members(
         data="jsonb_set(e.data, '{member,type}', to_jsonb(c.member_type))",
         where=f" JOIN {changed} c ON c.member_id = (e.data #>> '{{member,value}}')::uuid",
     )
-    return statement, _arrays(events)
+    return AlongStatements(f"along AS ({statement})", _arrays(events))
 
 
 _announce_after_commit: ContextVar[set[str] | None] = ContextVar(

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -73,18 +73,30 @@ def _conflict(table: Table, resource: dict[str, Any]) -> ScimError:
     return ScimError(409, "the resource conflicts with an existing one", "uniqueness")
 
 
-Along = Callable[[int, str | None], tuple[str, list[Any]]]
-"""Another data-modifying statement to run with a write, given its first free `$n` and
-the name of a `WITH` query it must take effect with (it writes nothing unless that
-query returns a row), or None: its SQL and arguments (`service.store.outbox.appending`)."""
+class AlongStatements(NamedTuple):
+    """Data-modifying statements to run within a write's statement."""
+
+    ctes: str
+    """`WITH` queries: `name AS (...), ...`."""
+    args: list[Any]
+    returns: str = ""
+    """More output columns (`, expression AS name`) over those queries, for the writes
+    that return them (`update_unless_changed`)."""
+
+
+Along = Callable[[int, str | None], AlongStatements]
+"""Statements to run with a write, given its first free `$n` and the name of a `WITH`
+query they must take effect with (they write nothing unless that query returns a row),
+or None (`service.store.outbox.appending`)."""
 
 
 def _along(along: Along | None, first_free: int) -> tuple[str, list[Any]]:
     """The `WITH` that runs ``along`` ahead of a statement's own `$1..$(first_free - 1)`."""
     if along is None:
         return "", []
-    statement, arguments = along(first_free, None)
-    return f"WITH along AS ({statement}) ", arguments
+    statements = along(first_free, None)
+    assert not statements.returns, "only update_unless_changed returns along's columns"
+    return f"WITH {statements.ctes} ", statements.args
 
 
 async def insert(
@@ -185,10 +197,11 @@ async def update_unless_changed(
 ) -> Row | None:
     """`update` of a resource read without a lock, modified ``at``: it takes effect only
     if the resource is still at ``version`` (and visible), ``along`` only with it. None
-    when it was changed or deleted meanwhile, and nothing was written."""
+    when it was changed or deleted meanwhile, and nothing was written. The row has
+    ``along``'s `returns` columns too."""
     assignments, values = _assignments(table, resource, modified=f"${len(table.indexed) + 3}")
     values += [at, version]
-    statement, extra_args = ("", []) if along is None else along(len(values) + 2, "written")
+    statements = AlongStatements("", []) if along is None else along(len(values) + 2, "written")
     return await _updating(
         conn,
         table,
@@ -196,9 +209,9 @@ async def update_unless_changed(
         f"WITH written AS (UPDATE {table.qualified(schema)} AS r SET {assignments} "
         f"WHERE r.id = $1 AND r.version = ${len(values) + 1} AND {table.visible} "
         f"RETURNING {RESOURCE_COLUMNS})"
-        + (f", along AS ({statement})" if statement else "")
-        + " SELECT * FROM written",
-        [resource_id, *values, *extra_args],
+        + (f", {statements.ctes}" if statements.ctes else "")
+        + f" SELECT *{statements.returns} FROM written",
+        [resource_id, *values, *statements.args],
     )
 
 

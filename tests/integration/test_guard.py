@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from typing import Any
 
+import pytest
+
+from service import provisioning
 from service.postgres import Pool
 from service.settings import Settings
+from service.store.resources import USERS
+from tenants.schemas import quoted_schema
 from tests.integration import receiver as receivers
 from tests.integration.conftest import Client, TenantHandle, admin_headers
-from tests.integration.test_events import patch_body, schema_of
+from tests.integration.test_events import announced_scope, interleave, patch_body, schema_of
 from tests.integration.test_roles import Feed, create_group
 from tests.integration.test_webhooks import register, verify, worker
 
@@ -204,3 +211,71 @@ async def test_webhooks_get_held_events_only_once_released_and_in_order(
     assert [event["resource"]["id"] for event in delivered] == users[:3]
     sequences = [event["sequence"] for event in delivered]
     assert sequences == sorted(sequences)
+
+
+async def test_concurrent_deactivations_are_each_counted_once(
+    client: Client, db: Pool, tenant: TenantHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each deactivation counts and stores (or holds) its event in its own statement,
+    on the guard row it locks: at once, none is lost and the guard trips once.
+
+    Run on this loop's pool: the test client hands the application one request at a
+    time, so its PATCHes would not overlap."""
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await announced_scope(db, tenant)
+    with caplog.at_level(logging.WARNING, logger="service.guard"):
+        await asyncio.gather(
+            *(
+                provisioning.apply_patch(
+                    db,
+                    USERS,
+                    scope,
+                    user,
+                    patch_body({"op": "replace", "path": "active", "value": False}),
+                )
+                for user in users
+            )
+        )
+    assert [record.getMessage().split(":")[0] for record in caplog.records] == [
+        f"deprovisioning guard tripped for tenant {scope.tenant_id}"
+    ]
+    state = await guard_of(client, tenant.slug)
+    assert (state["window_users"], state["window_deprovisions"]) == (10, 10)
+    assert (state["held_events"], state["held_users"]) == (8, 8)
+    delivered = await feed.new()
+    assert [event["type"] for event in delivered] == ["user.deactivated"] * 2
+    held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())
+    outcomes = {event["resource"]["id"] for event in delivered + held.json()["events"]}
+    assert outcomes == set(users)
+
+
+async def test_a_deactivation_of_a_user_changed_after_it_was_read_counts_once(
+    client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer commits between the deactivation's read and its statement: the
+    statement writes nothing and counts nothing; the PATCH is applied again the locked
+    way, which counts it."""
+    await configure(client, tenant.slug, threshold_percent=50, min_users=1)
+    user = await tenant.create_user("lu@example.com")
+    await tenant.create_user("kai@example.com")
+    interleaved = interleave(
+        monkeypatch,
+        provisioning,
+        "update_unless_changed",
+        f"UPDATE {quoted_schema(await schema_of(db, tenant.slug))}.users SET "
+        "version = version + 1 WHERE id = $1",
+        uuid.UUID(user["id"]),
+    )
+    await deactivate(tenant, user["id"])
+    assert interleaved == [1]
+    state = await guard_of(client, tenant.slug)
+    assert (state["window_users"], state["window_deprovisions"]) == (2, 1)
+    assert (state["holding"], state["held_events"]) == (False, 0)
+    assert [e["type"] for e in await Feed(client, tenant.slug).new()] == [
+        "user.created",
+        "user.created",
+        "user.deactivated",
+    ]

@@ -29,6 +29,7 @@ from observability.setup import Telemetry
 from service.app import create_app
 from service.settings import Settings
 from tests.integration.conftest import BASE_URL, TenantHandle, admin_headers, make_tenant
+from tests.integration.test_events import patch_body
 
 Client = AsyncTestClient[Litestar]
 PASSWORD = "Tr0ub4dor&3-not-in-any-span"
@@ -231,17 +232,16 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
 ) -> None:
     """The user and the write's state are read in one statement, then the change and
     its event are one statement that takes effect only if the user is still at the
-    version read: no transaction block, no lock held across round trips. A deactivation, which the
-    deprovisioning guard counts, is one locked transaction, read once."""
+    version read: no transaction block, no lock held across round trips. So is a
+    deactivation, which the deprovisioning guard counts in that statement, once the
+    tenant's guard row exists; the first deactivation creates it in a transaction."""
     user = await tenant.create_user("noor@example.com", displayName="Noor")
+    other = await tenant.create_user("sam@example.com", displayName="Sam")
     recorded.spans.clear()
     url = f"{tenant.scim}/Users/{user['id']}"
     response = await client.patch(
         url,
-        json={
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "displayName", "value": "Noor A."}],
-        },
+        json=patch_body({"op": "replace", "path": "displayName", "value": "Noor A."}),
         headers=tenant.auth(),
     )
     assert response.status_code == 200, response.text
@@ -252,24 +252,26 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
         "UPDATE users events",
     ]
     assert opened == []
-    deactivated = await client.patch(
-        url,
-        json={
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "active", "value": False}],
-        },
-        headers=tenant.auth(),
-    )
-    assert deactivated.status_code == 200, deactivated.text
-    assert opened == ["transaction"]
-    spans = await finished_spans(recorded, 2)
-    patches = [span for span in spans if span.name == f"PATCH {USERS_ROUTE}/{{resource_id}}"]
-    # Known from the request to change `active`: read once, locked, with the state.
-    assert statements_of(spans, patches[-1])[:3] == [
-        "SELECT group_members groups users",
-        "SELECT tenants role_mappings deprovision_guards",
-        "UPDATE users",
-    ]
+    for number, deactivated in enumerate((user, other), 2):
+        response = await client.patch(
+            f"{tenant.scim}/Users/{deactivated['id']}",
+            json=patch_body({"op": "replace", "path": "active", "value": False}),
+            headers=tenant.auth(),
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["active"] is False
+        spans = await finished_spans(recorded, number)
+        patches = [span for span in spans if span.name == f"PATCH {USERS_ROUTE}/{{resource_id}}"]
+        statements = statements_of(spans, patches[-1])
+        if number == 2:
+            assert opened == ["transaction"]
+            assert "INSERT deprovision_guards" in statements
+        else:
+            assert opened == ["transaction"], "the second deactivation opened a transaction"
+            assert statements == [
+                "SELECT tenants role_mappings deprovision_guards",
+                "UPDATE users deprovision_guards events",
+            ]
 
 
 async def test_a_member_patch_is_one_statement_without_a_transaction_block(
