@@ -32,7 +32,9 @@ person has looked. So:
   fresh window.
 
 The guard row is locked (`FOR UPDATE`) by every write that counts or holds,
-so held events are numbered in commit order, like the outbox. Other writes
+so held events are numbered in commit order, like the outbox. A user's PATCH
+that deprovisions counts, and stores or holds its event, in the statement that
+changes the user (`counting`): the row is locked from there to the commit. Other writes
 read whether the guard is tripped in the one control-plane query each write
 makes anyway (`service.write_state`), after locking what they change: a
 write about a user whose deprovision another write is holding waits for that
@@ -146,7 +148,7 @@ def _counts(event: NewEvent) -> bool:
 async def _locked_row(conn: Connection, tenant_id: uuid.UUID) -> Any:
     """The tenant's guard row, locked until commit, created with the defaults if missing."""
     query = (
-        "SELECT g.*, now() AS now FROM scim_control.deprovision_guards g "
+        "SELECT g.* FROM scim_control.deprovision_guards g "
         "WHERE g.tenant = $1 FOR UPDATE OF g"
     )
     row = await conn.fetchrow(query, tenant_id)
