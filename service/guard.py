@@ -147,10 +147,7 @@ def _counts(event: NewEvent) -> bool:
 
 async def _locked_row(conn: Connection, tenant_id: uuid.UUID) -> Any:
     """The tenant's guard row, locked until commit, created with the defaults if missing."""
-    query = (
-        "SELECT g.* FROM scim_control.deprovision_guards g "
-        "WHERE g.tenant = $1 FOR UPDATE OF g"
-    )
+    query = "SELECT g.* FROM scim_control.deprovision_guards g WHERE g.tenant = $1 FOR UPDATE OF g"
     row = await conn.fetchrow(query, tenant_id)
     if row is None:
         await conn.execute(
@@ -355,12 +352,13 @@ def counting(
 
     One statement instead of the locked way's lock, count, update and insert:
     deprovisions of a tenant queue on its guard row only from that statement to its
-    commit.
+    commit. That statement must be its own transaction: it numbers the events it
+    stores (`outbox.appending`, ``numbered``).
     """
     if only_with is None:
         raise ValueError("a count goes with a write that may write nothing")
     holding = "EXISTS (SELECT FROM counted WHERE holding)"
-    stored = outbox.appending(schema, new, first_param, only_with="passed")
+    stored = outbox.appending(schema, new, first_param, only_with="passed", numbered=True)
     tenant = first_param + len(stored.args)
     counting = _counting(
         schema,

@@ -382,7 +382,7 @@ async def _insert_with_event(
         resource,
         resource_id=resource_id,
         at=state.now,
-        along=functools.partial(outbox.appending, scope.schema, [event]),
+        along=functools.partial(outbox.appending, scope.schema, [event], numbered=True),
     )
 
 
@@ -425,7 +425,7 @@ async def _update_user_with_event(
     along: Along
     counted_in = None
     if guard.passes([event], state.guard_tripped):
-        along = functools.partial(outbox.appending, scope.schema, [event])
+        along = functools.partial(outbox.appending, scope.schema, [event], numbered=not locked)
     elif (
         not locked
         and scope.tenant_id is not None
@@ -842,7 +842,7 @@ async def _patch_members_unlocked(
             ids,
             add=add,
             display_name=row["resource"].get("displayName"),
-            along=functools.partial(outbox.appending_members, scope.schema, maybe),
+            along=functools.partial(outbox.appending_members, scope.schema, maybe, numbered=True),
         )
         if change is None:
             return None

@@ -96,16 +96,37 @@ def _arrays(events: Sequence[NewEvent]) -> list[list[Any]]:
     ]
 
 
-def _insert_unnumbered(
-    qualified: str, first_param: int, *, data: str = "e.data", where: str = ""
+def _storing(
+    qualified: str, first_param: int, *, data: str = "e.data", where: str = "", numbered: bool
 ) -> str:
-    """Insert the events `e` for the commit to number; ``data`` is stored as their data,
-    ``where`` (joins and conditions after the `FROM`) chooses which are stored."""
-    # In insertion order: the deferred trigger numbers rows in the order they came.
+    """`WITH` queries that store the events `e`, the last one (`along`) inserting them;
+    ``data`` is stored as their data, ``where`` (joins and conditions after the
+    `FROM`) chooses which are stored.
+
+    ``numbered``: number them in this statement, locking the tenant's counter row
+    from here to the end of the transaction: for a statement that is its own
+    transaction, the lock is then held no longer than the commit's trigger would
+    hold it, and the events are written once, not inserted and then updated with
+    their numbers. Otherwise they are inserted for the commit to number.
+    """
+    columns = "id, type, resource_type, resource_id, data, previous"
+    rows = f"{event_rows(first_param)}{where}"
+    if not numbered:
+        # In insertion order: the deferred trigger numbers rows in the order they came.
+        return (
+            f"along AS (INSERT INTO {qualified}.events ({columns}) SELECT e.id, e.type, "
+            f"e.resource_type, e.resource_id, {data}, e.previous FROM {rows} ORDER BY e.n)"
+        )
     return (
-        f"INSERT INTO {qualified}.events (id, type, resource_type, resource_id, data, "
-        f"previous) SELECT e.id, e.type, e.resource_type, e.resource_id, {data}, "
-        f"e.previous FROM {event_rows(first_param)}{where} ORDER BY e.n"
+        "new_events AS (SELECT e.id, e.type, e.resource_type, e.resource_id, "
+        f"{data} AS data, e.previous, row_number() OVER (ORDER BY e.n) AS k, "
+        f"count(*) OVER () AS total FROM {rows}), "
+        f"event_numbers AS (UPDATE {qualified}.event_sequence SET last = last + "
+        "(SELECT count(*) FROM new_events) WHERE EXISTS (SELECT FROM new_events) "
+        "RETURNING last), "
+        f"along AS (INSERT INTO {qualified}.events (sequence, {columns}) "
+        "SELECT x.last - s.total + s.k, s.id, s.type, s.resource_type, s.resource_id, "
+        "s.data, s.previous FROM new_events s, event_numbers x ORDER BY s.k)"
     )
 
 
@@ -129,23 +150,12 @@ async def append(
     """
     if not events:
         return
-    qualified = quoted_schema(schema)
     announced = _announce(schema)
-    notify = "" if announced else "SELECT pg_notify($7, $8)"
-    if at_commit:
-        statement = _insert_unnumbered(qualified, 1)
-        if notify:
-            statement = f"WITH inserted AS ({statement}) {notify}"
-    else:
-        statement = (
-            f"WITH numbered AS (UPDATE {qualified}.event_sequence SET last = last + "
-            f"cardinality($1::uuid[]) RETURNING last - cardinality($1::uuid[]) AS base), "
-            f"inserted AS (INSERT INTO {qualified}.events "
-            "(sequence, id, type, resource_type, resource_id, data, previous) "
-            "SELECT numbered.base + e.n, e.id, e.type, e.resource_type, e.resource_id, e.data, "
-            f"e.previous FROM numbered, {event_rows(1)}) {notify or 'SELECT 1'}"
-        )
-    await conn.execute(statement, *_arrays(events), *(() if announced else (CHANNEL, schema)))
+    notify = "SELECT 1" if announced else "SELECT pg_notify($7, $8)"
+    storing = _storing(quoted_schema(schema), 1, numbered=not at_commit)
+    await conn.execute(
+        f"WITH {storing} {notify}", *_arrays(events), *(() if announced else (CHANNEL, schema))
+    )
 
 
 def announcing() -> bool:
@@ -155,12 +165,18 @@ def announcing() -> bool:
 
 
 def appending(
-    schema: str, events: Sequence[NewEvent], first_param: int, only_with: str | None = None
+    schema: str,
+    events: Sequence[NewEvent],
+    first_param: int,
+    only_with: str | None = None,
+    *,
+    numbered: bool = False,
 ) -> AlongStatements:
-    """``events`` as a statement (`along`) to run within another statement of the
-    transaction, with its arguments numbered from ``first_param`` (the events' arrays,
-    `event_rows`); with ``only_with``, the name of a `WITH` query of that statement,
-    they are stored only if it returns a row.
+    """``events`` as statements (the last, `along`) to run within another statement of
+    the transaction, with their arguments numbered from ``first_param`` (the events'
+    arrays, `event_rows`); with ``only_with``, the name of a `WITH` query of that
+    statement, they are stored only if it returns a row. ``numbered``: as for
+    `_storing`, when that statement is its own transaction.
 
     Saves the write a round trip: its last change and its events leave as one
     statement. Only where the commit numbers the events (the caller checks the
@@ -169,8 +185,8 @@ def appending(
     """
     _announce_along(schema)
     where = "" if only_with is None else f" WHERE EXISTS (SELECT FROM {only_with})"
-    statement = _insert_unnumbered(quoted_schema(schema), first_param, where=where)
-    return AlongStatements(f"along AS ({statement})", _arrays(events))
+    storing = _storing(quoted_schema(schema), first_param, where=where, numbered=numbered)
+    return AlongStatements(storing, _arrays(events))
 
 
 def _announce_along(schema: str) -> None:
@@ -179,7 +195,12 @@ def _announce_along(schema: str) -> None:
 
 
 def appending_members(
-    schema: str, events: Sequence[NewEvent], first_param: int, changed: str
+    schema: str,
+    events: Sequence[NewEvent],
+    first_param: int,
+    changed: str,
+    *,
+    numbered: bool = False,
 ) -> AlongStatements:
     """As `appending`, for membership events (`service.events.MembershipChanges.events`)
     of members a statement may or may not change: each is stored only if the
@@ -187,13 +208,14 @@ def appending_members(
     member (`data.member.value`), and with that member's type (`data.member.type`),
     which only the statement knows."""
     _announce_along(schema)
-    statement = _insert_unnumbered(
+    storing = _storing(
         quoted_schema(schema),
         first_param,
         data="jsonb_set(e.data, '{member,type}', to_jsonb(c.member_type))",
         where=f" JOIN {changed} c ON c.member_id = (e.data #>> '{{member,value}}')::uuid",
+        numbered=numbered,
     )
-    return AlongStatements(f"along AS ({statement})", _arrays(events))
+    return AlongStatements(storing, _arrays(events))
 
 
 _announce_after_commit: ContextVar[set[str] | None] = ContextVar(

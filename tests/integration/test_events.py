@@ -15,6 +15,7 @@ import pytest
 
 from service import events, provisioning
 from service.postgres import Pool
+from service.scim.errors import ScimError
 from service.settings import Settings
 from service.store import groups, outbox
 from service.store.resources import GROUPS, USERS
@@ -413,6 +414,69 @@ async def test_concurrent_writes_are_numbered_without_gaps_in_commit_order(
     await asyncio.gather(*(tenant.create_user(f"c{n}@example.com") for n in range(20)))
     found = await all_events(client, tenant.slug)
     assert [event["sequence"] for event in found] == list(range(1, 21))
+
+
+async def test_events_numbered_in_their_statement_or_at_commit_share_one_gapless_sequence(
+    client: Client, db: Pool, tenant: TenantHandle
+) -> None:
+    """The common writes number their events in their own statement, the others as they
+    commit. At once, some failing, the tenant's events are numbered 1..N without a
+    gap, and each resource's in the order its versions were stored.
+
+    Run on this loop's pool: the test client hands the application one request at a
+    time, so its writes would not overlap."""
+    scope = await announced_scope(db, tenant)
+    users = [
+        await provisioning.create(db, USERS, scope, {"userName": f"b{n}@example.com"})
+        for n in range(4)
+    ]
+    group = await provisioning.create(db, GROUPS, scope, {"displayName": "Staff"})
+
+    def patched(resource: dict[str, Any], *operations: dict[str, Any]) -> Any:
+        table = USERS if "userName" in resource else GROUPS
+        return provisioning.apply_patch(db, table, scope, resource["id"], patch_body(*operations))
+
+    async def attempt(write: Any) -> int:
+        try:
+            await write
+        except ScimError as error:
+            return error.status
+        return 200
+
+    writes = [
+        # In their statement: creates, attribute and member PATCHes, deactivations.
+        *(
+            provisioning.create(db, USERS, scope, {"userName": f"n{n}@example.com"})
+            for n in range(8)
+        ),
+        *(patched(user, {"op": "replace", "path": "title", "value": "T"}) for user in users),
+        patched(
+            group, {"op": "add", "path": "members", "value": [{"value": u["id"]} for u in users]}
+        ),
+        *(patched(user, {"op": "replace", "path": "active", "value": False}) for user in users[2:]),
+        # At commit: PUTs, a password.
+        *(
+            provisioning.replace(
+                db, USERS, scope, user["id"], {"userName": user["userName"], "nickName": "N"}
+            )
+            for user in users[:2]
+        ),
+        patched(users[3], {"op": "replace", "path": "password", "value": "Correct-horse-9"}),
+        # Failing: nothing stored, no number taken.
+        *(provisioning.create(db, USERS, scope, {"userName": "b0@example.com"}) for _ in range(3)),
+    ]
+    statuses = await asyncio.gather(*(attempt(write) for write in writes))
+    assert statuses == [200] * (len(writes) - 3) + [409] * 3
+    found = await all_events(client, tenant.slug)
+    assert [event["sequence"] for event in found] == list(range(1, len(found) + 1))
+    assert len(found) == 5 + 8 + 4 + 4 + 2 + 2
+    versions: dict[str, list[int]] = {}
+    for event in found:
+        if "meta" in event["data"]:
+            version = int(event["data"]["meta"]["version"].strip('W/"'))
+            versions.setdefault(event["resource"]["id"], []).append(version)
+    for seen in versions.values():
+        assert seen == sorted(set(seen)), seen
 
 
 def interleave(

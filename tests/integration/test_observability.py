@@ -175,7 +175,7 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
     outbox = "INSERT events"  # numbered by the commit (`service.store.outbox`)
     assert statements_of(spans, server_span(spans, f"POST {USERS_ROUTE}")) == [
         state,
-        "INSERT events users",
+        "INSERT event_sequence events users",  # numbered in the statement
     ]
     deleted = await client.delete(f"{tenant.scim}/Users/{created['id']}", headers=tenant.auth())
     assert deleted.status_code == 204
@@ -249,7 +249,7 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
     assert statements_of(spans, server_span(spans, f"PATCH {USERS_ROUTE}/{{resource_id}}")) == [
         # The write's state with the user and its groups, not locked, in one statement.
         "SELECT tenants role_mappings deprovision_guards",
-        "UPDATE users events",
+        "UPDATE users event_sequence events",
     ]
     assert opened == []
     for number, deactivated in enumerate((user, other), 2):
@@ -270,7 +270,7 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
             assert opened == ["transaction"], "the second deactivation opened a transaction"
             assert statements == [
                 "SELECT tenants role_mappings deprovision_guards",
-                "UPDATE users deprovision_guards events",
+                "UPDATE users deprovision_guards event_sequence",
             ]
 
 
@@ -319,7 +319,7 @@ async def test_a_member_patch_is_one_statement_without_a_transaction_block(
         spans, server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
     ) == [
         "SELECT tenants role_mappings deprovision_guards",
-        "DELETE groups group_members events",
+        "DELETE groups group_members event_sequence",
     ]
     assert opened == []
 
