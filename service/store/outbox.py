@@ -14,9 +14,13 @@ itself. Before, the insert took the numbers, and the lock was held from
 there through the round trip back to the service and its COMMIT: a
 tenant's writes queued behind each other for that long (one tenant's
 creates from 32 connections: 361-386/s with a p99 of 327-371 ms, against
-458-463/s and 84 ms). Operator actions, and tenants not yet migrated, still
-number in the insert; both ways take the same lock, so together they keep
-the same order.
+458-463/s and 84 ms). A write that is one statement, outside a
+transaction block (the common creates and PATCHes), numbers its events in
+that statement instead (`_storing`, ``numbered``): the lock is then taken
+within the commit's own statement, and each event is written once rather
+than inserted and then updated with its number. Operator actions, and
+tenants not yet migrated, number in the insert too. All ways take the same
+lock, so together they keep the same order.
 
 A NOTIFY on `CHANNEL` with the tenant's schema wakes the webhook worker
 without polling, and is never sent for a rollback. PostgreSQL serialises the
