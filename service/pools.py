@@ -137,11 +137,7 @@ async def open_tenant_pools(
     shards = []
     try:
         for size, minimum in zip(layout.shards, minimums, strict=True):
-            shards.append(
-                await create_pool(
-                    dsn, min_size=minimum, max_size=size, generic_plans=True, **options
-                )
-            )
+            shards.append(await create_pool(dsn, min_size=minimum, max_size=size, **options))
     except BaseException:
         for pool in shards:
             await pool.close()

@@ -72,27 +72,7 @@ async def _keep_session(conn: Connection) -> None:
     del conn
 
 
-async def create_pool(
-    dsn: str, *, min_size: int, max_size: int, generic_plans: bool = False, **kwargs: Any
-) -> Pool:
-    """A pool of connections set up for this service (`_init_connection`, `_keep_session`).
-
-    ``generic_plans``: each prepared statement is planned once per connection,
-    for any parameters (`plan_cache_mode`). By default PostgreSQL plans it
-    afresh for its parameters on each execution for as long as such a plan looks
-    cheaper than the generic one, which for statements over arrays of
-    parameters (`unnest`, `= ANY`) is always: measured in-process, a SCIM
-    write's statement was planned on every execution, 114-654 us of
-    PostgreSQL's CPU each, and deactivate + reactivate pairs ran 362/s against
-    555/s with generic plans (user PATCHes 993 -> 1,106/s, member add + remove
-    514 -> 576/s). For the tenant shards, whose statements look resources up by
-    key; a query whose plan should depend on its values stays on other pools.
-    """
-    if generic_plans:
-        kwargs["server_settings"] = {
-            **kwargs.get("server_settings", {}),
-            "plan_cache_mode": "force_generic_plan",
-        }
+async def create_pool(dsn: str, *, min_size: int, max_size: int, **kwargs: Any) -> Pool:
     pool: Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,

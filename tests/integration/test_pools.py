@@ -59,20 +59,6 @@ async def test_a_lease_is_given_back_when_the_request_fails(tenant_pools: Tenant
         assert pool is home
 
 
-async def test_tenant_shards_plan_each_statement_once_and_the_shared_pool_per_value(
-    tenant_pools: TenantPools, migrated_database: str
-) -> None:
-    """A SCIM statement is planned once per connection for any parameters; the shared
-    pool (operator queries, the request log) keeps PostgreSQL's choice."""
-    for pool in tenant_pools.shards:
-        assert await pool.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
-    shared = await create_pool(migrated_database, min_size=0, max_size=1)
-    try:
-        assert await shared.fetchval("SHOW plan_cache_mode") == "auto"
-    finally:
-        await shared.close()
-
-
 async def _schema(db: Pool, slug: str) -> str:
     schema: str = await db.fetchval(
         "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", slug
