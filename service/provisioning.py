@@ -338,7 +338,8 @@ async def create(
 
 def _events_along(scope: Scope, state: WriteState) -> bool:
     """Whether a write's events may leave with its last change, in one statement: events
-    are on, the commit numbers them, and an announcer sends the NOTIFY after it
+    are on, the tenant's events table takes events numbered by the statement or by
+    the commit (schema version 8), and an announcer sends the NOTIFY after it
     (`service.store.outbox.appending`). The guard is for the caller to ask."""
     return (
         scope.events and state.now is not None and state.numbers_at_commit and outbox.announcing()
