@@ -109,9 +109,10 @@ def _storing(
 
     ``numbered``: number them in this statement, locking the tenant's counter row
     from here to the end of the transaction: for a statement that is its own
-    transaction, the lock is then held no longer than the commit's trigger would
-    hold it, and the events are written once, not inserted and then updated with
-    their numbers. Otherwise they are inserted for the commit to number.
+    transaction, through the rest of the statement (the insert) and its commit,
+    where the commit's trigger held it through the commit alone but updated the
+    counter and the event row just inserted, per event, under it. The events are
+    written once. Otherwise they are inserted for the commit to number.
     """
     columns = "id, type, resource_type, resource_id, data, previous"
     rows = f"{event_rows(first_param)}{where}"
