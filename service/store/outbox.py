@@ -130,8 +130,8 @@ def _storing(
         "(SELECT count(*) FROM new_events) WHERE EXISTS (SELECT FROM new_events) "
         "RETURNING last), "
         f"along AS (INSERT INTO {qualified}.events (sequence, {columns}) "
-        "SELECT x.last - s.total + s.k, s.id, s.type, s.resource_type, s.resource_id, "
-        "s.data, s.previous FROM new_events s, event_numbers x ORDER BY s.k)"
+        "SELECT (SELECT last FROM event_numbers) - s.total + s.k, s.id, s.type, "
+        "s.resource_type, s.resource_id, s.data, s.previous FROM new_events s ORDER BY s.k)"
     )
 
 
