@@ -94,12 +94,17 @@ async def test_a_users_groups_climb_nested_groups_through_an_index(
     assert len(found) == 3
 
 
+@pytest.mark.parametrize("analyzed", [True, False], ids=["analyzed", "young"])
 async def test_the_claim_probe_of_every_create_reads_the_hidden_users_index(
-    db: Pool, tenant: TenantHandle
+    db: Pool, tenant: TenantHandle, analyzed: bool
 ) -> None:
     """Whether a hidden user matches a POSTed one is asked on every IdP create: it reads
     the index of hidden users, however many visible users the tenant has, in the plan
-    for these values and in the generic plan a prepared statement settles on."""
+    for these values and in the generic plan a prepared statement settles on.
+
+    Also in a young tenant, whose users autovacuum has not analyzed yet: without
+    statistics PostgreSQL takes half the users for hidden ones, and in the
+    generic plan it once scanned them all rather than read the (empty) index."""
     schema = await db.fetchval(
         "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
     )
@@ -119,7 +124,8 @@ async def test_the_claim_probe_of_every_create_reads_the_hidden_users_index(
             "jsonb_build_object('value', 'u' || n || '@example.com'))), 'u' || n, "
             "n > 3, CASE WHEN n = 1 THEN now() END FROM generate_series(1, 3000) n"
         )
-        await conn.execute(f"ANALYZE {qualified}.users")
+        if analyzed:
+            await conn.execute(f"ANALYZE {qualified}.users")
         explained = "\n".join(
             row[0] for row in await conn.fetch(f"EXPLAIN SELECT {condition}", *arguments)
         )
