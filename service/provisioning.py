@@ -96,7 +96,7 @@ def _check_if_match(row: Row, if_match: str | None) -> None:
 
 
 Memberships = dict[uuid.UUID, list[resources.Member]]
-UserGroups = dict[uuid.UUID, list[tuple[uuid.UUID, str, bool]]]
+UserGroups = dict[uuid.UUID, list[tuple[str, str, bool]]]
 
 
 def _body(
@@ -118,7 +118,7 @@ def _body(
         if row["id"] in user_groups:
             body["groups"] = [
                 {
-                    "value": str(group_id),
+                    "value": group_id,
                     "$ref": f"{scope.base_url}/Groups/{group_id}",
                     "display": display,
                     "type": "direct" if direct else "indirect",

@@ -53,11 +53,18 @@ class Attribute:
     reference_types: tuple[str, ...] = ()
     sub_attributes: tuple[Attribute, ...] = ()
     _subs: dict[str, Attribute] = field(init=False, repr=False, compare=False)
+    subs_returned_by_default: bool = field(init=False, repr=False, compare=False)
+    """Whether every sub-attribute is in a default response (none `never` or `request`)."""
 
     def __post_init__(self) -> None:
         # Projection and filtering look names up once per attribute of every
         # resource in a page, so the lookup is a dict rather than a scan.
         object.__setattr__(self, "_subs", _index(self.sub_attributes))
+        object.__setattr__(
+            self,
+            "subs_returned_by_default",
+            all(sub.returned in ("default", "always") for sub in self.sub_attributes),
+        )
 
     def sub(self, name: str) -> Attribute | None:
         return self._subs.get(name.lower())

@@ -133,6 +133,8 @@ def _plan_excluded(excluded: frozenset[_Selection], urn: str, name: str) -> _Sub
     if (urn, None, None) in excluded or (urn, name, None) in excluded:
         return None
     subs = _named_subs(excluded, urn, name)
+    if not subs:
+        return _returned_by_default
     return lambda key, sub: (
         _returned_by_default(key, sub)
         and (key not in subs or (sub is not None and sub.returned == "always"))
@@ -143,11 +145,18 @@ def _narrow(attribute: Attribute | None, value: Any, keep: _SubFilter) -> Any:
     """`value` with only the sub-attributes `keep` accepts, in each element if multi-valued."""
     if attribute is None or attribute.type != "complex":
         return value
+    if keep is _returned_by_default and attribute.subs_returned_by_default:
+        # Every sub-attribute stays (unknown keys count as `returned: default`):
+        # a default response, e.g. each of the groups of every user looked up.
+        def narrow_one(item: Any) -> Any:
+            return dict(item) if isinstance(item, dict) else item
 
-    def narrow_one(item: Any) -> Any:
-        if not isinstance(item, dict):
-            return item
-        return {k: v for k, v in item.items() if keep(k, attribute.sub(k))}
+    else:
+
+        def narrow_one(item: Any) -> Any:
+            if not isinstance(item, dict):
+                return item
+            return {k: v for k, v in item.items() if keep(k, attribute.sub(k))}
 
     if isinstance(value, list):
         return [item for item in map(narrow_one, value) if item != {}]

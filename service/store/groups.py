@@ -302,9 +302,13 @@ def groups_column(qualified: str, user_id: str) -> str:
     )
 
 
-def groups_in_column(value: list[list[Any]]) -> list[tuple[uuid.UUID, str, bool]]:
-    """The groups a `groups_column` value names: (group id, displayName, direct?) each."""
-    return [(uuid.UUID(group_id), display, direct) for group_id, display, direct in value]
+def groups_in_column(value: list[list[Any]]) -> list[tuple[str, str, bool]]:
+    """The groups a `groups_column` value names: (group id, displayName, direct?) each.
+
+    The id stays the text PostgreSQL wrote, as a response shows it: a user in many
+    groups is rendered on every lookup, and a round trip through `uuid.UUID` cost
+    a parse and two conversions back per group."""
+    return [(group_id, display, direct) for group_id, display, direct in value]
 
 
 GroupKeys = tuple[str, str | None]

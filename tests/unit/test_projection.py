@@ -97,6 +97,22 @@ def test_project_returns_a_new_dict_and_leaves_the_resource_alone() -> None:
     assert result is not user
 
 
+def test_default_copies_every_complex_value_and_drops_empty_ones() -> None:
+    """Every sub-attribute of `emails` and `groups` is in a default response, so each
+    value is copied whole, keys this server does not describe included."""
+    user = {
+        **_user(),
+        "emails": [{"value": "a@example.com", "x-note": "kept"}, {}],
+        "groups": [{"value": "g1", "$ref": "../Groups/g1", "display": "G", "type": "direct"}],
+    }
+    result = project(USER_RESOURCE, user, parse_projection(USER_RESOURCE, None, None))
+    assert result["emails"] == [{"value": "a@example.com", "x-note": "kept"}]
+    assert result["groups"] == user["groups"]
+    assert result["groups"][0] is not user["groups"][0]
+    result["emails"][0]["value"] = "changed@example.com"
+    assert user["emails"][0]["value"] == "a@example.com"
+
+
 def test_key_order_is_kept() -> None:
     keys = list(_user_projection("meta,userName,id,schemas"))
     assert keys == ["schemas", "id", "userName", "meta"]
