@@ -277,6 +277,21 @@ def machine_busy() -> float:
     return (sum(values[:8]) - idle) / _CLOCK_TICKS
 
 
+def speed_probe_ms() -> float:
+    """Milliseconds of a fixed pure-Python loop on this process (the best of five).
+
+    The machine's speed changes from one minute to the next; timed beside a
+    measurement, this tells a slower machine from a slower service. Reported,
+    never used to adjust a result.
+    """
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(i * i for i in range(300_000))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 2)
+
+
 def machine() -> dict[str, Any]:
     import platform
 
