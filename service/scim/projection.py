@@ -145,18 +145,16 @@ def _narrow(attribute: Attribute | None, value: Any, keep: _SubFilter) -> Any:
     """`value` with only the sub-attributes `keep` accepts, in each element if multi-valued."""
     if attribute is None or attribute.type != "complex":
         return value
-    if keep is _returned_by_default and attribute.subs_returned_by_default:
-        # Every sub-attribute stays (unknown keys count as `returned: default`):
-        # a default response, e.g. each of the groups of every user looked up.
-        def narrow_one(item: Any) -> Any:
-            return dict(item) if isinstance(item, dict) else item
+    # Every sub-attribute stays (unknown keys count as `returned: default`) in a
+    # default response, e.g. each of the groups of every user looked up.
+    keeps_all = keep is _returned_by_default and attribute.subs_returned_by_default
 
-    else:
-
-        def narrow_one(item: Any) -> Any:
-            if not isinstance(item, dict):
-                return item
-            return {k: v for k, v in item.items() if keep(k, attribute.sub(k))}
+    def narrow_one(item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        if keeps_all:
+            return dict(item)
+        return {k: v for k, v in item.items() if keep(k, attribute.sub(k))}
 
     if isinstance(value, list):
         return [item for item in map(narrow_one, value) if item != {}]
