@@ -7,7 +7,10 @@ worker`), as many replicas as you like, all sharing the database:
   the worker copies them, in sequence order, into a delivery row per matching
   endpoint and advances that (endpoint, tenant) *stream*'s cursor, in one
   transaction under the stream's row lock, so no event is copied twice or
-  skipped. A periodic sweep catches anything a dropped listener missed.
+  skipped. A sweep every minute catches what a lost NOTIFY missed (a dropped
+  listener, a process gone between its commit and its NOTIFY): one call
+  compares every tenant's event counter with its streams' cursors, and only
+  the tenants behind are fanned out.
 - **Delivery.** A worker leases a stream (a short UPDATE with `FOR UPDATE SKIP
   LOCKED`), then delivers its oldest pending deliveries one at a time, in
   sequence order, holding no connection while it waits on HTTP. Another
@@ -177,7 +180,7 @@ class WebhookWorker:
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_SECONDS
             self._dirty.clear()
-            tenants = await self._tenants_with_endpoints()
+            tenants = await self._tenants_behind()
         else:
             schemas, self._dirty = self._dirty, set()
             tenants = [(t, s) for s in schemas if (t := _tenant_of(s)) is not None]
@@ -193,14 +196,11 @@ class WebhookWorker:
                 self._wake.set()
         await self.dispatch()
 
-    async def _tenants_with_endpoints(self) -> list[tuple[uuid.UUID, str]]:
+    async def _tenants_behind(self) -> list[tuple[uuid.UUID, str]]:
         rows = await self._pool.fetch(
-            "SELECT t.id, t.schema_name FROM scim_control.tenants t "
-            "WHERE t.schema_version >= $1 AND EXISTS (SELECT 1 FROM "
-            "scim_control.webhook_endpoints e WHERE e.tenant = t.id OR e.tenant IS NULL)",
-            _OUTBOX_VERSION,
+            "SELECT tenant, schema_name FROM scim_control.webhook_backlog($1)", _OUTBOX_VERSION
         )
-        return [(row["id"], row["schema_name"]) for row in rows]
+        return [(row["tenant"], row["schema_name"]) for row in rows]
 
     # -- fan-out ----------------------------------------------------------------------
 

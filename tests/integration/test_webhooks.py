@@ -296,6 +296,62 @@ async def test_two_workers_never_deliver_the_same_event(
         assert sequences == list(range(1, 11))
 
 
+async def _backlog(db: Pool) -> set[str]:
+    """The slugs of the tenants the worker's sweep would fan out now."""
+    rows = await db.fetch(
+        "SELECT t.slug FROM scim_control.webhook_backlog(3) b "
+        "JOIN scim_control.tenants t ON t.id = b.tenant"
+    )
+    return {row["slug"] for row in rows}
+
+
+async def _streams(db: Pool, slug: str) -> int:
+    count: int = await db.fetchval(
+        "SELECT count(*) FROM scim_control.webhook_streams s "
+        "JOIN scim_control.tenants t ON t.id = s.tenant WHERE t.slug = $1",
+        slug,
+    )
+    return count
+
+
+async def test_the_sweep_fans_out_only_the_tenants_with_events_to_copy(
+    client: Client,
+    db: Pool,
+    settings: Settings,
+    migrated_database: str,
+    make_tenants: Callable[[int], Awaitable[list[TenantHandle]]],
+) -> None:
+    busy, quiet, dropped = await make_tenants(3)
+    async with receivers.running() as receiver:
+        await register(client, receiver.url)  # every tenant's events
+        # Written while no worker listens: their NOTIFY is lost, only a sweep finds them.
+        created = await busy.create_user("swept@example.com")
+        await dropped.create_user("dropped@example.com")
+        schema = await db.fetchval(
+            "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", dropped.slug
+        )
+        # A tenant deleted while the sweep's loop runs: its row still listed, its schema gone.
+        await db.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        behind = await _backlog(db)
+        assert busy.slug in behind
+        assert quiet.slug not in behind
+        assert dropped.slug not in behind
+        deleted = await client.delete(
+            f"/admin/v1/tenants/{dropped.slug}?confirm={dropped.slug}", headers=admin_headers()
+        )
+        assert deleted.status_code == 204, deleted.text
+
+        async with worker(settings, migrated_database):
+            await receiver.wait_for(1)
+        [event] = [r.event for r in receiver.accepted if r.event["tenant"]["slug"] == busy.slug]
+        assert event["resource"]["id"] == created["id"]
+        # Caught up, so the next sweep passes it by; the quiet tenant was never fanned
+        # out at all (fanning it out would have opened its stream).
+        assert busy.slug not in await _backlog(db)
+        assert await _streams(db, busy.slug) == 1
+        assert await _streams(db, quiet.slug) == 0
+
+
 async def test_a_slow_receiver_does_not_slow_scim_down(
     client: Client, settings: Settings, migrated_database: str, tenant: TenantHandle
 ) -> None:
