@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -133,6 +134,9 @@ class Service:
             SCIM_HOST=self.host,
             SCIM_PORT=str(self.port),
             SCIM_DATA_DIR=tempfile.gettempdir(),
+            # As production must run (README): without a key the webhook worker neither
+            # fans events out nor sweeps for lost notifications.
+            SCIM_SECRET_KEY=secrets.token_urlsafe(32),
             # Throughput is measured here, not the limits: lift them to their maxima, above any
             # workload (their accounting still runs on every request).
             SCIM_RATE_LIMIT_PER_SECOND="10000",

@@ -243,6 +243,15 @@ def render(report: Report) -> str:
                 ],
             )
         )
+    idle = report.extra.get("idle")
+    if idle:
+        postgres = idle["postgres_ms_per_second"]
+        parts.append(
+            f"idle for {idle['seconds']:.0f} s with {idle['tenants']} tenants and a webhook "
+            f"endpoint for every tenant: service {idle['server_ms_per_second']:.1f}, PostgreSQL "
+            f"{'-' if postgres is None else f'{postgres:.1f}'} ms of CPU per second "
+            f"({idle['deliveries']} deliveries)"
+        )
     if report.cpu:
         parts.append(
             _table(

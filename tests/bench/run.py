@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from service.webhooks.worker import SWEEP_SECONDS
 from tests.bench import environment, floor, loadgen, peer
 from tests.bench.environment import ROOT, Service
 from tests.bench.loadgen import Job, Samples, Target, Workload
@@ -67,6 +68,8 @@ class Config:
     """The peer may be far slower: its finite workloads stop after this long."""
     large_seconds: float = 30.0
     """Each large-group measurement stops after this long (a change can take seconds)."""
+    idle_seconds: float = SWEEP_SECONDS + 1
+    """The idle measurement spans a whole period of the webhook worker's sweep."""
 
     @classmethod
     def quick(cls) -> Config:
@@ -346,6 +349,7 @@ class Bench:
             )
         onboarding_ms = [s * 1000 for s in onboard_seconds]
         self.report.extra["tenant_scale"] = steps
+        self.report.extra["idle"] = self.idle(present)
         self.report.extra["onboarding_ms"] = {
             "n": len(onboarding_ms),
             "p50": round(percentile(onboarding_ms, 50), 2),
@@ -354,6 +358,39 @@ class Bench:
             "what": "POST /admin/v1/tenants (row + schema + DDL), one at a time",
         }
         return first
+
+    def idle(self, tenants: int) -> dict[str, Any]:
+        """CPU with no requests at all, an endpoint receiving every tenant's events.
+
+        What idle tenants cost: the background work that visits every tenant (the
+        webhook worker's sweep for lost notifications, above all) grows with the
+        tenants present, whatever their traffic.
+        """
+        self.log(f"tenant scale: {tenants} tenants, idle, a webhook endpoint for every tenant")
+        receiver = OtlpReceiver()  # answers 200 to any POST; nothing is due to be delivered
+        created = self.service.admin.post(
+            "/admin/v1/webhooks", json={"url": f"{receiver.endpoint}/webhooks"}
+        )
+        created.raise_for_status()
+        postmaster = self.db.postmaster_pid
+        try:
+            started = time.perf_counter()
+            server = environment.tree_cpu(self.service.pid)
+            postgres = environment.tree_cpu(postmaster) if postmaster else 0.0
+            time.sleep(self.config.idle_seconds)
+            wall = time.perf_counter() - started
+            server = environment.tree_cpu(self.service.pid) - server
+            postgres = (environment.tree_cpu(postmaster) if postmaster else 0.0) - postgres
+        finally:
+            self.service.admin.delete(f"/admin/v1/webhooks/{created.json()['id']}")
+            receiver.close()
+        return {
+            "tenants": tenants,
+            "seconds": round(wall, 1),
+            "server_ms_per_second": round(server / wall * 1000, 1),
+            "postgres_ms_per_second": round(postgres / wall * 1000, 1) if postmaster else None,
+            "deliveries": receiver.exports,
+        }
 
     def _checkpoint(self) -> float | None:
         """Seconds of a `CHECKPOINT` (None: the database user may not run one)."""
