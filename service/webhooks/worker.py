@@ -184,6 +184,12 @@ class WebhookWorker:
         else:
             schemas, self._dirty = self._dirty, set()
             tenants = [(t, s) for s in schemas if (t := _tenant_of(s)) is not None]
+            if tenants:
+                receivers = await self._receivers()
+                if not receivers:
+                    return  # no endpoint: nothing to copy, nothing to deliver
+                if None not in receivers:
+                    tenants = [(t, s) for t, s in tenants if t in receivers]
         for tenant_id, schema in tenants:
             try:
                 more = await self.fan_out(tenant_id, schema)
@@ -196,8 +202,23 @@ class WebhookWorker:
                 self._wake.set()
         await self.dispatch()
 
+    async def _receivers(self) -> set[uuid.UUID | None]:
+        """The tenants some endpoint receives the events of, None standing for every tenant.
+
+        Asked on each round that fans out notified tenants: fanning out a tenant no
+        endpoint receives is a transaction that finds no stream to copy into, and
+        every write of such a tenant would pay for one.
+        """
+        rows = await self._pool.fetch("SELECT DISTINCT tenant FROM scim_control.webhook_endpoints")
+        return {row["tenant"] for row in rows}
+
     async def _tenants_behind(self) -> list[tuple[uuid.UUID, str]]:
-        rows = await self._pool.fetch(
+        # On the listener's connection when there is one: the call reads a table of
+        # every tenant, and a backend keeps the catalog entries of what it read for its
+        # whole life. One backend per worker keeps them warm for the next sweep, where
+        # each connection of the pool would in time come to hold every tenant's.
+        source = self._listener or self._pool
+        rows = await source.fetch(
             "SELECT tenant, schema_name FROM scim_control.webhook_backlog($1)", _OUTBOX_VERSION
         )
         return [(row["tenant"], row["schema_name"]) for row in rows]

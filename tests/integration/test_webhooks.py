@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import statistics
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -50,12 +51,26 @@ def make_tenants(client: Client) -> Callable[[int], Awaitable[list[TenantHandle]
     return make
 
 
+class CountingWorker(WebhookWorker):
+    """A worker that counts the fan-outs it runs, per tenant."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fanned_out: Counter[uuid.UUID] = Counter()
+
+    async def fan_out(self, tenant_id: uuid.UUID, schema: str) -> bool:
+        self.fanned_out[tenant_id] += 1
+        return await super().fan_out(tenant_id, schema)
+
+
 @asynccontextmanager
-async def worker(settings: Settings, dsn: str, **overrides: Any) -> AsyncIterator[WebhookWorker]:
+async def worker(
+    settings: Settings, dsn: str, kind: type[WebhookWorker] = WebhookWorker, **overrides: Any
+) -> AsyncIterator[WebhookWorker]:
     configured = fast(settings, **overrides)
     assert configured.secret_key is not None
     pool = await create_pool(dsn, min_size=1, max_size=4)
-    running = WebhookWorker(pool, configured, SecretBox(configured.secret_key), dsn=dsn)
+    running = kind(pool, configured, SecretBox(configured.secret_key), dsn=dsn)
     await running.start()
     try:
         yield running
@@ -350,6 +365,37 @@ async def test_the_sweep_fans_out_only_the_tenants_with_events_to_copy(
         assert busy.slug not in await _backlog(db)
         assert await _streams(db, busy.slug) == 1
         assert await _streams(db, quiet.slug) == 0
+
+
+async def test_notified_tenants_no_endpoint_receives_are_not_fanned_out(
+    client: Client,
+    db: Pool,
+    settings: Settings,
+    migrated_database: str,
+    make_tenants: Callable[[int], Awaitable[list[TenantHandle]]],
+) -> None:
+    received, ignored = await make_tenants(2)
+    ids = {
+        row["slug"]: row["id"]
+        for row in await db.fetch(
+            "SELECT slug, id FROM scim_control.tenants WHERE slug = ANY($1::text[])",
+            [received.slug, ignored.slug],
+        )
+    }
+    async with receivers.running() as receiver:
+        await register(client, receiver.url, slug=received.slug)
+        async with worker(settings, migrated_database, kind=CountingWorker) as running:
+            assert isinstance(running, CountingWorker)
+            await received.create_user("first@example.com")
+            # Delivered: the worker is past its first sweep, and what follows is notified.
+            await receiver.wait_for(1)
+            for n in range(3):
+                await ignored.create_user(f"ignored{n}@example.com")
+                await received.create_user(f"received{n}@example.com")
+            await receiver.wait_for(4)
+    assert {r.event["tenant"]["slug"] for r in receiver.accepted} == {received.slug}
+    assert running.fanned_out[ids[received.slug]] >= 2
+    assert running.fanned_out[ids[ignored.slug]] == 0
 
 
 async def test_a_slow_receiver_does_not_slow_scim_down(
