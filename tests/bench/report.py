@@ -243,14 +243,23 @@ def render(report: Report) -> str:
                 ],
             )
         )
-    idle = report.extra.get("idle")
-    if idle:
-        postgres = idle["postgres_ms_per_second"]
+    if report.extra.get("idle"):
         parts.append(
-            f"idle for {idle['seconds']:.0f} s with {idle['tenants']} tenants and a webhook "
-            f"endpoint for every tenant: service {idle['server_ms_per_second']:.1f}, PostgreSQL "
-            f"{'-' if postgres is None else f'{postgres:.1f}'} ms of CPU per second "
-            f"({idle['deliveries']} deliveries)"
+            _table(
+                ["idle (no requests)", "tenants", "seconds", "service ms/s", "postgres ms/s"],
+                [
+                    [
+                        w["what"],
+                        str(w["tenants"]),
+                        f"{w['seconds']:.0f}",
+                        f"{w['server_ms_per_second']:.1f}",
+                        "-"
+                        if w["postgres_ms_per_second"] is None
+                        else f"{w['postgres_ms_per_second']:.1f}",
+                    ]
+                    for w in report.extra["idle"]
+                ],
+            )
         )
     if report.cpu:
         parts.append(
