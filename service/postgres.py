@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -82,3 +84,19 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int, **kwargs: Any) 
         **kwargs,
     )
     return pool
+
+
+@asynccontextmanager
+async def discarded_after(pool: Pool) -> AsyncIterator[Connection]:
+    """A connection of ``pool`` that is closed when the block ends; the pool opens a new
+    one when it next needs it.
+
+    For work that visits every tenant's tables: a backend keeps the catalog entries
+    of every relation it opened for as long as it lives (some 60 KB per tenant for
+    the retention purges), which a pooled backend would otherwise carry from then on.
+    """
+    async with pool.acquire() as conn:
+        try:
+            yield conn
+        finally:
+            await conn.close()

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from service.postgres import Pool
+from service.postgres import Pool, discarded_after
 from tenants.schemas import quoted_schema
 
 REQUEST_LOG_VERSION: Final = 5
@@ -149,26 +149,28 @@ class PurgeReport:
 async def purge(pool: Pool, older_than: datetime) -> PurgeReport:
     """Delete every tenant's requests received before ``older_than``.
 
-    In chunks, so a large backlog never holds one long transaction or lock.
+    In chunks, so a large backlog never holds one long transaction or lock; on a
+    connection closed afterwards, as it opens every tenant's table.
     """
-    tenants = await pool.fetch(
-        "SELECT schema_name FROM scim_control.tenants WHERE schema_version >= $1",
-        REQUEST_LOG_VERSION,
-    )
-    report = PurgeReport(tenants=len(tenants))
-    for tenant in tenants:
-        table = f"{quoted_schema(tenant['schema_name'])}.requests"
-        while True:
-            try:
-                status = await pool.execute(
-                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "
-                    f"WHERE received_at < $1 LIMIT {_PURGE_CHUNK})",
-                    older_than,
-                )
-            except _GONE:
-                break
-            deleted = int(status.rsplit(" ", 1)[-1])
-            report.deleted += deleted
-            if deleted < _PURGE_CHUNK:
-                break
+    async with discarded_after(pool) as conn:
+        tenants = await conn.fetch(
+            "SELECT schema_name FROM scim_control.tenants WHERE schema_version >= $1",
+            REQUEST_LOG_VERSION,
+        )
+        report = PurgeReport(tenants=len(tenants))
+        for tenant in tenants:
+            table = f"{quoted_schema(tenant['schema_name'])}.requests"
+            while True:
+                try:
+                    status = await conn.execute(
+                        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "
+                        f"WHERE received_at < $1 LIMIT {_PURGE_CHUNK})",
+                        older_than,
+                    )
+                except _GONE:
+                    break
+                deleted = int(status.rsplit(" ", 1)[-1])
+                report.deleted += deleted
+                if deleted < _PURGE_CHUNK:
+                    break
     return report

@@ -42,7 +42,7 @@ import msgspec
 
 from service import events
 from service.background import cancel_all
-from service.postgres import Connection, Pool
+from service.postgres import Connection, Pool, discarded_after
 from service.settings import Settings
 from service.store import outbox
 from service.webhooks.signing import SecretBox, SecretUnreadable, signature_header
@@ -470,13 +470,14 @@ class WebhookWorker:
     async def purge(self) -> None:
         """Delete events and finished deliveries older than the retention period."""
         cutoff = datetime.now(UTC) - timedelta(days=self._settings.event_retention_days)
-        schemas = await self._pool.fetch(
-            "SELECT schema_name FROM scim_control.tenants WHERE schema_version >= $1",
-            _OUTBOX_VERSION,
-        )
         removed = 0
-        for row in schemas:
-            removed += await outbox.purge(self._pool, row["schema_name"], older_than=cutoff)
+        async with discarded_after(self._pool) as conn:  # it opens every tenant's events
+            schemas = await conn.fetch(
+                "SELECT schema_name FROM scim_control.tenants WHERE schema_version >= $1",
+                _OUTBOX_VERSION,
+            )
+            for row in schemas:
+                removed += await outbox.purge(conn, row["schema_name"], older_than=cutoff)
         await self._pool.execute(
             "DELETE FROM scim_control.webhook_deliveries WHERE finished_at < $1", cutoff
         )
