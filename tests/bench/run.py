@@ -120,30 +120,33 @@ class Bench:
 
     # Measuring --------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def cpu(self, server_pid: int | None = None) -> Iterator[list[Cpu]]:
-        """CPU of the server, PostgreSQL and the machine while the block runs."""
-        pid = server_pid or self.service.pid
+    def _readings(self, pid: int) -> tuple[float, float, float, float]:
+        """Now, and the CPU seconds so far of the server (``pid``), PostgreSQL and the machine."""
         postmaster = self.db.postmaster_pid
-        out: list[Cpu] = []
-        before = (
+        return (
             time.perf_counter(),
             environment.tree_cpu(pid),
             environment.tree_cpu(postmaster) if postmaster else 0.0,
             environment.machine_busy(),
         )
+
+    @contextlib.contextmanager
+    def cpu(self, server_pid: int | None = None) -> Iterator[list[Cpu]]:
+        """CPU of the server, PostgreSQL and the machine while the block runs."""
+        pid = server_pid or self.service.pid
+        out: list[Cpu] = []
+        before = self._readings(pid)
         yield out
-        wall = time.perf_counter() - before[0]
+        wall, server, postgres, machine = (
+            b - a for a, b in zip(before, self._readings(pid), strict=True)
+        )
         out.append(
             Cpu(
                 seconds=round(wall, 2),
-                server=round((environment.tree_cpu(pid) - before[1]) / wall, 2),
-                postgres=round(
-                    ((environment.tree_cpu(postmaster) if postmaster else 0.0) - before[2]) / wall,
-                    2,
-                ),
+                server=round(server / wall, 2),
+                postgres=round(postgres / wall, 2),
                 loadgen=0.0,
-                machine=round((environment.machine_busy() - before[3]) / wall, 2),
+                machine=round(machine / wall, 2),
             )
         )
 
@@ -389,20 +392,19 @@ class Bench:
         return windows
 
     def _idle_window(self, tenants: int, what: str) -> dict[str, Any]:
-        postmaster = self.db.postmaster_pid
-        started = time.perf_counter()
-        server = environment.tree_cpu(self.service.pid)
-        postgres = environment.tree_cpu(postmaster) if postmaster else 0.0
+        before = self._readings(self.service.pid)
         time.sleep(self.config.idle_seconds)
-        wall = time.perf_counter() - started
-        server = environment.tree_cpu(self.service.pid) - server
-        postgres = (environment.tree_cpu(postmaster) if postmaster else 0.0) - postgres
+        wall, server, postgres, _ = (
+            b - a for a, b in zip(before, self._readings(self.service.pid), strict=True)
+        )
         return {
             "tenants": tenants,
             "what": what,
             "seconds": round(wall, 1),
             "server_ms_per_second": round(server / wall * 1000, 1),
-            "postgres_ms_per_second": round(postgres / wall * 1000, 1) if postmaster else None,
+            "postgres_ms_per_second": (
+                round(postgres / wall * 1000, 1) if self.db.postmaster_pid else None
+            ),
         }
 
     def _checkpoint(self) -> float | None:
