@@ -196,6 +196,9 @@ class Settings:
     """`SCIM_WEBHOOK_RETRY_SECONDS`: delays before each retry; after the last, dead letter."""
     worker_poll_seconds: float = 2.0
     """`SCIM_WORKER_POLL_SECONDS`: how often the worker looks for due retries."""
+    webhook_sweep_seconds: float = 60.0
+    """`SCIM_WEBHOOK_SWEEP_SECONDS`: how often the worker looks for events a lost
+    notification left uncopied (at most this long late after a lost `NOTIFY`)."""
     worker_in_process: bool = True
     """`SCIM_WORKER_IN_PROCESS`: `serve` runs the webhook worker in the same process."""
     request_log_enabled: bool = True
@@ -263,6 +266,9 @@ class Settings:
             ),
             worker_poll_seconds=float(
                 _int(env, "SCIM_WORKER_POLL_SECONDS", int(cls.worker_poll_seconds), minimum=1)
+            ),
+            webhook_sweep_seconds=float(
+                _int(env, "SCIM_WEBHOOK_SWEEP_SECONDS", int(cls.webhook_sweep_seconds), minimum=1)
             ),
             worker_in_process=_bool(env, "SCIM_WORKER_IN_PROCESS", cls.worker_in_process),
             request_log_enabled=_bool(env, "SCIM_REQUEST_LOG_ENABLED", cls.request_log_enabled),

@@ -57,7 +57,6 @@ FAN_OUT_BATCH = 500
 """Events copied per tenant per transaction."""
 DRAIN_BATCH = 100
 """Deliveries one lease sends before the stream goes back in the queue, for fairness."""
-SWEEP_SECONDS = 60.0
 PURGE_SECONDS = 3600.0
 _LEASE_MARGIN_SECONDS = 30.0
 _JITTER = 0.2
@@ -178,7 +177,7 @@ class WebhookWorker:
         if self._box is None:
             return
         if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_SECONDS
+            self._next_sweep = now + self._settings.webhook_sweep_seconds
             self._dirty.clear()
             tenants = await self._tenants_behind()
         else:

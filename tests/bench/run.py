@@ -24,7 +24,6 @@ from typing import Any
 
 import asyncpg
 
-from service.webhooks.worker import SWEEP_SECONDS
 from tests.bench import environment, floor, loadgen, peer
 from tests.bench.environment import ROOT, Service
 from tests.bench.loadgen import Job, Samples, Target, Workload
@@ -68,8 +67,9 @@ class Config:
     """The peer may be far slower: its finite workloads stop after this long."""
     large_seconds: float = 30.0
     """Each large-group measurement stops after this long (a change can take seconds)."""
-    idle_seconds: float = SWEEP_SECONDS + 1
-    """The idle measurement spans a whole period of the webhook worker's sweep."""
+    sweep_seconds: int = 60
+    """The service's `SCIM_WEBHOOK_SWEEP_SECONDS` (its default in full runs); each idle
+    window spans one period of the webhook worker's sweep, and a second more."""
 
     @classmethod
     def quick(cls) -> Config:
@@ -87,6 +87,7 @@ class Config:
             scale_rate=60.0,
             peer_seconds=15.0,
             large_seconds=10.0,
+            sweep_seconds=5,
         )
 
 
@@ -369,7 +370,8 @@ class Bench:
         What idle tenants cost: background work that visits every tenant (above all the
         webhook worker's sweep for lost notifications, once a minute in each worker)
         grows with the tenants present, whatever their traffic. The first period with
-        an endpoint also opens a stream for each tenant that has events, once.
+        an endpoint also opens a stream for each tenant that has events, once. Quick
+        runs sweep every few seconds, so their figures overstate the sweep's share.
         """
         self.log(f"tenant scale: {tenants} tenants, idle")
         windows = [self._idle_window(tenants, "no webhook endpoint")]
@@ -382,7 +384,9 @@ class Bench:
             self.log(f"tenant scale: {tenants} tenants, idle, a webhook endpoint for every tenant")
             for period in ("first", "next"):
                 windows.append(
-                    self._idle_window(tenants, f"an endpoint for every tenant, {period} minute")
+                    self._idle_window(
+                        tenants, f"an endpoint for every tenant, {period} sweep period"
+                    )
                 )
         finally:
             self.service.admin.delete(f"/admin/v1/webhooks/{created.json()['id']}")
@@ -393,7 +397,7 @@ class Bench:
 
     def _idle_window(self, tenants: int, what: str) -> dict[str, Any]:
         before = self._readings(self.service.pid)
-        time.sleep(self.config.idle_seconds)
+        time.sleep(self.config.sweep_seconds + 1)
         wall, server, postgres, _ = (
             b - a for a, b in zip(before, self._readings(self.service.pid), strict=True)
         )
@@ -825,7 +829,10 @@ def main(argv: list[str] | None = None) -> int:
     config = _config(args)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     started = time.perf_counter()
-    service_env = {"SCIM_WORKERS": str(args.workers)}
+    service_env = {
+        "SCIM_WORKERS": str(args.workers),
+        "SCIM_WEBHOOK_SWEEP_SECONDS": str(config.sweep_seconds),
+    }
     sink = None if args.no_tracing else OtlpReceiver()
     if sink is not None:
         service_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint

@@ -367,6 +367,27 @@ async def test_the_sweep_fans_out_only_the_tenants_with_events_to_copy(
         assert await _streams(db, quiet.slug) == 0
 
 
+async def test_an_event_whose_notify_was_lost_waits_at_most_one_sweep_period(
+    client: Client, db: Pool, settings: Settings, migrated_database: str, tenant: TenantHandle
+) -> None:
+    schema = await db.fetchval(
+        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    async with receivers.running() as receiver:
+        await register(client, receiver.url, slug=tenant.slug)
+        async with worker(settings, migrated_database, webhook_sweep_seconds=1.0):
+            await tenant.create_user("notified@example.com")
+            await receiver.wait_for(1)  # the worker is past its first sweep
+            # Committed with no NOTIFY, as when a process dies between the two.
+            await db.execute(
+                f'INSERT INTO "{schema}".events (id, type, resource_type, resource_id, data) '
+                "VALUES (gen_random_uuid(), 'user.updated', 'User', gen_random_uuid(), '{}')"
+            )
+            # Found by the next sweep; the default period (a minute) would miss this.
+            await receiver.wait_for(2, within=10.0)
+    assert [r.event["sequence"] for r in receiver.accepted] == [1, 2]
+
+
 async def test_notified_tenants_no_endpoint_receives_are_not_fanned_out(
     client: Client,
     db: Pool,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.bench import environment
 from tests.bench.httpclient import Connection
 from tests.bench.loadgen import Samples, Target, Workload, _run
 from tests.bench.report import Report, percentile
@@ -155,3 +158,26 @@ def test_profile_summary_separates_self_from_inclusive_time(tmp_path: Path) -> N
     assert summary["self_percent"][0] == ("db", 50.0)
     assert ("handler", 50.0) in summary["inclusive_percent"]
     assert summary["inclusive_percent"][0] == ("main", 100.0)
+
+
+def test_a_runs_database_files_are_deleted_behind_it_and_before_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    finished = Path(tempfile.mkdtemp(prefix="scim-bench-pg-"))
+    (finished / "pgdata" / "base").mkdir(parents=True)
+    for n in range(50):
+        (finished / "pgdata" / "base" / str(n)).write_bytes(b"x" * 8192)
+    environment._discard(finished)
+    assert not finished.exists()  # out of the way at once; deleted in the background
+    deadline = time.monotonic() + 30
+    while list(tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []
+
+    # One whose background deletion had not finished: the next run deletes it first.
+    leftover = tmp_path / "scim-bench-discarded-abc" / "pgdata"
+    leftover.mkdir(parents=True)
+    (leftover / "1").write_bytes(b"x")
+    environment._await_discarded()
+    assert list(tmp_path.iterdir()) == []

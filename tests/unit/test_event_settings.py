@@ -14,6 +14,7 @@ def test_defaults() -> None:
     assert settings.secret_key is None
     assert settings.webhook_retry_schedule[:3] == (5, 30, 120)
     assert settings.worker_in_process is True
+    assert settings.webhook_sweep_seconds == 60.0
 
 
 def test_values_are_read() -> None:
@@ -26,6 +27,7 @@ def test_values_are_read() -> None:
             "SCIM_WEBHOOK_CONCURRENCY": "2",
             "SCIM_WEBHOOK_RETRY_SECONDS": "1, 2.5,60",
             "SCIM_WORKER_POLL_SECONDS": "5",
+            "SCIM_WEBHOOK_SWEEP_SECONDS": "15",
             "SCIM_WORKER_IN_PROCESS": "no",
         }
     )
@@ -36,6 +38,7 @@ def test_values_are_read() -> None:
     assert settings.webhook_concurrency == 2
     assert settings.webhook_retry_schedule == (1.0, 2.5, 60.0)
     assert settings.worker_poll_seconds == 5.0
+    assert settings.webhook_sweep_seconds == 15.0
     assert settings.worker_in_process is False
 
 
@@ -48,6 +51,7 @@ def test_values_are_read() -> None:
         ("SCIM_WEBHOOK_RETRY_SECONDS", "5,soon"),
         ("SCIM_WEBHOOK_RETRY_SECONDS", "5,-1"),
         ("SCIM_WEBHOOK_CONCURRENCY", "0"),
+        ("SCIM_WEBHOOK_SWEEP_SECONDS", "0"),
     ],
 )
 def test_bad_values_are_refused(name: str, value: str) -> None:
