@@ -163,4 +163,14 @@ class DeprovisionGuard(Table, tablename="deprovision_guards", schema=CONTROL_SCH
     updated_at = Timestamptz(default=TimestamptzNow())
 
 
+class Chore(Table, tablename="chores", schema=CONTROL_SCHEMA):
+    """When a deployment-wide periodic chore (a retention purge) is next due.
+
+    See `service.chores`.
+    """
+
+    name = Text(primary_key=True)
+    next_at = Timestamptz()
+
+
 TENANT_TABLES = (Tenant, Token, TenantSettings, ProvisioningPolicy, RateLimit)

@@ -24,6 +24,7 @@ import msgspec
 from opentelemetry import metrics
 
 from observability.logging import redact
+from service import chores
 from service.background import cancel_all
 from service.postgres import Pool
 from service.request_log.masking import Masker
@@ -40,6 +41,7 @@ _ITEM_OPERATIONS: Final = {"GET": "get", "PUT": "replace", "PATCH": "patch", "DE
 _MAX_USER_AGENT: Final = 512
 _MAX_DETAIL: Final = 2000
 _FIRST_PURGE_SECONDS: Final = 60.0
+_PURGE_CHORE: Final = "request_log_purge"
 ROWS_PER_SLICE: Final = 64
 """Rows prepared (masked, classified) between two yields to the event loop: a
 flush's few hundred prepared at once held every request in flight for
@@ -277,12 +279,16 @@ class RequestLog:
                 log.exception("request log: flush failed")
 
     async def _purge_periodically(self) -> None:
-        # Soon after start as well, so replicas that never live an hour still purge.
+        # Soon after start as well, so replicas that never live an hour still purge;
+        # one process of the deployment purges per period (`service.chores`).
         delay = min(self._purge_seconds, _FIRST_PURGE_SECONDS)
         while True:
             await asyncio.sleep(delay)
-            delay = self._purge_seconds
+            delay = min(self._purge_seconds, chores.CHECK_SECONDS)
+            assert self._pool is not None
             try:
+                if not await chores.claim(self._pool, _PURGE_CHORE, self._purge_seconds):
+                    continue
                 report = await self.purge()
             except _WRITE_ERRORS as exc:
                 log.warning("request log: purge failed: %s", exc)

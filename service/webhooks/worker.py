@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 
-from service import events
+from service import chores, events
 from service.background import cancel_all
 from service.postgres import Connection, Pool, discarded_after
 from service.settings import Settings
@@ -58,6 +58,7 @@ FAN_OUT_BATCH = 500
 DRAIN_BATCH = 100
 """Deliveries one lease sends before the stream goes back in the queue, for fairness."""
 PURGE_SECONDS = 3600.0
+_PURGE_CHORE = "event_purge"
 _LEASE_MARGIN_SECONDS = 30.0
 _JITTER = 0.2
 _USER_AGENT = "scim-platform-webhooks/1"
@@ -172,8 +173,10 @@ class WebhookWorker:
         if self._listener is None:
             await self._listen()
         if now >= self._next_purge:
-            await self.purge()
-            self._next_purge = now + PURGE_SECONDS
+            # One worker of the deployment purges per period (`service.chores`).
+            self._next_purge = now + chores.CHECK_SECONDS
+            if await chores.claim(self._pool, _PURGE_CHORE, PURGE_SECONDS):
+                await self.purge()
         if self._box is None:
             return
         if now >= self._next_sweep:

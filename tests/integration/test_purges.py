@@ -1,16 +1,96 @@
-"""The retention purges open every tenant's tables, on a connection they close afterwards."""
+"""The retention purges: one process of the deployment runs each per period, and it opens
+every tenant's tables on a connection it closes afterwards."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from service.postgres import create_pool
-from service.request_log.recorder import purge_expired
+from service import chores
+from service.postgres import Pool, create_pool
+from service.request_log.masking import Masker
+from service.request_log.recorder import RequestLog, purge_expired
 from service.settings import Settings
+from service.store.request_log import PurgeReport
 from service.webhooks.worker import WebhookWorker
 from tests.integration.conftest import TenantHandle
+
+
+@pytest.fixture(autouse=True)
+async def no_chore_claimed(db: Pool) -> AsyncIterator[None]:
+    """Each test starts with every chore due, as in a new deployment."""
+    await db.execute("DELETE FROM scim_control.chores")
+    yield
+    await db.execute("DELETE FROM scim_control.chores")
+
+
+async def test_of_concurrent_claims_one_wins_per_period(db: Pool) -> None:
+    async def claims() -> list[bool]:
+        return list(await asyncio.gather(*(chores.claim(db, "test", 0.5) for _ in range(8))))
+
+    assert sorted(await claims()) == [False] * 7 + [True]
+    assert await claims() == [False] * 8
+    await asyncio.sleep(0.6)
+    assert sorted(await claims()) == [False] * 7 + [True]
+
+
+class CountingWorker(WebhookWorker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.purges = 0
+        self.ticked = asyncio.Event()
+
+    async def purge(self) -> None:
+        self.purges += 1
+        await super().purge()
+
+    async def tick(self) -> None:
+        await super().tick()
+        self.ticked.set()
+
+
+async def test_of_two_webhook_workers_one_purges_the_events(
+    settings: Settings, migrated_database: str
+) -> None:
+    pool = await create_pool(migrated_database, min_size=1, max_size=4)
+    workers = [CountingWorker(pool, settings, None, dsn=migrated_database) for _ in range(2)]
+    try:
+        for worker in workers:
+            await worker.start()  # each purges at its first round, when the chore is due
+        await asyncio.wait_for(asyncio.gather(*(w.ticked.wait() for w in workers)), 10)
+    finally:
+        for worker in workers:
+            await worker.stop()
+        await pool.close()
+    assert sum(w.purges for w in workers) == 1
+
+
+class CountingLog(RequestLog):
+    def __init__(self, purge_seconds: float) -> None:
+        super().__init__(Masker(()), purge_seconds=purge_seconds)
+        self.purges = 0
+
+    async def purge(self) -> PurgeReport:
+        self.purges += 1
+        return await super().purge()
+
+
+async def test_of_two_request_logs_one_purges_per_period(migrated_database: str) -> None:
+    pool = await create_pool(migrated_database, min_size=1, max_size=4)
+    logs = [CountingLog(purge_seconds=0.4), CountingLog(purge_seconds=0.4)]
+    try:
+        for log in logs:
+            await log.start(pool)
+        await asyncio.sleep(1.0)  # each asks at 0.4 s and 0.8 s: 4 purges without claims
+    finally:
+        for log in logs:
+            await log.stop()
+        await pool.close()
+    assert 1 <= sum(log.purges for log in logs) <= 2
 
 
 @pytest.mark.parametrize("purge", ["requests", "events"])

@@ -1,0 +1,35 @@
+"""Periodic chores one process runs for the whole deployment, at most once a period.
+
+Every serving process and every `scim-platform worker` keeps the timers of the
+retention purges, but a purge visits every tenant: run by each process, a
+deployment of N processes does N times the database work for nothing (some
+10 s of CPU per run at 10,000 tenants). So a process claims a chore before
+running it, and of all the claims made in one period only the first wins. A
+process that dies in the middle of a chore leaves it to the next period:
+retention can wait an hour.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from service.postgres import Pool
+
+CHECK_SECONDS: Final = 300.0
+"""How often a process asks whether a chore is due: a due chore waits at most this long."""
+
+
+async def claim(pool: Pool, chore: str, every: float) -> bool:
+    """Whether this process runs ``chore`` now: True for one caller per ``every``
+    seconds across the deployment, from the first call on."""
+    # Two claims at once: the second waits on the first's row lock, then sees
+    # the row it wrote, no longer due.
+    claimed: bool | None = await pool.fetchval(
+        "INSERT INTO scim_control.chores (name, next_at) "
+        "VALUES ($1, now() + make_interval(secs => $2)) "
+        "ON CONFLICT (name) DO UPDATE SET next_at = excluded.next_at "
+        "WHERE chores.next_at <= now() RETURNING true",
+        chore,
+        every,
+    )
+    return claimed is True
