@@ -4,6 +4,7 @@ every tenant's tables on a connection it closes afterwards."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,13 @@ from service.store.request_log import PurgeReport
 from service.webhooks.worker import WebhookWorker
 from tests.integration.conftest import TenantHandle
 
-pytestmark = pytest.mark.usefixtures("no_chore_claimed")
+
+@pytest.fixture(autouse=True)
+async def no_chore_claimed(db: Pool) -> AsyncIterator[None]:
+    """Each test starts with every chore due, as in a new deployment."""
+    await db.execute("DELETE FROM scim_control.chores")
+    yield
+    await db.execute("DELETE FROM scim_control.chores")
 
 
 async def test_of_concurrent_claims_one_wins_per_period(db: Pool) -> None:
