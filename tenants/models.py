@@ -171,6 +171,7 @@ class Chore(Table, tablename="chores", schema=CONTROL_SCHEMA):
 
     name = Text(primary_key=True)
     next_at = Timestamptz()
+    holder = UUID(null=True, default=None)
 
 
 TENANT_TABLES = (Tenant, Token, TenantSettings, ProvisioningPolicy, RateLimit)

@@ -7,10 +7,11 @@ worker`), as many replicas as you like, all sharing the database:
   the worker copies them, in sequence order, into a delivery row per matching
   endpoint and advances that (endpoint, tenant) *stream*'s cursor, in one
   transaction under the stream's row lock, so no event is copied twice or
-  skipped. A sweep every minute catches what a lost NOTIFY missed (a dropped
-  listener, a process gone between its commit and its NOTIFY): one call
-  compares every tenant's event counter with its streams' cursors, and only
-  the tenants behind are fanned out.
+  skipped. A sweep every minute (`SCIM_WEBHOOK_SWEEP_SECONDS`; one worker of
+  the deployment per period, and each at its start) catches what a lost
+  NOTIFY missed (a dropped listener, a process gone between its commit and
+  its NOTIFY): one call compares every tenant's event counter with its
+  streams' cursors, and only the tenants behind are fanned out.
 - **Delivery.** A worker leases a stream (a short UPDATE with `FOR UPDATE SKIP
   LOCKED`), then delivers its oldest pending deliveries one at a time, in
   sequence order, holding no connection while it waits on HTTP. Another
@@ -20,7 +21,8 @@ worker`), as many replicas as you like, all sharing the database:
   with jitter, and blocks its stream meanwhile (ordering); after the last retry
   it and the stream's backlog are dead-lettered until an operator replays them.
 - **Purge.** Events and finished deliveries older than
-  `SCIM_EVENT_RETENTION_DAYS` are deleted once an hour.
+  `SCIM_EVENT_RETENTION_DAYS` are deleted once an hour, by one worker of the
+  deployment.
 
 SCIM requests never wait on any of this: they only insert outbox rows.
 """
@@ -59,6 +61,7 @@ DRAIN_BATCH = 100
 """Deliveries one lease sends before the stream goes back in the queue, for fairness."""
 PURGE_SECONDS = 3600.0
 _PURGE_CHORE = "event_purge"
+_SWEEP_CHORE = "webhook_sweep"
 _LEASE_MARGIN_SECONDS = 30.0
 _JITTER = 0.2
 _USER_AGENT = "scim-platform-webhooks/1"
@@ -102,6 +105,9 @@ class WebhookWorker:
         self._client: httpx.AsyncClient | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._next_sweep = 0.0
+        self._missed = True
+        """Notifications may have been lost (before the start, or while the listener was
+        down): this worker sweeps at once, whether or not another swept lately."""
         self._next_purge = 0.0
 
     async def start(self) -> None:
@@ -147,6 +153,7 @@ class WebhookWorker:
         def on_termination(_conn: object) -> None:
             # Notifications may have been missed: listen again and sweep everything.
             self._listener = None
+            self._missed = True
             self._next_sweep = 0.0
 
         conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(self._dsn)
@@ -179,8 +186,7 @@ class WebhookWorker:
                 await self.purge()
         if self._box is None:
             return
-        if now >= self._next_sweep:
-            self._next_sweep = now + self._settings.webhook_sweep_seconds
+        if await self._sweep_due(now):
             self._dirty.clear()
             tenants = await self._tenants_behind()
         else:
@@ -203,6 +209,18 @@ class WebhookWorker:
                 self._dirty.add(schema)
                 self._wake.set()
         await self.dispatch()
+
+    async def _sweep_due(self, now: float) -> bool:
+        """Whether this round sweeps: at once after missed notifications, else when this
+        worker holds the period's claim. Any worker's sweep fans out every tenant behind,
+        so one sweep per period serves the whole deployment (`service.chores`), and the
+        same worker keeps sweeping: its listening connection has the catalog entries."""
+        if now < self._next_sweep:
+            return False
+        period = self._settings.webhook_sweep_seconds
+        self._next_sweep = now + period
+        missed, self._missed = self._missed, False
+        return missed or await chores.claim(self._pool, _SWEEP_CHORE, period, holder=self._id)
 
     async def _receivers(self) -> set[uuid.UUID | None]:
         """The tenants some endpoint receives the events of, None standing for every tenant.

@@ -67,6 +67,15 @@ async def db(migrated_database: str) -> AsyncIterator[Pool]:
     await pool.close()
 
 
+@pytest.fixture
+async def no_chore_claimed(db: Pool) -> AsyncIterator[None]:
+    """Every deployment-wide chore due (`service.chores`), as in a new deployment;
+    a claim made by one test's workers would otherwise hold another's off."""
+    await db.execute("DELETE FROM scim_control.chores")
+    yield
+    await db.execute("DELETE FROM scim_control.chores")
+
+
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

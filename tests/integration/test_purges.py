@@ -4,7 +4,7 @@ every tenant's tables on a connection it closes afterwards."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -19,13 +19,7 @@ from service.store.request_log import PurgeReport
 from service.webhooks.worker import WebhookWorker
 from tests.integration.conftest import TenantHandle
 
-
-@pytest.fixture(autouse=True)
-async def no_chore_claimed(db: Pool) -> AsyncIterator[None]:
-    """Each test starts with every chore due, as in a new deployment."""
-    await db.execute("DELETE FROM scim_control.chores")
-    yield
-    await db.execute("DELETE FROM scim_control.chores")
+pytestmark = pytest.mark.usefixtures("no_chore_claimed")
 
 
 async def test_of_concurrent_claims_one_wins_per_period(db: Pool) -> None:
@@ -36,6 +30,17 @@ async def test_of_concurrent_claims_one_wins_per_period(db: Pool) -> None:
     assert await claims() == [False] * 8
     await asyncio.sleep(0.6)
     assert sorted(await claims()) == [False] * 7 + [True]
+
+
+async def test_a_held_chore_stays_with_its_holder_while_it_keeps_time(db: Pool) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    assert await chores.claim(db, "held", 1.0, holder=first)
+    await asyncio.sleep(1.1)  # due, but not half a period overdue
+    assert not await chores.claim(db, "held", 1.0, holder=second)
+    assert await chores.claim(db, "held", 1.0, holder=first)
+    await asyncio.sleep(1.8)  # the holder missed its turn by more than half a period
+    assert await chores.claim(db, "held", 1.0, holder=second)
+    assert not await chores.claim(db, "held", 1.0, holder=first)
 
 
 class CountingWorker(WebhookWorker):

@@ -35,6 +35,9 @@ def fast(settings: Settings, **overrides: Any) -> Settings:
     return dataclasses.replace(settings, **(defaults | overrides))
 
 
+pytestmark = pytest.mark.usefixtures("no_chore_claimed")
+
+
 @pytest.fixture(autouse=True)
 async def no_endpoints_left(db: Pool) -> AsyncIterator[None]:
     """Workers serve every endpoint in the database: each test starts and ends with none."""
@@ -52,15 +55,20 @@ def make_tenants(client: Client) -> Callable[[int], Awaitable[list[TenantHandle]
 
 
 class CountingWorker(WebhookWorker):
-    """A worker that counts the fan-outs it runs, per tenant."""
+    """A worker that counts the fan-outs it runs, per tenant, and its sweeps."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fanned_out: Counter[uuid.UUID] = Counter()
+        self.sweeps = 0
 
     async def fan_out(self, tenant_id: uuid.UUID, schema: str) -> bool:
         self.fanned_out[tenant_id] += 1
         return await super().fan_out(tenant_id, schema)
+
+    async def _tenants_behind(self) -> list[tuple[uuid.UUID, str]]:
+        self.sweeps += 1
+        return await super()._tenants_behind()
 
 
 @asynccontextmanager
@@ -386,6 +394,24 @@ async def test_an_event_whose_notify_was_lost_waits_at_most_one_sweep_period(
             # Found by the next sweep; the default period (a minute) would miss this.
             await receiver.wait_for(2, within=10.0)
     assert [r.event["sequence"] for r in receiver.accepted] == [1, 2]
+
+
+async def test_of_the_deployments_workers_one_sweeps_per_period(
+    settings: Settings, migrated_database: str
+) -> None:
+    async with (
+        worker(settings, migrated_database, kind=CountingWorker, webhook_sweep_seconds=0.5) as a,
+        worker(settings, migrated_database, kind=CountingWorker, webhook_sweep_seconds=0.5) as b,
+    ):
+        await asyncio.sleep(2.0)
+    assert isinstance(a, CountingWorker)
+    assert isinstance(b, CountingWorker)
+    # Each sweeps at its start (it may have missed notifications before), then one
+    # sweep per period for both, by the same worker (the other would take over only
+    # if that one fell half a period behind): four periods, where each alone sweeps four.
+    periodic = a.sweeps + b.sweeps - 2
+    assert 1 <= periodic <= 5
+    assert min(a.sweeps, b.sweeps) <= 2
 
 
 async def test_notified_tenants_no_endpoint_receives_are_not_fanned_out(
