@@ -164,7 +164,8 @@ class DeprovisionGuard(Table, tablename="deprovision_guards", schema=CONTROL_SCH
 
 
 class Chore(Table, tablename="chores", schema=CONTROL_SCHEMA):
-    """When a deployment-wide periodic chore (a retention purge) is next due.
+    """When a deployment-wide periodic chore (a retention purge, the webhook sweep) is
+    next due, and the worker that holds it, if it is held.
 
     See `service.chores`.
     """
