@@ -235,8 +235,9 @@ class WebhookWorker:
     async def _tenants_behind(self) -> list[tuple[uuid.UUID, str]]:
         # On the listener's connection when there is one: the call reads a table of
         # every tenant, and a backend keeps the catalog entries of what it read for its
-        # whole life. One backend per worker keeps them warm for the next sweep, where
-        # each connection of the pool would in time come to hold every tenant's.
+        # whole life. The sweeping worker's listener keeps them warm for its next sweep
+        # (`_sweep_due` keeps the sweep with one worker), where each connection of the
+        # pool would in time come to hold every tenant's.
         source = self._listener or self._pool
         rows = await source.fetch(
             "SELECT tenant, schema_name FROM scim_control.webhook_backlog($1)", _OUTBOX_VERSION

@@ -368,7 +368,7 @@ class Bench:
         every tenant's events, its first sweep period and the next.
 
         What idle tenants cost: background work that visits every tenant (above all the
-        webhook worker's sweep for lost notifications, once a minute in each worker)
+        webhook worker's sweep for lost notifications, once a minute in one worker)
         grows with the tenants present, whatever their traffic. The first period with
         an endpoint also opens a stream for each tenant that has events, once. Quick
         runs sweep every few seconds, so their figures overstate the sweep's share.
