@@ -24,7 +24,10 @@ class TenantMigration:
     version: int
     description: str
     sql: str
-    """DDL with `{schema}` where the quoted tenant schema goes."""
+    """DDL with `{schema}` where the quoted tenant schema goes, `{name}` where its bare name."""
+
+    def ddl(self, schema: str) -> str:
+        return self.sql.format(schema=quoted_schema(schema), name=schema)
 
 
 TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
@@ -87,8 +90,9 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
             ) AS e
             WHERE e ->> 'value' IS NOT NULL
         $$;
-        CREATE INDEX users_email_values_idx ON {schema}.users
-            USING gin ({schema}.email_values(resource));
+        -- The index on it is built by step 10, on the function all tenants
+        -- share (this step built one here until then). The function stays
+        -- for releases before 10, which call it.
         CREATE INDEX users_display_name_idx ON {schema}.users (lower(display_name));
         """,
     ),
@@ -236,7 +240,9 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
         ALTER TABLE {schema}.events DROP CONSTRAINT events_pkey;
         ALTER TABLE {schema}.events ALTER COLUMN sequence DROP NOT NULL;
         CREATE UNIQUE INDEX events_sequence_key ON {schema}.events (sequence);
-        CREATE FUNCTION {schema}.number_event() RETURNS trigger
+        -- Named for its tenant: PostgreSQL looks a function named in DDL up
+        -- among all functions of that name, and creating a tenant names this one.
+        CREATE FUNCTION {schema}.number_event_{name}() RETURNS trigger
             LANGUAGE plpgsql AS $$
             DECLARE
                 taken bigint;
@@ -248,7 +254,7 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
             $$;
         CREATE CONSTRAINT TRIGGER events_number_at_commit AFTER INSERT ON {schema}.events
             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.sequence IS NULL)
-            EXECUTE FUNCTION {schema}.number_event();
+            EXECUTE FUNCTION {schema}.number_event_{name}();
         """,
     ),
     TenantMigration(
@@ -265,6 +271,20 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
             WHERE NOT (managed AND deleted_at IS NULL);
         """,
     ),
+    TenantMigration(
+        10,
+        "the email index on the function all tenants share",
+        """
+        -- `scim_control.user_email_values` (control-plane migration of 23 Nov,
+        -- 12:00) computes what `email_values` did; SQL naming a function every
+        -- tenant has a copy of made PostgreSQL read all the copies' catalog rows
+        -- whenever a function had been created since (each tenant created
+        -- does). Same index name, so queries and plans read the same way.
+        DROP INDEX IF EXISTS {schema}.users_email_values_idx;
+        CREATE INDEX users_email_values_idx ON {schema}.users
+            USING gin (scim_control.user_email_values(resource));
+        """,
+    ),
 )
 
 LATEST_VERSION = TENANT_MIGRATIONS[-1].version
@@ -277,9 +297,8 @@ def new_schema_script(schema: str) -> str:
     registers the tenant (with `schema_version` = `LATEST_VERSION`); stepping
     through the migrations one transaction each is for schemas that already exist.
     """
-    qualified = quoted_schema(schema)
-    steps = (migration.sql.format(schema=qualified) for migration in TENANT_MIGRATIONS)
-    return "\n".join([f"CREATE SCHEMA {qualified};", *steps])
+    steps = (migration.ddl(schema) for migration in TENANT_MIGRATIONS)
+    return "\n".join([f"CREATE SCHEMA {quoted_schema(schema)};", *steps])
 
 
 async def apply_pending(conn: Connection, tenant_id: uuid.UUID) -> int:
@@ -299,7 +318,7 @@ async def apply_pending(conn: Connection, tenant_id: uuid.UUID) -> int:
                 return applied
             if row["schema_version"] >= migration.version:
                 continue
-            await conn.execute(migration.sql.format(schema=quoted_schema(row["schema_name"])))
+            await conn.execute(migration.ddl(row["schema_name"]))
             await conn.execute(
                 "UPDATE scim_control.tenants SET schema_version = $2 WHERE id = $1",
                 tenant_id,

@@ -7,6 +7,9 @@ import uuid
 
 _SCHEMA_NAME = re.compile(r"t_[0-9a-f]{32}")
 
+EMAIL_VALUES = "scim_control.user_email_values"
+"""The lower-cased `emails.value`s of a user's resource: every tenant's email index is on it."""
+
 
 class InvalidSchemaName(ValueError):
     pass

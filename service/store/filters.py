@@ -19,6 +19,7 @@ from typing import Any, Literal
 from service.scim import filter as scim_filter
 from service.scim.attributes import Attribute, ResourceType, resolve, resolve_path
 from service.scim.errors import ScimError
+from tenants.schemas import EMAIL_VALUES
 
 ColumnKind = Literal["text", "uuid", "bool", "timestamp"]
 _ORDERING_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -89,7 +90,7 @@ class Target:
     """The tenant's quoted schema, for subqueries and index functions."""
     columns: dict[tuple[str, str | None], Column]
     email_index: bool = False
-    """Whether the table has the `email_values` expression index (users do)."""
+    """Whether the table has the `EMAIL_VALUES` expression index (users do)."""
 
 
 def _elements(array_json: str) -> str:
@@ -311,7 +312,7 @@ class FilterCompiler:
     def _email_index(self, value: str) -> str:
         # Matches the expression of users_email_values_idx exactly, so Postgres uses it.
         param = self._builder.bind(value)
-        return f"{self._target.schema_sql}.email_values(r.resource) @> ARRAY[lower({param})]"
+        return f"{EMAIL_VALUES}(r.resource) @> ARRAY[lower({param})]"
 
     def _members_exists(self, condition: scim_filter.Filter) -> str:
         inner = _member_expr(condition, self._builder)

@@ -17,7 +17,7 @@ from service.scim.errors import ScimError
 from service.store.paging import RESOURCE_COLUMNS
 from service.store.resources import USERS, Row
 from tenants import policies
-from tenants.schemas import quoted_schema
+from tenants.schemas import EMAIL_VALUES, quoted_schema
 
 _HIDDEN = "NOT (r.managed AND r.deleted_at IS NULL)"
 
@@ -39,9 +39,7 @@ _Branch = tuple[str, str, Any, str]
 """One way a POSTed user can match a hidden one: key, SQL condition, argument, value shown."""
 
 
-def _branches(
-    qualified: str, resource: dict[str, Any], order: tuple[str, ...], first_param: int
-) -> list[_Branch]:
+def _branches(resource: dict[str, Any], order: tuple[str, ...], first_param: int) -> list[_Branch]:
     """The match conditions for `order`'s keys that `resource` has a value for, in order.
 
     Pre-loaded users match on any key; soft-deleted ones on externalId (the same
@@ -62,7 +60,7 @@ def _branches(
             # A deleted person's address may be reissued to a new hire: an email
             # match adopts pre-loaded users only, never restores a deleted one.
             condition = (
-                f"NOT r.managed AND ({qualified}.email_values(r.resource) && {param}::text[] "
+                f"NOT r.managed AND ({EMAIL_VALUES}(r.resource) && {param}::text[] "
                 f"OR lower(r.user_name) = ANY({param}::text[]))"
             )
             argument = emails
@@ -84,7 +82,7 @@ def claim_probe(
     has no key to match on.
     """
     qualified = quoted_schema(schema)
-    branches = _branches(qualified, resource, policies.MATCH_KEYS, first_param)
+    branches = _branches(resource, policies.MATCH_KEYS, first_param)
     if not branches:
         return None
     # First whether the tenant has any hidden user at all (usually not), then
@@ -112,7 +110,7 @@ async def find_claimable(
     qualified = quoted_schema(schema)
     # One query for every key, ranked in the policy's order: one round trip
     # rather than one per key.
-    branches = _branches(qualified, resource, order, first_param=1)
+    branches = _branches(resource, order, first_param=1)
     if not branches:
         return None
     rank = " ".join(f"WHEN {branch[1]} THEN {i}" for i, branch in enumerate(branches))

@@ -711,11 +711,12 @@ async def test_a_tenant_below_version_8_numbers_events_in_the_insert(
     schema = await schema_of(db, tenant.slug)
     qualified = quoted_schema(schema)
     async with db.acquire() as conn, conn.transaction():
-        # Back to version 7: what migrations 9 and 8 changed, undone.
+        # Back to version 7: what migrations 10, 9 and 8 changed, undone.
         await conn.execute(
+            f"DROP INDEX {qualified}.users_email_values_idx; "
             f"DROP INDEX {qualified}.users_hidden_idx; "
             f"DROP TRIGGER events_number_at_commit ON {qualified}.events; "
-            f"DROP FUNCTION {qualified}.number_event(); "
+            f"DROP FUNCTION {qualified}.number_event_{schema}(); "
             f"DROP INDEX {qualified}.events_sequence_key; "
             f"ALTER TABLE {qualified}.events ADD PRIMARY KEY (sequence)"
         )
@@ -730,7 +731,7 @@ async def test_a_tenant_below_version_8_numbers_events_in_the_insert(
         "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
     )
     async with db.acquire() as conn:
-        assert await apply_pending(conn, tenant_id) == 2
+        assert await apply_pending(conn, tenant_id) == 3
     await tenant.create_user("migrated@example.com")
     found = await all_events(client, tenant.slug)
     assert [event["sequence"] for event in found] == [1, 2, 3]

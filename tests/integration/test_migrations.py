@@ -11,7 +11,7 @@ import pytest
 from service.postgres import Pool
 from tenants.migrations import LATEST_VERSION, TENANT_MIGRATIONS, migrate_all
 from tenants.schemas import quoted_schema, schema_name_for
-from tests.integration.conftest import TenantHandle
+from tests.integration.conftest import Client, TenantHandle
 
 TENANT_TABLES = {"users", "groups", "group_members"}
 
@@ -141,3 +141,69 @@ async def test_a_new_tenant_gets_the_schema_the_migrations_build_step_by_step(
     upgraded = old_tenants[0]
     assert await _shape(db, new) == await _shape(db, upgraded)
     assert (await _shape(db, new))["indexes"]
+
+
+async def test_each_function_a_tenants_schema_names_is_the_only_one_of_its_name(
+    db: Pool, tenant: TenantHandle, other_tenant: TenantHandle
+) -> None:
+    """PostgreSQL finds a function named in SQL among every function of that name in the
+    database, and reads them all again whenever any function was created since (each
+    tenant created creates some). The functions the schema's DDL and our queries name
+    (its indexes' and its trigger's) are shared by every tenant or named for one."""
+    schema = await db.fetchval(
+        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    named = await db.fetch(
+        "SELECT DISTINCT p.proname, (SELECT count(*) FROM pg_proc q WHERE q.proname = p.proname) "
+        "AS namesakes FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid "
+        "JOIN pg_class c ON c.oid = d.objid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_proc'::regclass "
+        "AND n.nspname = $1 "
+        "UNION SELECT DISTINCT p.proname, (SELECT count(*) FROM pg_proc q "
+        "WHERE q.proname = p.proname) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+        "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND NOT t.tgisinternal",
+        schema,
+    )
+    assert {row["proname"] for row in named} == {"user_email_values", f"number_event_{schema}"}
+    assert {row["proname"]: row["namesakes"] for row in named} == {
+        row["proname"]: 1 for row in named
+    }
+
+
+async def test_a_tenant_at_version_9_gets_its_email_index_on_the_shared_function(
+    db: Pool, client: Client, tenant: TenantHandle
+) -> None:
+    schema = await db.fetchval(
+        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    qualified = quoted_schema(schema)
+    await tenant.create_user("kept@example.com", emails=[{"value": "Kept@Example.com"}])
+    async with db.acquire() as conn, conn.transaction():
+        # As releases before step 10 built it: on the tenant's own function.
+        await conn.execute(
+            f"DROP INDEX {qualified}.users_email_values_idx; "
+            f"CREATE INDEX users_email_values_idx ON {qualified}.users "
+            f"USING gin ({qualified}.email_values(resource))"
+        )
+        await conn.execute(
+            "UPDATE scim_control.tenants SET schema_version = 9 WHERE slug = $1", tenant.slug
+        )
+    report = await migrate_all(db, concurrency=2)
+    assert report.failed == {}
+    definition = await db.fetchval(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 "
+        "AND indexname = 'users_email_values_idx'",
+        schema,
+    )
+    assert "scim_control.user_email_values(resource)" in definition
+    # Releases before step 10 still call the tenant's own function while they roll out.
+    assert await db.fetchval(
+        f"SELECT {qualified}.email_values(resource) FROM {qualified}.users"
+    ) == ["kept@example.com"]
+    found = await client.get(
+        f"{tenant.scim}/Users",
+        params={"filter": 'emails.value eq "KEPT@example.com"'},
+        headers=tenant.auth(),
+    )
+    assert found.json()["totalResults"] == 1
