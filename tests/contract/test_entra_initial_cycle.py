@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from service.postgres import Pool
-from tests.integration.conftest import TenantHandle, admin_headers
+from tests.integration.conftest import TenantHandle, admin_headers, schema_of
 
 USERS = 1000
 GROUPS = 50
@@ -146,9 +146,7 @@ async def entra_cycle(tenant: TenantHandle) -> tuple[dict[int, str], dict[int, s
 
 
 async def _versions(db: Pool, tenant: TenantHandle) -> dict[str, int]:
-    schema = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
+    schema = await schema_of(db, tenant.slug)
     rows = await db.fetch(
         f"SELECT id, version FROM {schema}.users UNION ALL SELECT id, version FROM {schema}.groups"
     )

@@ -109,6 +109,14 @@ class TenantHandle:
         return body
 
 
+async def schema_of(db: Pool, slug: str) -> str:
+    """The tenant's Postgres schema (its bare name: `quoted_schema` for SQL)."""
+    schema: str = await db.fetchval(
+        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", slug
+    )
+    return schema
+
+
 async def make_tenant(client: Client, slug: str | None = None) -> TenantHandle:
     slug = slug or f"t-{uuid.uuid4().hex[:12]}"
     response = await client.post(

@@ -22,7 +22,7 @@ from service.store.resources import GROUPS, USERS
 from service.webhooks.worker import WebhookWorker
 from tenants.migrations import apply_pending
 from tenants.schemas import quoted_schema
-from tests.integration.conftest import Client, TenantHandle, admin_headers, make_tenant
+from tests.integration.conftest import Client, TenantHandle, admin_headers, make_tenant, schema_of
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -41,13 +41,6 @@ async def all_events(client: Client, slug: str, after: str | None = None) -> lis
         if not page["events"]:
             return found
         cursor = page["next"]
-
-
-async def schema_of(db: Pool, slug: str) -> str:
-    schema: str = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", slug
-    )
-    return schema
 
 
 async def announced_scope(db: Pool, tenant: TenantHandle) -> provisioning.Scope:

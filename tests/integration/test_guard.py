@@ -15,8 +15,8 @@ from service.settings import Settings
 from service.store.resources import USERS
 from tenants.schemas import quoted_schema
 from tests.integration import receiver as receivers
-from tests.integration.conftest import Client, TenantHandle, admin_headers
-from tests.integration.test_events import announced_scope, interleave, patch_body, schema_of
+from tests.integration.conftest import Client, TenantHandle, admin_headers, schema_of
+from tests.integration.test_events import announced_scope, interleave, patch_body
 from tests.integration.test_roles import Feed, create_group
 from tests.integration.test_webhooks import register, verify, worker
 

@@ -9,7 +9,7 @@ import pytest
 
 from service.passwords import verify_password
 from service.postgres import Pool
-from tests.integration.conftest import Client, TenantHandle, admin_headers
+from tests.integration.conftest import Client, TenantHandle, admin_headers, schema_of
 from tests.integration.test_scim_edge import assert_scim_error
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -57,13 +57,6 @@ async def find(tenant: TenantHandle, filter_text: str) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     resources: list[dict[str, Any]] = response.json()["Resources"]
     return resources
-
-
-async def schema_of(db: Pool, tenant: TenantHandle) -> str:
-    schema: str = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
-    return schema
 
 
 # --- Policies --------------------------------------------------------------------------------
@@ -368,7 +361,7 @@ async def test_soft_deleted_user_waits_for_its_retention(db: Pool, tenant: Tenan
     await tenant.client.delete(f"{tenant.scim}/Users/{user['id']}", headers=tenant.auth())
     purged = await tenant.client.post(admin(tenant, "/purge"), headers=admin_headers())
     assert purged.json() == {"purged": 0}
-    schema = await schema_of(db, tenant)
+    schema = await schema_of(db, tenant.slug)
     await db.execute(
         f"UPDATE {schema}.users SET deleted_at = now() - interval '31 days' WHERE id = $1",
         uuid.UUID(user["id"]),
@@ -419,7 +412,7 @@ async def test_password_is_stored_only_as_a_hash(db: Pool, tenant: TenantHandle)
     assert secret not in response.text
     assert "password" not in response.json()
     user_id = response.json()["id"]
-    schema = await schema_of(db, tenant)
+    schema = await schema_of(db, tenant.slug)
     row = await db.fetchrow(
         f"SELECT password_hash, resource::text AS resource FROM {schema}.users WHERE id = $1",
         uuid.UUID(user_id),

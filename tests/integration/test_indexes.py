@@ -13,7 +13,7 @@ from service.store.groups import groups_column
 from service.store.lifecycle import claim_probe
 from service.store.resources import GROUPS, USERS, Table
 from tenants.schemas import quoted_schema
-from tests.integration.conftest import TenantHandle
+from tests.integration.conftest import TenantHandle, schema_of
 
 
 async def plan(db: Pool, table: Table, schema: str, filter_text: str) -> str:
@@ -46,9 +46,7 @@ async def plan(db: Pool, table: Table, schema: str, filter_text: str) -> str:
 async def test_idp_lookups_use_an_index(
     db: Pool, tenant: TenantHandle, table: Table, filter_text: str, index: str
 ) -> None:
-    schema = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
+    schema = await schema_of(db, tenant.slug)
     explained = await plan(db, table, schema, filter_text)
     assert index in explained, explained
 
@@ -61,9 +59,7 @@ async def test_a_users_groups_climb_nested_groups_through_an_index(
     The climb from a group to its parent groups once made the planner scan every
     membership of the tenant for each rendered user.
     """
-    schema = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
+    schema = await schema_of(db, tenant.slug)
     qualified = quoted_schema(schema)
     user = uuid.uuid4()
     async with db.acquire() as conn, conn.transaction():
@@ -105,9 +101,7 @@ async def test_the_claim_probe_of_every_create_reads_the_hidden_users_index(
     Also in a young tenant, whose users autovacuum has not analyzed yet: without
     statistics PostgreSQL takes half the users for hidden ones, and in the
     generic plan it once scanned them all rather than read the (empty) index."""
-    schema = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
+    schema = await schema_of(db, tenant.slug)
     qualified = quoted_schema(schema)
     posted = {
         "userName": "Ada@Example.com",

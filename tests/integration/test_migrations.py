@@ -11,7 +11,7 @@ import pytest
 from service.postgres import Pool
 from tenants.migrations import LATEST_VERSION, TENANT_MIGRATIONS, migrate_all
 from tenants.schemas import quoted_schema, schema_name_for
-from tests.integration.conftest import Client, TenantHandle
+from tests.integration.conftest import Client, TenantHandle, schema_of
 
 TENANT_TABLES = {"users", "groups", "group_members"}
 
@@ -150,9 +150,7 @@ async def test_each_function_a_tenants_schema_names_is_the_only_one_of_its_name(
     database, and reads them all again whenever any function was created since (each
     tenant created creates some). The functions the schema's DDL and our queries name
     (its indexes' and its trigger's) are shared by every tenant or named for one."""
-    schema = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
+    schema = await schema_of(db, tenant.slug)
     named = await db.fetch(
         "SELECT DISTINCT p.proname, (SELECT count(*) FROM pg_proc q WHERE q.proname = p.proname) "
         "AS namesakes FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid "
@@ -174,9 +172,7 @@ async def test_each_function_a_tenants_schema_names_is_the_only_one_of_its_name(
 async def test_a_tenant_at_version_9_gets_its_email_index_on_the_shared_function(
     db: Pool, client: Client, tenant: TenantHandle
 ) -> None:
-    schema = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
+    schema = await schema_of(db, tenant.slug)
     qualified = quoted_schema(schema)
     await tenant.create_user("kept@example.com", emails=[{"value": "Kept@Example.com"}])
     async with db.acquire() as conn, conn.transaction():

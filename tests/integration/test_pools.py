@@ -13,7 +13,7 @@ from service.app import create_app
 from service.pools import Layout, TenantPools, open_tenant_pools
 from service.postgres import Pool, create_pool
 from service.settings import Settings
-from tests.integration.conftest import BASE_URL, TenantHandle, make_tenant
+from tests.integration.conftest import BASE_URL, TenantHandle, make_tenant, schema_of
 
 
 @pytest.fixture
@@ -59,13 +59,6 @@ async def test_a_lease_is_given_back_when_the_request_fails(tenant_pools: Tenant
         assert pool is home
 
 
-async def _schema(db: Pool, slug: str) -> str:
-    schema: str = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", slug
-    )
-    return schema
-
-
 async def test_each_tenant_is_served_from_its_own_shard(settings: Settings, db: Pool) -> None:
     app = create_app(dataclasses.replace(settings, db_pool_max=20, db_pool_min=1))
     async with AsyncTestClient(app, base_url=BASE_URL) as client:
@@ -73,11 +66,11 @@ async def test_each_tenant_is_served_from_its_own_shard(settings: Settings, db: 
         assert len(pools.shards) == 4
         # Two tenants whose schemas hash to different shards.
         first = await make_tenant(client)
-        homes = {pools.home(await _schema(db, first.slug))}
+        homes = {pools.home(await schema_of(db, first.slug))}
         second: TenantHandle | None = None
         while second is None:
             candidate = await make_tenant(client)
-            if pools.home(await _schema(db, candidate.slug)) not in homes:
+            if pools.home(await schema_of(db, candidate.slug)) not in homes:
                 second = candidate
         assert all(pool.get_size() == 0 for pool in pools.shards)  # opened on demand
         for handle in (first, second):
@@ -89,6 +82,6 @@ async def test_each_tenant_is_served_from_its_own_shard(settings: Settings, db: 
                     headers=handle.auth(),
                 )
                 assert found.status_code == 200
-            homes.add(pools.home(await _schema(db, handle.slug)))
+            homes.add(pools.home(await schema_of(db, handle.slug)))
             opened = {i for i, pool in enumerate(pools.shards) if pool.get_size()}
             assert opened == homes

@@ -25,7 +25,7 @@ import pytest
 from service.postgres import Pool
 from service.ratelimit import RateLimiter
 from service.settings import Settings
-from tests.integration.conftest import ADMIN_TOKEN
+from tests.integration.conftest import ADMIN_TOKEN, schema_of
 from tests.support.ports import free_port
 from tests.support.redis_server import redis_server
 from tests.support.serving import served
@@ -75,7 +75,7 @@ def new_tenant(base_url: str, **limits: int) -> tuple[str, dict[str, str]]:
 @contextlib.asynccontextmanager
 async def users_table_locked(db: Pool, slug: str) -> AsyncIterator[Any]:
     """Hold an exclusive lock on the tenant's users, so its reads wait (in flight)."""
-    schema = await db.fetchval("SELECT schema_name FROM scim_control.tenants WHERE slug = $1", slug)
+    schema = await schema_of(db, slug)
     table = f'"{schema}".users'
     async with db.acquire() as conn, conn.transaction():
         await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")

@@ -26,6 +26,7 @@ from tests.integration.conftest import (
     admin_headers,
     bearer,
     make_tenant,
+    schema_of,
 )
 
 ENTRA_AGENT = "Microsoft.Identity.Provisioning/1.0 (SCIM client)"
@@ -45,13 +46,6 @@ async def logged(client: Client, slug: str, **params: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-async def schema_of(db: Pool, slug: str) -> str:
-    schema: str = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", slug
-    )
-    return schema
 
 
 async def test_each_request_is_recorded_with_what_support_needs(

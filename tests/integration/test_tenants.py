@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from service.postgres import Pool
-from tests.integration.conftest import BASE_URL, Client, TenantHandle, admin_headers, make_tenant
+from tests.integration.conftest import (
+    BASE_URL,
+    Client,
+    TenantHandle,
+    admin_headers,
+    make_tenant,
+    schema_of,
+)
 
 
 async def schema_exists(db: Pool, slug: str) -> bool:
@@ -166,9 +173,7 @@ async def test_delete_needs_confirmation_then_drops_the_schema(
         )
         assert refused.status_code == 400
     assert await schema_exists(db, tenant.slug)
-    schema = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
+    schema = await schema_of(db, tenant.slug)
 
     deleted = await client.delete(
         f"/admin/v1/tenants/{tenant.slug}?confirm={tenant.slug}", headers=admin_headers()

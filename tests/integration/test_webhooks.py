@@ -22,7 +22,14 @@ from service.settings import Settings
 from service.webhooks.signing import SecretBox
 from service.webhooks.worker import WebhookWorker
 from tests.integration import receiver as receivers
-from tests.integration.conftest import BASE_URL, Client, TenantHandle, admin_headers, make_tenant
+from tests.integration.conftest import (
+    BASE_URL,
+    Client,
+    TenantHandle,
+    admin_headers,
+    make_tenant,
+    schema_of,
+)
 
 
 def fast(settings: Settings, **overrides: Any) -> Settings:
@@ -350,9 +357,7 @@ async def test_the_sweep_fans_out_only_the_tenants_with_events_to_copy(
         # Written while no worker listens: their NOTIFY is lost, only a sweep finds them.
         created = await busy.create_user("swept@example.com")
         await dropped.create_user("dropped@example.com")
-        schema = await db.fetchval(
-            "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", dropped.slug
-        )
+        schema = await schema_of(db, dropped.slug)
         # A tenant deleted while the sweep's loop runs: its row still listed, its schema gone.
         await db.execute(f'DROP SCHEMA "{schema}" CASCADE')
         behind = await _backlog(db)
@@ -378,9 +383,7 @@ async def test_the_sweep_fans_out_only_the_tenants_with_events_to_copy(
 async def test_an_event_whose_notify_was_lost_waits_at_most_one_sweep_period(
     client: Client, db: Pool, settings: Settings, migrated_database: str, tenant: TenantHandle
 ) -> None:
-    schema = await db.fetchval(
-        "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
+    schema = await schema_of(db, tenant.slug)
     async with receivers.running() as receiver:
         await register(client, receiver.url, slug=tenant.slug)
         async with worker(settings, migrated_database, webhook_sweep_seconds=1.0):
