@@ -79,20 +79,13 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
         2,
         "indexes for IdP lookups by emails.value and by user displayName",
         """
-        -- Entra and Okta look users up by email; an expression index over the
-        -- lower-cased addresses answers `emails.value eq "..."` without a scan.
+        -- Entra and Okta look users up by email: step 10 builds an expression
+        -- index over the lower-cased addresses, on the function all tenants
+        -- share. This step built it on this tenant's own function, which
+        -- releases before step 10 still call; it now answers with the shared one.
         CREATE FUNCTION {schema}.email_values(resource jsonb) RETURNS text[]
-        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-            SELECT coalesce(array_agg(lower(e ->> 'value')), '{{}}')
-            FROM jsonb_array_elements(
-                CASE WHEN jsonb_typeof(resource -> 'emails') = 'array'
-                THEN resource -> 'emails' ELSE '[]'::jsonb END
-            ) AS e
-            WHERE e ->> 'value' IS NOT NULL
-        $$;
-        -- The index on it is built by step 10, on the function all tenants
-        -- share (this step built one here until then). The function stays
-        -- for releases before 10, which call it.
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $$ SELECT scim_control.user_email_values(resource) $$;
         CREATE INDEX users_display_name_idx ON {schema}.users (lower(display_name));
         """,
     ),
