@@ -87,7 +87,7 @@ class _Element:
 class Target:
     resource_type: ResourceType
     schema_sql: str
-    """The tenant's quoted schema, for subqueries and index functions."""
+    """The tenant's quoted schema, for subqueries."""
     columns: dict[tuple[str, str | None], Column]
     email_index: bool = False
     """Whether the table has the `EMAIL_VALUES` expression index (users do)."""

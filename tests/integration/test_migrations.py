@@ -152,15 +152,15 @@ async def test_each_function_a_tenants_schema_names_is_the_only_one_of_its_name(
     (its indexes' and its trigger's) are shared by every tenant or named for one."""
     schema = await schema_of(db, tenant.slug)
     named = await db.fetch(
-        "SELECT DISTINCT p.proname, (SELECT count(*) FROM pg_proc q WHERE q.proname = p.proname) "
-        "AS namesakes FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid "
-        "JOIN pg_class c ON c.oid = d.objid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_proc'::regclass "
-        "AND n.nspname = $1 "
-        "UNION SELECT DISTINCT p.proname, (SELECT count(*) FROM pg_proc q "
-        "WHERE q.proname = p.proname) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
-        "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = $1 AND NOT t.tgisinternal",
+        "WITH used AS ("
+        "SELECT d.refobjid AS function FROM pg_depend d JOIN pg_class c ON c.oid = d.objid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE d.classid = 'pg_class'::regclass "
+        "AND d.refclassid = 'pg_proc'::regclass AND n.nspname = $1 "
+        "UNION SELECT t.tgfoid FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND NOT t.tgisinternal) "
+        "SELECT p.proname, (SELECT count(*) FROM pg_proc q WHERE q.proname = p.proname) "
+        "AS namesakes FROM used JOIN pg_proc p ON p.oid = used.function",
         schema,
     )
     assert {row["proname"] for row in named} == {"user_email_values", f"number_event_{schema}"}
