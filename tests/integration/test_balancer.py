@@ -113,7 +113,11 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
 def test_a_worker_whose_event_loop_is_stuck_is_dealt_nothing_then_replaced(
     tmp_path: Path,
 ) -> None:
-    with supervisor(tmp_path, healthcheck=4) as (process, port):
+    # The ping the stuck worker leaves unanswered went out up to 1 s before or after it
+    # blocked, and is checked each second: it is dealt nothing from 3-4 s on at the
+    # latest, and killed from 1 s past the health-check timeout at the earliest. With 4 s,
+    # a kill at 4 s and a quick replacement could serve the 6 requests sent at 4.5 s.
+    with supervisor(tmp_path, healthcheck=6) as (process, port):
         first = both_workers(process, port)
         with socket.create_connection(("127.0.0.1", port)) as stuck:
             stuck.sendall(b"GET /?block=60 HTTP/1.1\r\nHost: test\r\n\r\n")
