@@ -23,6 +23,10 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as a real collector serves: an exporter sends every batch on
+            # one connection, not a new connection per batch (HTTP/1.0's default).
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.exports += 1
