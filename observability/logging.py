@@ -14,10 +14,20 @@ from observability.tracing import current_ids
 # Anything shaped like one of our secrets, or an HTTP credential, never reaches a log line.
 # Whatever follows "Bearer" or "Basic" is taken for a credential: redacting a
 # word of prose now and then is cheaper than leaking one short password.
-_SECRET = re.compile(r"(scim(?:sk|adm)_[0-9A-Za-z]{38})|((?i:bearer|basic)\s+)[^\s\"']+")
+# The scheme's case is ignored in ASCII only (`a`), so that every match holds
+# "scimsk_", "scimadm_", "bearer" or "basic" once the text is lowercased.
+_SECRET = re.compile(r"(scim(?:sk|adm)_[0-9A-Za-z]{38})|((?ia:bearer|basic)\s+)[^\s\"']+")
 
 
 def redact(text: str) -> str:
+    # The pattern scans at some 40 ns a character and almost no text holds a
+    # secret; looking for the markers first costs a tenth of that. Every access
+    # log line and request log row passes through here several times.
+    lowered = text.lower()
+    if not (
+        "scimsk_" in lowered or "scimadm_" in lowered or "bearer" in lowered or "basic" in lowered
+    ):
+        return text
     return _SECRET.sub(lambda m: f"{m.group(2) or ''}[REDACTED]", text)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from observability.logging import JsonFormatter, configure_logging, redact
+from observability.logging import _SECRET, JsonFormatter, configure_logging, redact
 from tenants.secrets import ADMIN_TOKEN_PREFIX, generate_secret
 
 
@@ -75,6 +76,24 @@ def test_bearer_with_a_real_token_is_redacted() -> None:
 )
 def test_harmless_text_is_unchanged(text: str) -> None:
     assert redact(text) == text
+
+
+def test_the_marker_shortcut_skips_no_text_the_pattern_would_redact() -> None:
+    # `redact` runs the pattern only on text holding a marker; on any text it must
+    # answer what the pattern alone would. Random text built from the markers in
+    # random case, credential-like runs, separators and non-ASCII letters.
+    rng = random.Random(7)  # noqa: S311 - test data, not a secret
+    # Letters Unicode case-folds to ASCII ones: long s, dotted capital I, dotless i, Kelvin.
+    long_s, dotted_i, dotless_i, kelvin = "\u017f", "\u0130", "\u0131", "\u212a"
+    pieces = [
+        "scimsk_", "SCIMSK_", "scimadm_", "ScimAdm_", "bearer", "BeArEr", "basic", "BASIC",
+        "A" * 38, "x9" * 19, " ", "\t", "'", '"', "\u00e9", "Bearer\u00a0", "/scim/v2/",
+        long_s, dotted_i, dotless_i, kelvin,
+        f"ba{long_s}ic", f"bas{dotless_i}c", f"BAS{dotted_i}C",
+    ]  # fmt: skip
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert redact(text) == _SECRET.sub(lambda m: f"{m.group(2) or ''}[REDACTED]", text), text
 
 
 def _record(msg: str, *args: object, level: int = logging.INFO) -> logging.LogRecord:
