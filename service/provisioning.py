@@ -30,7 +30,7 @@ from service.postgres import Connection, Pool
 from service.scim import patch, resources, validation
 from service.scim.errors import ScimError, not_found
 from service.scim.projection import Projection, project
-from service.store import groups, lifecycle, outbox
+from service.store import groups, lifecycle, outbox, paging
 from service.store.outbox import NewEvent
 from service.store.paging import ListQuery
 from service.store.resources import (
@@ -40,7 +40,7 @@ from service.store.resources import (
     Row,
     Table,
     insert,
-    page,
+    page_statements,
     selecting,
     update,
     update_unless_changed,
@@ -925,11 +925,20 @@ async def delete(
         )
 
 
+def search_statements(
+    table: Table, scope: Scope, query: ListQuery, projection: Projection
+) -> paging.PageStatements:
+    """The SQL a page of ``query`` is read with: its rows, and each user's groups
+    when the response shows them."""
+    related = _groups_column(table, scope, projection, "p")
+    return page_statements(table, scope.schema, query, related=related)
+
+
 async def search(
     pool: Pool, table: Table, scope: Scope, query: ListQuery, projection: Projection
 ) -> tuple[int, list[dict[str, Any]]]:
-    related = _groups_column(table, scope, projection, "p")
-    total, rows = await page(pool, table, scope.schema, query, related=related)
+    statements = search_statements(table, scope, query, projection)
+    total, rows = await paging.page(pool, statements, query)
     request_context.note_results(len(rows), total)
     return total, await _render_rows(pool, table, scope, rows, projection)
 

@@ -22,16 +22,31 @@ class ListQuery:
     limit: int = 100
 
 
-async def page(
-    pool: Pool,
+@dataclass(frozen=True, slots=True)
+class PageStatements:
+    """What a page of a list takes: its rows, each carrying the total number of
+    matches, and the count alone (for `count=0`, or a page past the last match).
+    ``params`` are the rows statement's; the count takes all but the last two
+    (the offset and the limit)."""
+
+    rows: str
+    count: str
+    params: tuple[object, ...]
+
+    @property
+    def count_params(self) -> tuple[object, ...]:
+        return self.params[:-2]
+
+
+def page_statements(
     target: Target,
     table: str,
     query: ListQuery,
     *,
     visible: str = "TRUE",
     related: str | None = None,
-) -> tuple[int, list[asyncpg.Record]]:
-    """One page and the total number of matches.
+) -> PageStatements:
+    """The SQL of one page (see `page`).
 
     ``table`` is schema-qualified and quoted by the caller. Without `sortBy`
     resources come in creation order, so pages are stable while the IdP walks
@@ -47,28 +62,32 @@ async def page(
     order = (
         order_by(target, query.sort_by, query.descending) if query.sort_by else "r.created, r.id"
     )
-    if query.limit == 0:
-        total: int = await pool.fetchval(
-            f"SELECT count(*) FROM {table} r WHERE {where}", *builder.params
-        )
-        return total, []
+    count = f"SELECT count(*) FROM {table} r WHERE {where}"
     offset, limit = builder.bind(query.offset), builder.bind(query.limit)
     matches = f"FROM {table} r WHERE {where} ORDER BY {order} OFFSET {offset} LIMIT {limit}"
     if related is None:
-        statement = f"SELECT {RESOURCE_COLUMNS}, count(*) OVER () AS total {matches}"
+        rows = f"SELECT {RESOURCE_COLUMNS}, count(*) OVER () AS total {matches}"
     else:
         # The page's rows are numbered so the statement around them keeps their order.
-        statement = (
+        rows = (
             f"SELECT p.*, {related} AS related FROM (SELECT {RESOURCE_COLUMNS}, "
             f"count(*) OVER () AS total, row_number() OVER (ORDER BY {order}) AS position "
             f"{matches}) p ORDER BY p.position"
         )
-    rows = await pool.fetch(statement, *builder.params)
+    return PageStatements(rows, count, tuple(builder.params))
+
+
+async def page(
+    pool: Pool, statements: PageStatements, query: ListQuery
+) -> tuple[int, list[asyncpg.Record]]:
+    """One page of ``query``, by its `page_statements`, and the total number of matches."""
+    if query.limit == 0:
+        total: int = await pool.fetchval(statements.count, *statements.count_params)
+        return total, []
+    rows = await pool.fetch(statements.rows, *statements.params)
     if rows:
         return rows[0]["total"], rows
     if query.offset == 0:
         return 0, []
-    total = await pool.fetchval(
-        f"SELECT count(*) FROM {table} r WHERE {where}", *builder.params[:-2]
-    )
+    total = await pool.fetchval(statements.count, *statements.count_params)
     return total, []

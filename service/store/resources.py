@@ -254,12 +254,11 @@ async def delete(
     return [(row["id"], row["display_name"]) for row in rows]
 
 
-async def page(
-    pool: Pool, table: Table, schema: str, query: ListQuery, *, related: str | None = None
-) -> tuple[int, list[Row]]:
-    """A page of visible resources (`service.store.paging.page`); ``related`` is over `p`."""
-    return await paging.page(
-        pool,
+def page_statements(
+    table: Table, schema: str, query: ListQuery, *, related: str | None = None
+) -> paging.PageStatements:
+    """The SQL of a page of visible resources (`paging.page_statements`); ``related`` over `p`."""
+    return paging.page_statements(
         table.target(schema),
         table.qualified(schema),
         query,

@@ -2,8 +2,13 @@
 """The floor: the service's database work done straight with asyncpg, nothing else.
 
 From one process, with the same number of concurrent clients as the HTTP
-workloads, on the same tables of a tenant schema the service created: what
-the database and the driver allow before HTTP, authentication, JSON and SCIM.
+workloads, on the tables of tenant schemas the service created: what the
+database and the driver allow before HTTP, authentication, JSON and SCIM.
+The create cycle (a lookup and an insert in one transaction) fills a tenant
+of its own; the lookups run the statement the service runs for a
+`userName eq` filter, built by the service's own code, on the tenants and
+users the service's lookups were measured on (users in groups, which the
+statement reads).
 """
 
 from __future__ import annotations
@@ -18,9 +23,15 @@ import asyncpg
 import msgspec
 
 from service.postgres import Connection
+from service.provisioning import Scope, search_statements
+from service.scim.attributes import USER_RESOURCE
+from service.scim.filter import parse_filter
+from service.scim.projection import parse_projection
+from service.store.paging import ListQuery
+from service.store.resources import USERS
 from tests.bench.loadgen import Samples, user_body
 
-# The statement the service's filter compiler and pager emit for `userName eq "..."`.
+# The create cycle's lookup: no user matches, so no user's groups are read.
 _LOOKUP = (
     "SELECT r.id, r.resource, r.created, r.last_modified, r.version, count(*) OVER () AS total "
     "FROM {schema}.users r WHERE lower(r.user_name) = lower($1) "
@@ -96,12 +107,32 @@ def create_cycle(dsn: str, schema: str, connections: int, count: int, prefix: st
     return asyncio.run(_drive(dsn, connections, count, 0, "create (lookup+insert)", operation))
 
 
-def lookups(dsn: str, schema: str, connections: int, seconds: float, names: list[str]) -> Samples:
-    """The filtered select an IdP's `userName eq` lookup needs, for existing users."""
-    lookup = _LOOKUP.format(schema=schema)
+PLACEHOLDER = "floor@placeholder.example"
+
+
+def lookup_statement(schema: str) -> tuple[str, tuple[object, ...]]:
+    """The statement and parameters of a `userName eq` lookup, as the service builds
+    them (`provisioning.search_statements`: each user with its groups), for a
+    placeholder name at the first parameter that is the placeholder."""
+    scope = Scope(schema=schema, base_url="")
+    query = ListQuery(filter=parse_filter(f'userName eq "{PLACEHOLDER}"'))
+    statements = search_statements(USERS, scope, query, parse_projection(USER_RESOURCE, None, None))
+    return statements.rows, statements.params
+
+
+def lookups(
+    dsn: str, connections: int, seconds: float, users: list[tuple[str, list[str]]]
+) -> Samples:
+    """The service's `userName eq` lookups, for existing users: (tenant schema, userNames) each."""
+    prepared = []
+    for schema, names in users:
+        statement, params = lookup_statement(schema)
+        at = params.index(PLACEHOLDER)
+        prepared.append((statement, params, at, names))
     rng = random.Random(1)
 
     async def operation(conn: Connection, n: int) -> None:
-        await conn.fetch(lookup, rng.choice(names))
+        statement, params, at, names = rng.choice(prepared)
+        await conn.fetch(statement, *params[:at], rng.choice(names), *params[at + 1 :])
 
     return asyncio.run(_drive(dsn, connections, 0, seconds, "lookup", operation))

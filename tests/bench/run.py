@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from tenants.schemas import quoted_schema
 from tests.bench import environment, floor, loadgen, peer
 from tests.bench.environment import ROOT, Service
 from tests.bench.loadgen import Job, Samples, Target, Workload
@@ -466,7 +467,9 @@ class Bench:
             for t, target in enumerate(targets)
         ]
 
-    def floor(self, users: int) -> None:
+    def floor(self, users: int, measured: list[Target]) -> None:
+        """The floor's create cycle (``users`` into a tenant of its own), then its
+        lookups of the users of ``measured``, the tenants our lookups ran on."""
         self.onboard("floor-ref")
         schema = asyncio.run(self._schema_of("floor-ref"))
         self.log("floor: create (lookup + insert in one transaction)")
@@ -474,24 +477,31 @@ class Bench:
             samples = floor.create_cycle(self.db.dsn, schema, self.config.connections, users, "f")
         cpu[0].loadgen = round(samples.cpu_seconds / max(cpu[0].seconds, 1e-9), 2)
         self.report.add("initial cycle: users", "floor (asyncpg)", samples, cpu[0])
-        names = [f"f{n}@floor.example" for n in range(users)]
+        tenants = [
+            (asyncio.run(self._schema_name(target.base.rsplit("/", 1)[1])), list(target.user_names))
+            for target in measured
+        ]
         self.log("floor: filtered select")
         with self.cpu() as cpu:
             samples = floor.lookups(
-                self.db.dsn, schema, self.config.connections, self.config.seconds, names
+                self.db.dsn, self.config.connections, self.config.seconds, tenants
             )
         cpu[0].loadgen = round(samples.cpu_seconds / max(cpu[0].seconds, 1e-9), 2)
         self.report.add("lookups", "floor (asyncpg)", samples, cpu[0])
 
-    async def _schema_of(self, slug: str) -> str:
+    async def _schema_name(self, slug: str) -> str:
         conn = await asyncpg.connect(self.db.dsn)
         try:
             name: str = await conn.fetchval(
                 "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", slug
             )
-            return f'"{name}"'
+            return name
         finally:
             await conn.close()
+
+    async def _schema_of(self, slug: str) -> str:
+        """The tenant's schema, quoted for SQL."""
+        return quoted_schema(await self._schema_name(slug))
 
     async def _seed_large(self, slug: str, template_user: str, groups: dict[str, int]) -> list[str]:
         """Users and memberships by SQL (the API would take minutes); returns spare user ids."""
@@ -859,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         with _profiler(service.pid, profile) if args.profile else contextlib.nullcontext():
             filled = bench.initial_cycle("scim-platform", targets, "u")
             bench.steady("scim-platform", filled)
-        bench.floor(config.cycle_tenants * config.users_per_tenant)
+        bench.floor(config.cycle_tenants * config.users_per_tenant, filled)
         bench.large_groups()
         if not args.no_peer:
             bench.peer()
