@@ -18,6 +18,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
 import msgspec
@@ -29,18 +30,37 @@ from service.scim.filter import parse_filter
 from service.scim.projection import parse_projection
 from service.store.paging import ListQuery
 from service.store.resources import USERS
+from tenants.schemas import quoted_schema
 from tests.bench.loadgen import Samples, user_body
 
-# The create cycle's lookup: no user matches, so no user's groups are read.
-_LOOKUP = (
-    "SELECT r.id, r.resource, r.created, r.last_modified, r.version, count(*) OVER () AS total "
-    "FROM {schema}.users r WHERE lower(r.user_name) = lower($1) "
-    "ORDER BY r.created, r.id OFFSET 0 LIMIT 100"
-)
 _INSERT = (
     "INSERT INTO {schema}.users (id, resource, user_name, external_id, display_name, active) "
     "VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id, created, last_modified, version"
 )
+
+_PLACEHOLDER = "floor@placeholder.example"
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A `userName eq` lookup in one tenant as the service runs it
+    (`provisioning.search_statements`: each user with its groups)."""
+
+    statement: str
+    params: tuple[object, ...]
+    """For a placeholder name, at `name_at`."""
+    name_at: int
+
+    def args(self, user_name: str) -> tuple[object, ...]:
+        return (*self.params[: self.name_at], user_name, *self.params[self.name_at + 1 :])
+
+
+def lookup(schema: str) -> Lookup:
+    """The service's lookup in the tenant schema ``schema`` (its bare name)."""
+    query = ListQuery(filter=parse_filter(f'userName eq "{_PLACEHOLDER}"'))
+    projection = parse_projection(USER_RESOURCE, None, None)
+    statements = search_statements(USERS, Scope(schema=schema, base_url=""), query, projection)
+    return Lookup(statements.rows, statements.params, statements.params.index(_PLACEHOLDER))
 
 
 async def _drive(  # noqa: PLR0917
@@ -87,13 +107,14 @@ async def _drive(  # noqa: PLR0917
 
 def create_cycle(dsn: str, schema: str, connections: int, count: int, prefix: str) -> Samples:
     """Per user, in one transaction: look the userName up (no match), then insert the user."""
-    lookup, insert = _LOOKUP.format(schema=schema), _INSERT.format(schema=schema)
+    found = lookup(schema)
+    insert = _INSERT.format(schema=quoted_schema(schema))
 
     async def operation(conn: Connection, n: int) -> None:
         name = f"{prefix}{n}@floor.example"
         body = user_body(name, n)
         async with conn.transaction():
-            await conn.fetch(lookup, name)
+            await conn.fetch(found.statement, *found.args(name))
             await conn.fetchrow(
                 insert,
                 uuid.uuid4(),
@@ -107,32 +128,15 @@ def create_cycle(dsn: str, schema: str, connections: int, count: int, prefix: st
     return asyncio.run(_drive(dsn, connections, count, 0, "create (lookup+insert)", operation))
 
 
-PLACEHOLDER = "floor@placeholder.example"
-
-
-def lookup_statement(schema: str) -> tuple[str, tuple[object, ...]]:
-    """The statement and parameters of a `userName eq` lookup, as the service builds
-    them (`provisioning.search_statements`: each user with its groups), for a
-    placeholder name at the first parameter that is the placeholder."""
-    scope = Scope(schema=schema, base_url="")
-    query = ListQuery(filter=parse_filter(f'userName eq "{PLACEHOLDER}"'))
-    statements = search_statements(USERS, scope, query, parse_projection(USER_RESOURCE, None, None))
-    return statements.rows, statements.params
-
-
 def lookups(
     dsn: str, connections: int, seconds: float, users: list[tuple[str, list[str]]]
 ) -> Samples:
     """The service's `userName eq` lookups, for existing users: (tenant schema, userNames) each."""
-    prepared = []
-    for schema, names in users:
-        statement, params = lookup_statement(schema)
-        at = params.index(PLACEHOLDER)
-        prepared.append((statement, params, at, names))
+    tenants = [(lookup(schema), names) for schema, names in users]
     rng = random.Random(1)
 
     async def operation(conn: Connection, n: int) -> None:
-        statement, params, at, names = rng.choice(prepared)
-        await conn.fetch(statement, *params[:at], rng.choice(names), *params[at + 1 :])
+        found, names = rng.choice(tenants)
+        await conn.fetch(found.statement, *found.args(rng.choice(names)))
 
     return asyncio.run(_drive(dsn, connections, 0, seconds, "lookup", operation))

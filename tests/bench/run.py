@@ -471,7 +471,7 @@ class Bench:
         """The floor's create cycle (``users`` into a tenant of its own), then its
         lookups of the users of ``measured``, the tenants our lookups ran on."""
         self.onboard("floor-ref")
-        schema = asyncio.run(self._schema_of("floor-ref"))
+        schema = asyncio.run(self._schema_name("floor-ref"))
         self.log("floor: create (lookup + insert in one transaction)")
         with self.cpu() as cpu:
             samples = floor.create_cycle(self.db.dsn, schema, self.config.connections, users, "f")

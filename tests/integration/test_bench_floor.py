@@ -19,14 +19,13 @@ async def test_the_floors_lookup_reads_what_the_services_lookup_returns(
             headers=tenant.auth(),
         )
         assert created.status_code == 201, created.text
-    found = await tenant.client.get(
+    response = await tenant.client.get(
         f'{tenant.scim}/Users?filter=userName eq "ada@example.com"', headers=tenant.auth()
     )
-    [served] = found.json()["Resources"]
+    [served] = response.json()["Resources"]
 
-    statement, params = floor.lookup_statement(await schema_of(db, tenant.slug))
-    at = params.index(floor.PLACEHOLDER)
-    rows = await db.fetch(statement, *params[:at], "ada@example.com", *params[at + 1 :])
+    lookup = floor.lookup(await schema_of(db, tenant.slug))
+    rows = await db.fetch(lookup.statement, *lookup.args("ada@example.com"))
 
     [row] = rows
     assert str(row["id"]) == served["id"]
