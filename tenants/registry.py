@@ -137,7 +137,7 @@ class TenantRegistry:
         try:
             async with engine().transaction() as transaction:
                 conn = transaction.connection
-                await Tenant.insert(
+                [row] = await Tenant.insert(
                     Tenant(
                         id=tenant_id,
                         slug=slug,
@@ -146,11 +146,12 @@ class TenantRegistry:
                         schema_name=schema,
                         schema_version=LATEST_VERSION,
                     )
-                )
+                ).returning(*_SELECT)
                 await conn.execute(new_schema_script(schema))
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"a tenant with slug {slug!r} already exists") from exc
-        return await self.get(slug)
+        # A new tenant has no settings of its own yet: no rotation grace to read.
+        return self._info(row, None)
 
     async def list(self) -> list[TenantInfo]:
         rows = await Tenant.select(*_SELECT).order_by(Tenant.created_at)
