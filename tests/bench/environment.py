@@ -312,11 +312,13 @@ def tree_cpu(root: int) -> float:
     return total
 
 
-def machine_busy() -> float:
-    """CPU seconds spent busy by the whole machine since boot, over all cores."""
+def machine_busy() -> tuple[float, float]:
+    """CPU seconds since boot, over all cores: the whole machine's busy time, and
+    the part of it that was steal (a virtual machine's CPUs taken by its host for
+    other guests: time this machine's processes wanted and did not get)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / _CLOCK_TICKS
+    return (sum(values[:8]) - idle) / _CLOCK_TICKS, values[7] / _CLOCK_TICKS
 
 
 def speed_probe_ms() -> float:

@@ -42,12 +42,14 @@ class Cpu:
     postgres: float
     loadgen: float
     machine: float
+    steal: float = 0.0
+    """Of `machine`: what the host took for its other guests (a slower machine)."""
     requests: int = 0
 
     @property
     def others(self) -> float:
         """What the rest of the machine (other jobs on it) used meanwhile."""
-        return max(0.0, self.machine - self.server - self.postgres - self.loadgen)
+        return max(0.0, self.machine - self.server - self.postgres - self.loadgen - self.steal)
 
     def per_request_ms(self, cores: float) -> float:
         """CPU milliseconds per request: unlike throughput, barely moved by other jobs."""
@@ -270,6 +272,7 @@ def render(report: Report) -> str:
                     "postgres",
                     "load gen",
                     "others",
+                    "steal",
                     "server ms/req",
                     "postgres ms/req",
                 ],
@@ -280,6 +283,7 @@ def render(report: Report) -> str:
                         f"{c.postgres:.2f}",
                         f"{c.loadgen:.2f}",
                         f"{c.others:.2f}",
+                        f"{c.steal:.2f}",
                         f"{c.per_request_ms(c.server):.2f}",
                         f"{c.per_request_ms(c.postgres):.2f}",
                     ]

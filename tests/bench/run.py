@@ -125,14 +125,15 @@ class Bench:
 
     # Measuring --------------------------------------------------------------
 
-    def _readings(self, pid: int) -> tuple[float, float, float, float]:
-        """Now, and the CPU seconds so far of the server (``pid``), PostgreSQL and the machine."""
+    def _readings(self, pid: int) -> tuple[float, float, float, float, float]:
+        """Now, and the CPU seconds so far of the server (``pid``), PostgreSQL, the
+        machine and the host's steal."""
         postmaster = self.db.postmaster_pid
         return (
             time.perf_counter(),
             environment.tree_cpu(pid),
             environment.tree_cpu(postmaster) if postmaster else 0.0,
-            environment.machine_busy(),
+            *environment.machine_busy(),
         )
 
     @contextlib.contextmanager
@@ -142,7 +143,7 @@ class Bench:
         out: list[Cpu] = []
         before = self._readings(pid)
         yield out
-        wall, server, postgres, machine = (
+        wall, server, postgres, machine, steal = (
             b - a for a, b in zip(before, self._readings(pid), strict=True)
         )
         out.append(
@@ -152,6 +153,7 @@ class Bench:
                 postgres=round(postgres / wall, 2),
                 loadgen=0.0,
                 machine=round(machine / wall, 2),
+                steal=round(steal / wall, 2),
             )
         )
 
@@ -318,8 +320,9 @@ class Bench:
             # At saturation latency only mirrors throughput (and, on one tenant, waits for
             # its group rows); at a fixed rate it is each request's own time.
             probe_ms = environment.speed_probe_ms()
+            paced_name = f"tenant scale: {present} tenants, steady mix at {c.scale_rate:.0f}/s"
             paced = self.drive(
-                f"tenant scale: {present} tenants, steady mix at {c.scale_rate:.0f}/s",
+                paced_name,
                 "scim-platform",
                 self.workload([first], mix=c.mix, seconds=c.scale_seconds, rate=c.scale_rate),
             )
@@ -348,6 +351,7 @@ class Bench:
                     "paced_rps": _rate(paced),
                     "paced_late": paced.late,
                     "probe_ms": probe_ms,
+                    "paced_steal": self.report.cpu[f"{paced_name} / scim-platform"].steal,
                     "spread_p50": round(percentile(spread_values, 50), 2),
                     "spread_p99": round(percentile(spread_values, 99), 2),
                     "rss_mb": round(environment.tree_rss_mb(self.service.pid), 1),
@@ -402,7 +406,7 @@ class Bench:
     def _idle_window(self, tenants: int, what: str) -> dict[str, Any]:
         before = self._readings(self.service.pid)
         time.sleep(self.config.sweep_seconds + 1)
-        wall, server, postgres, _ = (
+        wall, server, postgres, _machine, _steal = (
             b - a for a, b in zip(before, self._readings(self.service.pid), strict=True)
         )
         return {
@@ -679,7 +683,8 @@ class Bench:
                     f"steady mix p50 at {self.config.scale_rate:.0f} req/s, "
                     f"{last['tenants']} tenants vs 1",
                     f"{last['paced_p50']:.1f} vs {first['paced_p50']:.1f} ms ({ratio:.2f}x; "
-                    f"speed probe {last['probe_ms']:.1f} vs {first['probe_ms']:.1f} ms)",
+                    f"speed probe {last['probe_ms']:.1f} vs {first['probe_ms']:.1f} ms, "
+                    f"steal {last['paced_steal']:.2f} vs {first['paced_steal']:.2f} cores)",
                     "<= 1.15x",
                     ratio <= 1.15,
                 )

@@ -13,7 +13,7 @@ import pytest
 from tests.bench import environment
 from tests.bench.httpclient import Connection
 from tests.bench.loadgen import Samples, Target, Workload, _run
-from tests.bench.report import Report, percentile
+from tests.bench.report import Cpu, Report, percentile, render
 from tests.bench.run import summarise_profile
 
 _ANSWERS = {
@@ -149,6 +149,22 @@ def test_report_counts_errors_per_request_kind() -> None:
     assert everything is not None
     assert (everything.requests, everything.errors) == (4, 2)
     assert report.errors == 2
+
+
+def test_the_hosts_steal_is_reported_apart_from_other_jobs() -> None:
+    samples = Samples()
+    samples.latencies["lookup"].extend([1.0, 2.0])
+    samples.started, samples.ended = 0.0, 1.0
+    report = Report(meta={}, config={})
+    cpu = Cpu(seconds=1.0, server=0.5, postgres=0.3, loadgen=0.1, machine=1.5, steal=0.4)
+    report.add("lookups", "svc", samples, cpu)
+    assert cpu.others == pytest.approx(0.2)
+    assert report.to_json()["cpu_cores"]["lookups / svc"]["steal"] == 0.4
+    table = render(report)
+    header = next(line for line in table.splitlines() if line.startswith("CPU (cores of 2)"))
+    row = next(line for line in table.splitlines() if line.startswith("lookups / svc"))
+    assert header.split()[-6:-3] == ["others", "steal", "server"]
+    assert row.split()[-4:-2] == ["0.20", "0.40"]
 
 
 def test_profile_summary_separates_self_from_inclusive_time(tmp_path: Path) -> None:
