@@ -475,15 +475,16 @@ class Bench:
         """The floor's create cycle (``users`` into a tenant of its own), then its
         lookups of the users of ``measured``, the tenants our lookups ran on."""
         self.onboard("floor-ref")
-        schema = asyncio.run(self._schema_name("floor-ref"))
+        slugs = ["floor-ref", *(target.base.rsplit("/", 1)[1] for target in measured)]
+        schema, *measured_schemas = asyncio.run(self._schema_names(slugs))
         self.log("floor: create (lookup + insert in one transaction)")
         with self.cpu() as cpu:
             samples = floor.create_cycle(self.db.dsn, schema, self.config.connections, users, "f")
         cpu[0].loadgen = round(samples.cpu_seconds / max(cpu[0].seconds, 1e-9), 2)
         self.report.add("initial cycle: users", "floor (asyncpg)", samples, cpu[0])
         tenants = [
-            (asyncio.run(self._schema_name(target.base.rsplit("/", 1)[1])), list(target.user_names))
-            for target in measured
+            (name, list(target.user_names))
+            for name, target in zip(measured_schemas, measured, strict=True)
         ]
         self.log("floor: filtered select")
         with self.cpu() as cpu:
@@ -493,19 +494,22 @@ class Bench:
         cpu[0].loadgen = round(samples.cpu_seconds / max(cpu[0].seconds, 1e-9), 2)
         self.report.add("lookups", "floor (asyncpg)", samples, cpu[0])
 
-    async def _schema_name(self, slug: str) -> str:
+    async def _schema_names(self, slugs: list[str]) -> list[str]:
+        """The tenants' schemas (bare names), in the order of ``slugs``."""
         conn = await asyncpg.connect(self.db.dsn)
         try:
-            name: str = await conn.fetchval(
-                "SELECT schema_name FROM scim_control.tenants WHERE slug = $1", slug
+            rows = await conn.fetch(
+                "SELECT slug, schema_name FROM scim_control.tenants WHERE slug = ANY($1)", slugs
             )
-            return name
         finally:
             await conn.close()
+        names: dict[str, str] = {row["slug"]: row["schema_name"] for row in rows}
+        return [names[slug] for slug in slugs]
 
     async def _schema_of(self, slug: str) -> str:
         """The tenant's schema, quoted for SQL."""
-        return quoted_schema(await self._schema_name(slug))
+        [name] = await self._schema_names([slug])
+        return quoted_schema(name)
 
     async def _seed_large(self, slug: str, template_user: str, groups: dict[str, int]) -> list[str]:
         """Users and memberships by SQL (the API would take minutes); returns spare user ids."""
