@@ -766,10 +766,12 @@ async def _patch_user_unlocked(
     across them; the version check stands in for the lock here. A deactivation is
     counted by the deprovisioning guard in the same statement (`guard.counting`);
     it took eight round trips the locked way, the tenant's guard row locked across
-    three. None, having written nothing, when the PATCH needs the locked way
-    (`apply_patch`): it sets a password, changes nothing, cannot store its event
-    with the change (`_update_user_with_event`), or the user changed since it was
-    read.
+    three. A PATCH that changes nothing (IdPs resend what they sent before) is
+    answered from the read: it writes nothing and has no event. None, having
+    written nothing, when the PATCH needs the locked way (`apply_patch`): it sets
+    a password, changes nothing in a tenant that maps roles (the locked way
+    recomputes the user's roles), cannot store its event with the change
+    (`_update_user_with_event`), or the user changed since it was read.
     """
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         groups_column = _groups_column(USERS, scope, projection, "r")
@@ -779,9 +781,15 @@ async def _patch_user_unlocked(
         row, state = read
         _check_if_match(row, if_match)
         result = patch.apply_patch(USERS.resource_type, row["resource"], operations)
-        if result.password is not None or result.resource == row["resource"]:
+        if result.password is not None:
             return None
         before = _event_body(USERS, scope, row)
+        if result.resource == row["resource"]:
+            if state.roles is not None:
+                return None
+            return await _respond(
+                conn, scope, USERS, (row, row), (before, before), projection=projection
+            )
         stored = await _update_user_with_event(
             conn, scope, state, row, resource=result.resource, before=before, locked=False
         )

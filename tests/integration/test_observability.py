@@ -29,7 +29,7 @@ from observability.setup import Telemetry
 from service.app import create_app
 from service.settings import Settings
 from tests.integration.conftest import BASE_URL, TenantHandle, admin_headers, make_tenant
-from tests.integration.test_events import patch_body
+from tests.integration.test_events import all_events, patch_body
 
 Client = AsyncTestClient[Litestar]
 PASSWORD = "Tr0ub4dor&3-not-in-any-span"
@@ -272,6 +272,43 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
                 "SELECT tenants role_mappings deprovision_guards",
                 "UPDATE users deprovision_guards event_sequence",
             ]
+
+
+async def test_a_user_patch_that_changes_nothing_is_answered_from_its_read(
+    client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
+) -> None:
+    """IdPs resend what a user already has (a deactivation of an inactive user, a
+    rename to the same name): one statement reads the user and the state, nothing
+    is written, no lock is taken, no event stored, and the version stays. It took
+    the locked way: BEGIN, the user locked across four more round trips, COMMIT."""
+    user = await tenant.create_user("ola@example.com", displayName="Ola", active=False)
+    url = f"{tenant.scim}/Users/{user['id']}"
+    events_before = await all_events(client, tenant.slug)
+    recorded.spans.clear()
+    for number, change in enumerate(
+        (
+            {"op": "replace", "path": "active", "value": False},
+            {"op": "replace", "value": {"displayName": "Ola", "active": False}},
+        ),
+        1,
+    ):
+        response = await client.patch(url, json=patch_body(change), headers=tenant.auth())
+        assert response.status_code == 200, response.text
+        assert response.json() == user
+        assert response.headers["etag"] == user["meta"]["version"]
+        spans = await finished_spans(recorded, number)
+        patches = [span for span in spans if span.name == f"PATCH {USERS_ROUTE}/{{resource_id}}"]
+        assert statements_of(spans, patches[-1]) == [
+            "SELECT tenants role_mappings deprovision_guards"
+        ]
+    assert opened == []
+    assert await all_events(client, tenant.slug) == events_before
+    stale = await client.patch(
+        url,
+        json=patch_body({"op": "replace", "path": "active", "value": False}),
+        headers=tenant.auth() | {"If-Match": 'W/"7"'},
+    )
+    assert stale.status_code == 412, stale.text
 
 
 async def test_a_member_patch_is_one_statement_without_a_transaction_block(
