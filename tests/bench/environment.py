@@ -238,6 +238,10 @@ class Service:
         answer.raise_for_status()
         return slug, elapsed
 
+    def disable_guard(self, slug: str) -> None:
+        answer = self.admin.put(f"/admin/v1/tenants/{slug}/guard", json={"enabled": False})
+        answer.raise_for_status()
+
     def issue_token(self, slug: str) -> str:
         answer = self.admin.post(f"/admin/v1/tenants/{slug}/tokens", json={"name": "bench"})
         answer.raise_for_status()

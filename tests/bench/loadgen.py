@@ -224,11 +224,15 @@ async def _patch_user(client: _Client, conn: Connection, index: int, args: dict[
 
 
 async def _deactivate(client: _Client, conn: Connection, index: int, args: dict[str, Any]) -> None:
+    """A user deactivated, then reactivated: each a change, as the IdP sends it.
+
+    Deactivations alone would leave every user of a tenant inactive within
+    seconds, and the rest of the run would measure PATCHes that change nothing.
+    """
     user = random.choice(client.workload.targets[index].users)
-    change = {"op": "replace", "path": "active", "value": False}
-    await client.call(
-        conn, "deactivate user", index, "PATCH", f"/Users/{user}", _patch(change), (200, 204)
-    )
+    for active, label in ((False, "deactivate user"), (True, "reactivate user")):
+        change = {"op": "replace", "path": "active", "value": active}
+        await client.call(conn, label, index, "PATCH", f"/Users/{user}", _patch(change), (200, 204))
 
 
 async def _members(client: _Client, conn: Connection, index: int, args: dict[str, Any]) -> None:
