@@ -7,10 +7,10 @@ HTTP routes and `/Bulk` both call these functions. Each write appends its
 events (`service.events`) as the last step of its transaction, or with the
 statement that stores a user's change. The writes IdPs send most need no
 transaction block: the common create writes with one statement
-(`_insert_with_event`), and a user's PATCH and a group's member PATCH read
-without a lock, then write with one statement that takes effect only if what
-they read still holds, or run again the locked way (`_patch_user_unlocked`,
-`_patch_members_unlocked`).
+(`_insert_with_event`), and a user's PATCH or PUT and a group's member PATCH
+read without a lock, then write with one statement that takes effect only if
+what they read still holds, or run again the locked way
+(`_change_user_unlocked`, `_patch_members_unlocked`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -579,6 +579,12 @@ async def replace(
     resource = _new_state(table, payload)
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
+    if table is USERS and password_hash is None and scope.events and scope.announcer is not None:
+        replaced = await _change_user_unlocked(
+            pool, scope, raw_id, _replaced(resource), if_match=if_match, projection=projection
+        )
+        if replaced is not None:
+            return replaced
     async with outbox.announced(pool, scope.announcer) as conn:
         row, state = await _locked_with_state(conn, table, scope, raw_id, projection)
         _check_if_match(row, if_match)
@@ -697,8 +703,8 @@ async def apply_patch(
     request_context.note_patch_operations(len(operations))
     if scope.events and scope.announcer is not None:
         if table is USERS:
-            patched = await _patch_user_unlocked(
-                pool, scope, raw_id, operations, if_match=if_match, projection=projection
+            patched = await _change_user_unlocked(
+                pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection
             )
         else:
             patched = await _patch_members_unlocked(
@@ -748,30 +754,32 @@ async def apply_patch(
         )
 
 
-async def _patch_user_unlocked(
+async def _change_user_unlocked(
     pool: Pool,
     scope: Scope,
     raw_id: str,
-    operations: list[patch.Operation],
+    changed: Callable[[dict[str, Any]], dict[str, Any] | None],
     *,
     if_match: str | None,
     projection: Projection | None,
 ) -> dict[str, Any] | None:
-    """The common user PATCH without a lock or a transaction block: the user and the
-    write's state read in one statement, then the change with its event in one
+    """The common user PATCH or PUT without a lock or a transaction block: the user and
+    the write's state read in one statement, then the change with its event in one
     statement that takes effect only if the user is still as read
-    (`update_unless_changed`).
+    (`update_unless_changed`). ``changed`` makes the new resource of the one read,
+    or None when the write needs the locked way.
 
     It took five round trips, BEGIN and COMMIT among them, with the user locked
     across them; the version check stands in for the lock here. A deactivation is
     counted by the deprovisioning guard in the same statement (`guard.counting`);
     it took eight round trips the locked way, the tenant's guard row locked across
-    three. A PATCH that changes nothing (IdPs resend what they sent before) is
-    answered from the read: it writes nothing and has no event. None, having
-    written nothing, when the PATCH needs the locked way (`apply_patch`): it sets
-    a password, changes nothing in a tenant that maps roles (the locked way
-    recomputes the user's roles), cannot store its event with the change
-    (`_update_user_with_event`), or the user changed since it was read.
+    three. A write that changes nothing (IdPs resend what they sent before: Okta
+    PUTs the whole user on every profile push) is answered from the read: it
+    writes nothing and has no event. None, having written nothing, when the write
+    needs the locked way: ``changed`` says so, it changes nothing in a tenant that
+    maps roles (the locked way recomputes the user's roles), it cannot store its
+    event with the change (`_update_user_with_event`), or the user changed since
+    it was read.
     """
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         groups_column = _groups_column(USERS, scope, projection, "r")
@@ -780,23 +788,46 @@ async def _patch_user_unlocked(
             return None
         row, state = read
         _check_if_match(row, if_match)
-        result = patch.apply_patch(USERS.resource_type, row["resource"], operations)
-        if result.password is not None:
+        resource = changed(row["resource"])
+        if resource is None:
             return None
         before = _event_body(USERS, scope, row)
-        if result.resource == row["resource"]:
+        if resource == row["resource"]:
             if state.roles is not None:
                 return None
             return await _respond(
                 conn, scope, USERS, (row, row), (before, before), projection=projection
             )
         stored = await _update_user_with_event(
-            conn, scope, state, row, resource=result.resource, before=before, locked=False
+            conn, scope, state, row, resource=resource, before=before, locked=False
         )
         if stored is None:
             return None
         rows = (row, stored[0])
         return await _respond(conn, scope, USERS, rows, (before, stored[1]), projection=projection)
+
+
+def _patched(
+    operations: list[patch.Operation],
+) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """A user PATCH's new resource; None for one that sets a password (hashed in the
+    locked way)."""
+
+    def changed(stored: dict[str, Any]) -> dict[str, Any] | None:
+        result = patch.apply_patch(USERS.resource_type, stored, operations)
+        return None if result.password is not None else result.resource
+
+    return changed
+
+
+def _replaced(resource: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A user PUT's new resource: the payload's, once its immutable values are checked."""
+
+    def changed(stored: dict[str, Any]) -> dict[str, Any]:
+        validation.check_immutable(USERS.resource_type, stored, resource)
+        return resource
+
+    return changed
 
 
 async def _patch_members_unlocked(

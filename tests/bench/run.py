@@ -65,7 +65,8 @@ class Config:
     scale_seconds: float = 6.0
     """Each of a tenant step's three workloads (8 s before, for the same 15 minutes)."""
     scale_rate: float = 150.0
-    """Requests per second of the paced steady mix whose latency the tenant steps compare."""
+    """Jobs per second (a job is one request or two) of the paced steady mix whose latency
+    the tenant steps compare."""
     create_concurrency: int = 8
     peer_seconds: float = 60.0
     """The peer may be far slower: its finite workloads stop after this long."""
@@ -689,7 +690,7 @@ class Bench:
             ratio = last["paced_p50"] / first["paced_p50"] if first["paced_p50"] else 0
             goals.append(
                 Goal(
-                    f"steady mix p50 at {self.config.scale_rate:.0f} req/s, "
+                    f"steady mix p50 at {self.config.scale_rate:.0f} jobs/s, "
                     f"{last['tenants']} tenants vs 1",
                     f"{last['paced_p50']:.1f} vs {first['paced_p50']:.1f} ms ({ratio:.2f}x; "
                     f"speed probe {last['probe_ms']:.1f} vs {first['probe_ms']:.1f} ms, "
@@ -796,7 +797,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scale-rate",
         type=float,
-        help="requests/s of the paced steady mix the tenant steps compare (default 150)",
+        help="jobs/s of the paced steady mix the tenant steps compare (default 150)",
     )
     parser.add_argument(
         "--service-env",

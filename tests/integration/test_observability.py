@@ -285,13 +285,11 @@ async def test_a_user_patch_that_changes_nothing_is_answered_from_its_read(
     url = f"{tenant.scim}/Users/{user['id']}"
     events_before = await all_events(client, tenant.slug)
     recorded.spans.clear()
-    for number, change in enumerate(
-        (
-            {"op": "replace", "path": "active", "value": False},
-            {"op": "replace", "value": {"displayName": "Ola", "active": False}},
-        ),
-        1,
-    ):
+    changes: tuple[dict[str, Any], ...] = (
+        {"op": "replace", "path": "active", "value": False},
+        {"op": "replace", "value": {"displayName": "Ola", "active": False}},
+    )
+    for number, change in enumerate(changes, 1):
         response = await client.patch(url, json=patch_body(change), headers=tenant.auth())
         assert response.status_code == 200, response.text
         assert response.json() == user
@@ -308,6 +306,57 @@ async def test_a_user_patch_that_changes_nothing_is_answered_from_its_read(
         json=patch_body({"op": "replace", "path": "active", "value": False}),
         headers=tenant.auth() | {"If-Match": 'W/"7"'},
     )
+    assert stale.status_code == 412, stale.text
+
+
+async def test_a_user_put_is_its_change_and_event_in_one_statement_without_a_lock(
+    client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
+) -> None:
+    """Okta updates a user with a PUT of the whole user, on every profile push: as a
+    PATCH, it is read with the state, then one statement stores the change and its
+    event if the user is still at the version read; a PUT repeating what is stored
+    writes nothing. One that sets a password goes the locked way (its hash is
+    stored apart)."""
+    user = await tenant.create_user("ines@example.com", displayName="Ines")
+    url = f"{tenant.scim}/Users/{user['id']}"
+    body = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "ines@example.com",
+        "displayName": "Ines B.",
+        "active": True,
+    }
+    route = f"PUT {USERS_ROUTE}/{{resource_id}}"
+    recorded.spans.clear()
+    response = await client.put(url, json=body, headers=tenant.auth())
+    assert response.status_code == 200, response.text
+    updated = response.json()
+    assert updated["displayName"] == "Ines B."
+    assert updated["meta"]["version"] == 'W/"2"'
+    spans = await finished_spans(recorded, 1)
+    assert statements_of(spans, server_span(spans, route)) == [
+        "SELECT tenants role_mappings deprovision_guards",
+        "UPDATE users event_sequence events",
+    ]
+    events = await all_events(client, tenant.slug)
+    assert [event["type"] for event in events[-2:]] == ["user.created", "user.updated"]
+
+    recorded.spans.clear()
+    again = await client.put(url, json=body, headers=tenant.auth())
+    assert again.status_code == 200, again.text
+    assert again.json() == updated
+    spans = await finished_spans(recorded, 1)
+    assert statements_of(spans, server_span(spans, route)) == [
+        "SELECT tenants role_mappings deprovision_guards"
+    ]
+    assert await all_events(client, tenant.slug) == events
+    assert opened == []
+
+    with_password = await client.put(
+        url, json=body | {"password": "correct horse battery"}, headers=tenant.auth()
+    )
+    assert with_password.status_code == 200, with_password.text
+    assert opened == ["transaction"]
+    stale = await client.put(url, json=body, headers=tenant.auth() | {"If-Match": 'W/"1"'})
     assert stale.status_code == 412, stale.text
 
 
