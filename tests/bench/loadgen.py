@@ -49,6 +49,7 @@ class Target:
     users: tuple[str, ...] = ()
     """Ids of existing users, for steady-state jobs."""
     user_names: tuple[str, ...] = ()
+    """Their userNames, in the same order (lookups may name users that do not exist)."""
     groups: tuple[str, ...] = ()
     """Ids of existing groups."""
 
@@ -223,6 +224,14 @@ async def _patch_user(client: _Client, conn: Connection, index: int, args: dict[
     )
 
 
+async def _put_user(client: _Client, conn: Connection, index: int, args: dict[str, Any]) -> None:
+    """Okta's profile push: the whole user PUT, with a new title."""
+    target = client.workload.targets[index]
+    n = random.randrange(len(target.users))
+    body = user_body(target.user_names[n], n) | {"title": f"Title {random.random():.6f}"}
+    await client.call(conn, "put user", index, "PUT", f"/Users/{target.users[n]}", body, (200,))
+
+
 async def _deactivate(client: _Client, conn: Connection, index: int, args: dict[str, Any]) -> None:
     """A user deactivated, then reactivated: each a change, as the IdP sends it.
 
@@ -269,10 +278,11 @@ _KINDS = {
     "group_cycle": _group_cycle,
     "lookup": _lookup,
     "patch_user": _patch_user,
+    "put_user": _put_user,
     "deactivate": _deactivate,
     "members": _members,
 }
-STEADY_KINDS = ("lookup", "patch_user", "deactivate", "members")
+STEADY_KINDS = ("lookup", "patch_user", "put_user", "deactivate", "members")
 
 
 async def _run(workload: Workload, jobs: list[Job], connections: int) -> Samples:

@@ -55,7 +55,8 @@ class Config:
     requests, enough for a stable p99; 20 s put a fresh machine's run over 15 minutes."""
     mix: tuple[tuple[str, float], ...] = (
         ("lookup", 50),
-        ("patch_user", 20),
+        ("patch_user", 15),  # Entra's attribute change
+        ("put_user", 5),  # Okta's
         ("deactivate", 5),  # a pair of requests: deactivated, then reactivated
         ("members", 20),
     )
