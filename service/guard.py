@@ -31,14 +31,22 @@ person has looked. So:
   which stay in the tenant's data. Either way the guard is re-armed with a
   fresh window.
 
-The guard row is locked (`FOR UPDATE`) by every write that counts or holds,
-so held events are numbered in commit order, like the outbox. A user's PATCH
-that deprovisions counts, and stores or holds its event, in the statement that
-changes the user (`counting`): the row is locked from there to the commit. Other writes
-read whether the guard is tripped in the one control-plane query each write
-makes anyway (`service.write_state`), after locking what they change: a
-write about a user whose deprovision another write is holding waits for that
-user's row lock, so it sees the guard tripped and that user held.
+Who is held changes only under the guard row locked `FOR UPDATE`: by every
+write that deprovisions (it counts, and may hold a new user), and by release
+and discard. A user's PATCH that deprovisions counts, and stores or holds its
+event, in the statement that changes the user (`counting`): the row is locked
+from there to the commit. Other writes read whether the guard is tripped in
+the one control-plane query each write makes anyway (`service.write_state`),
+after locking what they change: a write about a user whose deprovision
+another write is holding waits for that user's row lock, so it sees the guard
+tripped and that user held. While it is tripped, the writes that do not
+deprovision lock the row `FOR SHARE` to decide: they hold events only of
+users held already, so they wait for a deprovision, a release or a discard in
+progress (and those for them), never for each other; they queued on each
+other when they took it `FOR UPDATE` too, and a tenant's writes then went one
+at a time while it was tripped, the IdP's corrections included. Held events
+keep each resource's order: its writes queue on its row, and a write's events
+are the last thing it stores.
 """
 
 from __future__ import annotations
@@ -250,8 +258,14 @@ async def _holding(
     deprovisions = [event for event in new if event.type in _DEPROVISIONS]
     if deprovisions:
         return await _count(conn, schema, tenant_id, sum(map(_counts, deprovisions)))
-    # Held events are numbered in commit order: holding writes queue on the row.
-    return (await _locked_row(conn, tenant_id))["tripped_at"] is not None
+    # Shared: such writes hold events only of users held already, so they need not
+    # queue on each other, only on what changes who is held (module docstring).
+    row = await conn.fetchrow(
+        "SELECT g.tripped_at FROM scim_control.deprovision_guards g "
+        "WHERE g.tenant = $1 FOR SHARE OF g",
+        tenant_id,
+    )
+    return row is not None and row["tripped_at"] is not None
 
 
 def passes(new: Sequence[NewEvent], was_tripped: bool | None) -> bool:

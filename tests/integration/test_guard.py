@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service import provisioning
+from service import guard, provisioning
 from service.postgres import Pool
 from service.settings import Settings
 from service.store.resources import USERS
@@ -250,6 +250,56 @@ async def test_concurrent_deactivations_are_each_counted_once(
     held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())
     outcomes = {event["resource"]["id"] for event in delivered + held.json()["events"]}
     assert outcomes == set(users)
+
+
+async def test_writes_about_held_users_hold_side_by_side_and_a_release_waits_for_them(
+    client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the guard is tripped, a write about a held user that deprovisions no one
+    locks the guard row only FOR SHARE: another such write stores its held event
+    meanwhile (they went one at a time when it was FOR UPDATE), while a release waits
+    for the first one's commit and then releases its event too, each user's events in
+    their order. Run on this loop's pool, so that the writes overlap."""
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    for user in users[:4]:
+        await deactivate(tenant, user)  # the third trips the guard: users 2 and 3 held
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await announced_scope(db, tenant)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    hold = guard._hold
+
+    async def the_first_waits(conn: Any, schema: str, held: Any) -> None:
+        if not paused.is_set():
+            paused.set()
+            await resume.wait()
+        await hold(conn, schema, held)
+
+    monkeypatch.setattr(guard, "_hold", the_first_waits)
+
+    async def rename_on_pool(user: str, name: str) -> None:
+        change = patch_body({"op": "replace", "path": "displayName", "value": name})
+        await provisioning.apply_patch(db, USERS, scope, user, change)
+
+    first = asyncio.create_task(rename_on_pool(users[2], "First"))
+    try:
+        await asyncio.wait_for(paused.wait(), 5)
+        await asyncio.wait_for(rename_on_pool(users[3], "Second"), 5)
+        releasing = asyncio.create_task(guard.release(db, tenant.slug))
+        await asyncio.sleep(0.3)
+        assert not releasing.done(), "the release went ahead of a write still holding"
+    finally:
+        resume.set()  # a failure above must not leave the first write's transaction open
+        await asyncio.wait_for(first, 5)
+    assert await asyncio.wait_for(releasing, 5) == 4
+    assert [(e["type"], e["resource"]["id"]) for e in await feed.new()] == [
+        ("user.deactivated", users[2]),
+        ("user.deactivated", users[3]),
+        ("user.updated", users[3]),
+        ("user.updated", users[2]),
+    ]
+    assert (await guard_of(client, tenant.slug))["holding"] is False
 
 
 async def test_a_deactivation_of_a_user_changed_after_it_was_read_counts_once(
