@@ -310,15 +310,61 @@ async def record(
     await outbox.append(conn, schema, passed, at_commit=at_commit)
 
 
-def _inserting_held(qualified: str, source: str, *, user_id: str, where: str = "") -> str:
+def _inserting_held(
+    qualified: str, source: str, *, user_id: str, where: str = "", data: str = "e.data"
+) -> str:
     """Hold the events `e` of ``source``, in their order `e.n`; ``user_id``: what each is
-    held for (SQL over `e`)."""
+    held for, ``data`` its data (SQL over `e`)."""
     return (
         f"INSERT INTO {qualified}.held_events "
         "(id, user_id, type, resource_type, resource_id, data, previous) "
-        f"SELECT e.id, {user_id}, e.type, e.resource_type, e.resource_id, e.data, e.previous "
+        f"SELECT e.id, {user_id}, e.type, e.resource_type, e.resource_id, {data}, e.previous "
         f"FROM {source}{where} ORDER BY e.n"
     )
+
+
+async def held_among(
+    conn: Connection, schema: str, tenant_id: uuid.UUID, users: Sequence[uuid.UUID]
+) -> list[uuid.UUID] | None:
+    """Which of ``users`` have held events, for a write in a transaction block that
+    deprovisions no one; None when the guard is not tripped (any more).
+
+    The guard row stays locked `FOR SHARE` until the transaction ends, so the answer
+    holds until then: who is held changes only under `FOR UPDATE` (module
+    docstring). Two statements: one statement's snapshot is older than a lock it
+    waited for, and would miss what the deprovision it waited for held.
+    """
+    row = await conn.fetchrow(
+        "SELECT g.tripped_at FROM scim_control.deprovision_guards g "
+        "WHERE g.tenant = $1 FOR SHARE OF g",
+        tenant_id,
+    )
+    if row is None or row["tripped_at"] is None:
+        return None
+    rows = await conn.fetch(
+        f"SELECT DISTINCT user_id FROM {quoted_schema(schema)}.held_events "
+        "WHERE user_id = ANY($1::uuid[])",
+        list(users),
+    )
+    return [found["user_id"] for found in rows]
+
+
+def appending_members(
+    schema: str, new: Sequence[NewEvent], held: Sequence[uuid.UUID], first_param: int, changed: str
+) -> AlongStatements:
+    """As `outbox.appending_members` (numbered by the commit), while the guard is
+    tripped: the events naming a member in ``held`` (`held_among`) are held, the
+    others stored, each only if the statement changed its member."""
+    held_param = f"${first_param + outbox.EVENT_PARAMS}::uuid[]"
+    stored = outbox.appending_members(schema, new, first_param, changed, excluding=held_param)
+    holding = _inserting_held(
+        quoted_schema(schema),
+        outbox.event_rows(first_param) + outbox.member_join(changed),
+        user_id="c.member_id",
+        where=f" WHERE c.member_id = ANY({held_param})",
+        data=outbox.MEMBER_EVENT_DATA,
+    )
+    return AlongStatements(f"{stored.ctes}, held_along AS ({holding})", [*stored.args, list(held)])
 
 
 async def _hold(conn: Connection, schema: str, held: list[NewEvent]) -> None:

@@ -846,10 +846,12 @@ async def _patch_members_unlocked(
 
     The locked way holds the group's row across six round trips, which every
     other change of its members waits for; here it is held through one
-    statement. None, having written nothing, when the PATCH needs the locked
-    way: it changes more than members by id, carries `If-Match`, the tenant
-    maps roles (group changes move them), the events cannot go with the change
-    (`_events_along`, the guard), or the group was renamed or deleted since read.
+    statement. While the tenant's deprovisioning guard is tripped, the held
+    members are read first, in a transaction block (`_change_members_while_held`).
+    None, having written nothing, when the PATCH needs the locked way: it
+    changes more than members by id, carries `If-Match`, the tenant maps roles
+    (group changes move them), the events cannot go with the change
+    (`_events_along`), or the group was renamed or deleted since read.
     """
     if if_match is not None:
         return None
@@ -873,22 +875,68 @@ async def _patch_members_unlocked(
         # Each member's type comes from the statement (`outbox.appending_members`).
         (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
         maybe = candidates.events(before)
-        if not guard.passes(maybe, state.guard_tripped):
+        if guard.passes(maybe, state.guard_tripped):
+            change = await groups.change_unlocked(
+                conn,
+                scope.schema,
+                row["id"],
+                ids,
+                add=add,
+                display_name=row["resource"].get("displayName"),
+                along=functools.partial(
+                    outbox.appending_members, scope.schema, maybe, numbered=True
+                ),
+            )
+        elif state.guard_tripped and scope.tenant_id is not None:
+            change = await _change_members_while_held(
+                conn, scope, scope.tenant_id, row, ids, add=add, maybe=maybe
+            )
+        else:
             return None
-        change = await groups.change_unlocked(
-            conn,
-            scope.schema,
-            row["id"],
-            ids,
-            add=add,
-            display_name=row["resource"].get("displayName"),
-            along=functools.partial(outbox.appending_members, scope.schema, maybe, numbered=True),
-        )
         if change is None:
             return None
         after = change.bumped or row
         bodies = (before, _event_body(GROUPS, scope, after))
         return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
+
+
+async def _change_members_while_held(
+    conn: Connection,
+    scope: Scope,
+    tenant_id: uuid.UUID,
+    group: Row,
+    ids: list[uuid.UUID],
+    *,
+    add: bool,
+    maybe: list[NewEvent],
+) -> groups.Change | None:
+    """`groups.change_unlocked` while the tenant's deprovisioning guard is tripped: the
+    group is locked, which members are held is read under the guard row's share lock
+    (`guard.held_among`), then one statement changes the members and stores their
+    events, the held members' held (`guard.appending_members`). The group is locked
+    across five round trips (its lock, the guard's, the held read, the change, the
+    commit), where the locked way held it across eight.
+
+    The group is locked before the guard row, as by every write that locks both: a
+    user's DELETE bumps the groups it leaves, then counts on the guard row `FOR
+    UPDATE`, so a write holding the guard's share lock while it waited for such a
+    group would deadlock with it. None, having written nothing, when the group was
+    renamed or deleted since it was read.
+    """
+    display_name = group["resource"].get("displayName")
+    async with conn.transaction():
+        locked = await get_row(conn, GROUPS, scope.schema, group["id"], lock=True)
+        if locked is None or locked["resource"].get("displayName") != display_name:
+            return None
+        held = await guard.held_among(conn, scope.schema, tenant_id, ids)
+        along = (
+            functools.partial(outbox.appending_members, scope.schema, maybe)
+            if held is None
+            else functools.partial(guard.appending_members, scope.schema, maybe, held)
+        )
+        return await groups.change_unlocked(
+            conn, scope.schema, group["id"], ids, add=add, display_name=display_name, along=along
+        )
 
 
 async def _apply_member_step(

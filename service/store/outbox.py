@@ -84,9 +84,13 @@ _EVENT_ROWS: Final = (
 )
 
 
+EVENT_PARAMS: Final = 6
+"""How many parameters (arrays) carry a statement's events."""
+
+
 def event_rows(first_param: int) -> str:
-    """The events as rows of `e`, from six array parameters numbered from ``first_param``."""
-    return _EVENT_ROWS.format(*range(first_param, first_param + 6))
+    """The events as rows of `e`, from the `EVENT_PARAMS` arrays numbered from ``first_param``."""
+    return _EVENT_ROWS.format(*range(first_param, first_param + EVENT_PARAMS))
 
 
 def _arrays(events: Sequence[NewEvent]) -> list[list[Any]]:
@@ -203,6 +207,15 @@ def _announce_along(schema: str) -> None:
         raise RuntimeError("events stored along another statement need an announcer")
 
 
+MEMBER_EVENT_DATA: Final = "jsonb_set(e.data, '{member,type}', to_jsonb(c.member_type))"
+"""A membership event's data (`e`) with its member's type from the statement (`c`)."""
+
+
+def member_join(changed: str) -> str:
+    """Each membership event `e` with its member's row `c` of the `WITH` query ``changed``."""
+    return f" JOIN {changed} c ON c.member_id = (e.data #>> '{{member,value}}')::uuid"
+
+
 def appending_members(
     schema: str,
     events: Sequence[NewEvent],
@@ -210,18 +223,21 @@ def appending_members(
     changed: str,
     *,
     numbered: bool = False,
+    excluding: str | None = None,
 ) -> AlongStatements:
     """As `appending`, for membership events (`service.events.MembershipChanges.events`)
     of members a statement may or may not change: each is stored only if the
     statement's `WITH` query ``changed`` (`member_id, member_type`) returns its
     member (`data.member.value`), and with that member's type (`data.member.type`),
-    which only the statement knows."""
+    which only the statement knows. ``excluding``: SQL of a `uuid[]` of members
+    whose events are left to the caller (`guard.appending_members` holds them)."""
     _announce_along(schema)
     storing = _storing(
         quoted_schema(schema),
         first_param,
-        data="jsonb_set(e.data, '{member,type}', to_jsonb(c.member_type))",
-        where=f" JOIN {changed} c ON c.member_id = (e.data #>> '{{member,value}}')::uuid",
+        data=MEMBER_EVENT_DATA,
+        where=member_join(changed)
+        + ("" if excluding is None else f" AND NOT c.member_id = ANY({excluding})"),
         numbered=numbered,
     )
     return AlongStatements(storing, _arrays(events))

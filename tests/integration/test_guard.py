@@ -12,12 +12,12 @@ import pytest
 from service import guard, provisioning
 from service.postgres import Pool
 from service.settings import Settings
-from service.store.resources import USERS
+from service.store.resources import GROUPS, USERS
 from tenants.schemas import quoted_schema
 from tests.integration import receiver as receivers
 from tests.integration.conftest import Client, TenantHandle, admin_headers, schema_of
 from tests.integration.test_events import announced_scope, interleave, patch_body
-from tests.integration.test_roles import Feed, create_group
+from tests.integration.test_roles import Feed, create_group, patch_group
 from tests.integration.test_webhooks import register, verify, worker
 
 
@@ -300,6 +300,99 @@ async def test_writes_about_held_users_hold_side_by_side_and_a_release_waits_for
         ("user.updated", users[2]),
     ]
     assert (await guard_of(client, tenant.slug))["holding"] is False
+
+
+async def test_member_changes_while_the_guard_holds_hold_the_held_members_events_only(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """A member PATCH while the guard is tripped: the events naming a held user are
+    held, the others' delivered, from the one statement that changes the members
+    (`provisioning._change_members_while_held`); a release delivers the held ones in
+    their order, member types included."""
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    group = await create_group(tenant, "Staff")
+    for user in users[:3]:
+        await deactivate(tenant, user)  # the third trips the guard: user 2 held
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+
+    def members(event: dict[str, Any]) -> tuple[str, str, str]:
+        member = event["data"]["member"]
+        return event["type"], member["value"], member["type"]
+
+    for op in ("add", "remove"):
+        await patch_group(
+            tenant,
+            group,
+            {"op": op, "path": "members", "value": [{"value": users[2]}, {"value": users[5]}]},
+        )
+        assert [members(e) for e in await feed.new()] == [
+            (f"group.member_{op}{'ed' if op == 'add' else 'd'}", users[5], "User")
+        ]
+    read = await client.get(f"{tenant.scim}/Groups/{group}", headers=tenant.auth())
+    assert read.json()["meta"]["version"] == 'W/"3"'
+    state = await guard_of(client, tenant.slug)
+    assert state["held_by_type"] == {
+        "user.deactivated": 1,
+        "group.member_added": 1,
+        "group.member_removed": 1,
+    }
+    released = await client.post(
+        f"/admin/v1/tenants/{tenant.slug}/guard/release", headers=admin_headers()
+    )
+    assert released.json() == {"released": 3}
+    after = await feed.new()
+    assert after[0]["type"] == "user.deactivated"
+    assert [members(e) for e in after[1:]] == [
+        ("group.member_added", users[2], "User"),
+        ("group.member_removed", users[2], "User"),
+    ]
+
+
+async def test_a_member_change_while_held_waits_for_a_delete_of_a_member_without_deadlock(
+    client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's DELETE bumps the groups it leaves, then counts on the guard row `FOR
+    UPDATE`; a member change while the guard holds locks the group before it shares the
+    guard row, so it waits for the DELETE and both finish (the other order deadlocks).
+    Run on this loop's pool, so that they overlap."""
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    group = await create_group(tenant, "Staff", users[6])
+    for user in users[:3]:
+        await deactivate(tenant, user)  # the third trips the guard
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await announced_scope(db, tenant)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    locked_row = guard._locked_row
+
+    async def the_delete_waits(conn: Any, tenant_id: uuid.UUID) -> Any:
+        paused.set()
+        await resume.wait()
+        return await locked_row(conn, tenant_id)
+
+    monkeypatch.setattr(guard, "_locked_row", the_delete_waits)
+    deleting = asyncio.create_task(provisioning.delete(db, USERS, scope, users[6]))
+    add = patch_body({"op": "add", "path": "members", "value": [{"value": users[7]}]})
+    try:
+        await asyncio.wait_for(paused.wait(), 5)
+        adding = asyncio.create_task(provisioning.apply_patch(db, GROUPS, scope, group, add))
+        await asyncio.sleep(0.3)
+        assert not adding.done(), "the member change went ahead of the group's lock"
+    finally:
+        resume.set()
+        await asyncio.wait_for(deleting, 5)
+    await asyncio.wait_for(adding, 5)
+    delivered = [(e["type"], e["data"].get("member", {}).get("value")) for e in await feed.new()]
+    assert delivered == [("group.member_added", users[7])]
+    state = await guard_of(client, tenant.slug)
+    assert state["held_by_type"] == {
+        "user.deactivated": 1,
+        "user.deleted": 1,
+        "group.member_removed": 1,
+    }
 
 
 async def test_a_deactivation_of_a_user_changed_after_it_was_read_counts_once(

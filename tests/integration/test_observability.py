@@ -30,6 +30,8 @@ from service.app import create_app
 from service.settings import Settings
 from tests.integration.conftest import BASE_URL, TenantHandle, admin_headers, make_tenant
 from tests.integration.test_events import all_events, patch_body
+from tests.integration.test_guard import configure as configure_guard
+from tests.integration.test_guard import deactivate
 
 Client = AsyncTestClient[Litestar]
 PASSWORD = "Tr0ub4dor&3-not-in-any-span"
@@ -408,6 +410,45 @@ async def test_a_member_patch_is_one_statement_without_a_transaction_block(
         "DELETE groups group_members event_sequence",
     ]
     assert opened == []
+
+
+async def test_a_member_patch_while_the_guard_holds_locks_the_group_for_one_statement(
+    client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
+) -> None:
+    """While the guard is tripped, the group is locked, which members are held is read
+    under the guard row's share lock, then one statement changes the members and
+    stores (or holds) their events; it took the locked way, the group held across
+    eight round trips."""
+    await configure_guard(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"h{n}@example.com"))["id"] for n in range(6)]
+    created = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Held"}, headers=tenant.auth()
+    )
+    group = created.json()["id"]
+    for user in users[:2]:
+        await deactivate(tenant, user)  # the second trips the guard
+    opened.clear()
+    recorded.spans.clear()
+    response = await client.patch(
+        f"{tenant.scim}/Groups/{group}",
+        json=patch_body(
+            {"op": "add", "path": "members", "value": [{"value": users[1]}, {"value": users[4]}]}
+        ),
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 204, response.text
+    spans = await finished_spans(recorded, 1)
+    statements = statements_of(
+        spans, server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
+    )
+    assert statements == [
+        "SELECT tenants role_mappings deprovision_guards",  # the state, with the group
+        "SELECT groups",  # FOR UPDATE, before the guard row, as every write locks them
+        "SELECT deprovision_guards",  # FOR SHARE
+        "SELECT held_events",
+        "INSERT groups users group_members",  # events stored and held with the change
+    ]
+    assert opened == ["transaction"]
 
 
 async def test_patch_counts_its_operations(
