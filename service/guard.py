@@ -323,48 +323,36 @@ def _inserting_held(
     )
 
 
-async def held_among(
-    conn: Connection, schema: str, tenant_id: uuid.UUID, users: Sequence[uuid.UUID]
-) -> list[uuid.UUID] | None:
-    """Which of ``users`` have held events, for a write in a transaction block that
-    deprovisions no one; None when the guard is not tripped (any more).
-
-    The guard row stays locked `FOR SHARE` until the transaction ends, so the answer
-    holds until then: who is held changes only under `FOR UPDATE` (module
-    docstring). Two statements: one statement's snapshot is older than a lock it
-    waited for, and would miss what the deprovision it waited for held.
-    """
-    row = await conn.fetchrow(
-        "SELECT g.tripped_at FROM scim_control.deprovision_guards g "
-        "WHERE g.tenant = $1 FOR SHARE OF g",
+async def share(conn: Connection, tenant_id: uuid.UUID) -> None:
+    """Lock the tenant's guard row `FOR SHARE` until the transaction ends, for a write in
+    a transaction block that deprovisions no one: who is held cannot change until
+    then (module docstring), so the write's next statements see every user held.
+    Not this statement: its snapshot predates a wait for the lock, and would miss
+    what the deprovision it waited for held."""
+    await conn.execute(
+        "SELECT FROM scim_control.deprovision_guards g WHERE g.tenant = $1 FOR SHARE OF g",
         tenant_id,
     )
-    if row is None or row["tripped_at"] is None:
-        return None
-    rows = await conn.fetch(
-        f"SELECT DISTINCT user_id FROM {quoted_schema(schema)}.held_events "
-        "WHERE user_id = ANY($1::uuid[])",
-        list(users),
-    )
-    return [found["user_id"] for found in rows]
 
 
 def appending_members(
-    schema: str, new: Sequence[NewEvent], held: Sequence[uuid.UUID], first_param: int, changed: str
+    schema: str, new: Sequence[NewEvent], first_param: int, changed: str
 ) -> AlongStatements:
-    """As `outbox.appending_members` (numbered by the commit), while the guard is
-    tripped: the events naming a member in ``held`` (`held_among`) are held, the
-    others stored, each only if the statement changed its member."""
-    held_param = f"${first_param + outbox.EVENT_PARAMS}::uuid[]"
-    stored = outbox.appending_members(schema, new, first_param, changed, excluding=held_param)
+    """As `outbox.appending_members` (numbered by the commit), in a transaction that
+    shares the guard row (`share`): the events naming a member with held events are
+    held, the others stored, each only if the statement changed its member. (With
+    the guard released or discarded since, no user has held events.)"""
+    qualified = quoted_schema(schema)
+    held = f"EXISTS (SELECT FROM {qualified}.held_events h WHERE h.user_id = c.member_id)"
+    stored = outbox.appending_members(schema, new, first_param, changed, unless=held)
     holding = _inserting_held(
-        quoted_schema(schema),
+        qualified,
         outbox.event_rows(first_param) + outbox.member_join(changed),
         user_id="c.member_id",
-        where=f" WHERE c.member_id = ANY({held_param})",
+        where=f" WHERE {held}",
         data=outbox.MEMBER_EVENT_DATA,
     )
-    return AlongStatements(f"{stored.ctes}, held_along AS ({holding})", [*stored.args, list(held)])
+    return AlongStatements(f"{stored.ctes}, held_along AS ({holding})", stored.args)
 
 
 async def _hold(conn: Connection, schema: str, held: list[NewEvent]) -> None:

@@ -911,10 +911,10 @@ async def _change_members_while_held(
     maybe: list[NewEvent],
 ) -> groups.Change | None:
     """`groups.change_unlocked` while the tenant's deprovisioning guard is tripped: the
-    group is locked, which members are held is read under the guard row's share lock
-    (`guard.held_among`), then one statement changes the members and stores their
-    events, the held members' held (`guard.appending_members`). The group is locked
-    across five round trips (its lock, the guard's, the held read, the change, the
+    group is locked, then the guard row shared (`guard.share`: who is held cannot
+    change until the commit), then one statement changes the members and stores
+    their events, those naming a held member held (`guard.appending_members`). The
+    group is locked across four round trips (its lock, the guard's, the change, the
     commit), where the locked way held it across eight.
 
     The group is locked before the guard row, as by every write that locks both: a
@@ -928,14 +928,15 @@ async def _change_members_while_held(
         locked = await get_row(conn, GROUPS, scope.schema, group["id"], lock=True)
         if locked is None or locked["resource"].get("displayName") != display_name:
             return None
-        held = await guard.held_among(conn, scope.schema, tenant_id, ids)
-        along = (
-            functools.partial(outbox.appending_members, scope.schema, maybe)
-            if held is None
-            else functools.partial(guard.appending_members, scope.schema, maybe, held)
-        )
+        await guard.share(conn, tenant_id)
         return await groups.change_unlocked(
-            conn, scope.schema, group["id"], ids, add=add, display_name=display_name, along=along
+            conn,
+            scope.schema,
+            group["id"],
+            ids,
+            add=add,
+            display_name=display_name,
+            along=functools.partial(guard.appending_members, scope.schema, maybe),
         )
 
 

@@ -223,21 +223,21 @@ def appending_members(
     changed: str,
     *,
     numbered: bool = False,
-    excluding: str | None = None,
+    unless: str | None = None,
 ) -> AlongStatements:
     """As `appending`, for membership events (`service.events.MembershipChanges.events`)
     of members a statement may or may not change: each is stored only if the
     statement's `WITH` query ``changed`` (`member_id, member_type`) returns its
     member (`data.member.value`), and with that member's type (`data.member.type`),
-    which only the statement knows. ``excluding``: SQL of a `uuid[]` of members
-    whose events are left to the caller (`guard.appending_members` holds them)."""
+    which only the statement knows. ``unless``: SQL over the member's row `c` of
+    ``changed``; the events of the members it holds for are left to the caller
+    (`guard.appending_members` holds them)."""
     _announce_along(schema)
     storing = _storing(
         quoted_schema(schema),
         first_param,
         data=MEMBER_EVENT_DATA,
-        where=member_join(changed)
-        + ("" if excluding is None else f" AND NOT c.member_id = ANY({excluding})"),
+        where=member_join(changed) + ("" if unless is None else f" AND NOT {unless}"),
         numbered=numbered,
     )
     return AlongStatements(storing, _arrays(events))

@@ -415,10 +415,9 @@ async def test_a_member_patch_is_one_statement_without_a_transaction_block(
 async def test_a_member_patch_while_the_guard_holds_locks_the_group_for_one_statement(
     client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
-    """While the guard is tripped, the group is locked, which members are held is read
-    under the guard row's share lock, then one statement changes the members and
-    stores (or holds) their events; it took the locked way, the group held across
-    eight round trips."""
+    """While the guard is tripped, the group is locked, then the guard row shared, then
+    one statement changes the members and stores their events, holding those of held
+    members; it took the locked way, the group held across eight round trips."""
     await configure_guard(client, tenant.slug, threshold_percent=20, min_users=5)
     users = [(await tenant.create_user(f"h{n}@example.com"))["id"] for n in range(6)]
     created = await client.post(
@@ -444,8 +443,7 @@ async def test_a_member_patch_while_the_guard_holds_locks_the_group_for_one_stat
     assert statements == [
         "SELECT tenants role_mappings deprovision_guards",  # the state, with the group
         "SELECT groups",  # FOR UPDATE, before the guard row, as every write locks them
-        "SELECT deprovision_guards",  # FOR SHARE
-        "SELECT held_events",
+        "SELECT deprovision_guards",  # FOR SHARE: who is held stays as it is
         "INSERT groups users group_members",  # events stored and held with the change
     ]
     assert opened == ["transaction"]
