@@ -258,14 +258,7 @@ async def _holding(
     deprovisions = [event for event in new if event.type in _DEPROVISIONS]
     if deprovisions:
         return await _count(conn, schema, tenant_id, sum(map(_counts, deprovisions)))
-    # Shared: such writes hold events only of users held already, so they need not
-    # queue on each other, only on what changes who is held (module docstring).
-    row = await conn.fetchrow(
-        "SELECT g.tripped_at FROM scim_control.deprovision_guards g "
-        "WHERE g.tenant = $1 FOR SHARE OF g",
-        tenant_id,
-    )
-    return row is not None and row["tripped_at"] is not None
+    return await share(conn, tenant_id)
 
 
 def passes(new: Sequence[NewEvent], was_tripped: bool | None) -> bool:
@@ -323,16 +316,21 @@ def _inserting_held(
     )
 
 
-async def share(conn: Connection, tenant_id: uuid.UUID) -> None:
+async def share(conn: Connection, tenant_id: uuid.UUID) -> bool:
     """Lock the tenant's guard row `FOR SHARE` until the transaction ends, for a write in
-    a transaction block that deprovisions no one: who is held cannot change until
-    then (module docstring), so the write's next statements see every user held.
-    Not this statement: its snapshot predates a wait for the lock, and would miss
-    what the deprovision it waited for held."""
-    await conn.execute(
-        "SELECT FROM scim_control.deprovision_guards g WHERE g.tenant = $1 FOR SHARE OF g",
+    a transaction block that deprovisions no one; whether the guard is tripped.
+
+    Such writes hold events only of users held already, so they need not queue on
+    each other, only on what changes who is held (module docstring): until the
+    transaction ends, the write's next statements see every user held. Not this
+    statement: its snapshot predates a wait for the lock, and would miss what the
+    deprovision it waited for held."""
+    row = await conn.fetchrow(
+        "SELECT g.tripped_at FROM scim_control.deprovision_guards g "
+        "WHERE g.tenant = $1 FOR SHARE OF g",
         tenant_id,
     )
+    return row is not None and row["tripped_at"] is not None
 
 
 def appending_members(

@@ -923,11 +923,9 @@ async def _change_members_while_held(
     group would deadlock with it. None, having written nothing, when the group was
     renamed or deleted since it was read.
     """
-    display_name = group["resource"].get("displayName")
     async with conn.transaction():
-        locked = await get_row(conn, GROUPS, scope.schema, group["id"], lock=True)
-        if locked is None or locked["resource"].get("displayName") != display_name:
-            return None
+        # The change re-checks the group's name and existence under this lock.
+        await get_row(conn, GROUPS, scope.schema, group["id"], lock=True)
         await guard.share(conn, tenant_id)
         return await groups.change_unlocked(
             conn,
@@ -935,7 +933,7 @@ async def _change_members_while_held(
             group["id"],
             ids,
             add=add,
-            display_name=display_name,
+            display_name=group["resource"].get("displayName"),
             along=functools.partial(guard.appending_members, scope.schema, maybe),
         )
 
