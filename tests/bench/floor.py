@@ -31,7 +31,7 @@ from service.scim.projection import parse_projection
 from service.store.paging import ListQuery
 from service.store.resources import USERS
 from tenants.schemas import quoted_schema
-from tests.bench.loadgen import Samples, user_body
+from tests.bench.loadgen import Samples, Window, user_body
 
 _INSERT = (
     "INSERT INTO {schema}.users (id, resource, user_name, external_id, display_name, active) "
@@ -70,6 +70,7 @@ async def _drive(  # noqa: PLR0917
     seconds: float,
     label: str,
     operation: Callable[[Connection, int], Awaitable[None]],
+    window: Window | None,
 ) -> Samples:
     samples = Samples()
     pool: asyncpg.Pool[asyncpg.Record] = await asyncpg.create_pool(
@@ -94,18 +95,30 @@ async def _drive(  # noqa: PLR0917
             samples.latencies[label].append((time.perf_counter() - started) * 1000)
 
     try:
+        if window:
+            window.start()
         cpu = time.process_time()
         samples.started = time.time()
         await asyncio.gather(*(worker() for _ in range(connections)))
         samples.ended = time.time()
         samples.cpu_seconds = time.process_time() - cpu
+        if window:
+            window.stop()
         samples.jobs = len(samples.latencies[label])
     finally:
         await pool.close()
     return samples
 
 
-def create_cycle(dsn: str, schema: str, connections: int, count: int, prefix: str) -> Samples:
+def create_cycle(
+    dsn: str,
+    schema: str,
+    connections: int,
+    count: int,
+    prefix: str,
+    *,
+    window: Window | None = None,
+) -> Samples:
     """Per user, in one transaction: look the userName up (no match), then insert the user."""
     found = lookup(schema)
     insert = _INSERT.format(schema=quoted_schema(schema))
@@ -125,11 +138,18 @@ def create_cycle(dsn: str, schema: str, connections: int, count: int, prefix: st
                 True,
             )
 
-    return asyncio.run(_drive(dsn, connections, count, 0, "create (lookup+insert)", operation))
+    return asyncio.run(
+        _drive(dsn, connections, count, 0, "create (lookup+insert)", operation, window)
+    )
 
 
 def lookups(
-    dsn: str, connections: int, seconds: float, users: list[tuple[str, list[str]]]
+    dsn: str,
+    connections: int,
+    seconds: float,
+    users: list[tuple[str, list[str]]],
+    *,
+    window: Window | None = None,
 ) -> Samples:
     """The service's `userName eq` lookups, for existing users: (tenant schema, userNames) each."""
     tenants = [(lookup(schema), names) for schema, names in users]
@@ -139,4 +159,4 @@ def lookups(
         found, names = rng.choice(tenants)
         await conn.fetch(found.statement, *found.args(rng.choice(names)))
 
-    return asyncio.run(_drive(dsn, connections, 0, seconds, "lookup", operation))
+    return asyncio.run(_drive(dsn, connections, 0, seconds, "lookup", operation, window))

@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 import time
 import urllib.parse
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, Protocol
 
 from tests.bench.httpclient import Connection
 
@@ -342,7 +343,15 @@ def _process_main(
     return asyncio.run(_run(workload, jobs, connections))
 
 
-def run(workload: Workload, processes: int) -> Samples:
+class Window(Protocol):
+    """Told when the load begins and when the last process has finished it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def run(workload: Workload, processes: int, window: Window | None = None) -> Samples:
     """Run a workload over ``processes`` processes and merge what they measured."""
     processes = max(1, min(processes, workload.connections))
     shares = [workload.connections // processes] * processes
@@ -352,6 +361,10 @@ def run(workload: Workload, processes: int) -> Samples:
     for i, job in enumerate(workload.jobs):
         job_lists[i % processes].append(job)
     start_at = time.time() + 1.0 + 0.5 * processes
+    # The load begins at `start_at` in every process; the window opens then.
+    opening = threading.Timer(start_at - time.time(), window.start) if window else None
+    if opening:
+        opening.start()
     with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
         futures = [
             pool.submit(
@@ -376,4 +389,7 @@ def run(workload: Workload, processes: int) -> Samples:
         merged = Samples()
         for future in futures:
             merged.merge(future.result())
+        if window and opening:
+            opening.join()
+            window.stop()
     return merged

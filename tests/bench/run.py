@@ -13,11 +13,12 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,50 @@ def _mix(raw: str) -> tuple[tuple[str, float], ...]:
     return tuple(pairs)
 
 
+Readings = tuple[float, float, float, float, float]
+"""Now, and the CPU seconds so far of the server, PostgreSQL, the machine and the host's steal."""
+
+
+class CpuWindow:
+    """The CPU the server, PostgreSQL and the machine used between two readings.
+
+    The load generator's processes take a second or two to start, and the floor
+    opens its pool, before the load begins: a window from the start of the block
+    counted that time as idle, and under full load showed the machine 0.2-0.5 of
+    a core short of busy. The load's own start and end (`start`, `stop`) make the
+    window the load's.
+    """
+
+    def __init__(self, read: Callable[[], Readings]) -> None:
+        self._read = read
+        self._before = read()
+        self._after: Readings | None = None
+
+    def start(self) -> None:
+        self._before = self._read()
+
+    def stop(self) -> None:
+        if self._after is None:
+            self._after = self._read()
+
+    def measured(self, samples: Samples | None = None) -> Cpu:
+        """Cores used over the window; ``samples``' CPU is the load generator's."""
+        self.stop()
+        assert self._after is not None
+        wall, server, postgres, machine, steal = (
+            b - a for a, b in zip(self._before, self._after, strict=True)
+        )
+        wall = max(wall, 1e-9)
+        return Cpu(
+            seconds=round(wall, 2),
+            server=round(server / wall, 2),
+            postgres=round(postgres / wall, 2),
+            loadgen=round(samples.cpu_seconds / wall, 2) if samples else 0.0,
+            machine=round(machine / wall, 2),
+            steal=round(steal / wall, 2),
+        )
+
+
 class Bench:
     def __init__(self, config: Config, db: environment.Database, service: Service) -> None:
         self.config = config
@@ -127,9 +172,8 @@ class Bench:
 
     # Measuring --------------------------------------------------------------
 
-    def _readings(self, pid: int) -> tuple[float, float, float, float, float]:
-        """Now, and the CPU seconds so far of the server (``pid``), PostgreSQL, the
-        machine and the host's steal."""
+    def _readings(self, pid: int) -> Readings:
+        """`Readings`, with ``pid`` the server."""
         postmaster = self.db.postmaster_pid
         return (
             time.perf_counter(),
@@ -139,35 +183,20 @@ class Bench:
         )
 
     @contextlib.contextmanager
-    def cpu(self, server_pid: int | None = None) -> Iterator[list[Cpu]]:
-        """CPU of the server, PostgreSQL and the machine while the block runs."""
-        pid = server_pid or self.service.pid
-        out: list[Cpu] = []
-        before = self._readings(pid)
-        yield out
-        wall, server, postgres, machine, steal = (
-            b - a for a, b in zip(before, self._readings(pid), strict=True)
-        )
-        out.append(
-            Cpu(
-                seconds=round(wall, 2),
-                server=round(server / wall, 2),
-                postgres=round(postgres / wall, 2),
-                loadgen=0.0,
-                machine=round(machine / wall, 2),
-                steal=round(steal / wall, 2),
-            )
-        )
+    def cpu(self, server_pid: int | None = None) -> Iterator[CpuWindow]:
+        """CPU of the server, PostgreSQL and the machine over the block, or over the
+        part of it between the window's `start` and `stop` when the block calls them."""
+        window = CpuWindow(functools.partial(self._readings, server_pid or self.service.pid))
+        yield window
+        window.stop()
 
     def drive(
         self, name: str, system: str, workload: Workload, server_pid: int | None = None
     ) -> Samples:
         self.log(f"{name} / {system}")
-        with self.cpu(server_pid) as cpu:
-            samples = loadgen.run(workload, self.config.processes)
-        wall = max(cpu[0].seconds, 1e-9)
-        cpu[0].loadgen = round(samples.cpu_seconds / wall, 2)
-        self.report.add(name, system, samples, cpu[0])
+        with self.cpu(server_pid) as window:
+            samples = loadgen.run(workload, self.config.processes, window)
+        self.report.add(name, system, samples, window.measured(samples))
         if not self.service.alive():
             raise RuntimeError(f"the service died:\n{self.service.log_tail()}")
         return samples
@@ -485,21 +514,23 @@ class Bench:
         slugs = ["floor-ref", *(target.base.rsplit("/", 1)[1] for target in measured)]
         schema, *measured_schemas = asyncio.run(self._schema_names(slugs))
         self.log("floor: create (lookup + insert in one transaction)")
-        with self.cpu() as cpu:
-            samples = floor.create_cycle(self.db.dsn, schema, self.config.connections, users, "f")
-        cpu[0].loadgen = round(samples.cpu_seconds / max(cpu[0].seconds, 1e-9), 2)
-        self.report.add("initial cycle: users", "floor (asyncpg)", samples, cpu[0])
+        with self.cpu() as window:
+            samples = floor.create_cycle(
+                self.db.dsn, schema, self.config.connections, users, "f", window=window
+            )
+        self.report.add(
+            "initial cycle: users", "floor (asyncpg)", samples, window.measured(samples)
+        )
         tenants = [
             (name, list(target.user_names))
             for name, target in zip(measured_schemas, measured, strict=True)
         ]
         self.log("floor: filtered select")
-        with self.cpu() as cpu:
+        with self.cpu() as window:
             samples = floor.lookups(
-                self.db.dsn, self.config.connections, self.config.seconds, tenants
+                self.db.dsn, self.config.connections, self.config.seconds, tenants, window=window
             )
-        cpu[0].loadgen = round(samples.cpu_seconds / max(cpu[0].seconds, 1e-9), 2)
-        self.report.add("lookups", "floor (asyncpg)", samples, cpu[0])
+        self.report.add("lookups", "floor (asyncpg)", samples, window.measured(samples))
 
     async def _schema_names(self, slugs: list[str]) -> list[str]:
         """The tenants' schemas (bare names), in the order of ``slugs``."""

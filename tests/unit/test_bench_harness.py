@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench import environment
+from tests.bench import environment, loadgen
 from tests.bench.httpclient import Connection
 from tests.bench.loadgen import Samples, Target, Workload, _run
 from tests.bench.report import Cpu, Report, percentile, render
-from tests.bench.run import summarise_profile
+from tests.bench.run import CpuWindow, summarise_profile
 
 _ANSWERS = {
     b"/length": b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nhello",
@@ -123,6 +123,56 @@ async def test_jobs_the_service_is_too_slow_for_count_as_late(
     # Each connection's first job is on time; every later one starts behind schedule.
     assert samples.jobs >= 8
     assert samples.late >= samples.jobs - 4
+
+
+async def test_the_cpu_window_opens_when_the_load_begins(
+    slow_server: tuple[int, list[float]],
+) -> None:
+    port, _ = slow_server
+    marks: dict[str, float] = {}
+
+    class Window:
+        def start(self) -> None:
+            marks["start"] = time.time()
+
+        def stop(self) -> None:
+            marks["stop"] = time.time()
+
+    target = Target("/scim/v2/t", "token", user_names=("a@x.example",))
+    workload = Workload("127.0.0.1", port, (target,), 2, mix=(("lookup", 1.0),), seconds=0.5)
+    called = time.time()
+    samples = await asyncio.to_thread(loadgen.run, workload, 2, Window())
+    assert samples.jobs > 0
+    # The processes start for a second or two before they load anything; that is
+    # not the load's, and the window leaves it out.
+    assert marks["start"] - called > 1.0
+    assert abs(marks["start"] - samples.started) < 0.2
+    assert 0 <= marks["stop"] - samples.ended < 0.5
+
+
+def test_a_cpu_window_is_the_cores_used_between_its_start_and_stop() -> None:
+    readings = iter(
+        [
+            (0.0, 0.0, 0.0, 0.0, 0.0),
+            (2.0, 1.0, 0.5, 1.6, 0.1),
+            (4.0, 3.0, 1.5, 5.6, 0.3),
+            (9.0, 9.0, 9.0, 9.0, 9.0),
+        ]
+    )
+    window = CpuWindow(lambda: next(readings))
+    window.start()
+    window.stop()
+    samples = Samples()
+    samples.cpu_seconds = 0.4
+    cpu = window.measured(samples)
+    assert (cpu.seconds, cpu.server, cpu.postgres, cpu.machine, cpu.steal, cpu.loadgen) == (
+        2.0,
+        1.0,
+        0.5,
+        2.0,
+        0.1,
+        0.2,
+    )
 
 
 def test_percentile_is_nearest_rank() -> None:
