@@ -58,13 +58,27 @@ Member = tuple[uuid.UUID, str]
 """A member's id and type (`User` or `Group`)."""
 
 
+_VERSION_7: Final = 0x7 << 76
+_VARIANT: Final = 0x2 << 62
+_RANDOM_BITS: Final = (2**80 - 1) & ~(0xF << 76) & ~(0x3 << 62)
+"""The 80 bits after the timestamp, less those the version and the variant take."""
+
+
+def new_event_ids(count: int) -> list[uuid.UUID]:
+    """``count`` UUIDv7s (RFC 9562): unique across tenants, and sortable by creation
+    time (to the millisecond). A member PATCH makes one per member: one read of the
+    clock and of the system's randomness for them all."""
+    stamp = (time.time_ns() // 1_000_000 & (2**48 - 1)) << 80 | _VERSION_7 | _VARIANT
+    randomness = os.urandom(10 * count)
+    return [
+        uuid.UUID(int=stamp | int.from_bytes(randomness[i : i + 10]) & _RANDOM_BITS)
+        for i in range(0, 10 * count, 10)
+    ]
+
+
 def new_event_id() -> uuid.UUID:
-    """A UUIDv7 (RFC 9562): unique across tenants, and sortable by creation time."""
-    unix_ms = time.time_ns() // 1_000_000
-    value = (unix_ms & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10)) & (2**80 - 1)
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
-    return uuid.UUID(int=value)
+    """One of `new_event_ids`."""
+    return new_event_ids(1)[0]
 
 
 def profile(resource: dict[str, Any]) -> dict[str, Any]:
@@ -181,19 +195,26 @@ class MembershipChanges:
     def events(self, group: dict[str, Any]) -> list[NewEvent]:
         """One event per member added or removed, in a stable order."""
         ref = {"id": group["id"], "displayName": group.get("displayName")}
-        return [
-            NewEvent(
-                id=new_event_id(),
-                type=kind,
-                resource_type="Group",
-                resource_id=uuid.UUID(group["id"]),
-                data={"group": ref, "member": {"value": str(member_id), "type": member_type}},
-            )
+        group_id = uuid.UUID(group["id"])
+        changes = [
+            (kind, member_id, member_type)
             for kind, members in (
                 (GROUP_MEMBER_ADDED, self._added),
                 (GROUP_MEMBER_REMOVED, self._removed),
             )
             for member_id, member_type in sorted(members.items())
+        ]
+        return [
+            NewEvent(
+                id=event_id,
+                type=kind,
+                resource_type="Group",
+                resource_id=group_id,
+                data={"group": ref, "member": {"value": str(member_id), "type": member_type}},
+            )
+            for event_id, (kind, member_id, member_type) in zip(
+                new_event_ids(len(changes)), changes, strict=True
+            )
         ]
 
 
