@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import functools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -875,21 +875,24 @@ async def _patch_members_unlocked(
         # Each member's type comes from the statement (`outbox.appending_members`).
         (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
         maybe = candidates.events(before)
+        change_members = functools.partial(
+            groups.change_unlocked,
+            conn,
+            scope.schema,
+            row["id"],
+            ids,
+            add=add,
+            display_name=row["resource"].get("displayName"),
+        )
         if guard.passes(maybe, state.guard_tripped):
-            change = await groups.change_unlocked(
-                conn,
-                scope.schema,
-                row["id"],
-                ids,
-                add=add,
-                display_name=row["resource"].get("displayName"),
+            change = await change_members(
                 along=functools.partial(
                     outbox.appending_members, scope.schema, maybe, numbered=True
-                ),
+                )
             )
         elif state.guard_tripped and scope.tenant_id is not None:
             change = await _change_members_while_held(
-                conn, scope, scope.tenant_id, row, ids, add=add, maybe=maybe
+                conn, scope, scope.tenant_id, row["id"], change_members, maybe=maybe
             )
         else:
             return None
@@ -904,18 +907,18 @@ async def _change_members_while_held(
     conn: Connection,
     scope: Scope,
     tenant_id: uuid.UUID,
-    group: Row,
-    ids: list[uuid.UUID],
+    group_id: uuid.UUID,
+    change_members: Callable[..., Awaitable[groups.Change | None]],
     *,
-    add: bool,
     maybe: list[NewEvent],
 ) -> groups.Change | None:
-    """`groups.change_unlocked` while the tenant's deprovisioning guard is tripped: the
-    group is locked, then the guard row shared (`guard.share`: who is held cannot
-    change until the commit), then one statement changes the members and stores
-    their events, those naming a held member held (`guard.appending_members`). The
-    group is locked across four round trips (its lock, the guard's, the change, the
-    commit), where the locked way held it across eight.
+    """``change_members`` (`groups.change_unlocked` but for its ``along``) while the
+    tenant's deprovisioning guard is tripped: the group is locked, then the guard row
+    shared (`guard.share`: who is held cannot change until the commit), then one
+    statement changes the members and stores their events, those naming a held
+    member held (`guard.appending_members`). The group is locked across four round
+    trips (its lock, the guard's, the change, the commit), where the locked way held
+    it across eight.
 
     The group is locked before the guard row, as by every write that locks both: a
     user's DELETE bumps the groups it leaves, then counts on the guard row `FOR
@@ -925,16 +928,10 @@ async def _change_members_while_held(
     """
     async with conn.transaction():
         # The change re-checks the group's name and existence under this lock.
-        await get_row(conn, GROUPS, scope.schema, group["id"], lock=True)
+        await get_row(conn, GROUPS, scope.schema, group_id, lock=True)
         await guard.share(conn, tenant_id)
-        return await groups.change_unlocked(
-            conn,
-            scope.schema,
-            group["id"],
-            ids,
-            add=add,
-            display_name=group["resource"].get("displayName"),
-            along=functools.partial(guard.appending_members, scope.schema, maybe),
+        return await change_members(
+            along=functools.partial(guard.appending_members, scope.schema, maybe)
         )
 
 
