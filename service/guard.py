@@ -33,24 +33,25 @@ person has looked. So:
 
 Who is held changes only under the guard row locked `FOR UPDATE`: by every
 write that deprovisions (it counts, and may hold a new user), and by release
-and discard. A user's PATCH that deprovisions counts, and stores or holds its
-event, in the statement that changes the user (`counting`): the row is locked
-from there to the commit. Other writes read whether the guard is tripped in
-the one control-plane query each write makes anyway (`service.write_state`),
-after locking what they change: a write about a user whose deprovision
-another write is holding waits for that user's row lock, so it sees the guard
-tripped and that user held. While it is tripped, the writes that do not
-deprovision lock the row `FOR SHARE` to decide: they hold events only of
-users held already, so they wait for a deprovision, a release or a discard in
-progress (and those for them), never for each other; they queued on each
-other when they took it `FOR UPDATE` too, and a tenant's writes then went one
-at a time while it was tripped, the IdP's corrections included. Held events
-keep each resource's order: its writes queue on its row, and a write's events
-are the last thing it stores.
+and discard. Writes read whether the guard is tripped in the one
+control-plane query each write makes anyway (`service.write_state`), after
+locking what they change: a write about a user whose deprovision another
+write is holding waits for that user's row lock, so it sees the guard tripped
+and that user held. While it is tripped, the writes that do not deprovision
+lock the row `FOR SHARE` to decide: they hold events only of users held
+already, so they wait for a deprovision, a release or a discard in progress
+(and those for them), never for each other; they queued on each other when
+they took it `FOR UPDATE` too, and a tenant's writes then went one at a time
+while it was tripped, the IdP's corrections included. A user's PATCH or PUT
+decides in the statement that changes the user (`along`), which locks the
+user's row, then the guard row, until its commit. Held events keep each
+resource's order: its writes queue on its row, and a write's events are the
+last thing it stores.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections import Counter
@@ -65,7 +66,7 @@ from service import events
 from service.postgres import Connection, Pool
 from service.store import outbox
 from service.store.outbox import NewEvent
-from service.store.resources import AlongStatements
+from service.store.resources import Along, AlongStatements
 from tenants.errors import InvalidInput
 from tenants.registry import tenant_schema_at
 from tenants.schemas import quoted_schema
@@ -373,14 +374,29 @@ async def _hold(conn: Connection, schema: str, held: list[NewEvent]) -> None:
     )
 
 
-def counts_along(new: Sequence[NewEvent], was_tripped: bool | None, has_row: bool) -> bool:
-    """Whether a write about one user that `passes` does not let through (it deprovisions)
-    can be counted and have its events stored or held by its own statement
-    (`counting`): the guard's row exists (the statement would count nothing without
-    it) and the write read the guard untripped, so that user has no held events: the
-    count decides for all of ``new`` at once."""
+def along(
+    schema: str,
+    tenant_id: uuid.UUID,
+    new: Sequence[NewEvent],
+    was_tripped: bool | None,
+    has_row: bool,
+) -> Along | None:
+    """Statements that decide, within a user's write, whether the guard holds ``new``,
+    which `passes` did not let through, and store or hold them (`counting` or
+    `sharing`, for `service.store.resources.update_unless_changed`); None when the
+    write must take the locked way: it is not about one user, or the guard's row
+    does not exist (a count would count nothing without it; with no row, the guard
+    was never tripped). The write's row has `guard_counted`, for `noted`.
+
+    The locked way took seven or eight round trips, the guard row locked across
+    three or four of them: while the guard was tripped, each deprovision waited
+    there for the one ahead of it and for every write sharing the row."""
     about = {_user_of(event) for event in new} | {event.resource_id for event in new}
-    return was_tripped is False and has_row and len(about) == 1
+    if was_tripped is None or not has_row or len(about) != 1:
+        return None
+    if any(event.type in _DEPROVISIONS for event in new):
+        return functools.partial(counting, schema, tenant_id, new)
+    return functools.partial(sharing, schema, tenant_id, new)
 
 
 def counting(
@@ -390,29 +406,103 @@ def counting(
     first_param: int,
     only_with: str | None,
 ) -> AlongStatements:
-    """Statements for a user's write to run with its change, taking effect only with
-    ``only_with`` (`service.store.resources.Along`): count the deprovisions of ``new``
-    (when `counts_along`) in the guard window, then store ``new`` in the outbox or, if
-    the guard holds after the count, hold them. The write's row has `guard_counted`,
-    for `noted`.
+    """`along`'s statements for a write that deprovisions its user, taking effect only
+    with ``only_with`` (`service.store.resources.Along`): count the deprovisions in
+    the guard window, on the guard row locked until the commit, then store ``new``
+    in the outbox or, if the guard holds after the count, hold them.
 
-    One statement instead of the locked way's lock, count, update and insert:
-    deprovisions of a tenant queue on its guard row only from that statement to its
-    commit. That statement must be its own transaction: it numbers the events it
-    stores (`outbox.appending`, ``numbered``).
+    The count decides for all of ``new`` at once. If the guard holds after it, the
+    deprovision is held, and with it everything the write says about its user,
+    held before or not. If not, no user has held events: they exist only while the
+    guard is tripped, and the release or discard that ended that emptied them
+    under the row's lock, which the count waits for and then reads as it stands.
     """
-    if only_with is None:
-        raise ValueError("a count goes with a write that may write nothing")
-    holding = "EXISTS (SELECT FROM counted WHERE holding)"
-    stored = outbox.appending(schema, new, first_param, only_with="passed", numbered=True)
-    tenant = first_param + len(stored.args)
+    tenant = first_param + outbox.EVENT_PARAMS
     counting = _counting(
         schema,
         tenant=f"${tenant}",
         counted=f"${tenant + 1}::integer",
         add_back="0",
-        gate=f" AND EXISTS (SELECT FROM {only_with})",
+        gate=_gate(only_with),
     )
+    return _stored_or_held(
+        schema,
+        new,
+        first_param,
+        (counting, [tenant_id, sum(map(_counts, new))]),
+        only_with=_only(only_with),
+        holding="EXISTS (SELECT FROM counted WHERE holding)",
+        returns=", (SELECT to_jsonb(c) FROM counted c) AS guard_counted",
+    )
+
+
+def sharing(
+    schema: str,
+    tenant_id: uuid.UUID,
+    new: Sequence[NewEvent],
+    first_param: int,
+    only_with: str | None,
+) -> AlongStatements:
+    """`along`'s statements for a write about one user that deprovisions no one, taking
+    effect only with ``only_with``: hold ``new`` if the user has held events, else
+    store them.
+
+    The user's held events are read in the statement's snapshot, which may predate
+    what changed them meanwhile: a deprovision of the user changes the user's row,
+    so the write, which takes effect only on the row as it read it, writes nothing;
+    a release or discard empties them and clears the guard's `tripped_at`. So the
+    guard row is shared, as by every write that deprovisions no one (`share`: a
+    release or discard waits for this write), and the held events are believed
+    only if `tripped_at`, as locked, is as the snapshot saw it; after a release
+    (and a new trip, even) the user has no held events."""
+    tenant = first_param + outbox.EVENT_PARAMS
+    shared = (
+        "guard_shared AS (SELECT g.tripped_at FROM scim_control.deprovision_guards g "
+        f"WHERE g.tenant = ${tenant}{_gate(only_with)} FOR SHARE OF g), "
+        "holding AS (SELECT FROM guard_shared s JOIN scim_control.deprovision_guards g "
+        f"ON g.tenant = ${tenant} AND g.tripped_at = s.tripped_at WHERE EXISTS "
+        f"(SELECT FROM {quoted_schema(schema)}.held_events h "
+        f"WHERE h.user_id = ${tenant + 1}::uuid))"
+    )
+    [user] = {event.resource_id for event in new}
+    return _stored_or_held(
+        schema,
+        new,
+        first_param,
+        (shared, [tenant_id, user]),
+        only_with=_only(only_with),
+        holding="EXISTS (SELECT FROM holding)",
+        returns=", NULL::jsonb AS guard_counted",
+    )
+
+
+def _only(only_with: str | None) -> str:
+    if only_with is None:
+        raise ValueError("the guard decides with a write that may write nothing")
+    return only_with
+
+
+def _gate(only_with: str | None) -> str:
+    return f" AND EXISTS (SELECT FROM {_only(only_with)})"
+
+
+def _stored_or_held(
+    schema: str,
+    new: Sequence[NewEvent],
+    first_param: int,
+    deciding: tuple[str, list[Any]],
+    *,
+    only_with: str,
+    holding: str,
+    returns: str,
+) -> AlongStatements:
+    """``new`` stored in the outbox (numbered: the statement is its own transaction,
+    `outbox.appending`), or held if ``holding`` (SQL over the `WITH` queries of
+    ``deciding``, which lock the guard row after the write's own change, as every
+    write locks them, and whose arguments follow the events'); either only with
+    ``only_with``."""
+    ctes, args = deciding
+    stored = outbox.appending(schema, new, first_param, only_with="passed", numbered=True)
     held = _inserting_held(
         quoted_schema(schema),
         outbox.event_rows(first_param),
@@ -420,10 +510,10 @@ def counting(
         where=f" WHERE {holding}",
     )
     return AlongStatements(
-        f"{counting}, passed AS (SELECT FROM {only_with} WHERE NOT {holding}), "
-        f"{stored.ctes}, held AS ({held})",
-        [*stored.args, tenant_id, sum(map(_counts, new))],
-        returns=", (SELECT to_jsonb(c) FROM counted c) AS guard_counted",
+        f"{ctes}, passed AS (SELECT FROM {only_with} WHERE NOT {holding}), {stored.ctes}, "
+        f"held AS ({held})",
+        [*stored.args, *args],
+        returns=returns,
     )
 
 

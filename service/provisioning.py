@@ -404,8 +404,8 @@ async def _update_user_with_event(
     `lastModified` the transaction's timestamp. None, having done nothing,
     when the event cannot go with the update: see `_events_along`; the tenant
     maps roles (a user's roles are read after its update); the change is not
-    an event (`events.changed`), or the guard may hold it and cannot decide
-    within the statement (`guard.counts_along`). A ``row`` read without a lock (not
+    an event (`events.changed`), or the guard may hold it and the statement cannot
+    decide (`guard.along`; the locked way cannot, ``locked``). A ``row`` read without a lock (not
     ``locked``) is updated only if it is still at the version read, else None
     too; its own statement's transaction is not the state's, so
     `lastModified` is passed.
@@ -423,19 +423,17 @@ async def _update_user_with_event(
     event = events.changed(before, after)
     if event is None:
         return None
-    along: Along
-    counted_in = None
+    along: Along | None
+    guarded_in = None
     if guard.passes([event], state.guard_tripped):
         along = functools.partial(outbox.appending, scope.schema, [event], numbered=not locked)
-    elif (
-        not locked
-        and scope.tenant_id is not None
-        and guard.counts_along([event], state.guard_tripped, state.guard_row)
-    ):
-        # A deprovision: the statement counts it and stores or holds its event.
-        counted_in = scope.tenant_id
-        along = functools.partial(guard.counting, scope.schema, counted_in, [event])
+    elif not locked and scope.tenant_id is not None:
+        # The statement decides whether the guard holds the event, and stores or holds it.
+        guarded_in = scope.tenant_id
+        along = guard.along(scope.schema, guarded_in, [event], state.guard_tripped, state.guard_row)
     else:
+        return None
+    if along is None:
         return None
     updated: Row | None
     if locked:
@@ -454,8 +452,8 @@ async def _update_user_with_event(
         )
     if updated is None:
         return None
-    if counted_in is not None:
-        guard.noted(counted_in, updated)
+    if guarded_in is not None:
+        guard.noted(guarded_in, updated)
     return updated, after
 
 
@@ -770,10 +768,11 @@ async def _change_user_unlocked(
     or None when the write needs the locked way.
 
     It took five round trips, BEGIN and COMMIT among them, with the user locked
-    across them; the version check stands in for the lock here. A deactivation is
-    counted by the deprovisioning guard in the same statement (`guard.counting`);
-    it took eight round trips the locked way, the tenant's guard row locked across
-    three. A write that changes nothing (IdPs resend what they sent before: Okta
+    across them; the version check stands in for the lock here. The
+    deprovisioning guard decides in the same statement (`guard.along`): it counts a
+    deactivation, and holds the events of a held user while it is tripped; that
+    took eight round trips the locked way, the tenant's guard row locked across
+    three or four. A write that changes nothing (IdPs resend what they sent before: Okta
     PUTs the whole user on every profile push) is answered from the read: it
     writes nothing and has no event. None, having written nothing, when the write
     needs the locked way: ``changed`` says so, it changes nothing in a tenant that

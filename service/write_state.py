@@ -44,7 +44,7 @@ class WriteState:
     """The transaction's timestamp: the `now()` of each of its statements, so the
     `created` and `lastModified` its inserts and updates will store."""
     guard_row: bool = False
-    """Whether the tenant's guard row exists (`service.guard.counts_along`)."""
+    """Whether the tenant's guard row exists (`service.guard.along`)."""
 
 
 UNTRACKED: Final = WriteState(None, None)

@@ -256,7 +256,8 @@ async def test_writes_about_held_users_hold_side_by_side_and_a_release_waits_for
     client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While the guard is tripped, a write about a held user that deprovisions no one
-    locks the guard row only FOR SHARE: another such write stores its held event
+    and takes the locked way (it sets a password) locks the guard row only FOR SHARE:
+    another such write (in one statement, `guard.sharing`) stores its held event
     meanwhile (they went one at a time when it was FOR UPDATE), while a release waits
     for the first one's commit and then releases its event too, each user's events in
     their order. Run on this loop's pool, so that the writes overlap."""
@@ -278,11 +279,12 @@ async def test_writes_about_held_users_hold_side_by_side_and_a_release_waits_for
 
     monkeypatch.setattr(guard, "_hold", the_first_waits)
 
-    async def rename_on_pool(user: str, name: str) -> None:
-        change = patch_body({"op": "replace", "path": "displayName", "value": name})
+    async def rename_on_pool(user: str, name: str, *more: dict[str, Any]) -> None:
+        change = patch_body({"op": "replace", "path": "displayName", "value": name}, *more)
         await provisioning.apply_patch(db, USERS, scope, user, change)
 
-    first = asyncio.create_task(rename_on_pool(users[2], "First"))
+    password = {"op": "replace", "path": "password", "value": "correct horse battery"}
+    first = asyncio.create_task(rename_on_pool(users[2], "First", password))
     try:
         await asyncio.wait_for(paused.wait(), 5)
         await asyncio.wait_for(rename_on_pool(users[3], "Second"), 5)
@@ -421,4 +423,188 @@ async def test_a_deactivation_of_a_user_changed_after_it_was_read_counts_once(
         "user.created",
         "user.created",
         "user.deactivated",
+    ]
+
+
+async def reactivate(tenant: TenantHandle, user_id: str) -> None:
+    response = await tenant.client.patch(
+        f"{tenant.scim}/Users/{user_id}",
+        json=patch_body({"op": "replace", "path": "active", "value": True}),
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_deactivations_while_the_guard_holds_are_held_behind_their_users_events(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """Once tripped, each deactivation is counted and held by its own statement
+    (`guard.counting`), a user deactivated again after its held reactivation
+    included: its events stay in their order, behind the ones held before."""
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    for user in users[:3]:
+        await deactivate(tenant, user)  # the third trips the guard
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    await reactivate(tenant, users[2])
+    await deactivate(tenant, users[2])
+    await deactivate(tenant, users[4])
+    await rename(tenant, users[5], "Unrelated")
+    assert [(e["type"], e["resource"]["id"]) for e in await feed.new()] == [
+        ("user.updated", users[5])
+    ]
+    state = await guard_of(client, tenant.slug)
+    assert (state["window_deprovisions"], state["held_events"], state["held_users"]) == (5, 4, 2)
+    expected = [
+        ("user.deactivated", users[2]),
+        ("user.reactivated", users[2]),
+        ("user.deactivated", users[2]),
+        ("user.deactivated", users[4]),
+    ]
+    released = await client.post(
+        f"/admin/v1/tenants/{tenant.slug}/guard/release", headers=admin_headers()
+    )
+    assert released.json() == {"released": 4}
+    assert [(e["type"], e["resource"]["id"]) for e in await feed.new()] == expected
+
+
+async def test_a_deactivation_waiting_for_a_release_is_delivered_after_the_released_events(
+    client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deactivation read the guard tripped, then its statement waits for the guard
+    row a release holds: it counts on the row as the release left it (a fresh
+    window, not tripped), so its event is delivered, after the released ones, and
+    nothing is held. Run on this loop's pool, so that they overlap."""
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    for user in users[:3]:
+        await deactivate(tenant, user)  # the third trips the guard: user 2 held
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await announced_scope(db, tenant)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    locked_row = guard._locked_row
+
+    async def the_release_waits(conn: Any, tenant_id: uuid.UUID) -> Any:
+        row = await locked_row(conn, tenant_id)
+        paused.set()
+        await resume.wait()
+        return row
+
+    monkeypatch.setattr(guard, "_locked_row", the_release_waits)
+    releasing = asyncio.create_task(guard.release(db, tenant.slug))
+    off = patch_body({"op": "replace", "path": "active", "value": False})
+    try:
+        await asyncio.wait_for(paused.wait(), 5)
+        deactivating = asyncio.create_task(
+            provisioning.apply_patch(db, USERS, scope, users[6], off)
+        )
+        await asyncio.sleep(0.3)
+        assert not deactivating.done(), "the deactivation went ahead of the release"
+    finally:
+        resume.set()
+        await asyncio.wait_for(releasing, 5)
+    await asyncio.wait_for(deactivating, 5)
+    assert [(e["type"], e["resource"]["id"]) for e in await feed.new()] == [
+        ("user.deactivated", users[2]),
+        ("user.deactivated", users[6]),
+    ]
+    state = await guard_of(client, tenant.slug)
+    assert (state["holding"], state["held_events"]) == (False, 0)
+    assert (state["window_users"], state["window_deprovisions"]) == (7, 1)
+
+
+async def test_a_write_about_a_held_user_believes_its_snapshot_only_for_the_same_trip(
+    client: Client, db: Pool, tenant: TenantHandle
+) -> None:
+    """A rename of a held user decides in its own statement (`guard.sharing`), whose
+    snapshot says the user is held. Meanwhile a transaction holding the guard row
+    drops the held events and trips the guard anew (a discard, then new
+    deprovisions): the statement waits for it, sees a trip other than the one its
+    snapshot saw, and stores the event, as the user has no held events any more.
+    Run on this loop's pool, so that they overlap."""
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    for user in users[:3]:
+        await deactivate(tenant, user)  # the third trips the guard: user 2 held
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await announced_scope(db, tenant)
+    schema = quoted_schema(scope.schema)
+    rename = patch_body({"op": "replace", "path": "displayName", "value": "After"})
+    async with db.acquire() as other:
+        transaction = other.transaction()
+        await transaction.start()
+        try:
+            await other.execute(
+                "SELECT FROM scim_control.deprovision_guards WHERE tenant = $1 FOR UPDATE",
+                scope.tenant_id,
+            )
+            renaming = asyncio.create_task(
+                provisioning.apply_patch(db, USERS, scope, users[2], rename)
+            )
+            await asyncio.sleep(0.3)
+            assert not renaming.done(), "the rename went ahead of the guard row's lock"
+            await other.execute(f"DELETE FROM {schema}.held_events")
+            await other.execute(
+                "UPDATE scim_control.deprovision_guards SET tripped_at = clock_timestamp() "
+                "WHERE tenant = $1",
+                scope.tenant_id,
+            )
+        finally:
+            await transaction.commit()
+    await asyncio.wait_for(renaming, 5)
+    assert [(e["type"], e["resource"]["id"]) for e in await feed.new()] == [
+        ("user.updated", users[2])
+    ]
+    state = await guard_of(client, tenant.slug)
+    assert (state["holding"], state["held_events"]) == (True, 0)
+
+
+async def test_a_release_waits_for_a_write_deciding_in_its_own_statement(
+    client: Client, db: Pool, tenant: TenantHandle
+) -> None:
+    """A rename of a held user holds its event from its own statement, the guard row
+    locked `FOR KEY SHARE` until it ends: a release that comes meanwhile waits, then
+    releases that event too, in its order. The statement is held up inside the
+    insert of its held event, by a trigger this test adds that waits for an advisory
+    lock the test holds. Run on this loop's pool, so that they overlap."""
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    for user in users[:3]:
+        await deactivate(tenant, user)  # the third trips the guard: user 2 held
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await announced_scope(db, tenant)
+    schema = quoted_schema(scope.schema)
+    key = 7_300_001
+    await db.execute(
+        f"CREATE FUNCTION {schema}.test_wait() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN PERFORM pg_advisory_xact_lock_shared({key}); RETURN NEW; END $$; "
+        f"CREATE TRIGGER test_wait BEFORE INSERT ON {schema}.held_events "
+        f"FOR EACH ROW EXECUTE FUNCTION {schema}.test_wait()"
+    )
+    rename = patch_body({"op": "replace", "path": "displayName", "value": "Held"})
+    try:
+        async with db.acquire() as other:
+            await other.execute("SELECT pg_advisory_lock($1)", key)
+            try:
+                renaming = asyncio.create_task(
+                    provisioning.apply_patch(db, USERS, scope, users[2], rename)
+                )
+                await asyncio.sleep(0.3)
+                releasing = asyncio.create_task(guard.release(db, tenant.slug))
+                await asyncio.sleep(0.3)
+                assert not renaming.done(), "the rename did not wait inside its held insert"
+                assert not releasing.done(), "the release went ahead of the rename"
+            finally:
+                await other.execute("SELECT pg_advisory_unlock($1)", key)
+        await asyncio.wait_for(renaming, 5)
+        assert await asyncio.wait_for(releasing, 5) == 2
+    finally:
+        await db.execute(f"DROP FUNCTION {schema}.test_wait() CASCADE")
+    assert [(e["type"], e["resource"]["id"]) for e in await feed.new()] == [
+        ("user.deactivated", users[2]),
+        ("user.updated", users[2]),
     ]

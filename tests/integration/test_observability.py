@@ -449,6 +449,50 @@ async def test_a_member_patch_while_the_guard_holds_locks_the_group_for_one_stat
     assert opened == ["transaction"]
 
 
+async def test_a_user_write_while_the_guard_holds_is_held_or_not_in_one_statement(
+    client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
+) -> None:
+    """Once the guard is tripped, a deactivation is still read with the state, then
+    counted and held by the statement that changes the user, and any other change of
+    a user is held, or not, by its own statement too. Both took the locked way, the
+    tenant's guard row locked across three or four round trips, for which every
+    other deprovision and every write about a held user waited."""
+    await configure_guard(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"d{n}@example.com"))["id"] for n in range(6)]
+    for user in users[:2]:
+        await deactivate(tenant, user)  # the second trips the guard
+    opened.clear()
+    recorded.spans.clear()
+    await deactivate(tenant, users[3])
+    spans = await finished_spans(recorded, 1)
+    route = f"PATCH {USERS_ROUTE}/{{resource_id}}"
+    assert statements_of(spans, server_span(spans, route)) == [
+        "SELECT tenants role_mappings deprovision_guards",
+        "UPDATE users deprovision_guards event_sequence",  # counted, and held
+    ]
+    assert opened == []
+    for user in (users[3], users[4]):  # held, then not held
+        recorded.spans.clear()
+        response = await client.patch(
+            f"{tenant.scim}/Users/{user}",
+            json=patch_body({"op": "replace", "path": "displayName", "value": "Renamed"}),
+            headers=tenant.auth(),
+        )
+        assert response.status_code == 200, response.text
+        spans = await finished_spans(recorded, 1)
+        assert statements_of(spans, server_span(spans, route)) == [
+            "SELECT tenants role_mappings deprovision_guards",
+            "UPDATE users deprovision_guards held_events",  # the guard row `FOR KEY SHARE`
+        ]
+    assert opened == []
+    held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())
+    assert [(e["type"], e["resource"]["id"]) for e in held.json()["events"]] == [
+        ("user.deactivated", users[1]),
+        ("user.deactivated", users[3]),
+        ("user.updated", users[3]),
+    ]
+
+
 async def test_patch_counts_its_operations(
     client: Client, tenant: TenantHandle, recorded: Recorded
 ) -> None:
