@@ -57,7 +57,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import asyncpg
 import msgspec
@@ -382,11 +382,11 @@ def along(
     has_row: bool,
 ) -> Along | None:
     """Statements that decide, within a user's write, whether the guard holds ``new``,
-    which `passes` did not let through, and store or hold them (`counting` or
-    `sharing`, for `service.store.resources.update_unless_changed`); None when the
-    write must take the locked way: it is not about one user, or the guard's row
-    does not exist (a count would count nothing without it; with no row, the guard
-    was never tripped). The write's row has `guard_counted`, for `noted`.
+    which `passes` did not let through, and store or hold them (`_deciding`, for
+    `service.store.resources.update_unless_changed`); None when the write must take
+    the locked way: it is not about one user, or the guard's row does not exist (a
+    count would count nothing without it; with no row, the guard was never
+    tripped). The write's row has `guard_counted`, for `noted`.
 
     The locked way took seven or eight round trips, the guard row locked across
     three or four of them: while the guard was tripped, each deprovision waited
@@ -394,22 +394,57 @@ def along(
     about = {_user_of(event) for event in new} | {event.resource_id for event in new}
     if was_tripped is None or not has_row or len(about) != 1:
         return None
-    if any(event.type in _DEPROVISIONS for event in new):
-        return functools.partial(counting, schema, tenant_id, new)
-    return functools.partial(sharing, schema, tenant_id, new)
+    return functools.partial(_deciding, schema, tenant_id, new)
 
 
-def counting(
+class _Decision(NamedTuple):
+    """`WITH` queries that lock the guard row and decide whether to hold a write's events."""
+
+    ctes: str
+    args: list[Any]
+    """Their arguments after the tenant's id."""
+    holding: str
+    """SQL over them: hold the events."""
+    returns: str
+
+
+def _deciding(
     schema: str,
     tenant_id: uuid.UUID,
     new: Sequence[NewEvent],
     first_param: int,
     only_with: str | None,
 ) -> AlongStatements:
-    """`along`'s statements for a write that deprovisions its user, taking effect only
-    with ``only_with`` (`service.store.resources.Along`): count the deprovisions in
-    the guard window, on the guard row locked until the commit, then store ``new``
-    in the outbox or, if the guard holds after the count, hold them.
+    """`along`'s statements, taking effect only with ``only_with``
+    (`service.store.resources.Along`): the guard row locked after the write's own
+    change, as every write locks them, then ``new`` stored in the outbox (numbered:
+    the statement is its own transaction, `outbox.appending`) or held, as
+    `_counting_decision` or `_sharing_decision` decides."""
+    if only_with is None:
+        raise ValueError("the guard decides with a write that may write nothing")
+    tenant = first_param + outbox.EVENT_PARAMS
+    gate = f" AND EXISTS (SELECT FROM {only_with})"
+    deprovisions = any(event.type in _DEPROVISIONS for event in new)
+    decide = _counting_decision if deprovisions else _sharing_decision
+    decision = decide(schema, new, tenant, gate)
+    stored = outbox.appending(schema, new, first_param, only_with="passed", numbered=True)
+    held = _inserting_held(
+        quoted_schema(schema),
+        outbox.event_rows(first_param),
+        user_id="e.resource_id",
+        where=f" WHERE {decision.holding}",
+    )
+    return AlongStatements(
+        f"{decision.ctes}, passed AS (SELECT FROM {only_with} WHERE NOT "
+        f"{decision.holding}), {stored.ctes}, held AS ({held})",
+        [*stored.args, tenant_id, *decision.args],
+        returns=decision.returns,
+    )
+
+
+def _counting_decision(schema: str, new: Sequence[NewEvent], tenant: int, gate: str) -> _Decision:
+    """For a write that deprovisions its user: count the deprovisions in the guard
+    window, on the guard row locked until the commit; hold if the guard holds after.
 
     The count decides for all of ``new`` at once. If the guard holds after it, the
     deprovision is held, and with it everything the write says about its user,
@@ -417,35 +452,24 @@ def counting(
     guard is tripped, and the release or discard that ended that emptied them
     under the row's lock, which the count waits for and then reads as it stands.
     """
-    tenant = first_param + outbox.EVENT_PARAMS
     counting = _counting(
         schema,
         tenant=f"${tenant}",
         counted=f"${tenant + 1}::integer",
         add_back="0",
-        gate=_gate(only_with),
+        gate=gate,
     )
-    return _stored_or_held(
-        schema,
-        new,
-        first_param,
-        (counting, [tenant_id, sum(map(_counts, new))]),
-        only_with=_only(only_with),
+    return _Decision(
+        counting,
+        [sum(map(_counts, new))],
         holding="EXISTS (SELECT FROM counted WHERE holding)",
         returns=", (SELECT to_jsonb(c) FROM counted c) AS guard_counted",
     )
 
 
-def sharing(
-    schema: str,
-    tenant_id: uuid.UUID,
-    new: Sequence[NewEvent],
-    first_param: int,
-    only_with: str | None,
-) -> AlongStatements:
-    """`along`'s statements for a write about one user that deprovisions no one, taking
-    effect only with ``only_with``: hold ``new`` if the user has held events, else
-    store them.
+def _sharing_decision(schema: str, new: Sequence[NewEvent], tenant: int, gate: str) -> _Decision:
+    """For a write about one user that deprovisions no one: hold if the user has held
+    events.
 
     The user's held events are read in the statement's snapshot, which may predate
     what changed them meanwhile: a deprovision of the user changes the user's row,
@@ -455,65 +479,20 @@ def sharing(
     release or discard waits for this write), and the held events are believed
     only if `tripped_at`, as locked, is as the snapshot saw it; after a release
     (and a new trip, even) the user has no held events."""
-    tenant = first_param + outbox.EVENT_PARAMS
+    [user] = {event.resource_id for event in new}
     shared = (
         "guard_shared AS (SELECT g.tripped_at FROM scim_control.deprovision_guards g "
-        f"WHERE g.tenant = ${tenant}{_gate(only_with)} FOR SHARE OF g), "
+        f"WHERE g.tenant = ${tenant}{gate} FOR SHARE OF g), "
         "holding AS (SELECT FROM guard_shared s JOIN scim_control.deprovision_guards g "
         f"ON g.tenant = ${tenant} AND g.tripped_at = s.tripped_at WHERE EXISTS "
         f"(SELECT FROM {quoted_schema(schema)}.held_events h "
         f"WHERE h.user_id = ${tenant + 1}::uuid))"
     )
-    [user] = {event.resource_id for event in new}
-    return _stored_or_held(
-        schema,
-        new,
-        first_param,
-        (shared, [tenant_id, user]),
-        only_with=_only(only_with),
+    return _Decision(
+        shared,
+        [user],
         holding="EXISTS (SELECT FROM holding)",
         returns=", NULL::jsonb AS guard_counted",
-    )
-
-
-def _only(only_with: str | None) -> str:
-    if only_with is None:
-        raise ValueError("the guard decides with a write that may write nothing")
-    return only_with
-
-
-def _gate(only_with: str | None) -> str:
-    return f" AND EXISTS (SELECT FROM {_only(only_with)})"
-
-
-def _stored_or_held(
-    schema: str,
-    new: Sequence[NewEvent],
-    first_param: int,
-    deciding: tuple[str, list[Any]],
-    *,
-    only_with: str,
-    holding: str,
-    returns: str,
-) -> AlongStatements:
-    """``new`` stored in the outbox (numbered: the statement is its own transaction,
-    `outbox.appending`), or held if ``holding`` (SQL over the `WITH` queries of
-    ``deciding``, which lock the guard row after the write's own change, as every
-    write locks them, and whose arguments follow the events'); either only with
-    ``only_with``."""
-    ctes, args = deciding
-    stored = outbox.appending(schema, new, first_param, only_with="passed", numbered=True)
-    held = _inserting_held(
-        quoted_schema(schema),
-        outbox.event_rows(first_param),
-        user_id="e.resource_id",
-        where=f" WHERE {holding}",
-    )
-    return AlongStatements(
-        f"{ctes}, passed AS (SELECT FROM {only_with} WHERE NOT {holding}), {stored.ctes}, "
-        f"held AS ({held})",
-        [*stored.args, *args],
-        returns=returns,
     )
 
 

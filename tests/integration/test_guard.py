@@ -45,13 +45,29 @@ async def deactivate(tenant: TenantHandle, user_id: str) -> None:
     assert response.json()["active"] is False
 
 
-async def rename(tenant: TenantHandle, user_id: str, name: str) -> None:
+async def replace(tenant: TenantHandle, user_id: str, path: str, value: Any) -> None:
     response = await tenant.client.patch(
         f"{tenant.scim}/Users/{user_id}",
-        json=patch_body({"op": "replace", "path": "displayName", "value": name}),
+        json=patch_body({"op": "replace", "path": path, "value": value}),
         headers=tenant.auth(),
     )
     assert response.status_code == 200, response.text
+
+
+async def rename(tenant: TenantHandle, user_id: str, name: str) -> None:
+    await replace(tenant, user_id, "displayName", name)
+
+
+async def trip_the_guard(client: Client, tenant: TenantHandle) -> tuple[list[str], Feed]:
+    """Ten users, the guard tripped by the third deactivation (users 0 to 2 deactivated,
+    user 2's event held); the events feed, read to its end."""
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    for user in users[:3]:
+        await deactivate(tenant, user)
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    return users, feed
 
 
 async def test_the_guard_holds_past_the_threshold_and_releases_in_order(
@@ -257,7 +273,7 @@ async def test_writes_about_held_users_hold_side_by_side_and_a_release_waits_for
 ) -> None:
     """While the guard is tripped, a write about a held user that deprovisions no one
     and takes the locked way (it sets a password) locks the guard row only FOR SHARE:
-    another such write (in one statement, `guard.sharing`) stores its held event
+    another such write (in one statement, `guard._sharing_decision`) stores its held event
     meanwhile (they went one at a time when it was FOR UPDATE), while a release waits
     for the first one's commit and then releases its event too, each user's events in
     their order. Run on this loop's pool, so that the writes overlap."""
@@ -426,28 +442,14 @@ async def test_a_deactivation_of_a_user_changed_after_it_was_read_counts_once(
     ]
 
 
-async def reactivate(tenant: TenantHandle, user_id: str) -> None:
-    response = await tenant.client.patch(
-        f"{tenant.scim}/Users/{user_id}",
-        json=patch_body({"op": "replace", "path": "active", "value": True}),
-        headers=tenant.auth(),
-    )
-    assert response.status_code == 200, response.text
-
-
 async def test_deactivations_while_the_guard_holds_are_held_behind_their_users_events(
     client: Client, tenant: TenantHandle
 ) -> None:
     """Once tripped, each deactivation is counted and held by its own statement
-    (`guard.counting`), a user deactivated again after its held reactivation
+    (`guard._counting_decision`), a user deactivated again after its held reactivation
     included: its events stay in their order, behind the ones held before."""
-    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
-    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
-    for user in users[:3]:
-        await deactivate(tenant, user)  # the third trips the guard
-    feed = Feed(client, tenant.slug)
-    await feed.new()
-    await reactivate(tenant, users[2])
+    users, feed = await trip_the_guard(client, tenant)
+    await replace(tenant, users[2], "active", True)
     await deactivate(tenant, users[2])
     await deactivate(tenant, users[4])
     await rename(tenant, users[5], "Unrelated")
@@ -476,12 +478,7 @@ async def test_a_deactivation_waiting_for_a_release_is_delivered_after_the_relea
     row a release holds: it counts on the row as the release left it (a fresh
     window, not tripped), so its event is delivered, after the released ones, and
     nothing is held. Run on this loop's pool, so that they overlap."""
-    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
-    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
-    for user in users[:3]:
-        await deactivate(tenant, user)  # the third trips the guard: user 2 held
-    feed = Feed(client, tenant.slug)
-    await feed.new()
+    users, feed = await trip_the_guard(client, tenant)
     scope = await announced_scope(db, tenant)
     paused, resume = asyncio.Event(), asyncio.Event()
     locked_row = guard._locked_row
@@ -518,18 +515,13 @@ async def test_a_deactivation_waiting_for_a_release_is_delivered_after_the_relea
 async def test_a_write_about_a_held_user_believes_its_snapshot_only_for_the_same_trip(
     client: Client, db: Pool, tenant: TenantHandle
 ) -> None:
-    """A rename of a held user decides in its own statement (`guard.sharing`), whose
-    snapshot says the user is held. Meanwhile a transaction holding the guard row
-    drops the held events and trips the guard anew (a discard, then new
-    deprovisions): the statement waits for it, sees a trip other than the one its
-    snapshot saw, and stores the event, as the user has no held events any more.
-    Run on this loop's pool, so that they overlap."""
-    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
-    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
-    for user in users[:3]:
-        await deactivate(tenant, user)  # the third trips the guard: user 2 held
-    feed = Feed(client, tenant.slug)
-    await feed.new()
+    """A rename of a held user decides in its own statement
+    (`guard._sharing_decision`), whose snapshot says the user is held. Meanwhile a
+    transaction holding the guard row drops the held events and trips the guard
+    anew (a discard, then new deprovisions): the statement waits for it, sees a
+    trip other than the one its snapshot saw, and stores the event, as the user
+    has no held events any more. Run on this loop's pool, so that they overlap."""
+    users, feed = await trip_the_guard(client, tenant)
     scope = await announced_scope(db, tenant)
     schema = quoted_schema(scope.schema)
     rename = patch_body({"op": "replace", "path": "displayName", "value": "After"})
@@ -566,16 +558,11 @@ async def test_a_release_waits_for_a_write_deciding_in_its_own_statement(
     client: Client, db: Pool, tenant: TenantHandle
 ) -> None:
     """A rename of a held user holds its event from its own statement, the guard row
-    locked `FOR KEY SHARE` until it ends: a release that comes meanwhile waits, then
+    shared until it ends: a release that comes meanwhile waits, then
     releases that event too, in its order. The statement is held up inside the
     insert of its held event, by a trigger this test adds that waits for an advisory
     lock the test holds. Run on this loop's pool, so that they overlap."""
-    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
-    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
-    for user in users[:3]:
-        await deactivate(tenant, user)  # the third trips the guard: user 2 held
-    feed = Feed(client, tenant.slug)
-    await feed.new()
+    users, feed = await trip_the_guard(client, tenant)
     scope = await announced_scope(db, tenant)
     schema = quoted_schema(scope.schema)
     key = 7_300_001
