@@ -80,6 +80,8 @@ DEFAULT_MIN_USERS: Final = 50
 GUARD_SCHEMA_VERSION: Final = 6
 """The tenant schema version that has `held_events`; older tenants are not guarded."""
 
+HELD_USERS: Final = "scim_control.held_users"
+"""`(tenant_schema, ids)`: those of ``ids`` with held events, read in a snapshot of its own."""
 _DEPROVISIONS: Final = frozenset({events.USER_DEACTIVATED, events.USER_DELETED})
 _MEMBERSHIP: Final = frozenset({events.GROUP_MEMBER_ADDED, events.GROUP_MEMBER_REMOVED})
 
@@ -335,15 +337,29 @@ async def share(conn: Connection, tenant_id: uuid.UUID) -> bool:
 
 
 def appending_members(
-    schema: str, new: Sequence[NewEvent], first_param: int, changed: str
+    schema: str, tenant_id: uuid.UUID, new: Sequence[NewEvent], first_param: int, changed: str
 ) -> AlongStatements:
-    """As `outbox.appending_members` (numbered by the commit), in a transaction that
-    shares the guard row (`share`): the events naming a member with held events are
-    held, the others stored, each only if the statement changed its member. (With
-    the guard released or discarded since, no user has held events.)"""
+    """As `outbox.appending_members` (numbered: the statement is its own transaction),
+    while the tenant's guard is tripped: once the statement has changed the members,
+    the guard row is shared (as `share`: who is held cannot change until the
+    commit), then the events naming a member with held events are held, the others
+    stored, each only if the statement changed its member.
+
+    Who has held events is read by `HELD_USERS`, in a snapshot taken once that lock
+    is granted: the statement's own predates its wait for the lock, and would miss
+    what a deprovision it waited for held. (With the guard released or discarded
+    since, no user has held events.)"""
     qualified = quoted_schema(schema)
-    held = f"EXISTS (SELECT FROM {qualified}.held_events h WHERE h.user_id = c.member_id)"
-    stored = outbox.appending_members(schema, new, first_param, changed, unless=held)
+    held = "c.member_id IN (SELECT user_id FROM held_now)"
+    stored = outbox.appending_members(schema, new, first_param, changed, numbered=True, unless=held)
+    tenant = first_param + len(stored.args)
+    shared = (
+        "guard_shared AS (SELECT g.tripped_at FROM scim_control.deprovision_guards g "
+        f"WHERE g.tenant = ${tenant} AND EXISTS (SELECT FROM {changed}) FOR SHARE OF g), "
+        f"held_now AS (SELECT h.user_id FROM guard_shared s CROSS JOIN LATERAL {HELD_USERS}("
+        f"${tenant + 1}::text, ARRAY(SELECT member_id FROM {changed})) AS h(user_id) "
+        "WHERE s.tripped_at IS NOT NULL)"
+    )
     holding = _inserting_held(
         qualified,
         outbox.event_rows(first_param) + outbox.member_join(changed),
@@ -351,7 +367,9 @@ def appending_members(
         where=f" WHERE {held}",
         data=outbox.MEMBER_EVENT_DATA,
     )
-    return AlongStatements(f"{stored.ctes}, held_along AS ({holding})", stored.args)
+    return AlongStatements(
+        f"{shared}, {stored.ctes}, held_along AS ({holding})", [*stored.args, tenant_id, schema]
+    )
 
 
 async def _hold(conn: Connection, schema: str, held: list[NewEvent]) -> None:

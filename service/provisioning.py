@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from service.store.resources import (
     GROUPS,
     USERS,
     Along,
+    AlongStatements,
     Row,
     Table,
     insert,
@@ -845,12 +846,14 @@ async def _patch_members_unlocked(
 
     The locked way holds the group's row across six round trips, which every
     other change of its members waits for; here it is held through one
-    statement. While the tenant's deprovisioning guard is tripped, the held
-    members are read first, in a transaction block (`_change_members_while_held`).
-    None, having written nothing, when the PATCH needs the locked way: it
-    changes more than members by id, carries `If-Match`, the tenant maps roles
-    (group changes move them), the events cannot go with the change
-    (`_events_along`), or the group was renamed or deleted since read.
+    statement. While the tenant's deprovisioning guard is tripped, that statement
+    also shares the guard row and holds the events of the members with held events
+    (`guard.appending_members`); it took a transaction block of four round trips,
+    the group locked across three of them. None, having written nothing, when the
+    PATCH needs the locked way: it changes more than members by id, carries
+    `If-Match`, the tenant maps roles (group changes move them), the events cannot
+    go with the change (`_events_along`), or the group was renamed or deleted since
+    read.
     """
     if if_match is not None:
         return None
@@ -874,64 +877,27 @@ async def _patch_members_unlocked(
         # Each member's type comes from the statement (`outbox.appending_members`).
         (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
         maybe = candidates.events(before)
-        change_members = functools.partial(
-            groups.change_unlocked,
+        along: Callable[[int, str], AlongStatements]
+        if guard.passes(maybe, state.guard_tripped):
+            along = functools.partial(outbox.appending_members, scope.schema, maybe, numbered=True)
+        elif state.guard_tripped and scope.tenant_id is not None:
+            along = functools.partial(guard.appending_members, scope.schema, scope.tenant_id, maybe)
+        else:
+            return None
+        change = await groups.change_unlocked(
             conn,
             scope.schema,
             row["id"],
             ids,
             add=add,
             display_name=row["resource"].get("displayName"),
+            along=along,
         )
-        if guard.passes(maybe, state.guard_tripped):
-            change = await change_members(
-                along=functools.partial(
-                    outbox.appending_members, scope.schema, maybe, numbered=True
-                )
-            )
-        elif state.guard_tripped and scope.tenant_id is not None:
-            change = await _change_members_while_held(
-                conn, scope, scope.tenant_id, row["id"], change_members, maybe=maybe
-            )
-        else:
-            return None
         if change is None:
             return None
         after = change.bumped or row
         bodies = (before, _event_body(GROUPS, scope, after))
         return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
-
-
-async def _change_members_while_held(
-    conn: Connection,
-    scope: Scope,
-    tenant_id: uuid.UUID,
-    group_id: uuid.UUID,
-    change_members: Callable[..., Awaitable[groups.Change | None]],
-    *,
-    maybe: list[NewEvent],
-) -> groups.Change | None:
-    """``change_members`` (`groups.change_unlocked` but for its ``along``) while the
-    tenant's deprovisioning guard is tripped: the group is locked, then the guard row
-    shared (`guard.share`: who is held cannot change until the commit), then one
-    statement changes the members and stores their events, those naming a held
-    member held (`guard.appending_members`). The group is locked across four round
-    trips (its lock, the guard's, the change, the commit), where the locked way held
-    it across eight.
-
-    The group is locked before the guard row, as by every write that locks both: a
-    user's DELETE bumps the groups it leaves, then counts on the guard row `FOR
-    UPDATE`, so a write holding the guard's share lock while it waited for such a
-    group would deadlock with it. None, having written nothing, when the group was
-    renamed or deleted since it was read.
-    """
-    async with conn.transaction():
-        # The change re-checks the group's name and existence under this lock.
-        await get_row(conn, GROUPS, scope.schema, group_id, lock=True)
-        await guard.share(conn, tenant_id)
-        return await change_members(
-            along=functools.partial(guard.appending_members, scope.schema, maybe)
-        )
 
 
 async def _apply_member_step(

@@ -325,7 +325,7 @@ async def test_member_changes_while_the_guard_holds_hold_the_held_members_events
 ) -> None:
     """A member PATCH while the guard is tripped: the events naming a held user are
     held, the others' delivered, from the one statement that changes the members
-    (`provisioning._change_members_while_held`); a release delivers the held ones in
+    (`guard.appending_members`); a release delivers the held ones in
     their order, member types included."""
     await configure(client, tenant.slug, threshold_percent=20, min_users=5)
     users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
@@ -594,4 +594,55 @@ async def test_a_release_waits_for_a_write_deciding_in_its_own_statement(
     assert [(e["type"], e["resource"]["id"]) for e in await feed.new()] == [
         ("user.deactivated", users[2]),
         ("user.updated", users[2]),
+    ]
+
+
+async def test_a_member_change_waiting_for_a_deprovision_of_a_member_holds_its_event(
+    client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member PATCH while the guard is tripped shares the guard row within its one
+    statement, after changing the members; a deactivation of one of them holds the
+    row meanwhile (the locked way: it sets a password too). The PATCH waits, then
+    reads who is held afresh (`guard.HELD_USERS`): the member deactivated meanwhile
+    is held, so is its membership event, the other member's is delivered; the
+    statement's own snapshot would have missed it. Run on this loop's pool, so that
+    they overlap."""
+    users, feed = await trip_the_guard(client, tenant)
+    group = await create_group(tenant, "Staff")
+    await feed.new()
+    scope = await announced_scope(db, tenant)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    locked_row = guard._locked_row
+
+    async def the_deactivation_waits(conn: Any, tenant_id: uuid.UUID) -> Any:
+        row = await locked_row(conn, tenant_id)
+        paused.set()
+        await resume.wait()
+        return row
+
+    monkeypatch.setattr(guard, "_locked_row", the_deactivation_waits)
+    off = patch_body(
+        {"op": "replace", "path": "active", "value": False},
+        {"op": "replace", "path": "password", "value": "correct horse battery"},
+    )
+    deactivating = asyncio.create_task(provisioning.apply_patch(db, USERS, scope, users[5], off))
+    add = patch_body(
+        {"op": "add", "path": "members", "value": [{"value": users[5]}, {"value": users[6]}]}
+    )
+    try:
+        await asyncio.wait_for(paused.wait(), 5)
+        adding = asyncio.create_task(provisioning.apply_patch(db, GROUPS, scope, group, add))
+        await asyncio.sleep(0.3)
+        assert not adding.done(), "the member change went ahead of the guard row's lock"
+    finally:
+        resume.set()
+        await asyncio.wait_for(deactivating, 5)
+    await asyncio.wait_for(adding, 5)
+    delivered = [(e["type"], e["data"].get("member", {}).get("value")) for e in await feed.new()]
+    assert delivered == [("group.member_added", users[6])]
+    held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())
+    assert [(e["type"], e["user_id"]) for e in held.json()["events"]] == [
+        ("user.deactivated", users[2]),
+        ("user.deactivated", users[5]),
+        ("group.member_added", users[5]),
     ]
