@@ -341,24 +341,15 @@ def appending_members(
 ) -> AlongStatements:
     """As `outbox.appending_members` (numbered: the statement is its own transaction),
     while the tenant's guard is tripped: once the statement has changed the members,
-    the guard row is shared (as `share`: who is held cannot change until the
-    commit), then the events naming a member with held events are held, the others
-    stored, each only if the statement changed its member.
-
-    Who has held events is read by `HELD_USERS`, in a snapshot taken once that lock
-    is granted: the statement's own predates its wait for the lock, and would miss
-    what a deprovision it waited for held. (With the guard released or discarded
-    since, no user has held events.)"""
+    the guard row is shared and the events naming a member with held events are held
+    (`_sharing_guard`), the others stored, each only if the statement changed its
+    member. (With the guard released or discarded since, no user has held events.)"""
     qualified = quoted_schema(schema)
     held = "c.member_id IN (SELECT user_id FROM held_now)"
     stored = outbox.appending_members(schema, new, first_param, changed, numbered=True, unless=held)
     tenant = first_param + len(stored.args)
-    shared = (
-        "guard_shared AS (SELECT g.tripped_at FROM scim_control.deprovision_guards g "
-        f"WHERE g.tenant = ${tenant} AND EXISTS (SELECT FROM {changed}) FOR SHARE OF g), "
-        f"held_now AS (SELECT h.user_id FROM guard_shared s CROSS JOIN LATERAL {HELD_USERS}("
-        f"${tenant + 1}::text, ARRAY(SELECT member_id FROM {changed})) AS h(user_id) "
-        "WHERE s.tripped_at IS NOT NULL)"
+    shared = _sharing_guard(
+        tenant, f" AND EXISTS (SELECT FROM {changed})", f"ARRAY(SELECT member_id FROM {changed})"
     )
     holding = _inserting_held(
         qualified,
@@ -487,30 +478,30 @@ def _counting_decision(schema: str, new: Sequence[NewEvent], tenant: int, gate: 
 
 def _sharing_decision(schema: str, new: Sequence[NewEvent], tenant: int, gate: str) -> _Decision:
     """For a write about one user that deprovisions no one: hold if the user has held
-    events.
-
-    The user's held events are read in the statement's snapshot, which may predate
-    what changed them meanwhile: a deprovision of the user changes the user's row,
-    so the write, which takes effect only on the row as it read it, writes nothing;
-    a release or discard empties them and clears the guard's `tripped_at`. So the
-    guard row is shared, as by every write that deprovisions no one (`share`: a
-    release or discard waits for this write), and the held events are believed
-    only if `tripped_at`, as locked, is as the snapshot saw it; after a release
-    (and a new trip, even) the user has no held events."""
+    events, with the guard row shared (`_sharing_guard`)."""
     [user] = {event.resource_id for event in new}
-    shared = (
+    return _Decision(
+        _sharing_guard(tenant, gate, f"ARRAY[${tenant + 2}::uuid]"),
+        [schema, user],
+        holding="EXISTS (SELECT FROM held_now)",
+        returns=", NULL::jsonb AS guard_counted",
+    )
+
+
+def _sharing_guard(tenant: int, gate: str, ids: str) -> str:
+    """`WITH` queries that share the guard row of tenant `$tenant` once ``gate`` holds
+    (`AND ...`), as `share`: who is held cannot change until the commit. Then
+    `held_now(user_id)`: which of ``ids`` (SQL, `uuid[]`) have held events, none once
+    the guard is no longer tripped; the tenant's schema is `$(tenant + 1)`.
+
+    Read by `HELD_USERS`, in a snapshot taken once the lock is granted: the
+    statement's own predates its wait for the lock, and would miss what a
+    deprovision it waited for held (or see what a release it waited for took)."""
+    return (
         "guard_shared AS (SELECT g.tripped_at FROM scim_control.deprovision_guards g "
         f"WHERE g.tenant = ${tenant}{gate} FOR SHARE OF g), "
-        "holding AS (SELECT FROM guard_shared s JOIN scim_control.deprovision_guards g "
-        f"ON g.tenant = ${tenant} AND g.tripped_at = s.tripped_at WHERE EXISTS "
-        f"(SELECT FROM {quoted_schema(schema)}.held_events h "
-        f"WHERE h.user_id = ${tenant + 1}::uuid))"
-    )
-    return _Decision(
-        shared,
-        [user],
-        holding="EXISTS (SELECT FROM holding)",
-        returns=", NULL::jsonb AS guard_counted",
+        f"held_now AS (SELECT h.user_id FROM guard_shared s CROSS JOIN LATERAL {HELD_USERS}("
+        f"${tenant + 1}::text, {ids}) AS h(user_id) WHERE s.tripped_at IS NOT NULL)"
     )
 
 

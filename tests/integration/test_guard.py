@@ -512,15 +512,16 @@ async def test_a_deactivation_waiting_for_a_release_is_delivered_after_the_relea
     assert (state["window_users"], state["window_deprovisions"]) == (7, 1)
 
 
-async def test_a_write_about_a_held_user_believes_its_snapshot_only_for_the_same_trip(
+async def test_a_write_about_a_held_user_reads_who_is_held_once_it_shares_the_guard_row(
     client: Client, db: Pool, tenant: TenantHandle
 ) -> None:
     """A rename of a held user decides in its own statement
     (`guard._sharing_decision`), whose snapshot says the user is held. Meanwhile a
     transaction holding the guard row drops the held events and trips the guard
-    anew (a discard, then new deprovisions): the statement waits for it, sees a
-    trip other than the one its snapshot saw, and stores the event, as the user
-    has no held events any more. Run on this loop's pool, so that they overlap."""
+    anew (a discard, then new deprovisions): the statement waits for it, then reads
+    who is held afresh (`guard.HELD_USERS`) and stores the event, as the user has no
+    held events any more; its own snapshot would hold it. Run on this loop's pool,
+    so that they overlap."""
     users, feed = await trip_the_guard(client, tenant)
     scope = await announced_scope(db, tenant)
     schema = quoted_schema(scope.schema)

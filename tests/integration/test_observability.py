@@ -482,7 +482,7 @@ async def test_a_user_write_while_the_guard_holds_is_held_or_not_in_one_statemen
         spans = await finished_spans(recorded, 1)
         assert statements_of(spans, server_span(spans, route)) == [
             "SELECT tenants role_mappings deprovision_guards",
-            "UPDATE users deprovision_guards held_events",  # the guard row `FOR KEY SHARE`
+            "UPDATE users deprovision_guards event_sequence",  # the guard row shared
         ]
     assert opened == []
     held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())
