@@ -43,8 +43,11 @@ already, so they wait for a deprovision, a release or a discard in progress
 (and those for them), never for each other; they queued on each other when
 they took it `FOR UPDATE` too, and a tenant's writes then went one at a time
 while it was tripped, the IdP's corrections included. A user's PATCH or PUT
-decides in the statement that changes the user (`along`), which locks the
-user's row, then the guard row, until its commit. Held events keep each
+decides in the statement that changes the user (`along`), and a member PATCH
+in the statement that changes the members (`appending_members`): each locks
+what it changes, then the guard row, until its commit; a deprovision counts
+on it, the others read who is held afresh once the lock is granted
+(`HELD_USERS`). Held events keep each
 resource's order: its writes queue on its row, and a write's events are the
 last thing it stores.
 """
