@@ -206,6 +206,7 @@ def render(report: Report) -> str:
                     "tenants",
                     "added in s",
                     "tenants/s",
+                    "vacuum s",
                     "checkpoint s",
                     "p50 ms",
                     "p99 ms",
@@ -225,6 +226,7 @@ def render(report: Report) -> str:
                         str(s["tenants"]),
                         f"{s['create_seconds']:.1f}",
                         f"{s['tenants_per_second']:.0f}",
+                        "-" if s.get("vacuum_seconds") is None else f"{s['vacuum_seconds']:.1f}",
                         "-"
                         if s.get("checkpoint_seconds") is None
                         else f"{s['checkpoint_seconds']:.1f}",
