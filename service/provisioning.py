@@ -406,10 +406,10 @@ async def _update_user_with_event(
     when the event cannot go with the update: see `_events_along`; the tenant
     maps roles (a user's roles are read after its update); the change is not
     an event (`events.changed`), or the guard may hold it and the statement cannot
-    decide (`guard.along`; the locked way cannot, ``locked``). A ``row`` read without a lock (not
-    ``locked``) is updated only if it is still at the version read, else None
-    too; its own statement's transaction is not the state's, so
-    `lastModified` is passed.
+    decide (`guard.along`; a ``locked`` write's never does: it is not its own
+    transaction). A ``row`` read without a lock (not ``locked``) is updated only
+    if it is still at the version read, else None too; its own statement's
+    transaction is not the state's, so `lastModified` is passed.
     """
     if state.roles is not None or not _events_along(scope, state):
         return None
