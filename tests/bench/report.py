@@ -65,6 +65,11 @@ class Target:
     """None: not measured in this run."""
 
 
+def _key(workload: str, system: str) -> str:
+    """How the report names a workload's run on a system (`cpu_cores`, `error_samples`)."""
+    return f"{workload} / {system}"
+
+
 @dataclass(slots=True)
 class Report:
     meta: dict[str, Any]
@@ -111,10 +116,14 @@ class Report:
                 )
             )
         if samples.error_samples:
-            self.error_samples[f"{workload} / {system}"] = samples.error_samples
+            self.error_samples[_key(workload, system)] = samples.error_samples
         if cpu is not None:
             cpu.requests = len(all_values)
-            self.cpu[f"{workload} / {system}"] = cpu
+            self.cpu[_key(workload, system)] = cpu
+
+    def cpu_of(self, workload: str, system: str) -> Cpu:
+        """The CPU a workload's run on a system was measured to take."""
+        return self.cpu[_key(workload, system)]
 
     def row(self, workload: str, system: str, label: str) -> Row | None:
         for row in self.rows:

@@ -211,8 +211,8 @@ class Bench:
         _, seconds = self.service.create_tenant(slug)
         # The steady mix deactivates users at a rate the mass-deprovisioning guard
         # exists to stop: it would trip within seconds and hold every later change
-        # of those users, an incident in which they queue on the tenant's guard
-        # row until an operator decides, not the steady state measured here.
+        # of those users until an operator decides, an incident, not the steady
+        # state measured here.
         self.service.disable_guard(slug)
         return Target(f"/scim/v2/{slug}", self.service.issue_token(slug)), seconds
 
@@ -390,7 +390,7 @@ class Bench:
                     "paced_rps": _rate(paced),
                     "paced_late": paced.late,
                     "probe_ms": probe_ms,
-                    "paced_steal": self.report.cpu[f"{paced_name} / scim-platform"].steal,
+                    "paced_steal": self.report.cpu_of(paced_name, "scim-platform").steal,
                     "spread_p50": round(percentile(spread_values, 50), 2),
                     "spread_p99": round(percentile(spread_values, 99), 2),
                     "rss_mb": round(environment.tree_rss_mb(self.service.pid), 1),

@@ -210,6 +210,7 @@ def test_the_hosts_steal_is_reported_apart_from_other_jobs() -> None:
     report.add("lookups", "svc", samples, cpu)
     assert cpu.others == pytest.approx(0.2)
     assert report.to_json()["cpu_cores"]["lookups / svc"]["steal"] == 0.4
+    assert report.cpu_of("lookups", "svc") is cpu
     table = render(report)
     header = next(line for line in table.splitlines() if line.startswith("CPU (cores of 2)"))
     row = next(line for line in table.splitlines() if line.startswith("lookups / svc"))
