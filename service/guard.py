@@ -47,9 +47,8 @@ decides in the statement that changes the user (`along`), and a member PATCH
 in the statement that changes the members (`appending_members`): each locks
 what it changes, then the guard row, until its commit; a deprovision counts
 on it, the others read who is held afresh once the lock is granted
-(`HELD_USERS`). Held events keep each
-resource's order: its writes queue on its row, and a write's events are the
-last thing it stores.
+(`HELD_USERS`). Held events keep each resource's order: its writes queue on
+its row, and a write's events are the last thing it stores.
 """
 
 from __future__ import annotations
@@ -509,7 +508,7 @@ def _sharing_guard(tenant: int, gate: str, ids: str) -> str:
 
 
 def noted(tenant_id: uuid.UUID, row: asyncpg.Record) -> bool:
-    """Whether the guard held the events of a write `counting` went with (its ``row``);
+    """Whether the guard held the events of a write `along` went with (its ``row``);
     a trip is logged."""
     return _noted(tenant_id, row["guard_counted"])
 

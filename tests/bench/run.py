@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -469,42 +469,40 @@ class Bench:
         step measured meanwhile measured that, not the tenants present. A platform
         whose tenants arrive over weeks has its catalogs vacuumed as they grow."""
 
+        async def vacuum(conn: asyncpg.Connection[Any]) -> None:
+            tables = await conn.fetch(
+                "SELECT format('%I.%I', schemaname, relname) AS name "
+                "FROM pg_stat_all_tables WHERE schemaname IN ('pg_catalog', 'scim_control') "
+                "AND (n_ins_since_vacuum > 0 OR n_dead_tup > 0) ORDER BY 1"
+            )
+            for table in tables:
+                await conn.execute(f"VACUUM (ANALYZE) {table['name']}")
+
+        return self._timed("vacuum of the grown catalogs", vacuum)
+
+    def _checkpoint(self) -> float | None:
+        """Seconds of a `CHECKPOINT` (None: the database user may not run one)."""
+        try:
+            return self._timed(
+                "checkpoint after creating tenants", lambda conn: conn.execute("CHECKPOINT")
+            )
+        except asyncpg.InsufficientPrivilegeError:
+            return None
+
+    def _timed(self, what: str, work: Callable[[asyncpg.Connection[Any]], Awaitable[Any]]) -> float:
+        """Seconds ``work`` takes on a database connection of its own; logged as ``what``."""
+
         async def run() -> None:
             conn = await asyncpg.connect(self.db.dsn)
             try:
-                tables = await conn.fetch(
-                    "SELECT format('%I.%I', schemaname, relname) AS name "
-                    "FROM pg_stat_all_tables WHERE schemaname IN ('pg_catalog', 'scim_control') "
-                    "AND (n_ins_since_vacuum > 0 OR n_dead_tup > 0) ORDER BY 1"
-                )
-                for table in tables:
-                    await conn.execute(f"VACUUM (ANALYZE) {table['name']}")
+                await work(conn)
             finally:
                 await conn.close()
 
         started = time.perf_counter()
         asyncio.run(run())
         seconds = round(time.perf_counter() - started, 2)
-        self.log(f"tenant scale: vacuum of the grown catalogs, {seconds} s")
-        return seconds
-
-    def _checkpoint(self) -> float | None:
-        """Seconds of a `CHECKPOINT` (None: the database user may not run one)."""
-
-        async def run() -> None:
-            conn = await asyncpg.connect(self.db.dsn)
-            try:
-                await conn.execute("CHECKPOINT")
-            finally:
-                await conn.close()
-
-        started = time.perf_counter()
-        try:
-            asyncio.run(run())
-        except asyncpg.InsufficientPrivilegeError:
-            return None
-        seconds = round(time.perf_counter() - started, 2)
-        self.log(f"tenant scale: checkpoint after creating tenants, {seconds} s")
+        self.log(f"tenant scale: {what}, {seconds} s")
         return seconds
 
     def initial_cycle_quiet(self, targets: list[Target]) -> list[Target]:

@@ -70,6 +70,25 @@ async def trip_the_guard(client: Client, tenant: TenantHandle) -> tuple[list[str
     return users, feed
 
 
+def keep_the_guard_row_locked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Whoever next locks a guard row `FOR UPDATE` (`guard._locked_row`: a release, a
+    discard, a deprovision the locked way) holds it, setting the first event once it
+    has the lock, until the second is set."""
+    paused, resume = asyncio.Event(), asyncio.Event()
+    locked_row = guard._locked_row
+
+    async def holding(conn: Any, tenant_id: uuid.UUID) -> Any:
+        row = await locked_row(conn, tenant_id)
+        paused.set()
+        await resume.wait()
+        return row
+
+    monkeypatch.setattr(guard, "_locked_row", holding)
+    return paused, resume
+
+
 async def test_the_guard_holds_past_the_threshold_and_releases_in_order(
     client: Client, tenant: TenantHandle
 ) -> None:
@@ -480,16 +499,7 @@ async def test_a_deactivation_waiting_for_a_release_is_delivered_after_the_relea
     nothing is held. Run on this loop's pool, so that they overlap."""
     users, feed = await trip_the_guard(client, tenant)
     scope = await announced_scope(db, tenant)
-    paused, resume = asyncio.Event(), asyncio.Event()
-    locked_row = guard._locked_row
-
-    async def the_release_waits(conn: Any, tenant_id: uuid.UUID) -> Any:
-        row = await locked_row(conn, tenant_id)
-        paused.set()
-        await resume.wait()
-        return row
-
-    monkeypatch.setattr(guard, "_locked_row", the_release_waits)
+    paused, resume = keep_the_guard_row_locked(monkeypatch)
     releasing = asyncio.create_task(guard.release(db, tenant.slug))
     off = patch_body({"op": "replace", "path": "active", "value": False})
     try:
@@ -612,16 +622,7 @@ async def test_a_member_change_waiting_for_a_deprovision_of_a_member_holds_its_e
     group = await create_group(tenant, "Staff")
     await feed.new()
     scope = await announced_scope(db, tenant)
-    paused, resume = asyncio.Event(), asyncio.Event()
-    locked_row = guard._locked_row
-
-    async def the_deactivation_waits(conn: Any, tenant_id: uuid.UUID) -> Any:
-        row = await locked_row(conn, tenant_id)
-        paused.set()
-        await resume.wait()
-        return row
-
-    monkeypatch.setattr(guard, "_locked_row", the_deactivation_waits)
+    paused, resume = keep_the_guard_row_locked(monkeypatch)
     off = patch_body(
         {"op": "replace", "path": "active", "value": False},
         {"op": "replace", "path": "password", "value": "correct horse battery"},
