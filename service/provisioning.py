@@ -299,10 +299,12 @@ async def create(
             # The common create: two statements, each its own transaction
             # (`_insert_with_event`).
             state = await _state(conn, scope, table, resource if table is USERS else None)
-            row = await _insert_with_event(conn, table, scope, state, resource)
-            if row is not None:
+            body = await _insert_with_event(conn, table, scope, state, resource)
+            if body is not None:
                 instruments.provisioned(table.resource_type.name, ACTION_CREATED)
-                return await render(conn, table, scope, row, projection)
+                return (
+                    body if projection is None else project(table.resource_type, body, projection)
+                )
             if state.roles is not None:
                 state = None  # read again in the transaction, to hold its roles lock
         async with conn.transaction():
@@ -349,8 +351,9 @@ def _events_along(scope: Scope, state: WriteState) -> bool:
 
 async def _insert_with_event(
     conn: Connection, table: Table, scope: Scope, state: WriteState, resource: dict[str, Any]
-) -> Row | None:
-    """The common create as one statement: the row and its `created` event.
+) -> dict[str, Any] | None:
+    """The common create as one statement: the row and its `created` event; the new
+    resource's representation, which is also what the event shows.
 
     Run after the write's state outside a transaction block, which would cost
     two round trips (BEGIN, COMMIT) and protect nothing here: the statement
@@ -358,10 +361,12 @@ async def _insert_with_event(
     to claim, no role mapping, the guard not tripped) may change right after
     it within a transaction as well (READ COMMITTED). The event shows the row
     as the insert stores it: a new id, version 1, `created` and
-    `lastModified` the state's `now()`. None, having written nothing, when
-    the create needs more: a user to claim, roles to compute (their lock is
-    taken in a transaction), or the event cannot go with the insert
-    (`_events_along`, or the guard may hold it).
+    `lastModified` the state's `now()`, and no members or groups: nothing
+    can name the resource before its id is answered, so the response needs no
+    query (a group's members took one) and is not rendered twice. None,
+    having written nothing, when the create needs more: a user to claim,
+    roles to compute (their lock is taken in a transaction), or the event
+    cannot go with the insert (`_events_along`, or the guard may hold it).
     """
     if state.may_claim or state.roles is not None or not _events_along(scope, state):
         return None
@@ -374,10 +379,11 @@ async def _insert_with_event(
         "last_modified": state.now,
         "version": 1,
     }
-    event = events.created(_event_body(table, scope, stored))
+    body = _event_body(table, scope, stored)
+    event = events.created(body)
     if not guard.passes([event], state.guard_tripped):
         return None
-    return await insert(
+    await insert(
         conn,
         table,
         scope.schema,
@@ -386,6 +392,7 @@ async def _insert_with_event(
         at=state.now,
         along=functools.partial(outbox.appending, scope.schema, [event], numbered=True),
     )
+    return body
 
 
 async def _update_user_with_event(

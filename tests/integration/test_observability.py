@@ -195,6 +195,43 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
     ]
 
 
+async def test_the_common_create_answers_what_it_stored_without_reading_it_back(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    """A group created without members is two statements, as a user is: nothing can
+    have joined it before its id is answered, so its members are not queried. The
+    answer is what a read returns, for either type, projected as asked."""
+    await tenant.create_user("warm@example.com")
+    recorded.spans.clear()
+    made = await client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "Pilots", "externalId": "g-pilots"},
+        headers=tenant.auth(),
+    )
+    assert made.status_code == 201, made.text
+    spans = await finished_spans(recorded, 1)
+    assert statements_of(spans, server_span(spans, "POST /scim/v2/{tenant}/Groups")) == [
+        "SELECT tenants role_mappings deprovision_guards",
+        "INSERT event_sequence events groups",
+    ]
+    user = await tenant.create_user("ada@example.com", name={"givenName": "Ada"})
+    for kind, created in (("Groups", made.json()), ("Users", user)):
+        read = await client.get(f"{tenant.scim}/{kind}/{created['id']}", headers=tenant.auth())
+        assert created == read.json()
+        assert made.headers["content-type"] == read.headers["content-type"]
+    narrow = await client.post(
+        f"{tenant.scim}/Users?attributes=userName",
+        json={"userName": "bo@example.com", "title": "Pilot"},
+        headers=tenant.auth(),
+    )
+    assert narrow.status_code == 201, narrow.text
+    read = await client.get(
+        f"{tenant.scim}/Users/{narrow.json()['id']}?attributes=userName", headers=tenant.auth()
+    )
+    assert narrow.json() == read.json()
+    assert "title" not in narrow.json()
+
+
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Each transaction block a request opens, as it opens it."""
