@@ -117,15 +117,7 @@ def _body(
             version=row["version"],
         )
         if row["id"] in user_groups:
-            body["groups"] = [
-                {
-                    "value": group_id,
-                    "$ref": f"{scope.base_url}/Groups/{group_id}",
-                    "display": display,
-                    "type": "direct" if direct else "indirect",
-                }
-                for group_id, display, direct in user_groups[row["id"]]
-            ]
+            body["groups"] = _group_entries(scope, user_groups[row["id"]])
         return body
     return resources.render_group(
         base_url=scope.base_url,
@@ -144,26 +136,17 @@ async def _render_rows(
     scope: Scope,
     rows: list[Row],
     projection: Projection | None,
-    *,
-    read_with: Row | None = None,
 ) -> list[dict[str, Any]]:
     """Resources of one type; a group's members are loaded in one query for all rows.
 
     A user's groups are never loaded here: every read whose response shows
     them selects them with the user (`_groups_column`), and a row without
     them (one just inserted or adopted) is in no group this response reports.
-    ``read_with`` is such a read of the one user in `rows` (a write's locked
-    row, whose groups the write cannot change).
     """
     members: Memberships = {}
     user_groups: UserGroups = {}
     if table is USERS:
-        carriers = rows if read_with is None else [read_with]
-        user_groups = {
-            row["id"]: groups.groups_in_column(row["related"])
-            for row in carriers
-            if "related" in row.keys() and row["related"] is not None  # noqa: SIM118 - a Record's `in` tests values
-        }
+        user_groups = {row["id"]: found for row in rows if (found := _read_groups(row)) is not None}
     elif rows and (projection is None or projection.wants("members")):
         members = await groups.members_of(conn, scope.schema, [row["id"] for row in rows])
     bodies = [_body(table, scope, row, members, user_groups) for row in rows]
@@ -172,17 +155,22 @@ async def _render_rows(
     return [project(table.resource_type, body, projection) for body in bodies]
 
 
+def _read_groups(row: Row) -> list[tuple[str, str, bool]] | None:
+    """A user's groups as read with it (`_groups_column`); None: the read left them out."""
+    if "related" not in row.keys() or row["related"] is None:  # noqa: SIM118 - a Record's `in` tests values
+        return None
+    return groups.groups_in_column(row["related"])
+
+
 async def render(
     conn: Connection | Pool,
     table: Table,
     scope: Scope,
     row: Row,
     projection: Projection | None = None,
-    *,
-    read_with: Row | None = None,
 ) -> dict[str, Any]:
     """The SCIM representation of a stored row."""
-    [body] = await _render_rows(conn, table, scope, [row], projection, read_with=read_with)
+    [body] = await _render_rows(conn, table, scope, [row], projection)
     return body
 
 
@@ -193,6 +181,18 @@ def _groups_column(
     if table is USERS and (projection is None or projection.wants("groups")):
         return groups.groups_column(quoted_schema(scope.schema), f"{row}.id")
     return None
+
+
+def _group_entries(scope: Scope, found: list[tuple[str, str, bool]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "value": group_id,
+            "$ref": f"{scope.base_url}/Groups/{group_id}",
+            "display": display,
+            "type": "direct" if direct else "indirect",
+        }
+        for group_id, display, direct in found
+    ]
 
 
 def _event_body(table: Table, scope: Scope, row: Row | Mapping[str, Any]) -> dict[str, Any]:
@@ -662,10 +662,17 @@ async def _respond(
     projection: Projection | None,
 ) -> dict[str, Any]:
     """The response to a change from ``rows[0]`` to ``rows[1]``, and its metrics
-    (``bodies``: the two as their events show them)."""
-    body = await render(conn, table, scope, rows[1], projection, read_with=rows[0])
+    (``bodies``: the two as their events show them).
+
+    A user's response is its event body with the groups read with ``rows[0]``
+    (a user's write cannot change them), not a third rendering of the user; a
+    group's members are read."""
     instruments.changed(table.resource_type.name, *bodies)
-    return body
+    if table is not USERS:
+        return await render(conn, table, scope, rows[1], projection)
+    found = _read_groups(rows[0])
+    body = bodies[1] if found is None else {**bodies[1], "groups": _group_entries(scope, found)}
+    return body if projection is None else project(USERS.resource_type, body, projection)
 
 
 async def _record_change(

@@ -18,6 +18,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+# The application the integration and contract tests drive, one for the session:
+# the process has one control-plane pool (`tenants.control`), bound to the event
+# loop of the application that opened it last, so a second application made the
+# first one's admin requests fail and its shutdown hang.
+pytest_plugins = ("tests.support.application",)
+
 
 def _docker_answers() -> bool:
     try:

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import TenantHandle
+from tests.support.application import TenantHandle
 
 DATA = Path(__file__).parent / "data"
 

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from service.postgres import Pool
-from tests.integration.conftest import TenantHandle, admin_headers, schema_of
+from tests.support.application import TenantHandle, admin_headers, schema_of
 
 USERS = 1000
 GROUPS = 50

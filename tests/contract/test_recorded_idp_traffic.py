@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.contract.replay import load, recordings, replay
-from tests.integration.conftest import TenantHandle, admin_headers
+from tests.support.application import TenantHandle, admin_headers
 
 
 @pytest.mark.parametrize("path", recordings(), ids=lambda path: path.stem)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.conftest import TenantHandle
+from tests.support.application import TenantHandle
 
 FLAG = "aadOptscim062020"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

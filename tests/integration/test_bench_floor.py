@@ -5,7 +5,7 @@ from __future__ import annotations
 from service.postgres import Pool
 from service.store import groups
 from tests.bench import floor
-from tests.integration.conftest import TenantHandle, schema_of
+from tests.support.application import TenantHandle, schema_of
 
 
 async def test_the_floors_lookup_reads_what_the_services_lookup_returns(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.integration.conftest import Client, TenantHandle
 from tests.integration.test_cli import cli_env, run, run_json  # noqa: F401 - fixture
 from tests.integration.test_guard import deactivate
 from tests.integration.test_roles import MAPPING, Feed, create_group
+from tests.support.application import Client, TenantHandle
 
 
 async def test_roles_commands(

@@ -22,7 +22,7 @@ from service.store.resources import GROUPS, USERS
 from service.webhooks.worker import WebhookWorker
 from tenants.migrations import apply_pending
 from tenants.schemas import quoted_schema
-from tests.integration.conftest import Client, TenantHandle, admin_headers, make_tenant, schema_of
+from tests.support.application import Client, TenantHandle, admin_headers, make_tenant, schema_of
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 

@@ -9,8 +9,8 @@ import pytest
 
 from service.passwords import verify_password
 from service.postgres import Pool
-from tests.integration.conftest import Client, TenantHandle, admin_headers, schema_of
 from tests.integration.test_scim_edge import assert_scim_error
+from tests.support.application import Client, TenantHandle, admin_headers, schema_of
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 CUSTOM = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"

@@ -13,7 +13,7 @@ from service.store.groups import groups_column
 from service.store.lifecycle import claim_probe
 from service.store.resources import GROUPS, USERS, Table
 from tenants.schemas import quoted_schema
-from tests.integration.conftest import TenantHandle, schema_of
+from tests.support.application import TenantHandle, schema_of
 
 
 async def plan(db: Pool, table: Table, schema: str, filter_text: str) -> str:

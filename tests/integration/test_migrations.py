@@ -11,7 +11,7 @@ import pytest
 from service.postgres import Pool
 from tenants.migrations import LATEST_VERSION, TENANT_MIGRATIONS, migrate_all
 from tenants.schemas import quoted_schema, schema_name_for
-from tests.integration.conftest import Client, TenantHandle, schema_of
+from tests.support.application import Client, TenantHandle, schema_of
 
 TENANT_TABLES = {"users", "groups", "group_members"}
 

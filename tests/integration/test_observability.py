@@ -28,10 +28,10 @@ from observability.logging import JsonFormatter
 from observability.setup import Telemetry
 from service.app import create_app
 from service.settings import Settings
-from tests.integration.conftest import BASE_URL, TenantHandle, admin_headers, make_tenant
 from tests.integration.test_events import all_events, patch_body
 from tests.integration.test_guard import configure as configure_guard
 from tests.integration.test_guard import deactivate
+from tests.support.application import BASE_URL, TenantHandle, admin_headers, make_tenant
 
 Client = AsyncTestClient[Litestar]
 PASSWORD = "Tr0ub4dor&3-not-in-any-span"

@@ -15,7 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from observability.setup import Telemetry
 from service.app import create_app
 from service.settings import Settings
-from tests.integration.conftest import BASE_URL, make_tenant
+from tests.support.application import BASE_URL, make_tenant
 from tests.support.otlp_receiver import OtlpReceiver
 
 

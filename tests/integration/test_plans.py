@@ -16,9 +16,9 @@ from typing import Any
 from service import provisioning
 from service.postgres import create_pool
 from service.store.resources import GROUPS, USERS
-from tests.integration.conftest import Client, TenantHandle
 from tests.integration.test_events import announced_scope, patch_body
 from tests.integration.test_guard import configure
+from tests.support.application import Client, TenantHandle
 
 ROUNDS = 8
 CUSTOM_PLANS_BEFORE_CHOOSING = 5

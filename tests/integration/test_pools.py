@@ -13,7 +13,7 @@ from service.app import create_app
 from service.pools import Layout, TenantPools, open_tenant_pools
 from service.postgres import Pool, create_pool
 from service.settings import Settings
-from tests.integration.conftest import BASE_URL, TenantHandle, make_tenant, schema_of
+from tests.support.application import BASE_URL, TenantHandle, make_tenant, schema_of
 
 
 @pytest.fixture

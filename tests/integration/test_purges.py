@@ -17,7 +17,7 @@ from service.request_log.recorder import RequestLog, purge_expired
 from service.settings import Settings
 from service.store.request_log import PurgeReport
 from service.webhooks.worker import WebhookWorker
-from tests.integration.conftest import TenantHandle
+from tests.support.application import TenantHandle
 
 pytestmark = pytest.mark.usefixtures("no_chore_claimed")
 

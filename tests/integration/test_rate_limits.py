@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Client, TenantHandle, admin_headers
 from tests.integration.test_cli import run, run_json
+from tests.support.application import Client, TenantHandle, admin_headers
 
 SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 # draft-ietf-httpapi-ratelimit-headers-11: structured-field lists of named items.

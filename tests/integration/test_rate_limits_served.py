@@ -25,7 +25,7 @@ import pytest
 from service.postgres import Pool
 from service.ratelimit import RateLimiter
 from service.settings import Settings
-from tests.integration.conftest import ADMIN_TOKEN, schema_of
+from tests.support.application import ADMIN_TOKEN, schema_of
 from tests.support.ports import free_port
 from tests.support.redis_server import redis_server
 from tests.support.serving import served

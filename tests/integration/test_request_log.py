@@ -19,7 +19,7 @@ from litestar import Litestar
 from service.postgres import Pool
 from service.request_log.masking import Masker
 from service.request_log.recorder import ROWS_PER_SLICE, Captured, RequestLog, purge_expired
-from tests.integration.conftest import (
+from tests.support.application import (
     BASE_URL,
     Client,
     TenantHandle,

@@ -8,8 +8,8 @@ from typing import Any
 from service import provisioning
 from service.postgres import Pool
 from service.store.resources import GROUPS
-from tests.integration.conftest import Client, TenantHandle, admin_headers
 from tests.integration.test_events import all_events, patch_body
+from tests.support.application import Client, TenantHandle, admin_headers
 
 MAPPING = {
     "default_roles": ["member"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.integration.conftest import BASE_URL, SCIM_JSON, Client, TenantHandle, bearer
+from tests.support.application import BASE_URL, SCIM_JSON, Client, TenantHandle, bearer
 
 ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 

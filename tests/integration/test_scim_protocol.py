@@ -8,8 +8,8 @@ from uuid import uuid4
 
 import pytest
 
-from tests.integration.conftest import TenantHandle
 from tests.integration.test_scim_edge import assert_scim_error
+from tests.support.application import TenantHandle
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

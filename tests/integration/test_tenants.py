@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from service.postgres import Pool
-from tests.integration.conftest import (
+from tests.support.application import (
     BASE_URL,
     Client,
     TenantHandle,

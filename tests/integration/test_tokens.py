@@ -10,7 +10,7 @@ from litestar import Litestar
 from service.postgres import Pool
 from tenants.auth import Authenticator
 from tenants.secrets import generate_secret, hash_secret
-from tests.integration.conftest import Client, TenantHandle, admin_headers, bearer
+from tests.support.application import Client, TenantHandle, admin_headers, bearer
 
 UNAUTHORISED_BODY = {
     "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],

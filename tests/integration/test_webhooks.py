@@ -22,7 +22,7 @@ from service.settings import Settings
 from service.webhooks.signing import SecretBox
 from service.webhooks.worker import WebhookWorker
 from tests.integration import receiver as receivers
-from tests.integration.conftest import (
+from tests.support.application import (
     BASE_URL,
     Client,
     TenantHandle,

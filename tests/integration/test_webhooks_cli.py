@@ -17,7 +17,7 @@ import pytest
 from service.postgres import Pool
 from service.settings import Settings
 from tests.integration import receiver as receivers
-from tests.integration.conftest import Client, TenantHandle, admin_headers
+from tests.support.application import Client, TenantHandle, admin_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 

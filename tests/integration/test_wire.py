@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.conftest import ADMIN_TOKEN
+from tests.support.application import ADMIN_TOKEN
 from tests.support.ports import free_port
 from tests.support.serving import served
 

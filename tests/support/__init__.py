@@ -1,1 +1,2 @@
-"""Helpers the tests share: throw-away servers they start and stop themselves."""
+"""Helpers the tests share: the application they drive over HTTP (`application`, its
+fixtures), throw-away servers they start and stop themselves."""
