@@ -595,7 +595,8 @@ async def test_a_sorted_page_carries_each_users_own_groups(
 async def test_a_users_put_and_patch_answer_with_its_groups(
     tenant: TenantHandle, people: dict[str, Any]
 ) -> None:
-    """The groups in a write's response are read with the user's lock, not by another query."""
+    """The groups in a write's response are read with the user, not by another query; the
+    rest is the user as its event shows it, which is what a read returns."""
     alice = people["alice"]["id"]
     team = await tenant.client.post(
         f"{tenant.scim}/Groups",
@@ -608,6 +609,8 @@ async def test_a_users_put_and_patch_answer_with_its_groups(
     patched = response.json()
     assert patched["title"] == "Lead"
     assert [(g["value"], g["type"]) for g in patched["groups"]] == [(team.json()["id"], "direct")]
+    read = await tenant.client.get(f"{tenant.scim}/Users/{alice}", headers=tenant.auth())
+    assert patched == read.json()
     put = await tenant.client.put(
         f"{tenant.scim}/Users/{alice}?excludedAttributes=groups",
         json={"userName": "Alice@Example.com", "title": "Lead"},
@@ -621,6 +624,9 @@ async def test_a_users_put_and_patch_answer_with_its_groups(
         headers=tenant.auth(),
     )
     assert [g["display"] for g in again.json()["groups"]] == ["Team"]
+    read = await tenant.client.get(f"{tenant.scim}/Users/{alice}", headers=tenant.auth())
+    assert again.json() == read.json()
+    assert again.headers["etag"] == read.headers["etag"]
 
 
 async def test_search_at_the_root_spans_users_and_groups(
