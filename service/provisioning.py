@@ -149,10 +149,14 @@ async def _render_rows(
         user_groups = {row["id"]: found for row in rows if (found := _read_groups(row)) is not None}
     elif rows and (projection is None or projection.wants("members")):
         members = await groups.members_of(conn, scope.schema, [row["id"] for row in rows])
-    bodies = [_body(table, scope, row, members, user_groups) for row in rows]
-    if projection is None:
-        return bodies
-    return [project(table.resource_type, body, projection) for body in bodies]
+    return [
+        _shown(table, _body(table, scope, row, members, user_groups), projection) for row in rows
+    ]
+
+
+def _shown(table: Table, body: dict[str, Any], projection: Projection | None) -> dict[str, Any]:
+    """``body`` as ``projection`` (`attributes`, `excludedAttributes`) shows it."""
+    return body if projection is None else project(table.resource_type, body, projection)
 
 
 def _read_groups(row: Row) -> list[tuple[str, str, bool]] | None:
@@ -302,9 +306,7 @@ async def create(
             body = await _insert_with_event(conn, table, scope, state, resource)
             if body is not None:
                 instruments.provisioned(table.resource_type.name, ACTION_CREATED)
-                return (
-                    body if projection is None else project(table.resource_type, body, projection)
-                )
+                return _shown(table, body, projection)
             if state.roles is not None:
                 state = None  # read again in the transaction, to hold its roles lock
         async with conn.transaction():
@@ -672,7 +674,7 @@ async def _respond(
         return await render(conn, table, scope, rows[1], projection)
     found = _read_groups(rows[0])
     body = bodies[1] if found is None else {**bodies[1], "groups": _group_entries(scope, found)}
-    return body if projection is None else project(USERS.resource_type, body, projection)
+    return _shown(USERS, body, projection)
 
 
 async def _record_change(
