@@ -19,9 +19,9 @@ import asyncio
 import dataclasses
 import functools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from observability import instruments, request_context
 from observability.attributes import ACTION_CREATED, ACTION_DELETED
@@ -226,16 +226,34 @@ async def _record(
 
 
 async def _state(
-    conn: Connection, scope: Scope, table: Table, created: dict[str, Any] | None = None
+    conn: Connection,
+    scope: Scope,
+    created: dict[str, Any] | None = None,
+    *,
+    exclusive: bool = False,
 ) -> WriteState:
-    """The write's roles tracker and guard state (`service.write_state`); for the
-    create of user `created`, also whether a hidden user may be claimed."""
+    """The write's roles tracker and guard state (`service.write_state`), the roles
+    lock taken ``exclusive``ly or shared; for the create of user ``created``, also
+    whether a hidden user may be claimed."""
     probe = None
     if created is not None:
         probe = lifecycle.claim_probe(scope.schema, created, write_state.PROBE_FIRST_PARAM)
     return await write_state.read(
-        conn, scope.schema, scope.tenant_id, group=table is GROUPS, probe=probe
+        conn, scope.schema, scope.tenant_id, exclusive=exclusive, probe=probe
     )
+
+
+_Written = TypeVar("_Written")
+
+
+async def _exclusive_if_needed(write: Callable[[bool], Awaitable[_Written]]) -> _Written:
+    """Run a write, given whether it holds the roles lock exclusively, under the shared
+    lock, and once more under the exclusive one if it turns out to change which groups
+    are inside which (`roles.ExclusiveNeeded`; its first run's transaction undone)."""
+    try:
+        return await write(False)
+    except roles.ExclusiveNeeded:
+        return await write(True)
 
 
 async def _locked_with_state(
@@ -244,6 +262,8 @@ async def _locked_with_state(
     scope: Scope,
     raw_id: str,
     projection: Projection | None = None,
+    *,
+    exclusive: bool = False,
 ) -> tuple[Row, WriteState]:
     """The resource, locked, and the write's state.
 
@@ -252,11 +272,11 @@ async def _locked_with_state(
     it sees a guard tripped by the write it waited for.
     """
     if table is GROUPS:
-        state = await _state(conn, scope, table)
+        state = await _state(conn, scope, exclusive=exclusive)
         return await _locked(conn, table, scope, raw_id), state
     # The response's groups come with the lock: a user's write cannot change them.
     row = await _locked(conn, table, scope, raw_id, _groups_column(table, scope, projection, "r"))
-    return row, await _state(conn, scope, table)
+    return row, await _state(conn, scope, exclusive=exclusive)
 
 
 async def _group_roles(
@@ -296,49 +316,74 @@ async def create(
     resource = _new_state(table, payload)
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
+    created = resource if table is USERS else None
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
-        state = None
+        known: WriteState | None = None
         alone = password_hash is None if table is USERS else not member_ids
         if alone and scope.events and scope.announcer is not None:
             # The common create: two statements, each its own transaction
             # (`_insert_with_event`).
-            state = await _state(conn, scope, table, resource if table is USERS else None)
-            body = await _insert_with_event(conn, table, scope, state, resource)
+            known = await _state(conn, scope, created)
+            body = await _insert_with_event(conn, table, scope, known, resource)
             if body is not None:
                 instruments.provisioned(table.resource_type.name, ACTION_CREATED)
                 return _shown(table, body, projection)
-            if state.roles is not None:
-                state = None  # read again in the transaction, to hold its roles lock
-        async with conn.transaction():
-            state = state or await _state(conn, scope, table, resource if table is USERS else None)
-            tracker = state.roles
-            claimed = await _claim(conn, scope, resource, state) if table is USERS else None
-            row = claimed or await insert(conn, table, scope.schema, resource)
-            instruments.provisioned(table.resource_type.name, ACTION_CREATED)
-            if password_hash is not None:
-                await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
-            members = events.MembershipChanges()
-            if member_ids:
-                members.added((await groups.add(conn, scope.schema, row["id"], member_ids)).members)
-            body = await render(conn, table, scope, row, projection)
-            if claimed is None:
-                created = _event_body(table, scope, row)
-                if table is USERS:
-                    user_roles = (
-                        None if tracker is None else (await tracker.user(conn, row["id"]))[0]
-                    )
-                    await _record(conn, scope, state, [events.created(created, user_roles)])
-                else:
-                    role_events = await _group_roles(conn, tracker, None, row, members)
-                    await _record(
-                        conn,
-                        scope,
-                        state,
-                        [events.created(created)],
-                        members.events(created),
-                        role_events,
-                    )
-            return body
+            if known.roles is not None:
+                known = None  # read again in the transaction, to hold its roles lock
+
+        async def in_transaction(exclusive: bool) -> dict[str, Any]:
+            async with conn.transaction():
+                state = known or await _state(conn, scope, created, exclusive=exclusive)
+                return await _create_locked(
+                    conn,
+                    table,
+                    scope,
+                    state,
+                    resource,
+                    member_ids=member_ids,
+                    password_hash=password_hash,
+                    projection=projection,
+                )
+
+        body = await _exclusive_if_needed(in_transaction)
+        instruments.provisioned(table.resource_type.name, ACTION_CREATED)
+        return body
+
+
+async def _create_locked(
+    conn: Connection,
+    table: Table,
+    scope: Scope,
+    state: WriteState,
+    resource: dict[str, Any],
+    *,
+    member_ids: list[str] | None,
+    password_hash: str | None,
+    projection: Projection | None,
+) -> dict[str, Any]:
+    """A create in a transaction: a user claimed or inserted, its password, a group's
+    members, the events with the roles they moved; the new resource's representation."""
+    tracker = state.roles
+    claimed = await _claim(conn, scope, resource, state) if table is USERS else None
+    row = claimed or await insert(conn, table, scope.schema, resource)
+    if password_hash is not None:
+        await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
+    members = events.MembershipChanges()
+    if member_ids:
+        members.added((await groups.add(conn, scope.schema, row["id"], member_ids)).members)
+    body = await render(conn, table, scope, row, projection)
+    if claimed is not None:
+        return body
+    created = _event_body(table, scope, row)
+    if table is USERS:
+        user_roles = None if tracker is None else (await tracker.user(conn, row["id"]))[0]
+        await _record(conn, scope, state, [events.created(created, user_roles)])
+    else:
+        role_events = await _group_roles(conn, tracker, None, row, members)
+        await _record(
+            conn, scope, state, [events.created(created)], members.events(created), role_events
+        )
+    return body
 
 
 def _events_along(scope: Scope, state: WriteState) -> bool:
@@ -593,42 +638,48 @@ async def replace(
         )
         if replaced is not None:
             return replaced
-    async with outbox.announced(pool, scope.announcer) as conn:
-        row, state = await _locked_with_state(conn, table, scope, raw_id, projection)
-        _check_if_match(row, if_match)
-        validation.check_immutable(table.resource_type, row["resource"], resource)
-        old_row = row
-        before = _event_body(table, scope, row)
-        stored = None
-        if table is USERS and resource != row["resource"]:
-            stored = await _update_user_with_event(
-                conn, scope, state, row, resource=resource, before=before
+
+    async def locked(exclusive: bool) -> dict[str, Any]:
+        async with outbox.announced(pool, scope.announcer) as conn:
+            row, state = await _locked_with_state(
+                conn, table, scope, raw_id, projection, exclusive=exclusive
             )
-        # A PUT repeating a user's stored state (Okta's full-object updates) changes
-        # nothing; a group's members are compared as its PUT rewrites them.
-        if stored is not None:
-            row = stored[0]
-        elif table is GROUPS or resource != row["resource"]:
-            row = await update(conn, table, scope.schema, row["id"], resource)
-        if password_hash is not None:
-            await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
-        members = events.MembershipChanges()
-        if table is GROUPS:
-            removed = await groups.remove_all(conn, scope.schema, row["id"])
-            added = await groups.add(conn, scope.schema, row["id"], member_ids or [])
-            members.removed(removed.members)
-            members.added(added.members)
-        return await _finish_change(
-            conn,
-            scope,
-            state,
-            table=table,
-            rows=(old_row, row),
-            before=before,
-            members=members,
-            projection=projection,
-            stored_after=None if stored is None else stored[1],
-        )
+            _check_if_match(row, if_match)
+            validation.check_immutable(table.resource_type, row["resource"], resource)
+            old_row = row
+            before = _event_body(table, scope, row)
+            stored = None
+            if table is USERS and resource != row["resource"]:
+                stored = await _update_user_with_event(
+                    conn, scope, state, row, resource=resource, before=before
+                )
+            # A PUT repeating a user's stored state (Okta's full-object updates) changes
+            # nothing; a group's members are compared as its PUT rewrites them.
+            if stored is not None:
+                row = stored[0]
+            elif table is GROUPS or resource != row["resource"]:
+                row = await update(conn, table, scope.schema, row["id"], resource)
+            if password_hash is not None:
+                await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
+            members = events.MembershipChanges()
+            if table is GROUPS:
+                removed = await groups.remove_all(conn, scope.schema, row["id"])
+                added = await groups.add(conn, scope.schema, row["id"], member_ids or [])
+                members.removed(removed.members)
+                members.added(added.members)
+            return await _finish_change(
+                conn,
+                scope,
+                state,
+                table=table,
+                rows=(old_row, row),
+                before=before,
+                members=members,
+                projection=projection,
+                stored_after=None if stored is None else stored[1],
+            )
+
+    return await _exclusive_if_needed(locked)
 
 
 async def _finish_change(
@@ -646,12 +697,11 @@ async def _finish_change(
     """The end of a PUT or PATCH: its response, its metrics and its events, unless the
     change's statement stored them (``stored_after``: the event body it stored)."""
     after = _event_body(table, scope, rows[1]) if stored_after is None else stored_after
-    body = await _respond(conn, scope, table, rows, (before, after), projection=projection)
     if stored_after is None:
         await _record_change(
             conn, scope, state, table=table, rows=rows, bodies=(before, after), members=members
         )
-    return body
+    return await _respond(conn, scope, table, rows, (before, after), projection=projection)
 
 
 async def _respond(
@@ -727,46 +777,52 @@ async def apply_patch(
             )
         if patched is not None:
             return patched
-    async with outbox.announced(pool, scope.announcer) as conn:
-        row, state = await _locked_with_state(conn, table, scope, raw_id, projection)
-        _check_if_match(row, if_match)
-        old_row = row
-        result = patch.apply_patch(table.resource_type, row["resource"], operations)
-        if result.password is not None:
-            password_hash = await asyncio.to_thread(passwords.hash_password, result.password)
-            await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
-        before = _event_body(table, scope, row)
-        stored = None
-        if result.resource != row["resource"]:
-            if table is USERS:
-                stored = await _update_user_with_event(
-                    conn, scope, state, row, resource=result.resource, before=before
-                )
-            row = (
-                stored[0]
-                if stored is not None
-                else await update(conn, table, scope.schema, row["id"], result.resource)
+
+    async def locked(exclusive: bool) -> dict[str, Any]:
+        async with outbox.announced(pool, scope.announcer) as conn:
+            row, state = await _locked_with_state(
+                conn, table, scope, raw_id, projection, exclusive=exclusive
             )
-        members = events.MembershipChanges()
-        # Member rows live outside the resource: when the resource itself did not
-        # change (its update bumps the version), the first step that changes
-        # members bumps it, in the step's own statement.
-        bump = result.resource == old_row["resource"]
-        for step in result.member_steps:
-            bumped = await _apply_member_step(conn, scope, row["id"], step, members, bump=bump)
-            if bumped is not None:
-                row, bump = bumped, False
-        return await _finish_change(
-            conn,
-            scope,
-            state,
-            table=table,
-            rows=(old_row, row),
-            before=before,
-            members=members,
-            projection=projection,
-            stored_after=None if stored is None else stored[1],
-        )
+            _check_if_match(row, if_match)
+            old_row = row
+            result = patch.apply_patch(table.resource_type, row["resource"], operations)
+            if result.password is not None:
+                password_hash = await asyncio.to_thread(passwords.hash_password, result.password)
+                await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
+            before = _event_body(table, scope, row)
+            stored = None
+            if result.resource != row["resource"]:
+                if table is USERS:
+                    stored = await _update_user_with_event(
+                        conn, scope, state, row, resource=result.resource, before=before
+                    )
+                row = (
+                    stored[0]
+                    if stored is not None
+                    else await update(conn, table, scope.schema, row["id"], result.resource)
+                )
+            members = events.MembershipChanges()
+            # Member rows live outside the resource: when the resource itself did not
+            # change (its update bumps the version), the first step that changes
+            # members bumps it, in the step's own statement.
+            bump = result.resource == old_row["resource"]
+            for step in result.member_steps:
+                bumped = await _apply_member_step(conn, scope, row["id"], step, members, bump=bump)
+                if bumped is not None:
+                    row, bump = bumped, False
+            return await _finish_change(
+                conn,
+                scope,
+                state,
+                table=table,
+                rows=(old_row, row),
+                before=before,
+                members=members,
+                projection=projection,
+                stored_after=None if stored is None else stored[1],
+            )
+
+    return await _exclusive_if_needed(locked)
 
 
 async def _change_user_unlocked(
@@ -958,16 +1014,14 @@ async def delete(
     pool: Pool, table: Table, scope: Scope, raw_id: str, *, if_match: str | None = None
 ) -> None:
     async with outbox.announced(pool, scope.announcer) as conn:
-        # A user's delete locks the groups it leaves, so it takes the roles lock first too.
-        state = await _state(conn, scope, table)
+        # A user's delete locks the groups it leaves, so it takes the roles lock first
+        # too; a group's delete changes which groups are inside which.
+        state = await _state(conn, scope, exclusive=table is GROUPS)
         tracker = state.roles
         row = await _locked(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
-        user_roles: list[str] | None = None
         inside: set[uuid.UUID] = set()
-        if tracker is not None and table is USERS:
-            user_roles = await tracker.forget(conn, row["id"])
-        elif tracker is not None:
+        if tracker is not None and table is GROUPS:
             inside = await tracker.users_affected_by_delete(
                 conn, row["id"], roles.keys(row["resource"])
             )
@@ -976,6 +1030,11 @@ async def delete(
             left = await lifecycle.soft_delete(conn, scope.schema, row["id"])
         else:
             left = await delete_row(conn, table, scope.schema, row["id"])
+        user_roles: list[str] | None = None
+        if tracker is not None and table is USERS:
+            # After the groups it left are locked: a member change holding one of
+            # them may be waiting for this user's stored roles (`roles.Tracker`).
+            user_roles = await tracker.forget(conn, row["id"])
         instruments.provisioned(table.resource_type.name, ACTION_DELETED)
         member = (row["id"], table.resource_type.name)
         role_events = [] if tracker is None else await tracker.after_delete(conn, inside)

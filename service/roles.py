@@ -17,11 +17,25 @@ it can affect and emits `user.roles_changed` for those whose roles differ:
 Why a lock: two concurrent writes could each compute roles from a state
 without the other's change (one adds a user to group A, the other nests A in
 group B), and both would miss that the user gained B's roles. So writes in a
-tenant with a mapping take its roles lock: group writes exclusively and
-before any row lock (they may lock other groups' rows); user writes shared,
-so they read settled roles for their own events (after locking the user,
-except a delete, which takes it first as it locks groups). Tenants without a
-mapping take no lock.
+tenant with a mapping take its roles lock, before any row lock: exclusively
+the writes that change what every other write computes roles from (a group
+added to or removed from another, a granting group renamed, a group
+deleted, a new mapping); shared the rest, user writes (after locking the
+user, except a delete, which takes it first as it locks groups) and the
+IdPs' common group write, users added to or removed from a group.
+
+Two shared writes may reach the same user at once (added to A while removed
+from C): a shared group write locks the stored roles of the users it
+recomputes, in id order, and computes them in its next statement, whose
+snapshot shows the memberships of the write it waited for. A user's own
+write reads its stored roles `FOR SHARE`, so its event shows what a
+concurrent member change stores; a user's delete drops them only once it
+holds the groups it leaves (before, it would hold roles a member change of
+one of those groups waits for, while waiting for that change). A group
+write cannot know what it changes before it has run: run under the shared
+lock, one that turns out to need the exclusive lock raises
+`ExclusiveNeeded`, and its caller runs it again under that lock
+(`service.provisioning`). Tenants without a mapping take no lock.
 """
 
 from __future__ import annotations
@@ -50,12 +64,22 @@ def keys(resource: dict[str, Any]) -> GroupKeys:
     return resource.get("displayName") or "", resource.get("externalId")
 
 
-class Tracker:
-    """One write's view of a tenant's roles; exists only when the tenant has a mapping."""
+class ExclusiveNeeded(Exception):
+    """A group write under the shared roles lock changes which groups are inside which,
+    or renames a granting group: its transaction is undone and it runs again with
+    the lock held exclusively."""
 
-    def __init__(self, schema: str, mapping: RoleMapping) -> None:
+
+class Tracker:
+    """One write's view of a tenant's roles; exists only when the tenant has a mapping.
+
+    ``exclusive``: whether the write holds the tenant's roles lock exclusively.
+    """
+
+    def __init__(self, schema: str, mapping: RoleMapping, *, exclusive: bool = False) -> None:
         self.schema = schema
         self.mapping = mapping
+        self.exclusive = exclusive
         self._qualified = quoted_schema(schema)
 
     async def computed(
@@ -117,10 +141,12 @@ class Tracker:
         """One user's roles for its own event, and a `user.roles_changed` if they moved.
 
         A user's own writes never change its roles, so its stored roles are
-        current; only a user never reported (new, linked, restored) is computed.
+        current once read `FOR SHARE` (a member change storing new ones is waited
+        for); only a user never reported (new, linked, restored) is computed.
         """
         stored = await conn.fetchval(
-            f"SELECT roles FROM {self._qualified}.user_roles WHERE user_id = $1", user_id
+            f"SELECT roles FROM {self._qualified}.user_roles WHERE user_id = $1 FOR SHARE",
+            user_id,
         )
         if stored is not None:
             return list(stored), []
@@ -168,13 +194,28 @@ class Tracker:
             return []  # default roles only: membership changes nothing
         whole_group = before is not None and before != after and self.mapping.grants([before])
         whole_group = whole_group or (before != after and self.mapping.grants([after]))
+        nests = any(kind == "Group" for _, kind in touched)
+        if not self.exclusive and (whole_group or nests):
+            raise ExclusiveNeeded
         user_ids: set[uuid.UUID] = set()
         inner_groups = [group_id] if whole_group else []
         if touched and (whole_group or await self._grants_above(conn, group_id, [after])):
             user_ids |= {member for member, kind in touched if kind == "User"}
             inner_groups += [member for member, kind in touched if kind == "Group"]
         user_ids |= await groups.users_under(conn, self.schema, inner_groups)
+        if not self.exclusive:
+            await self._lock_stored(conn, user_ids)
         return (await self.refresh(conn, user_ids))[1]
+
+    async def _lock_stored(self, conn: Connection, user_ids: set[uuid.UUID]) -> None:
+        """Lock these users' stored roles until the transaction ends, in id order, so
+        that concurrent member changes never wait for each other in a cycle."""
+        if user_ids:
+            await conn.execute(
+                f"SELECT 1 FROM {self._qualified}.user_roles WHERE user_id = ANY($1::uuid[]) "
+                "ORDER BY user_id FOR UPDATE",
+                sorted(user_ids),
+            )
 
     async def after_delete(self, conn: Connection, user_ids: set[uuid.UUID]) -> list[NewEvent]:
         """After a group was deleted: `user.roles_changed` for the users it changed."""
@@ -224,7 +265,7 @@ async def set_mapping(
             user_ids = await conn.fetch(
                 f"SELECT id FROM {qualified}.users WHERE managed AND deleted_at IS NULL"
             )
-            _, changes = await Tracker(schema, mapping).refresh(
+            _, changes = await Tracker(schema, mapping, exclusive=True).refresh(
                 conn, [row["id"] for row in user_ids], unreported_had_none=True
             )
         if record_events:

@@ -60,10 +60,11 @@ async def read(
     schema: str,
     tenant_id: uuid.UUID | None,
     *,
-    group: bool,
+    exclusive: bool,
     probe: tuple[str, list[Any]] | None = None,
 ) -> WriteState:
-    """The write's state; a group write takes the roles lock exclusively, a user write shared.
+    """The write's state, taking the tenant's roles lock ``exclusive``ly or shared
+    (`service.roles` says which write takes which).
 
     The lock is taken only when the tenant has a role mapping. ``probe`` is a
     boolean SQL expression with its arguments (numbered from
@@ -72,7 +73,7 @@ async def read(
     if tenant_id is None:
         return UNTRACKED
     probed, probe_args = probe or ("NULL::boolean", [])
-    lock = "pg_advisory_xact_lock" if group else "pg_advisory_xact_lock_shared"
+    lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
     row = await conn.fetchrow(
         _statement(probed, lock),
         tenant_id,
@@ -80,7 +81,7 @@ async def read(
         role_mappings.LOCK_CLASS,
         *probe_args,
     )
-    return UNTRACKED if row is None else _state_of(schema, row)
+    return UNTRACKED if row is None else _state_of(schema, row, exclusive=exclusive)
 
 
 async def read_with(
@@ -104,7 +105,7 @@ async def read_with(
     )
     if row is None:
         return UNTRACKED, None
-    return _state_of(schema, row), row if row["id"] is not None else None
+    return _state_of(schema, row, exclusive=False), row if row["id"] is not None else None
 
 
 def _statement(probed: str, lock: str | None, resource: str | None = None) -> str:
@@ -130,10 +131,10 @@ def _statement(probed: str, lock: str | None, resource: str | None = None) -> st
     )
 
 
-def _state_of(schema: str, row: asyncpg.Record) -> WriteState:
+def _state_of(schema: str, row: asyncpg.Record, *, exclusive: bool) -> WriteState:
     tracker = None
     if row["group_rules"] is not None:
-        tracker = Tracker(schema, role_mappings.from_row(row))
+        tracker = Tracker(schema, role_mappings.from_row(row), exclusive=exclusive)
     return WriteState(
         tracker,
         bool(row["tripped"]) if row["guarded"] else None,

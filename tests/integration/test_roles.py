@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
-from service import provisioning
+import pytest
+
+from service import provisioning, roles
 from service.postgres import Pool
-from service.store.resources import GROUPS
+from service.store.resources import GROUPS, USERS
 from tests.integration.test_events import all_events, patch_body
 from tests.support.application import Client, TenantHandle, admin_headers
 
@@ -207,6 +211,53 @@ async def test_role_mapping_is_checked(client: Client, tenant: TenantHandle) -> 
     assert missing.status_code == 404
 
 
+async def _scope(db: Pool, tenant: TenantHandle) -> provisioning.Scope:
+    """A scope for calling `service.provisioning` on this loop's pool, so writes overlap."""
+    row = await db.fetchrow(
+        "SELECT id, schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    assert row is not None
+    return provisioning.Scope(schema=row["schema_name"], base_url="http://x", tenant_id=row["id"])
+
+
+def _members(db: Pool, scope: provisioning.Scope, op: str, group: str, member: str) -> Any:
+    body = patch_body({"op": op, "path": "members", "value": [{"value": member}]})
+    return provisioning.apply_patch(db, GROUPS, scope, group, body)
+
+
+def _pause_first_call(
+    monkeypatch: pytest.MonkeyPatch, name: str, *, after: bool
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """The first call of `roles.Tracker.<name>` pauses, before or ``after`` it runs,
+    inside its write's transaction, setting the first event, until the second is set;
+    later calls run through."""
+    paused, resume = asyncio.Event(), asyncio.Event()
+    original: Callable[..., Any] = getattr(roles.Tracker, name)
+
+    async def pausing(*args: Any, **kwargs: Any) -> Any:
+        first = not paused.is_set()
+        if first and not after:
+            paused.set()
+            await resume.wait()
+        result = await original(*args, **kwargs)
+        if first and after:
+            paused.set()
+            await resume.wait()
+        return result
+
+    monkeypatch.setattr(roles.Tracker, name, pausing)
+    return paused, resume
+
+
+async def _mapped(client: Client, tenant: TenantHandle, *names: str) -> None:
+    """A mapping where each group name grants the role of its lower-cased name."""
+    rules = [{"match": "displayName", "value": n, "roles": [n.lower()]} for n in names]
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json={"groups": rules}, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+
+
 async def _lock_waiters(db: Pool, at_least: int) -> None:
     for _ in range(200):
         waiting = await db.fetchval(
@@ -232,20 +283,15 @@ async def test_concurrent_nesting_and_membership_changes_report_every_role_chang
     outer = await create_group(tenant, "Outer")
     feed = Feed(client, tenant.slug)
     await feed.new()
-    row = await db.fetchrow(
-        "SELECT id, schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
-    assert row is not None
-    scope = provisioning.Scope(schema=row["schema_name"], base_url="http://x", tenant_id=row["id"])
-
-    def add(group: str, member: str) -> Any:
-        body = patch_body({"op": "add", "path": "members", "value": [{"value": member}]})
-        return provisioning.apply_patch(db, GROUPS, scope, group, body)
+    scope = await _scope(db, tenant)
+    add = functools.partial(_members, db, scope, "add")
 
     # One write puts the user in the inner group while another nests that group in the
     # outer one. Holding the outbox counter keeps the first from committing until the
     # second has started: without the roles lock, each would compute roles from a state
-    # without the other's change, and the user's new role would go unreported.
+    # without the other's change, and the user's new role would go unreported. (The
+    # nesting starts under the shared lock, finds it changes the structure, and runs
+    # again under the exclusive one, which waits for the first write.)
     async with db.acquire() as blocker, blocker.transaction():
         await blocker.execute(f'SELECT * FROM "{scope.schema}".event_sequence FOR UPDATE')
         writes = [asyncio.create_task(add(inner, user)), asyncio.create_task(add(outer, inner))]
@@ -253,3 +299,116 @@ async def test_concurrent_nesting_and_membership_changes_report_every_role_chang
     await asyncio.gather(*writes)
     assert await feed.role_changes() == {"ada@example.com": ([], ["outer"])}
     assert await roles_of(client, tenant.slug, user) == ["outer"]
+
+
+async def test_member_changes_of_two_groups_of_a_mapped_tenant_run_at_once(
+    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Users added to groups take the roles lock shared: one paused inside its
+    transaction, roles stored, does not hold up another group's."""
+    await _mapped(client, tenant, "A", "B")
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    bob = (await tenant.create_user("bob@example.com"))["id"]
+    a, b = await create_group(tenant, "A"), await create_group(tenant, "B")
+    scope = await _scope(db, tenant)
+    paused, resume = _pause_first_call(monkeypatch, "refresh", after=True)
+    first = asyncio.create_task(_members(db, scope, "add", a, ada))
+    try:
+        await asyncio.wait_for(paused.wait(), 5)
+        await asyncio.wait_for(_members(db, scope, "add", b, bob), 5)
+    finally:
+        resume.set()
+        await asyncio.wait_for(first, 5)
+    assert await roles_of(client, tenant.slug, ada) == ["a"]
+    assert await roles_of(client, tenant.slug, bob) == ["b"]
+
+
+async def test_member_changes_reaching_one_user_at_once_leave_its_roles_right(
+    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user is added to A while it is removed from C, both under the shared lock.
+    The removal waits for the stored roles the addition locked, then computes from the
+    addition's memberships: computed from its own snapshot it would store no roles,
+    over the addition's ["a", "c"], and report them as gone."""
+    await _mapped(client, tenant, "A", "C")
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    a, c = await create_group(tenant, "A"), await create_group(tenant, "C", ada)
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await _scope(db, tenant)
+    paused, resume = _pause_first_call(monkeypatch, "refresh", after=True)
+    adding = asyncio.create_task(_members(db, scope, "add", a, ada))
+    try:
+        await asyncio.wait_for(paused.wait(), 5)
+        removing = asyncio.create_task(_members(db, scope, "remove", c, ada))
+        await asyncio.sleep(0.3)
+        assert not removing.done(), "the removal did not wait for the addition's roles"
+    finally:
+        resume.set()
+        await asyncio.wait_for(adding, 5)
+    await asyncio.wait_for(removing, 5)
+    reported = [
+        (e["previous"]["roles"], e["data"]["roles"])
+        for e in await feed.new()
+        if e["type"] == "user.roles_changed"
+    ]
+    assert reported == [(["c"], ["a", "c"]), (["a", "c"], ["a"])]
+    assert await roles_of(client, tenant.slug, ada) == ["a"]
+
+
+async def test_a_user_write_waiting_for_a_member_change_shows_the_roles_it_stored(
+    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's PATCH reads its stored roles `FOR SHARE`: it waits for the member change
+    that stored new ones, and its event, numbered after that change's, carries them."""
+    await _mapped(client, tenant, "A")
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    a = await create_group(tenant, "A")
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await _scope(db, tenant)
+    paused, resume = _pause_first_call(monkeypatch, "refresh", after=True)
+    adding = asyncio.create_task(_members(db, scope, "add", a, ada))
+    rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
+    try:
+        await asyncio.wait_for(paused.wait(), 5)
+        renaming = asyncio.create_task(provisioning.apply_patch(db, USERS, scope, ada, rename))
+        await asyncio.sleep(0.3)
+        assert not renaming.done(), "the user's write read roles the member change replaces"
+    finally:
+        resume.set()
+        await asyncio.wait_for(adding, 5)
+    await asyncio.wait_for(renaming, 5)
+    changes = [(e["type"], e["data"]["roles"]) for e in await feed.new() if "roles" in e["data"]]
+    assert changes == [("user.roles_changed", ["a"]), ("user.updated", ["a"])]
+
+
+async def test_a_user_delete_during_a_member_change_of_its_group_finishes_both(
+    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user is removed from A, the change paused before it locks the user's stored
+    roles, while the user is deleted. The delete leaves A first (waiting for the
+    change), then drops its stored roles: dropping them first, it would hold what the
+    change waits for while it waits for the change, and PostgreSQL would end one of
+    them as a deadlock."""
+    await _mapped(client, tenant, "A")
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    a = await create_group(tenant, "A", ada)
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await _scope(db, tenant)
+    paused, resume = _pause_first_call(monkeypatch, "_lock_stored", after=False)
+    removing = asyncio.create_task(_members(db, scope, "remove", a, ada))
+    try:
+        await asyncio.wait_for(paused.wait(), 5)
+        deleting = asyncio.create_task(provisioning.delete(db, USERS, scope, ada))
+        await _lock_waiters(db, 1)
+    finally:
+        resume.set()
+        await asyncio.wait_for(removing, 5)
+    await asyncio.wait_for(deleting, 5)
+    assert [(e["type"], e["data"].get("roles")) for e in await feed.new()] == [
+        ("group.member_removed", None),
+        ("user.roles_changed", []),
+        ("user.deleted", []),
+    ]
