@@ -242,6 +242,9 @@ class Service:
         answer = self.admin.put(f"/admin/v1/tenants/{slug}/guard", json={"enabled": False})
         answer.raise_for_status()
 
+    def set_role_mapping(self, slug: str, mapping: dict[str, Any]) -> None:
+        self.admin.put(f"/admin/v1/tenants/{slug}/roles", json=mapping).raise_for_status()
+
     def issue_token(self, slug: str) -> str:
         answer = self.admin.post(f"/admin/v1/tenants/{slug}/tokens", json={"name": "bench"})
         answer.raise_for_status()

@@ -208,6 +208,21 @@ def render(report: Report) -> str:
                 ],
             )
         )
+    if report.extra.get("role_mapping"):
+        mapping = report.extra["role_mapping"]
+        parts.append(
+            _table(
+                ["steady mix, one tenant", "no role mapping", "every group mapped", "x"],
+                [
+                    [
+                        "requests/s",
+                        f"{mapping['rps_without']:.0f}",
+                        f"{mapping['rps_with']:.0f}",
+                        "-" if mapping["x_without"] is None else f"{mapping['x_without']:.2f}",
+                    ]
+                ],
+            )
+        )
     if report.extra.get("tenant_scale"):
         parts.append(
             _table(

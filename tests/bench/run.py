@@ -98,6 +98,11 @@ class Config:
         )
 
 
+def group_name(prefix: str, g: int, t: int) -> str:
+    """The displayName of the initial cycle's group ``g`` of its tenant ``t``."""
+    return f"{prefix}group {g} of {t}"
+
+
 def _rate(samples: Samples) -> float:
     """Requests per second over a workload's whole length."""
     requests = sum(len(values) for values in samples.latencies.values())
@@ -258,7 +263,7 @@ class Bench:
                         "group_cycle",
                         t,
                         {
-                            "displayName": f"{prefix}group {g} of {t}",
+                            "displayName": group_name(prefix, g, t),
                             "members": members,
                             "batch": c.member_batch,
                         },
@@ -654,6 +659,36 @@ class Bench:
                     self.workload([target], jobs=jobs, connections=1, seconds=c.large_seconds),
                 )
 
+    def role_mapping(self) -> None:
+        """The steady mix at full speed on one tenant without a role mapping, then on one
+        whose every group grants a role (so every member change recomputes its members'
+        roles): what the mapping costs."""
+        c = self.config
+        plain, _ = self.onboard("roles-none")
+        mapped, _ = self.onboard("roles-mapped")
+        # The groups `initial_cycle_quiet` creates for its only tenant.
+        rules = [
+            {"match": "displayName", "value": group_name("s", g, 0), "roles": [f"role-{g}"]}
+            for g in range(4)
+        ]
+        self.service.set_role_mapping(
+            "roles-mapped", {"default_roles": ["member"], "groups": rules}
+        )
+        rates = []
+        for target, name in ((plain, "no role mapping"), (mapped, "every group mapped")):
+            [seeded] = self.initial_cycle_quiet([target])
+            samples = self.drive(
+                f"one tenant, {name}",
+                "scim-platform",
+                self.workload([seeded], mix=c.mix, seconds=c.scale_seconds),
+            )
+            rates.append(_rate(samples))
+        self.report.extra["role_mapping"] = {
+            "rps_without": rates[0],
+            "rps_with": rates[1],
+            "x_without": round(rates[1] / rates[0], 2) if rates[0] else None,
+        }
+
     def peer(self) -> None:
         self.log("peer: installing scim2-server into bench-results/peer-venv")
         version = peer.install()
@@ -949,6 +984,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.steady("scim-platform", filled)
         bench.floor(config.cycle_tenants * config.users_per_tenant, filled)
         bench.large_groups()
+        bench.role_mapping()
         if not args.no_peer:
             bench.peer()
         bench.report.meta["service_rss_mb_end"] = round(environment.tree_rss_mb(service.pid), 1)

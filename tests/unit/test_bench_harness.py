@@ -218,6 +218,13 @@ def test_the_hosts_steal_is_reported_apart_from_other_jobs() -> None:
     assert row.split()[-4:-2] == ["0.20", "0.40"]
 
 
+def test_the_role_mappings_cost_is_the_mapped_tenants_throughput_over_the_other() -> None:
+    report = Report(meta={}, config={})
+    report.extra["role_mapping"] = {"rps_without": 700.4, "rps_with": 420.0, "x_without": 0.6}
+    row = next(line for line in render(report).splitlines() if line.startswith("requests/s"))
+    assert row.split() == ["requests/s", "700", "420", "0.60"]
+
+
 def test_profile_summary_separates_self_from_inclusive_time(tmp_path: Path) -> None:
     profile = tmp_path / "profile.txt"
     profile.write_text("main;handler;json 3\nmain;handler 1\nmain;db 4\n")
