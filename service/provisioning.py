@@ -320,7 +320,7 @@ async def create(
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         known: WriteState | None = None
         alone = password_hash is None if table is USERS else not member_ids
-        if alone and scope.events and scope.announcer is not None:
+        if alone and _may_go_unlocked(scope):
             # The common create: two statements, each its own transaction
             # (`_insert_with_event`).
             known = await _state(conn, scope, created)
@@ -376,7 +376,7 @@ async def _create_locked(
         return body
     created = _event_body(table, scope, row)
     if table is USERS:
-        user_roles = None if tracker is None else (await tracker.user(conn, row["id"]))[0]
+        user_roles = None if tracker is None else await tracker.created(conn, row["id"])
         await _record(conn, scope, state, [events.created(created, user_roles)])
     else:
         role_events = await _group_roles(conn, tracker, None, row, members)
@@ -384,6 +384,15 @@ async def _create_locked(
             conn, scope, state, [events.created(created)], members.events(created), role_events
         )
     return body
+
+
+def _may_go_unlocked(scope: Scope) -> bool:
+    """Whether a write may try the way without a lock or a transaction block: it needs
+    events on with an announcer (`_events_along`), and a tenant the last write found
+    mapping roles goes the locked way at once (`write_state.maps_roles`)."""
+    return (
+        scope.events and scope.announcer is not None and not write_state.maps_roles(scope.tenant_id)
+    )
 
 
 def _events_along(scope: Scope, state: WriteState) -> bool:
@@ -632,7 +641,7 @@ async def replace(
     resource = _new_state(table, payload)
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
-    if table is USERS and password_hash is None and scope.events and scope.announcer is not None:
+    if table is USERS and password_hash is None and _may_go_unlocked(scope):
         replaced = await _change_user_unlocked(
             pool, scope, raw_id, _replaced(resource), if_match=if_match, projection=projection
         )
@@ -766,7 +775,7 @@ async def apply_patch(
     """PATCH: every operation applies, or none does."""
     operations = patch.parse_patch_request(body)
     request_context.note_patch_operations(len(operations))
-    if scope.events and scope.announcer is not None:
+    if _may_go_unlocked(scope):
         if table is USERS:
             patched = await _change_user_unlocked(
                 pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection

@@ -85,21 +85,29 @@ class Tracker:
     async def computed(
         self, conn: Connection | Pool, user_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, tuple[str, list[str], list[str] | None]]:
-        """Per provisioned user: userName, roles now, roles last stored (None: never)."""
+        """Per provisioned user: userName, roles now, roles last stored (None: never).
+
+        One statement, so that it reads the users, their groups and their stored
+        roles in one snapshot, taken after whatever lock the write took before.
+        """
+        qualified = self._qualified
         rows = await conn.fetch(
-            f"SELECT u.id, u.user_name, r.roles FROM {self._qualified}.users u "
-            f"LEFT JOIN {self._qualified}.user_roles r ON r.user_id = u.id "
+            groups.reach(qualified, "member_id = ANY($1::uuid[])")
+            + "SELECT u.id, u.user_name, r.roles, g.display_name, g.external_id "
+            f"FROM {qualified}.users u LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id "
+            "LEFT JOIN (SELECT DISTINCT member_id, group_id FROM reach) x ON x.member_id = u.id "
+            f"LEFT JOIN {qualified}.groups g ON g.id = x.group_id "
             "WHERE u.id = ANY($1::uuid[]) AND u.managed AND u.deleted_at IS NULL",
             user_ids,
         )
-        found = await groups.group_keys_of(conn, self.schema, [row["id"] for row in rows])
+        found: dict[uuid.UUID, tuple[str, list[GroupKeys], list[str] | None]] = {}
+        for row in rows:
+            _, keys, _ = found.setdefault(row["id"], (row["user_name"], [], row["roles"]))
+            if row["display_name"] is not None:  # NULL only for a user in no group
+                keys.append((row["display_name"], row["external_id"]))
         return {
-            row["id"]: (
-                row["user_name"],
-                self.mapping.roles(found.get(row["id"], [])),
-                row["roles"],
-            )
-            for row in rows
+            user_id: (user_name, self.mapping.roles(keys), stored)
+            for user_id, (user_name, keys, stored) in found.items()
         }
 
     async def _store(self, conn: Connection, roles: dict[uuid.UUID, list[str]]) -> None:
@@ -152,6 +160,13 @@ class Tracker:
             return list(stored), []
         roles, reports = await self.refresh(conn, [user_id])
         return roles.get(user_id, []), reports
+
+    async def created(self, conn: Connection, user_id: uuid.UUID) -> list[str]:
+        """A user just inserted, in no group yet: the default roles, stored without a
+        query, for its own event."""
+        roles = self.mapping.roles([])
+        await self._store(conn, {user_id: roles})
+        return roles
 
     async def forget(self, conn: Connection, user_id: uuid.UUID) -> list[str]:
         """A deleted user's roles until now; it has none from now on."""

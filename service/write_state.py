@@ -48,6 +48,19 @@ class WriteState:
 
 
 UNTRACKED: Final = WriteState(None, None)
+_MAPPED: set[uuid.UUID] = set()
+"""The tenants whose state, last read in this process, had a role mapping."""
+
+
+def maps_roles(tenant_id: uuid.UUID | None) -> bool:
+    """Whether the tenant's state, last read in this process, had a role mapping: its
+    writes then go the locked way at once, not through a read without a lock that
+    finds they cannot do without one. A hint only: wrong, it costs a round trip (a
+    tenant just mapped) or a transaction block (just unmapped), once, as that write
+    reads the state and corrects it; both ways handle either kind of tenant."""
+    return tenant_id in _MAPPED
+
+
 _POLICY_COLUMNS: Final = ", ".join(f"p.{field}" for field in policies.FIELDS)
 
 
@@ -81,7 +94,7 @@ async def read(
         role_mappings.LOCK_CLASS,
         *probe_args,
     )
-    return UNTRACKED if row is None else _state_of(schema, row, exclusive=exclusive)
+    return UNTRACKED if row is None else _state_of(schema, tenant_id, row, exclusive=exclusive)
 
 
 async def read_with(
@@ -105,7 +118,8 @@ async def read_with(
     )
     if row is None:
         return UNTRACKED, None
-    return _state_of(schema, row, exclusive=False), row if row["id"] is not None else None
+    state = _state_of(schema, tenant_id, row, exclusive=False)
+    return state, row if row["id"] is not None else None
 
 
 def _statement(probed: str, lock: str | None, resource: str | None = None) -> str:
@@ -131,10 +145,15 @@ def _statement(probed: str, lock: str | None, resource: str | None = None) -> st
     )
 
 
-def _state_of(schema: str, row: asyncpg.Record, *, exclusive: bool) -> WriteState:
+def _state_of(
+    schema: str, tenant_id: uuid.UUID, row: asyncpg.Record, *, exclusive: bool
+) -> WriteState:
     tracker = None
     if row["group_rules"] is not None:
         tracker = Tracker(schema, role_mappings.from_row(row), exclusive=exclusive)
+        _MAPPED.add(tenant_id)
+    else:
+        _MAPPED.discard(tenant_id)
     return WriteState(
         tracker,
         bool(row["tripped"]) if row["guarded"] else None,

@@ -266,7 +266,7 @@ async def members_of(
     return members
 
 
-def _reach(qualified: str, members: str) -> str:
+def reach(qualified: str, members: str) -> str:
     """`reach(member_id, group_id, depth)`: each group the members chosen by the
     condition ``members`` (over `group_members`) are in, through nesting.
 
@@ -294,7 +294,7 @@ def groups_column(qualified: str, user_id: str) -> str:
     JSON array of [group id, displayName, direct?] ordered by displayName.
     """
     return (
-        f"({_reach(qualified, f'member_id = {user_id}')}"
+        f"({reach(qualified, f'member_id = {user_id}')}"
         "SELECT jsonb_agg(jsonb_build_array(g.id, g.display_name, d.depth = 1)"
         " ORDER BY g.display_name, g.id)"
         " FROM (SELECT group_id, min(depth) AS depth FROM reach GROUP BY group_id) d"
@@ -321,7 +321,7 @@ async def group_keys_of(
     """The keys of every group each member is in, directly or through nested groups."""
     qualified = quoted_schema(schema)
     rows = await conn.fetch(
-        _reach(qualified, "member_id = ANY($1::uuid[])")
+        reach(qualified, "member_id = ANY($1::uuid[])")
         + "SELECT DISTINCT r.member_id, g.display_name, g.external_id FROM reach r "
         f"JOIN {qualified}.groups g ON g.id = r.group_id",
         member_ids,

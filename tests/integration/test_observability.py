@@ -31,6 +31,7 @@ from service.settings import Settings
 from tests.integration.test_events import all_events, patch_body
 from tests.integration.test_guard import configure as configure_guard
 from tests.integration.test_guard import deactivate
+from tests.integration.test_roles import roles_of
 from tests.support.application import BASE_URL, TenantHandle, admin_headers, make_tenant
 
 Client = AsyncTestClient[Litestar]
@@ -230,6 +231,56 @@ async def test_the_common_create_answers_what_it_stored_without_reading_it_back(
     )
     assert narrow.json() == read.json()
     assert "title" not in narrow.json()
+
+
+async def test_a_mapped_tenants_writes_go_the_locked_way_at_once(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    """Once a write found the tenant's role mapping, the next ones do not first read
+    without a lock to learn they need one. A new user's roles, the default ones, are
+    stored without a query; a member change locks the member's stored roles, then
+    reads them with its groups in one statement."""
+    rules = [{"match": "displayName", "value": "A", "roles": ["a"]}]
+    mapping = {"default_roles": ["member"], "groups": rules}
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+    await tenant.create_user("warm@example.com")  # finds the mapping
+    made = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "A"}, headers=tenant.auth()
+    )
+    recorded.spans.clear()
+    ada = await tenant.create_user("ada@example.com")
+    add = patch_body({"op": "add", "path": "members", "value": [{"value": ada["id"]}]})
+    changed = await client.patch(
+        f"{tenant.scim}/Groups/{made.json()['id']}", json=add, headers=tenant.auth()
+    )
+    assert changed.status_code in (200, 204), changed.text
+    spans = await finished_spans(recorded, 2)
+    assert statements_of(spans, server_span(spans, "POST /scim/v2/{tenant}/Users")) == [
+        "SELECT users tenants role_mappings",
+        "INSERT users",
+        "INSERT user_roles jsonb_each SET",
+        "INSERT events",
+    ]
+    patched = server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
+    assert statements_of(spans, patched) == [
+        "SELECT tenants role_mappings deprovision_guards",
+        "SELECT groups",
+        "INSERT users groups group_members",
+        "SELECT user_roles",
+        "SELECT group_members users user_roles",
+        "INSERT user_roles jsonb_each SET",
+        "INSERT events",
+    ]
+    [created, *_] = [
+        e
+        for e in await all_events(client, tenant.slug)
+        if e["data"].get("userName") == "ada@example.com"
+    ]
+    assert created["data"]["roles"] == ["member"]
+    assert await roles_of(client, tenant.slug, ada["id"]) == ["a", "member"]
 
 
 @pytest.fixture
