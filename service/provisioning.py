@@ -1029,8 +1029,12 @@ async def delete(
         tracker = state.roles
         row = await _locked(conn, table, scope, raw_id)
         _check_if_match(row, if_match)
+        await groups.lock_containing(conn, scope.schema, row["id"])
+        user_roles: list[str] | None = None
         inside: set[uuid.UUID] = set()
-        if tracker is not None and table is GROUPS:
+        if tracker is not None and table is USERS:
+            user_roles = await tracker.forget(conn, row["id"])
+        elif tracker is not None:
             inside = await tracker.users_affected_by_delete(
                 conn, row["id"], roles.keys(row["resource"])
             )
@@ -1039,11 +1043,6 @@ async def delete(
             left = await lifecycle.soft_delete(conn, scope.schema, row["id"])
         else:
             left = await delete_row(conn, table, scope.schema, row["id"])
-        user_roles: list[str] | None = None
-        if tracker is not None and table is USERS:
-            # After the groups it left are locked: a member change holding one of
-            # them may be waiting for this user's stored roles (`roles.Tracker`).
-            user_roles = await tracker.forget(conn, row["id"])
         instruments.provisioned(table.resource_type.name, ACTION_DELETED)
         member = (row["id"], table.resource_type.name)
         role_events = [] if tracker is None else await tracker.after_delete(conn, inside)

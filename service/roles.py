@@ -29,10 +29,10 @@ from C): a shared group write locks the stored roles of the users it
 recomputes, in id order, and computes them in its next statement, whose
 snapshot shows the memberships of the write it waited for. A user's own
 write reads its stored roles `FOR SHARE`, so its event shows what a
-concurrent member change stores; a user's delete drops them only once it
-holds the groups it leaves (before, it would hold roles a member change of
-one of those groups waits for, while waiting for that change). A group
-write cannot know what it changes before it has run: run under the shared
+concurrent member change stores; a user's delete locks the groups it is in
+before it drops them (`groups.lock_containing`), so it never holds roles a
+member change of one of those groups waits for while it waits for that
+change. A group write cannot know what it changes before it has run: run under the shared
 lock, one that turns out to need the exclusive lock raises
 `ExclusiveNeeded`, and its caller runs it again under that lock
 (`service.provisioning`). Tenants without a mapping take no lock.

@@ -316,6 +316,49 @@ async def test_a_member_patch_of_a_group_renamed_after_it_was_read_shows_the_new
     assert added["data"]["group"] == {"id": group, "displayName": "New"}
 
 
+async def test_a_delete_of_a_member_a_change_of_its_group_adds_again_finishes_both(
+    client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member PATCH the locked way holds the group, paused before it adds the user
+    already in it, while the user is deleted: the delete waits for the group before it
+    takes the user out of it, and both finish (removing the membership first, it
+    waited for the group while the add waited for the removal: a deadlock)."""
+    user = (await tenant.create_user("ada@example.com"))["id"]
+    made = await client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "A", "members": [{"value": user}]},
+        headers=tenant.auth(),
+    )
+    group = made.json()["id"]
+    scope = await announced_scope(db, tenant)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    add_members = groups.add
+
+    async def paused_once(*args: Any, **kwargs: Any) -> Any:
+        if not paused.is_set():
+            paused.set()
+            await resume.wait()
+        return await add_members(*args, **kwargs)
+
+    monkeypatch.setattr(groups, "add", paused_once)
+    add = patch_body({"op": "add", "path": "members", "value": [{"value": user}]})
+    adding = asyncio.create_task(
+        provisioning.apply_patch(db, GROUPS, scope, group, add, if_match="*")
+    )
+    try:
+        await asyncio.wait_for(paused.wait(), 5)
+        deleting = asyncio.create_task(provisioning.delete(db, USERS, scope, user))
+        await asyncio.sleep(0.3)
+    finally:
+        resume.set()
+    await asyncio.wait_for(asyncio.gather(adding, deleting), 5)
+    removed = (await all_events(client, tenant.slug))[-1]
+    assert (removed["type"], removed["data"]["member"]["value"]) == (
+        "group.member_removed",
+        user,
+    )
+
+
 async def test_concurrent_member_changes_of_one_group_each_count_once(
     client: Client, db: Pool, tenant: TenantHandle
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 from service import provisioning, roles
 from service.postgres import Pool
 from service.store.resources import GROUPS, USERS
-from tests.integration.test_events import all_events, patch_body
+from tests.integration.test_events import all_events, announced_scope, patch_body
 from tests.support.application import Client, TenantHandle, admin_headers
 
 MAPPING = {
@@ -211,15 +211,6 @@ async def test_role_mapping_is_checked(client: Client, tenant: TenantHandle) -> 
     assert missing.status_code == 404
 
 
-async def _scope(db: Pool, tenant: TenantHandle) -> provisioning.Scope:
-    """A scope for calling `service.provisioning` on this loop's pool, so writes overlap."""
-    row = await db.fetchrow(
-        "SELECT id, schema_name FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
-    assert row is not None
-    return provisioning.Scope(schema=row["schema_name"], base_url="http://x", tenant_id=row["id"])
-
-
 def _members(db: Pool, scope: provisioning.Scope, op: str, group: str, member: str) -> Any:
     body = patch_body({"op": op, "path": "members", "value": [{"value": member}]})
     return provisioning.apply_patch(db, GROUPS, scope, group, body)
@@ -283,7 +274,7 @@ async def test_concurrent_nesting_and_membership_changes_report_every_role_chang
     outer = await create_group(tenant, "Outer")
     feed = Feed(client, tenant.slug)
     await feed.new()
-    scope = await _scope(db, tenant)
+    scope = await announced_scope(db, tenant)
     add = functools.partial(_members, db, scope, "add")
 
     # One write puts the user in the inner group while another nests that group in the
@@ -310,7 +301,7 @@ async def test_member_changes_of_two_groups_of_a_mapped_tenant_run_at_once(
     ada = (await tenant.create_user("ada@example.com"))["id"]
     bob = (await tenant.create_user("bob@example.com"))["id"]
     a, b = await create_group(tenant, "A"), await create_group(tenant, "B")
-    scope = await _scope(db, tenant)
+    scope = await announced_scope(db, tenant)
     paused, resume = _pause_first_call(monkeypatch, "refresh", after=True)
     first = asyncio.create_task(_members(db, scope, "add", a, ada))
     try:
@@ -335,7 +326,7 @@ async def test_member_changes_reaching_one_user_at_once_leave_its_roles_right(
     a, c = await create_group(tenant, "A"), await create_group(tenant, "C", ada)
     feed = Feed(client, tenant.slug)
     await feed.new()
-    scope = await _scope(db, tenant)
+    scope = await announced_scope(db, tenant)
     paused, resume = _pause_first_call(monkeypatch, "refresh", after=True)
     adding = asyncio.create_task(_members(db, scope, "add", a, ada))
     try:
@@ -366,7 +357,7 @@ async def test_a_user_write_waiting_for_a_member_change_shows_the_roles_it_store
     a = await create_group(tenant, "A")
     feed = Feed(client, tenant.slug)
     await feed.new()
-    scope = await _scope(db, tenant)
+    scope = await announced_scope(db, tenant)
     paused, resume = _pause_first_call(monkeypatch, "refresh", after=True)
     adding = asyncio.create_task(_members(db, scope, "add", a, ada))
     rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
@@ -387,16 +378,16 @@ async def test_a_user_delete_during_a_member_change_of_its_group_finishes_both(
     client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The user is removed from A, the change paused before it locks the user's stored
-    roles, while the user is deleted. The delete leaves A first (waiting for the
-    change), then drops its stored roles: dropping them first, it would hold what the
-    change waits for while it waits for the change, and PostgreSQL would end one of
-    them as a deadlock."""
+    roles, while the user is deleted. The delete locks A before it drops the user's
+    stored roles, so it waits for the change: dropping them first, it would hold what
+    the change waits for while it waits for the change, and PostgreSQL would end one
+    of them as a deadlock."""
     await _mapped(client, tenant, "A")
     ada = (await tenant.create_user("ada@example.com"))["id"]
     a = await create_group(tenant, "A", ada)
     feed = Feed(client, tenant.slug)
     await feed.new()
-    scope = await _scope(db, tenant)
+    scope = await announced_scope(db, tenant)
     paused, resume = _pause_first_call(monkeypatch, "_lock_stored", after=False)
     removing = asyncio.create_task(_members(db, scope, "remove", a, ada))
     try:
