@@ -248,8 +248,8 @@ _Written = TypeVar("_Written")
 
 async def _exclusive_if_needed(write: Callable[[bool], Awaitable[_Written]]) -> _Written:
     """Run a write, given whether it holds the roles lock exclusively, under the shared
-    lock, and once more under the exclusive one if it turns out to change which groups
-    are inside which (`roles.ExclusiveNeeded`; its first run's transaction undone)."""
+    lock, and once more under the exclusive one if it turns out to need it
+    (`roles.ExclusiveNeeded`; its first run's transaction undone)."""
     try:
         return await write(False)
     except roles.ExclusiveNeeded:
@@ -706,6 +706,8 @@ async def _finish_change(
     """The end of a PUT or PATCH: its response, its metrics and its events, unless the
     change's statement stored them (``stored_after``: the event body it stored)."""
     after = _event_body(table, scope, rows[1]) if stored_after is None else stored_after
+    # The events first: a run that turns out to need the exclusive roles lock stops
+    # there (`_exclusive_if_needed`), before its metrics count it.
     if stored_after is None:
         await _record_change(
             conn, scope, state, table=table, rows=rows, bodies=(before, after), members=members
