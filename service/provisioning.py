@@ -608,10 +608,17 @@ async def _locked(
 
 
 async def _unlocked_with_state(
-    conn: Connection, table: Table, scope: Scope, raw_id: str, related: str | None = None
+    conn: Connection,
+    table: Table,
+    scope: Scope,
+    raw_id: str,
+    related: str | None = None,
+    *,
+    roles_lock: bool = False,
 ) -> tuple[Row, WriteState] | None:
     """The resource, read without a lock, and the write's state, in one statement
-    (`write_state.read_with`), or 404. None without a tenant id: no state to read."""
+    (`write_state.read_with`; ``roles_lock``: taking the roles lock shared), or 404.
+    None without a tenant id: no state to read."""
     if scope.tenant_id is None:
         return None
     key = resource_id(raw_id, table)
@@ -621,6 +628,7 @@ async def _unlocked_with_state(
         scope.tenant_id,
         resource=lambda first: selecting(table, scope.schema, first, related),
         resource_args=[key],
+        roles_lock=roles_lock,
     )
     if row is None:
         raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
@@ -777,17 +785,17 @@ async def apply_patch(
     """PATCH: every operation applies, or none does."""
     operations = patch.parse_patch_request(body)
     request_context.note_patch_operations(len(operations))
-    if _may_go_unlocked(scope):
-        if table is USERS:
-            patched = await _change_user_unlocked(
-                pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection
-            )
-        else:
-            patched = await _patch_members_unlocked(
-                pool, scope, raw_id, operations, if_match=if_match, projection=projection
-            )
-        if patched is not None:
-            return patched
+    patched = None
+    if table is USERS and _may_go_unlocked(scope):
+        patched = await _change_user_unlocked(
+            pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection
+        )
+    elif table is GROUPS and scope.events and scope.announcer is not None:
+        patched = await _patch_members_unlocked(
+            pool, scope, raw_id, operations, if_match=if_match, projection=projection
+        )
+    if patched is not None:
+        return patched
 
     async def locked(exclusive: bool) -> dict[str, Any]:
         async with outbox.announced(pool, scope.announcer) as conn:
@@ -922,65 +930,95 @@ async def _patch_members_unlocked(
     if_match: str | None,
     projection: Projection | None,
 ) -> dict[str, Any] | None:
-    """The IdPs' common group PATCH, members added or removed by id, without a
-    transaction block: the group and the write's state read in one statement, then
-    the change, the version bump and the membership events in one statement
-    (`groups.change_unlocked`).
+    """The IdPs' common group PATCH, members added or removed by id: the group and the
+    write's state read in one statement, then the change, the version bump and the
+    membership events in one statement (`groups.change_unlocked`).
 
     The locked way holds the group's row across six round trips, which every
     other change of its members waits for; here it is held through one
     statement. While the tenant's deprovisioning guard is tripped, that statement
     also shares the guard row and holds the events of the members with held events
     (`guard.appending_members`); it took a transaction block of four round trips,
-    the group locked across three of them. None, having written nothing, when the
-    PATCH needs the locked way: it changes more than members by id, carries
-    `If-Match`, the tenant maps roles (group changes move them), the events cannot
-    go with the change (`_events_along`), or the group was renamed or deleted since
-    read.
+    the group locked across three of them. In a tenant that maps roles
+    (`write_state.maps_roles`) the two statements open a transaction block, the
+    first taking the roles lock shared, and the roles the change moved follow
+    them (`_member_roles`): the group is locked from the change to the commit.
+    None, having written nothing, when the PATCH needs the locked way: it changes
+    more than members by id, carries `If-Match`, the tenant maps roles and was
+    not known to (or its guard is tripped), the events cannot go with the change
+    (`_events_along`), the group was renamed or deleted since read, or the change
+    nests groups (`roles.ExclusiveNeeded`).
     """
     if if_match is not None:
         return None
-    async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
-        read = await _unlocked_with_state(conn, GROUPS, scope, raw_id)
-        if read is None:
-            return None
-        row, state = read
-        result = patch.apply_patch(GROUPS.resource_type, row["resource"], operations)
-        if result.resource != row["resource"] or len(result.member_steps) != 1:
-            return None
-        [step] = result.member_steps
-        if step.kind not in ("add", "remove"):
-            return None
-        if state.roles is not None or not _events_along(scope, state):
-            return None
-        add = step.kind == "add"
-        ids = groups.new_member_ids(row["id"], step.ids) if add else groups.member_ids(step.ids)
-        before = _event_body(GROUPS, scope, row)
-        candidates = events.MembershipChanges()
-        # Each member's type comes from the statement (`outbox.appending_members`).
-        (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
-        maybe = candidates.events(before)
-        along: Callable[[int, str], AlongStatements]
-        if guard.passes(maybe, state.guard_tripped):
-            along = functools.partial(outbox.appending_members, scope.schema, maybe, numbered=True)
-        elif state.guard_tripped and scope.tenant_id is not None:
-            along = functools.partial(guard.appending_members, scope.schema, scope.tenant_id, maybe)
-        else:
-            return None
-        change = await groups.change_unlocked(
-            conn,
-            scope.schema,
-            row["id"],
-            ids,
-            add=add,
-            display_name=row["resource"].get("displayName"),
-            along=along,
-        )
-        if change is None:
-            return None
-        after = change.bumped or row
-        bodies = (before, _event_body(GROUPS, scope, after))
-        return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
+    mapped = write_state.maps_roles(scope.tenant_id)
+    try:
+        async with outbox.announced(pool, scope.announcer, transaction=mapped) as conn:
+            read = await _unlocked_with_state(conn, GROUPS, scope, raw_id, roles_lock=mapped)
+            if read is None:
+                return None
+            row, state = read
+            result = patch.apply_patch(GROUPS.resource_type, row["resource"], operations)
+            if result.resource != row["resource"] or len(result.member_steps) != 1:
+                return None
+            [step] = result.member_steps
+            if step.kind not in ("add", "remove"):
+                return None
+            if (state.roles is not None and not mapped) or not _events_along(scope, state):
+                return None
+            add = step.kind == "add"
+            ids = groups.new_member_ids(row["id"], step.ids) if add else groups.member_ids(step.ids)
+            before = _event_body(GROUPS, scope, row)
+            candidates = events.MembershipChanges()
+            # Each member's type comes from the statement (`outbox.appending_members`).
+            (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
+            maybe = candidates.events(before)
+            along: Callable[[int, str], AlongStatements]
+            if guard.passes(maybe, state.guard_tripped):
+                # In a transaction block the commit numbers them: numbered by the
+                # statement, they would hold the tenant's event counter to the commit.
+                along = functools.partial(
+                    outbox.appending_members, scope.schema, maybe, numbered=not mapped
+                )
+            elif state.guard_tripped and scope.tenant_id is not None and not mapped:
+                along = functools.partial(
+                    guard.appending_members, scope.schema, scope.tenant_id, maybe
+                )
+            else:
+                return None
+            change = await groups.change_unlocked(
+                conn,
+                scope.schema,
+                row["id"],
+                ids,
+                add=add,
+                display_name=row["resource"].get("displayName"),
+                along=along,
+            )
+            if change is None:
+                return None
+            after = change.bumped or row
+            if state.roles is not None:
+                await _member_roles(conn, scope, state, (row, after), change.members, add=add)
+            bodies = (before, _event_body(GROUPS, scope, after))
+            return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
+    except roles.ExclusiveNeeded:
+        return None  # undone; the locked way runs it again under the exclusive lock
+
+
+async def _member_roles(
+    conn: Connection,
+    scope: Scope,
+    state: WriteState,
+    rows: tuple[Row, Row],
+    changed: groups.Members,
+    *,
+    add: bool,
+) -> None:
+    """The roles a member change moved, and their events, after the change's own."""
+    members = events.MembershipChanges()
+    (members.added if add else members.removed)(changed)
+    await _record(conn, scope, state, await _group_roles(conn, state.roles, *rows, members))
 
 
 async def _apply_member_step(

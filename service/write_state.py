@@ -104,16 +104,24 @@ async def read_with(
     *,
     resource: Callable[[int], str],
     resource_args: list[Any],
+    roles_lock: bool = False,
 ) -> tuple[WriteState, asyncpg.Record | None]:
-    """The state of a write that takes no lock (`read`, without the roles lock: its
-    caller takes the locked way when the tenant maps roles) and, in the same
-    statement, the resource it writes: ``resource`` is a `SELECT` of at most one row
-    given the first `$n` its arguments (``resource_args``) take. The resource is None
-    when there is none, or when the tenant is not found (the state `UNTRACKED`)."""
+    """The state of a write that takes no row lock (`read`, taking the roles lock
+    shared only with ``roles_lock``: without it, the caller takes the locked way when
+    the tenant maps roles) and, in the same statement, the resource it writes:
+    ``resource`` is a `SELECT` of at most one row given the first `$n` its arguments
+    (``resource_args``) take. The resource is None when there is none, or when the
+    tenant is not found (the state `UNTRACKED`)."""
+    lock_args = [role_mappings.LOCK_CLASS] if roles_lock else []
     row = await conn.fetchrow(
-        _statement("NULL::boolean", None, resource(3)),
+        _statement(
+            "NULL::boolean",
+            "pg_advisory_xact_lock_shared" if roles_lock else None,
+            resource(3 + len(lock_args)),
+        ),
         tenant_id,
         GUARD_SCHEMA_VERSION,
+        *lock_args,
         *resource_args,
     )
     if row is None:

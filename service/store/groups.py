@@ -177,8 +177,8 @@ async def change_unlocked(
     along: Callable[[int, str], AlongStatements],
 ) -> Change | None:
     """Add (``add``: `new_member_ids`) or remove (`member_ids`) these members of a group
-    read without a lock, with its version bump and ``along``, in one statement, its own
-    transaction.
+    read without a lock, with its version bump and ``along``, in one statement (its own
+    transaction unless the caller opened one).
 
     The statement first locks the group, and writes only if it still has the
     ``display_name`` read (what membership events show) and, for an add, every

@@ -233,12 +233,14 @@ async def test_the_common_create_answers_what_it_stored_without_reading_it_back(
     assert "title" not in narrow.json()
 
 
-async def test_a_mapped_tenants_writes_go_the_locked_way_at_once(
+async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
     client: Client, tenant: TenantHandle, recorded: Recorded
 ) -> None:
     """Once a write found the tenant's role mapping, the next ones do not first read
-    without a lock to learn they need one. A new user's roles, the default ones, are
-    stored without a query; a member change locks the member's stored roles, then
+    without a lock to learn they need one: a create goes the locked way at once, and
+    stores the new user's roles, the default ones, without a query; a member change
+    reads the group with the state under the roles lock, changes the members and
+    stores their events in one statement, then locks the member's stored roles and
     reads them with its groups in one statement."""
     rules = [{"match": "displayName", "value": "A", "roles": ["a"]}]
     mapping = {"default_roles": ["member"], "groups": rules}
@@ -267,8 +269,7 @@ async def test_a_mapped_tenants_writes_go_the_locked_way_at_once(
     patched = server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
     assert statements_of(spans, patched) == [
         "SELECT tenants role_mappings deprovision_guards",
-        "SELECT groups",
-        "INSERT users groups group_members",
+        "INSERT groups users group_members",
         "SELECT user_roles",
         "SELECT group_members users user_roles",
         "INSERT user_roles jsonb_each SET",
