@@ -666,21 +666,21 @@ class Bench:
         c = self.config
         plain, _ = self.onboard("roles-none")
         mapped, _ = self.onboard("roles-mapped")
-        # The groups `initial_cycle_quiet` creates for its only tenant.
+        # The groups `initial_cycle_quiet` creates for its second tenant.
         rules = [
-            {"match": "displayName", "value": group_name("s", g, 0), "roles": [f"role-{g}"]}
+            {"match": "displayName", "value": group_name("s", g, 1), "roles": [f"role-{g}"]}
             for g in range(4)
         ]
         self.service.set_role_mapping(
             "roles-mapped", {"default_roles": ["member"], "groups": rules}
         )
+        seeded = self.initial_cycle_quiet([plain, mapped])
         rates = []
-        for target, name in ((plain, "no role mapping"), (mapped, "every group mapped")):
-            [seeded] = self.initial_cycle_quiet([target])
+        for target, name in zip(seeded, ("no role mapping", "every group mapped"), strict=True):
             samples = self.drive(
                 f"one tenant, {name}",
                 "scim-platform",
-                self.workload([seeded], mix=c.mix, seconds=c.scale_seconds),
+                self.workload([target], mix=c.mix, seconds=c.scale_seconds),
             )
             rates.append(_rate(samples))
         self.report.extra["role_mapping"] = {
