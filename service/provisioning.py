@@ -656,44 +656,76 @@ async def replace(
         if replaced is not None:
             return replaced
 
+    async def put(
+        conn: Connection, row: Row, state: WriteState, before: dict[str, Any]
+    ) -> _Changed:
+        validation.check_immutable(table.resource_type, row["resource"], resource)
+        stored = None
+        if table is USERS and resource != row["resource"]:
+            stored = await _update_user_with_event(
+                conn, scope, state, row, resource=resource, before=before
+            )
+        # A PUT repeating a user's stored state (Okta's full-object updates) changes
+        # nothing; a group's members are compared as its PUT rewrites them.
+        after = row
+        if stored is not None:
+            after = stored[0]
+        elif table is GROUPS or resource != row["resource"]:
+            after = await update(conn, table, scope.schema, row["id"], resource)
+        if password_hash is not None:
+            await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
+        members = events.MembershipChanges()
+        if table is GROUPS:
+            removed = await groups.remove_all(conn, scope.schema, row["id"])
+            added = await groups.add(conn, scope.schema, row["id"], member_ids or [])
+            members.removed(removed.members)
+            members.added(added.members)
+        return after, None if stored is None else stored[1], members
+
+    return await _change_locked(
+        pool, table, scope, raw_id, put, if_match=if_match, projection=projection
+    )
+
+
+_Changed = tuple[Row, dict[str, Any] | None, events.MembershipChanges]
+"""What a PUT or PATCH did the locked way: the row after it, the event body its
+statement stored with the change (`_update_user_with_event`) if it did, and the
+members it changed."""
+
+
+async def _change_locked(
+    pool: Pool,
+    table: Table,
+    scope: Scope,
+    raw_id: str,
+    change: Callable[[Connection, Row, WriteState, dict[str, Any]], Awaitable[_Changed]],
+    *,
+    if_match: str | None,
+    projection: Projection | None,
+) -> dict[str, Any]:
+    """A PUT or PATCH the locked way: the resource locked with the write's state and
+    its `If-Match` checked, then ``change`` (given the connection, the row, the state
+    and the row's event body), then its response and events (`_finish_change`);
+    under the shared roles lock, and again under the exclusive one if it needs it."""
+
     async def locked(exclusive: bool) -> dict[str, Any]:
         async with outbox.announced(pool, scope.announcer) as conn:
             row, state = await _locked_with_state(
                 conn, table, scope, raw_id, projection, exclusive=exclusive
             )
             _check_if_match(row, if_match)
-            validation.check_immutable(table.resource_type, row["resource"], resource)
-            old_row = row
             before = _event_body(table, scope, row)
-            stored = None
-            if table is USERS and resource != row["resource"]:
-                stored = await _update_user_with_event(
-                    conn, scope, state, row, resource=resource, before=before
-                )
-            # A PUT repeating a user's stored state (Okta's full-object updates) changes
-            # nothing; a group's members are compared as its PUT rewrites them.
-            if stored is not None:
-                row = stored[0]
-            elif table is GROUPS or resource != row["resource"]:
-                row = await update(conn, table, scope.schema, row["id"], resource)
-            if password_hash is not None:
-                await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
-            members = events.MembershipChanges()
-            if table is GROUPS:
-                removed = await groups.remove_all(conn, scope.schema, row["id"])
-                added = await groups.add(conn, scope.schema, row["id"], member_ids or [])
-                members.removed(removed.members)
-                members.added(added.members)
+            after, stored_after, members = await change(conn, row, state, before)
             return await _finish_change(
                 conn,
                 scope,
                 state,
                 table=table,
-                rows=(old_row, row),
+                rows=(row, after),
                 before=before,
                 members=members,
                 projection=projection,
-                stored_after=None if stored is None else stored[1],
+                stored_after=stored_after,
             )
 
     return await _exclusive_if_needed(locked)
@@ -797,51 +829,39 @@ async def apply_patch(
     if patched is not None:
         return patched
 
-    async def locked(exclusive: bool) -> dict[str, Any]:
-        async with outbox.announced(pool, scope.announcer) as conn:
-            row, state = await _locked_with_state(
-                conn, table, scope, raw_id, projection, exclusive=exclusive
-            )
-            _check_if_match(row, if_match)
-            old_row = row
-            result = patch.apply_patch(table.resource_type, row["resource"], operations)
-            if result.password is not None:
-                password_hash = await asyncio.to_thread(passwords.hash_password, result.password)
-                await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
-            before = _event_body(table, scope, row)
-            stored = None
-            if result.resource != row["resource"]:
-                if table is USERS:
-                    stored = await _update_user_with_event(
-                        conn, scope, state, row, resource=result.resource, before=before
-                    )
-                row = (
-                    stored[0]
-                    if stored is not None
-                    else await update(conn, table, scope.schema, row["id"], result.resource)
+    async def patched_locked(
+        conn: Connection, row: Row, state: WriteState, before: dict[str, Any]
+    ) -> _Changed:
+        result = patch.apply_patch(table.resource_type, row["resource"], operations)
+        if result.password is not None:
+            password_hash = await asyncio.to_thread(passwords.hash_password, result.password)
+            await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
+        stored = None
+        after = row
+        if result.resource != row["resource"]:
+            if table is USERS:
+                stored = await _update_user_with_event(
+                    conn, scope, state, row, resource=result.resource, before=before
                 )
-            members = events.MembershipChanges()
-            # Member rows live outside the resource: when the resource itself did not
-            # change (its update bumps the version), the first step that changes
-            # members bumps it, in the step's own statement.
-            bump = result.resource == old_row["resource"]
-            for step in result.member_steps:
-                bumped = await _apply_member_step(conn, scope, row["id"], step, members, bump=bump)
-                if bumped is not None:
-                    row, bump = bumped, False
-            return await _finish_change(
-                conn,
-                scope,
-                state,
-                table=table,
-                rows=(old_row, row),
-                before=before,
-                members=members,
-                projection=projection,
-                stored_after=None if stored is None else stored[1],
+            after = (
+                stored[0]
+                if stored is not None
+                else await update(conn, table, scope.schema, row["id"], result.resource)
             )
+        members = events.MembershipChanges()
+        # Member rows live outside the resource: when the resource itself did not
+        # change (its update bumps the version), the first step that changes
+        # members bumps it, in the step's own statement.
+        bump = result.resource == row["resource"]
+        for step in result.member_steps:
+            bumped = await _apply_member_step(conn, scope, row["id"], step, members, bump=bump)
+            if bumped is not None:
+                after, bump = bumped, False
+        return after, None if stored is None else stored[1], members
 
-    return await _exclusive_if_needed(locked)
+    return await _change_locked(
+        pool, table, scope, raw_id, patched_locked, if_match=if_match, projection=projection
+    )
 
 
 async def _change_user_unlocked(

@@ -32,8 +32,8 @@ write reads its stored roles `FOR SHARE`, so its event shows what a
 concurrent member change stores; a user's delete locks the groups it is in
 before it drops them (`groups.lock_containing`), so it never holds roles a
 member change of one of those groups waits for while it waits for that
-change. A group write cannot know what it changes before it has run: run under the shared
-lock, one that turns out to need the exclusive lock raises
+change. A group write cannot know what it changes before it has run: run
+under the shared lock, one that turns out to need the exclusive lock raises
 `ExclusiveNeeded`, and its caller runs it again under that lock
 (`service.provisioning`). Tenants without a mapping take no lock.
 """

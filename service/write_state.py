@@ -86,9 +86,8 @@ async def read(
     if tenant_id is None:
         return UNTRACKED
     probed, probe_args = probe or ("NULL::boolean", [])
-    lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
     row = await conn.fetchrow(
-        _statement(probed, lock),
+        _statement(probed, _lock_function(exclusive=exclusive)),
         tenant_id,
         GUARD_SCHEMA_VERSION,
         role_mappings.LOCK_CLASS,
@@ -116,7 +115,7 @@ async def read_with(
     row = await conn.fetchrow(
         _statement(
             "NULL::boolean",
-            "pg_advisory_xact_lock_shared" if roles_lock else None,
+            _lock_function(exclusive=False) if roles_lock else None,
             resource(3 + len(lock_args)),
         ),
         tenant_id,
@@ -128,6 +127,11 @@ async def read_with(
         return UNTRACKED, None
     state = _state_of(schema, tenant_id, row, exclusive=False)
     return state, row if row["id"] is not None else None
+
+
+def _lock_function(*, exclusive: bool) -> str:
+    """The function that takes the roles lock (`$3` its class) exclusively or shared."""
+    return "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
 
 
 def _statement(probed: str, lock: str | None, resource: str | None = None) -> str:
