@@ -23,12 +23,14 @@ from observability import request_context
 
 _WORD = re.compile(r"[A-Za-z_]+|[()]")
 _MAIN_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE"})
-# A row lock (`FOR UPDATE OF r`, `FOR NO KEY UPDATE`) names no table to update.
+# A row lock (`FOR UPDATE OF r`, `FOR NO KEY UPDATE`) names no table to update, nor
+# does an upsert's `ON CONFLICT ... DO UPDATE SET`.
 _TABLE = re.compile(
-    r"\b(?:FROM|INTO|(?<!FOR )(?<!KEY )UPDATE|JOIN)\s+"
+    r"\b(DELETE\s+FROM|FROM|INTO|(?<!FOR )(?<!KEY )(?<!DO )UPDATE|JOIN)\s+"
     r"(?:\"?([A-Za-z_][A-Za-z0-9_]*)\"?\.)?\"?([A-Za-z_][A-Za-z0-9_]*)",
     re.IGNORECASE,
 )
+_WRITING = frozenset({"INTO", "UPDATE", "DELETE"})
 _CALL = re.compile(r"^\s*SELECT\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(", re.IGNORECASE)
 _MAX_TABLES = 3
 _NOT_TABLES = frozenset({"select", "lateral", "unnest", "only"})
@@ -70,21 +72,27 @@ def describe(sql: str) -> tuple[str, str, str | None]:
     """(operation, summary, schema) of a statement: low-cardinality, free of values.
 
     The operation is the statement's verb (see `_operation` for `WITH`); the
-    summary names at most three tables, unqualified, and no `WITH` query; the
-    schema is the first one the statement names.
+    summary names at most three tables, unqualified, and no `WITH` query, those
+    it writes first; the schema is the first one the statement names, or
+    writes in if it writes: a write that reads the control plane (`WITH state
+    AS (SELECT ... FROM scim_control.tenants ...) INSERT ...`) is told by
+    what and where it writes.
     """
     operation = _operation(_WORD.findall(sql))
     named = {name.lower() for name in _WITH_QUERY.findall(sql)}
-    tables: list[str] = []
-    schema: str | None = None
+    written: list[tuple[str | None, str]] = []
+    read: list[tuple[str | None, str]] = []
     for match in _TABLE.finditer(sql):
-        qualifier, table = match.groups()
+        keyword, qualifier, table = match.groups()
         if table.lower() in _NOT_TABLES or (qualifier is None and table.lower() in named):
             continue
-        if schema is None and qualifier is not None:
-            schema = qualifier
+        writes = keyword.split()[0].upper() in _WRITING
+        (written if writes else read).append((qualifier, table))
+    tables: list[str] = []
+    for _, table in written + read:
         if table not in tables and len(tables) < _MAX_TABLES:
             tables.append(table)
+    schema = next((qualifier for qualifier, _ in written + read if qualifier is not None), None)
     if not tables and (call := _CALL.search(sql)) is not None:
         tables.append(call[1])  # `SELECT pg_notify(...)`: the function says what it does
     summary = " ".join([operation, *tables])

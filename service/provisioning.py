@@ -6,8 +6,8 @@ code (`service.scim`), store it with its version bump, all or nothing. The
 HTTP routes and `/Bulk` both call these functions. Each write appends its
 events (`service.events`) as the last step of its transaction, or with the
 statement that stores a user's change. The writes IdPs send most need no
-transaction block: the common create writes with one statement
-(`_insert_with_event`), and a user's PATCH or PUT and a group's member PATCH
+transaction block: the common create is one statement, its state read in it
+(`_insert_with_state`), and a user's PATCH or PUT and a group's member PATCH
 read without a lock, then write with one statement that takes effect only if
 what they read still holds, or run again the locked way
 (`_change_user_unlocked`, `_patch_members_unlocked`).
@@ -21,7 +21,10 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import asyncpg
 
 from observability import instruments, request_context
 from observability.attributes import ACTION_CREATED, ACTION_DELETED
@@ -40,7 +43,9 @@ from service.store.resources import (
     AlongStatements,
     Row,
     Table,
+    conflict,
     insert,
+    inserting,
     page_statements,
     selecting,
     update,
@@ -235,11 +240,15 @@ async def _state(
     """The write's roles tracker and guard state (`service.write_state`), the roles
     lock taken ``exclusive``ly or shared; for the create of user ``created``, also
     whether a hidden user may be claimed."""
-    probe = None
-    if created is not None:
-        probe = lifecycle.claim_probe(scope.schema, created, write_state.PROBE_FIRST_PARAM)
     return await write_state.read(
-        conn, scope.schema, scope.tenant_id, exclusive=exclusive, probe=probe
+        conn, scope.schema, scope.tenant_id, exclusive=exclusive, probe=_probe(scope, created)
+    )
+
+
+def _probe(scope: Scope, created: dict[str, Any] | None) -> write_state.Probe | None:
+    """For the create of user ``created``, whether a hidden user may be claimed."""
+    return (
+        None if created is None else functools.partial(lifecycle.claim_probe, scope.schema, created)
     )
 
 
@@ -320,11 +329,8 @@ async def create(
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         known: WriteState | None = None
         alone = password_hash is None if table is USERS else not member_ids
-        if alone and _may_go_unlocked(scope):
-            # The common create: two statements, each its own transaction
-            # (`_insert_with_event`).
-            known = await _state(conn, scope, created)
-            body = await _insert_with_event(conn, table, scope, known, resource)
+        if alone and _may_go_unlocked(scope) and scope.tenant_id is not None:
+            known, body = await _insert_with_state(conn, table, scope, resource, created)
             if body is not None:
                 instruments.provisioned(table.resource_type.name, ACTION_CREATED)
                 return _shown(table, body, projection)
@@ -405,50 +411,60 @@ def _events_along(scope: Scope, state: WriteState) -> bool:
     )
 
 
-async def _insert_with_event(
-    conn: Connection, table: Table, scope: Scope, state: WriteState, resource: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The common create as one statement: the row and its `created` event; the new
-    resource's representation, which is also what the event shows.
+async def _insert_with_state(
+    conn: Connection,
+    table: Table,
+    scope: Scope,
+    resource: dict[str, Any],
+    created: dict[str, Any] | None,
+) -> tuple[WriteState, dict[str, Any] | None]:
+    """The common create as one statement: the write's state, the row and its
+    `created` event (`write_state.read_and_write`); the state, and the new
+    resource's representation, which is also what the event shows, or None,
+    having written nothing, when the create needs more: a user to claim, roles
+    to compute (their lock is taken in a transaction), the guard may hold its
+    event, or the tenant's events are numbered in the insert.
 
-    Run after the write's state outside a transaction block, which would cost
-    two round trips (BEGIN, COMMIT) and protect nothing here: the statement
-    that writes is atomic by itself, and what the state said (no hidden user
-    to claim, no role mapping, the guard not tripped) may change right after
-    it within a transaction as well (READ COMMITTED). The event shows the row
-    as the insert stores it: a new id, version 1, `created` and
-    `lastModified` the state's `now()`, and no members or groups: nothing
-    can name the resource before its id is answered, so the response needs no
-    query (a group's members took one) and is not rendered twice. None,
-    having written nothing, when the create needs more: a user to claim,
-    roles to compute (their lock is taken in a transaction), or the event
-    cannot go with the insert (`_events_along`, or the guard may hold it).
+    No transaction block, which would cost two round trips (BEGIN, COMMIT) and
+    protect nothing here: the statement is atomic by itself, and what the state
+    says may change right after it within a transaction as well (READ
+    COMMITTED). The event shows the row as the insert stores it: a new id,
+    version 1, `created` and `lastModified` the statement's `now()` (set in
+    the event by the statement, `resources.stamped_sql`, and in the answer as
+    it comes back) and no members or groups: nothing can name the resource
+    before its id is answered, so the answer needs no query (a group's members
+    took one) and is not rendered twice.
     """
-    if state.may_claim or state.roles is not None or not _events_along(scope, state):
-        return None
-    assert state.now is not None
+    assert scope.tenant_id is not None
     resource_id = uuid.uuid4()
-    stored = {
-        "id": resource_id,
-        "resource": resource,
-        "created": state.now,
-        "last_modified": state.now,
-        "version": 1,
-    }
-    body = _event_body(table, scope, stored)
-    event = events.created(body)
-    if not guard.passes([event], state.guard_tripped):
-        return None
-    await insert(
-        conn,
-        table,
+    # Its times are the statement's, set in the statement and once it answers.
+    unstamped = {"created": _NOT_YET, "last_modified": _NOT_YET, "version": 1}
+    body = _event_body(table, scope, {"id": resource_id, "resource": resource, **unstamped})
+    storing_event = functools.partial(
+        outbox.appending,
         scope.schema,
-        resource,
-        resource_id=resource_id,
-        at=state.now,
-        along=functools.partial(outbox.appending, scope.schema, [event], numbered=True),
+        [events.created(body)],
+        numbered=True,
+        data=resources.stamped_sql("e.data", "now()"),
     )
-    return body
+    try:
+        state, written = await write_state.read_and_write(
+            conn,
+            scope.schema,
+            scope.tenant_id,
+            probe=_probe(scope, created),
+            write=inserting(table, scope.schema, resource, resource_id, storing_event),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise conflict(table, resource) from exc
+    if not written:
+        return state, None
+    assert state.now is not None
+    return state, resources.stamped(body, state.now)
+
+
+_NOT_YET: Final = datetime.min.replace(tzinfo=UTC)
+"""The times of a representation before the statement storing it gives them."""
 
 
 async def _update_user_with_event(
@@ -461,7 +477,7 @@ async def _update_user_with_event(
     before: dict[str, Any],
     locked: bool = True,
 ) -> tuple[Row, dict[str, Any]] | None:
-    """A user's update in one statement with its event, as `_insert_with_event`:
+    """A user's update in one statement with its event, as `_insert_with_state`:
     the row as stored and its event body.
 
     The event shows the row as the update will store it: version one up and

@@ -7,7 +7,8 @@ its role mapping, taking the tenant's roles lock when there is one
 user's create also whether a hidden user may be claimed
 (`service.store.lifecycle.claim_probe`), so an ordinary create costs no
 round trip more for the rare adoption; for a PATCH that takes no lock, the
-resource it changes (`read_with`).
+resource it changes (`read_with`); for the common create, the create itself
+(`read_and_write`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from service.guard import GUARD_SCHEMA_VERSION
 from service.postgres import Connection
 from service.roles import Tracker
 from service.store import outbox
+from service.store.resources import Along
 from tenants import policies, role_mappings
 
 DEFAULT_POLICY: Final = policies.Policy()
@@ -63,9 +65,10 @@ def maps_roles(tenant_id: uuid.UUID | None) -> bool:
 
 _POLICY_COLUMNS: Final = ", ".join(f"p.{field}" for field in policies.FIELDS)
 
-
-PROBE_FIRST_PARAM: Final = 4
-"""The first `$n` a probe passed to `read` may use."""
+Probe = Callable[[int], tuple[str, list[Any]] | None]
+"""Given the first `$n` its arguments may take, a boolean SQL expression read as
+`WriteState.may_claim` and its arguments (`service.store.lifecycle.claim_probe`);
+None: nothing to probe."""
 
 
 async def read(
@@ -74,18 +77,16 @@ async def read(
     tenant_id: uuid.UUID | None,
     *,
     exclusive: bool,
-    probe: tuple[str, list[Any]] | None = None,
+    probe: Probe | None = None,
 ) -> WriteState:
     """The write's state, taking the tenant's roles lock ``exclusive``ly or shared
     (`service.roles` says which write takes which).
 
-    The lock is taken only when the tenant has a role mapping. ``probe`` is a
-    boolean SQL expression with its arguments (numbered from
-    `PROBE_FIRST_PARAM`), read as `WriteState.may_claim`.
+    The lock is taken only when the tenant has a role mapping.
     """
     if tenant_id is None:
         return UNTRACKED
-    probed, probe_args = probe or ("NULL::boolean", [])
+    probed, probe_args = _probed(probe, 4)
     row = await conn.fetchrow(
         _statement(probed, _lock_function(exclusive=exclusive)),
         tenant_id,
@@ -94,6 +95,49 @@ async def read(
         *probe_args,
     )
     return UNTRACKED if row is None else _state_of(schema, tenant_id, row, exclusive=exclusive)
+
+
+_UNHINDERED: Final = (
+    "s.group_rules IS NULL AND s.may_claim IS NOT TRUE AND NOT (s.guarded AND s.tripped) "
+    "AND s.numbers_at_commit"
+)
+"""What `read_and_write` requires of the state `s` for its write to take effect."""
+
+
+async def read_and_write(
+    conn: Connection, schema: str, tenant_id: uuid.UUID, *, probe: Probe | None, write: Along
+) -> tuple[WriteState, bool]:
+    """The state of a write that deprovisions nothing (`read`, no roles lock taken)
+    and, in the same statement, the write itself, which takes effect only if the
+    state lets it go without a transaction block: no role mapping (whose lock it
+    would take), no hidden user the probe finds (to claim instead), the guard not
+    tripped (it may hold the write's events) and events numbered at commit (the
+    events ``write`` stores along are numbered by the statement). ``write`` is
+    given the first `$n` its arguments take and the `WITH` query it takes effect
+    with. Returns the state and whether the write took effect.
+
+    The common create's one round trip (`service.provisioning.create`): the
+    state does not have to come back to the service for it to decide what the
+    write depends on, which the statement decides as well.
+    """
+    probed, probe_args = _probed(probe, 3)
+    statements = write(3 + len(probe_args), "unhindered")
+    row = await conn.fetchrow(
+        f"WITH state AS ({_statement(probed, None)}), "
+        f"unhindered AS (SELECT FROM state s WHERE {_UNHINDERED}), {statements.ctes} "
+        "SELECT s.*, EXISTS (SELECT FROM unhindered) AS written FROM state s",
+        tenant_id,
+        GUARD_SCHEMA_VERSION,
+        *probe_args,
+        *statements.args,
+    )
+    if row is None:
+        return UNTRACKED, False
+    return _state_of(schema, tenant_id, row, exclusive=False), bool(row["written"])
+
+
+def _probed(probe: Probe | None, first_param: int) -> tuple[str, list[Any]]:
+    return (None if probe is None else probe(first_param)) or ("NULL::boolean", [])
 
 
 async def read_with(

@@ -21,6 +21,35 @@ def _timestamp(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def timestamp_sql(moment: str) -> str:
+    """SQL rendering the `timestamptz` ``moment`` as `_timestamp` does (in UTC, the
+    fraction left out when it is zero): for a statement that stores a representation
+    whose time only the database knows."""
+    utc = f"({moment}) AT TIME ZONE 'UTC'"
+    return (
+        f"to_char({utc}, CASE WHEN date_part('microseconds', {utc})::bigint % 1000000 = 0 "
+        """THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)"""
+    )
+
+
+def stamped_sql(representation: str, moment: str) -> str:
+    """SQL: the `jsonb` ``representation`` with `meta.created` and `meta.lastModified`
+    the `timestamptz` ``moment`` (`stamped`)."""
+    rendered = timestamp_sql(moment)
+    return (
+        f"jsonb_set({representation}, '{{meta}}', ({representation} -> 'meta') || "
+        f"jsonb_build_object('created', {rendered}, 'lastModified', {rendered}))"
+    )
+
+
+def stamped(representation: dict[str, Any], moment: datetime) -> dict[str, Any]:
+    """A new resource's ``representation`` with `meta.created` and `meta.lastModified`
+    ``moment``, as `stamped_sql` stores it."""
+    rendered = _timestamp(moment)
+    meta = {**representation["meta"], "created": rendered, "lastModified": rendered}
+    return {**representation, "meta": meta}
+
+
 def _meta(
     resource_type: str, location: str, created: datetime, modified: datetime, version: int
 ) -> dict[str, str]:

@@ -188,12 +188,14 @@ def appending(
     only_with: str | None = None,
     *,
     numbered: bool = False,
+    data: str = "e.data",
 ) -> AlongStatements:
     """``events`` as statements (the last, `along`) to run within another statement of
     the transaction, with their arguments numbered from ``first_param`` (the events'
     arrays, `event_rows`); with ``only_with``, the name of a `WITH` query of that
     statement, they are stored only if it returns a row. ``numbered``: as for
-    `_storing`, when that statement is its own transaction.
+    `_storing`, when that statement is its own transaction; ``data``, SQL over the
+    event `e`, what is stored as its data.
 
     Saves the write a round trip: its last change and its events leave as one
     statement. Only where the commit numbers the events (the caller checks the
@@ -202,7 +204,9 @@ def appending(
     """
     _announce_along(schema)
     where = "" if only_with is None else f" WHERE EXISTS (SELECT FROM {only_with})"
-    storing = _storing(quoted_schema(schema), first_param, where=where, numbered=numbered)
+    storing = _storing(
+        quoted_schema(schema), first_param, data=data, where=where, numbered=numbered
+    )
     return AlongStatements(storing, _arrays(events))
 
 

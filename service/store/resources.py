@@ -65,7 +65,8 @@ GROUPS = Table(
 )
 
 
-def _conflict(table: Table, resource: dict[str, Any]) -> ScimError:
+def conflict(table: Table, resource: dict[str, Any]) -> ScimError:
+    """The error of a resource whose unique keys another one already holds."""
     if table is USERS:
         return ScimError(
             409, f"a user with userName {resource['userName']!r} already exists", "uniqueness"
@@ -99,37 +100,54 @@ def _along(along: Along | None, first_free: int) -> tuple[str, list[Any]]:
     return f"WITH {statements.ctes} ", statements.args
 
 
-async def insert(
-    conn: Connection,
-    table: Table,
-    schema: str,
-    resource: dict[str, Any],
-    *,
-    resource_id: uuid.UUID | None = None,
-    at: datetime | None = None,
-    along: Along | None = None,
-) -> Row:
-    """Store a new resource (with ``resource_id``, else a new id), created ``at`` (else
-    the transaction's `now()`), with ``along`` in the same statement: it takes effect
-    exactly when the insert does."""
-    names = ["id", "resource", *table.indexed]
-    values = [resource_id or uuid.uuid4(), resource, *table.indexed_values(resource)]
-    if at is not None:
-        names += ["created", "last_modified"]
-        values += [at, at]
-    prefix, extra_args = _along(along, len(values) + 1)
+async def insert(conn: Connection, table: Table, schema: str, resource: dict[str, Any]) -> Row:
+    """Store a new resource, with a new id, created at the transaction's `now()`."""
+    names, values = _new_row(table, resource, uuid.uuid4())
     placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
     try:
         row = await conn.fetchrow(
-            f"{prefix}INSERT INTO {table.qualified(schema)} AS r ({', '.join(names)}) "
+            f"INSERT INTO {table.qualified(schema)} AS r ({', '.join(names)}) "
             f"VALUES ({placeholders}) RETURNING {RESOURCE_COLUMNS}",
             *values,
-            *extra_args,
         )
     except asyncpg.UniqueViolationError as exc:
-        raise _conflict(table, resource) from exc
+        raise conflict(table, resource) from exc
     assert row is not None
     return row
+
+
+def inserting(
+    table: Table, schema: str, resource: dict[str, Any], resource_id: uuid.UUID, along: Along
+) -> Along:
+    """`insert` as `WITH` queries of another statement, with ``along``: the resource,
+    with ``resource_id``, created at the statement's `now()`, stored only if that
+    statement's query named by ``only_with`` returns a row. A conflict raises
+    `asyncpg.UniqueViolationError` from that statement (`conflict` says it)."""
+
+    def statements(first_param: int, only_with: str | None) -> AlongStatements:
+        names, values = _new_row(table, resource, resource_id)
+        placeholders = ", ".join(f"${first_param + n}" for n in range(len(values)))
+        condition = "" if only_with is None else f" WHERE EXISTS (SELECT FROM {only_with})"
+        following = along(first_param + len(values), "inserted")
+        return AlongStatements(
+            f"inserted AS (INSERT INTO {table.qualified(schema)} "
+            f"({', '.join(names)}, created, last_modified) "
+            f"SELECT {placeholders}, now(), now(){condition} RETURNING id), {following.ctes}",
+            [*values, *following.args],
+        )
+
+    return statements
+
+
+def _new_row(
+    table: Table, resource: dict[str, Any], resource_id: uuid.UUID
+) -> tuple[list[str], list[Any]]:
+    """A new resource's columns, and their values, but for its times."""
+    return ["id", "resource", *table.indexed], [
+        resource_id,
+        resource,
+        *table.indexed_values(resource),
+    ]
 
 
 async def get(
@@ -232,7 +250,7 @@ async def _updating(
     try:
         return await conn.fetchrow(statement, *args)
     except asyncpg.UniqueViolationError as exc:
-        raise _conflict(table, resource) from exc
+        raise conflict(table, resource) from exc
 
 
 async def delete(

@@ -15,6 +15,7 @@ import pytest
 
 from service import events, provisioning
 from service.postgres import Pool
+from service.scim import resources
 from service.scim.errors import ScimError
 from service.settings import Settings
 from service.store import groups, outbox
@@ -97,6 +98,36 @@ async def test_a_group_created_without_members_records_it_as_stored(
     stored = {k: v for k, v in read.json().items() if k != "members"}
     assert event["data"] == {k: v for k, v in group.items() if k != "members"} == stored
     assert read.headers["etag"] == group["meta"]["version"] == 'W/"1"'
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 24, 5, 20, 9, 995983, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no fraction: none shown
+        datetime(2026, 1, 2, 3, 4, 5, 1, tzinfo=UTC),
+        datetime(2026, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
+        datetime(999, 6, 1, 0, 0, 0, 10, tzinfo=UTC),
+    ],
+)
+async def test_a_statement_stamps_a_representation_as_the_service_renders_its_time(
+    db: Pool, moment: datetime
+) -> None:
+    """The common create's statement sets its event's times (`resources.stamped_sql`),
+    which the service sets in its answer (`resources.stamped`): they must read
+    the same, whatever the session's time zone."""
+    shown = {"id": "x", "meta": {"created": "?", "lastModified": "?", "version": 'W/"1"'}}
+    async with db.acquire() as conn:
+        await conn.execute("SET TIME ZONE 'Asia/Kolkata'")
+        try:
+            stamped = await conn.fetchval(
+                f"SELECT {resources.stamped_sql('$1::jsonb', '$2::timestamptz')}", shown, moment
+            )
+        finally:
+            await conn.execute("RESET TIME ZONE")
+    assert stamped == resources.stamped(shown, moment)
+    assert stamped["meta"]["created"] == stamped["meta"]["lastModified"]
+    assert datetime.fromisoformat(stamped["meta"]["created"]) == moment
 
 
 async def test_failed_and_rolled_back_requests_record_nothing(

@@ -169,17 +169,16 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
 ) -> None:
     """The claim statement runs on every IdP create unless the state read says
     no hidden user matches; a deleted user's comeback still finds it. The
-    common create is two statements: the state, then the user with its event."""
+    common create is one statement: the state, with the probe (does a hidden
+    user match?), and the user with its event if nothing stands in the way."""
     await tenant.create_user("warm@example.com")  # the token is checked and cached
     recorded.spans.clear()
     created = await tenant.create_user("lin@example.com", externalId="e-lin")
     spans = await finished_spans(recorded, 1)
-    state = "SELECT users tenants role_mappings"  # with the probe: does a hidden user match?
+    # The state, with the probe, then the user and its event, numbered.
+    state_and_insert = "INSERT users event_sequence events"
     outbox = "INSERT events"  # numbered by the commit (`service.store.outbox`)
-    assert statements_of(spans, server_span(spans, f"POST {USERS_ROUTE}")) == [
-        state,
-        "INSERT event_sequence events users",  # numbered in the statement
-    ]
+    assert statements_of(spans, server_span(spans, f"POST {USERS_ROUTE}")) == [state_and_insert]
     deleted = await client.delete(f"{tenant.scim}/Users/{created['id']}", headers=tenant.auth())
     assert deleted.status_code == 204
     recorded.spans.clear()
@@ -188,7 +187,7 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
     assert restored["id"] == created["id"], "the soft-deleted user is restored, not recreated"
     spans = await finished_spans(recorded, 1)
     assert statements_of(spans, server_span(spans, f"POST {USERS_ROUTE}")) == [
-        state,
+        state_and_insert,  # which inserted nothing: the probe found the hidden user
         "SELECT users",
         "UPDATE users",
         "INSERT user_links",
@@ -199,7 +198,7 @@ async def test_a_create_claims_only_when_a_hidden_user_may_match(
 async def test_the_common_create_answers_what_it_stored_without_reading_it_back(
     client: Client, tenant: TenantHandle, recorded: Recorded
 ) -> None:
-    """A group created without members is two statements, as a user is: nothing can
+    """A group created without members is one statement, as a user is: nothing can
     have joined it before its id is answered, so its members are not queried. The
     answer is what a read returns, for either type, projected as asked."""
     await tenant.create_user("warm@example.com")
@@ -212,8 +211,7 @@ async def test_the_common_create_answers_what_it_stored_without_reading_it_back(
     assert made.status_code == 201, made.text
     spans = await finished_spans(recorded, 1)
     assert statements_of(spans, server_span(spans, "POST /scim/v2/{tenant}/Groups")) == [
-        "SELECT tenants role_mappings deprovision_guards",
-        "INSERT event_sequence events groups",
+        "INSERT groups event_sequence events"  # with the state
     ]
     user = await tenant.create_user("ada@example.com", name={"givenName": "Ada"})
     for kind, created in (("Groups", made.json()), ("Users", user)):
@@ -263,16 +261,16 @@ async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
     assert statements_of(spans, server_span(spans, "POST /scim/v2/{tenant}/Users")) == [
         "SELECT users tenants role_mappings",
         "INSERT users",
-        "INSERT user_roles jsonb_each SET",
+        "INSERT user_roles jsonb_each",
         "INSERT events",
     ]
     patched = server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
     assert statements_of(spans, patched) == [
         "SELECT tenants role_mappings deprovision_guards",
-        "INSERT groups users group_members",
+        "INSERT group_members groups events",
         "SELECT user_roles",
         "SELECT group_members users user_roles",
-        "INSERT user_roles jsonb_each SET",
+        "INSERT user_roles jsonb_each",
         "INSERT events",
     ]
     [created, *_] = [
@@ -479,7 +477,7 @@ async def test_a_member_patch_is_one_statement_without_a_transaction_block(
         spans, server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
     ) == [
         "SELECT tenants role_mappings deprovision_guards",  # the state, with the group
-        "INSERT groups users group_members",
+        "INSERT group_members groups event_sequence",
     ]
     recorded.spans.clear()
     response = await client.patch(
@@ -496,7 +494,7 @@ async def test_a_member_patch_is_one_statement_without_a_transaction_block(
         spans, server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
     ) == [
         "SELECT tenants role_mappings deprovision_guards",
-        "DELETE groups group_members event_sequence",
+        "DELETE group_members groups event_sequence",
     ]
     assert opened == []
 
@@ -533,7 +531,7 @@ async def test_a_member_patch_while_the_guard_holds_is_one_statement(
     )
     assert statements == [
         "SELECT tenants role_mappings deprovision_guards",  # the state, with the group
-        "INSERT groups users group_members",  # the guard row shared, events held or not
+        "INSERT group_members groups event_sequence",  # the guard row shared, events held or not
     ]
     assert opened == []
 
@@ -571,7 +569,7 @@ async def test_a_user_write_while_the_guard_holds_is_held_or_not_in_one_statemen
         spans = await finished_spans(recorded, 1)
         assert statements_of(spans, server_span(spans, route)) == [
             "SELECT tenants role_mappings deprovision_guards",
-            "UPDATE users deprovision_guards event_sequence",  # the guard row shared
+            "UPDATE users event_sequence events",  # the guard row shared: read, not written
         ]
     assert opened == []
     held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())

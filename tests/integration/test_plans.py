@@ -65,7 +65,8 @@ async def test_repeated_writes_run_on_cached_plans(
     writes = [
         statement
         for statement, generic, _ in executed
-        if generic > 0 and statement.startswith(("WITH written", "WITH new_events", "WITH current"))
+        if generic > 0
+        and statement.startswith(("WITH written", "WITH new_events", "WITH current", "WITH state"))
     ]
     # The user PATCH, deactivation and reactivation, the creates, the member changes.
     assert len(writes) >= 5, executed

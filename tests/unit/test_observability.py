@@ -70,6 +70,21 @@ SCHEMA = "t_0123456789abcdef0123456789abcdef"
             ("UPDATE", "UPDATE users events", SCHEMA),
         ),
         (
+            "WITH state AS (SELECT t.id FROM scim_control.tenants t LEFT JOIN "
+            "scim_control.role_mappings m ON m.tenant = t.id WHERE t.id = $1), "
+            "ok AS (SELECT FROM state s WHERE s.id IS NOT NULL), "
+            f'inserted AS (INSERT INTO "{SCHEMA}".users (id) SELECT $2 '
+            "WHERE EXISTS (SELECT FROM ok) RETURNING id), "
+            f'along AS (INSERT INTO "{SCHEMA}".events (id) SELECT e.id FROM unnest($3::uuid[]) '
+            "AS e(id) WHERE EXISTS (SELECT FROM inserted)) SELECT s.* FROM state s",
+            ("INSERT", "INSERT users events tenants", SCHEMA),
+        ),
+        (
+            f'INSERT INTO "{SCHEMA}".user_roles AS s (id, roles) SELECT $1, $2 '
+            "ON CONFLICT (id) DO UPDATE SET roles = excluded.roles",
+            ("INSERT", "INSERT user_roles", SCHEMA),
+        ),
+        (
             f'WITH RECURSIVE reach(member_id, depth) AS (SELECT member_id, 1 FROM "{SCHEMA}"'
             ".group_members UNION SELECT r.member_id, r.depth + 1 FROM reach r) "
             "SELECT member_id FROM reach",
