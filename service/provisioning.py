@@ -27,7 +27,7 @@ from typing import Any, Final, TypeVar
 import asyncpg
 
 from observability import instruments, request_context
-from observability.attributes import ACTION_CREATED, ACTION_DELETED
+from observability.attributes import ACTION_CREATED, ACTION_DELETED, ACTION_UPDATED
 from service import events, guard, passwords, roles, write_state
 from service.postgres import Connection, Pool
 from service.scim import patch, resources, validation
@@ -839,9 +839,13 @@ async def apply_patch(
             pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection
         )
     elif table is GROUPS and scope.events and scope.announcer is not None:
-        patched = await _patch_members_unlocked(
-            pool, scope, raw_id, operations, if_match=if_match, projection=projection
-        )
+        tripped = write_state.guard_tripped(scope.tenant_id)
+        if if_match is None and _may_go_unlocked(scope) and not tripped:
+            patched = await _patch_members_in_one(pool, scope, raw_id, operations, projection)
+        if patched is None:
+            patched = await _patch_members_unlocked(
+                pool, scope, raw_id, operations, if_match=if_match, projection=projection
+            )
     if patched is not None:
         return patched
 
@@ -955,6 +959,67 @@ def _replaced(resource: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, 
         return resource
 
     return changed
+
+
+async def _patch_members_in_one(
+    pool: Pool,
+    scope: Scope,
+    raw_id: str,
+    operations: list[patch.Operation],
+    projection: Projection | None,
+) -> dict[str, Any] | None:
+    """The IdPs' common group PATCH, members added or removed by id, as one statement:
+    the write's state, the group locked, the change, the version bump and the
+    membership events (`groups.change_if`), which takes effect only if the state
+    lets it go without a transaction block (`write_state.unhindered`).
+
+    The group is held from that statement's lock to its commit, as by the
+    change of `_patch_members_unlocked`, which first read the group and the
+    state in a statement of their own. None, having written nothing, when the
+    PATCH needs more: its operations do more than that one change
+    (`patch.member_change_alone`), a member to add cannot be one (the error is
+    reported once the group is found), or the state held it back (a role
+    mapping, the guard tripped, events numbered in the insert); the way that
+    reads the state first then chooses.
+    """
+    step = patch.member_change_alone(GROUPS.resource_type, operations)
+    if step is None or scope.tenant_id is None:
+        return None
+    group_id = resource_id(raw_id, GROUPS)
+    add = step.kind == "add"
+    try:
+        ids = groups.new_member_ids(group_id, step.ids) if add else groups.member_ids(step.ids)
+    except ScimError:
+        return None
+    candidates = events.MembershipChanges()
+    # Each member's type, and the group's name, come from the statement.
+    (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
+    along = functools.partial(
+        outbox.appending_members,
+        scope.schema,
+        candidates.events({"id": str(group_id)}),
+        numbered=True,
+        data=groups.NAMED_MEMBER_EVENT_DATA,
+    )
+    async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
+        changed = await groups.change_if(
+            conn,
+            scope.schema,
+            group_id,
+            ids,
+            add=add,
+            ahead=write_state.unhindered(scope.tenant_id),
+            only_with=write_state.UNHINDERED,
+            along=along,
+        )
+        if changed is None:
+            return None
+        change, after = changed
+        if after is None:
+            raise not_found(f"{GROUPS.resource_type.name} {raw_id!r} not found")
+        if change.bumped is not None:
+            instruments.provisioned(GROUPS.resource_type.name, ACTION_UPDATED)
+        return await render(conn, GROUPS, scope, after, projection)
 
 
 async def _patch_members_unlocked(

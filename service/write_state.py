@@ -25,7 +25,7 @@ from service.guard import GUARD_SCHEMA_VERSION
 from service.postgres import Connection
 from service.roles import Tracker
 from service.store import outbox
-from service.store.resources import Along
+from service.store.resources import Along, AlongStatements
 from tenants import policies, role_mappings
 
 DEFAULT_POLICY: Final = policies.Policy()
@@ -52,6 +52,8 @@ class WriteState:
 UNTRACKED: Final = WriteState(None, None)
 _MAPPED: set[uuid.UUID] = set()
 """The tenants whose state, last read in this process, had a role mapping."""
+_TRIPPED: set[uuid.UUID] = set()
+"""The tenants whose state, last read in this process, had their guard tripped."""
 
 
 def maps_roles(tenant_id: uuid.UUID | None) -> bool:
@@ -61,6 +63,13 @@ def maps_roles(tenant_id: uuid.UUID | None) -> bool:
     tenant just mapped) or a transaction block (just unmapped), once, as that write
     reads the state and corrects it; both ways handle either kind of tenant."""
     return tenant_id in _MAPPED
+
+
+def guard_tripped(tenant_id: uuid.UUID | None) -> bool:
+    """Whether the tenant's state, last read in this process, had its guard tripped: a
+    hint, as `maps_roles`, for the writes that would only learn it from a statement
+    that then does nothing (`unhindered`)."""
+    return tenant_id in _TRIPPED
 
 
 _POLICY_COLUMNS: Final = ", ".join(f"p.{field}" for field in policies.FIELDS)
@@ -101,34 +110,52 @@ _UNHINDERED: Final = (
     "s.group_rules IS NULL AND s.may_claim IS NOT TRUE AND NOT (s.guarded AND s.tripped) "
     "AND s.numbers_at_commit"
 )
-"""What `read_and_write` requires of the state `s` for its write to take effect."""
+"""What `unhindered` requires of the state `s` for its write to take effect."""
+
+
+UNHINDERED: Final = "unhindered"
+"""The `WITH` query of `unhindered` that returns a row only if the write may go."""
+
+
+def unhindered(
+    tenant_id: uuid.UUID, probe: Probe | None = None
+) -> Callable[[int], AlongStatements]:
+    """The state of a write that deprovisions nothing (`read`, no roles lock taken), as
+    `WITH` queries of the write's own statement given their first `$n`, the last,
+    `UNHINDERED`, returning a row only if the state lets the write go without a
+    transaction block: no role mapping (whose lock it would take), no hidden user
+    the probe finds (to claim instead), the guard not tripped (it may hold the
+    write's events) and events numbered at commit (the statement numbers those it
+    stores). The write takes effect only with that query.
+
+    Saves the IdPs' commonest writes a round trip (`read_and_write`,
+    `service.provisioning`): the state does not have to come back to the service
+    for it to decide what the write depends on; the statement decides it.
+    """
+
+    def statements(first_param: int) -> AlongStatements:
+        probed, probe_args = _probed(probe, first_param + 2)
+        return AlongStatements(
+            f"state AS ({_statement(probed, None, first_param=first_param)}), "
+            f"{UNHINDERED} AS (SELECT FROM state s WHERE {_UNHINDERED})",
+            [tenant_id, GUARD_SCHEMA_VERSION, *probe_args],
+        )
+
+    return statements
 
 
 async def read_and_write(
     conn: Connection, schema: str, tenant_id: uuid.UUID, *, probe: Probe | None, write: Along
 ) -> tuple[WriteState, bool]:
-    """The state of a write that deprovisions nothing (`read`, no roles lock taken)
-    and, in the same statement, the write itself, which takes effect only if the
-    state lets it go without a transaction block: no role mapping (whose lock it
-    would take), no hidden user the probe finds (to claim instead), the guard not
-    tripped (it may hold the write's events) and events numbered at commit (the
-    events ``write`` stores along are numbered by the statement). ``write`` is
-    given the first `$n` its arguments take and the `WITH` query it takes effect
-    with. Returns the state and whether the write took effect.
-
-    The common create's one round trip (`service.provisioning.create`): the
-    state does not have to come back to the service for it to decide what the
-    write depends on, which the statement decides as well.
-    """
-    probed, probe_args = _probed(probe, 3)
-    statements = write(3 + len(probe_args), "unhindered")
+    """The state of a write and the write, in one statement (`unhindered`): ``write``
+    is given the first `$n` its arguments take and the `WITH` query it takes effect
+    with. Returns the state and whether the write took effect."""
+    state = unhindered(tenant_id, probe)(1)
+    statements = write(1 + len(state.args), UNHINDERED)
     row = await conn.fetchrow(
-        f"WITH state AS ({_statement(probed, None)}), "
-        f"unhindered AS (SELECT FROM state s WHERE {_UNHINDERED}), {statements.ctes} "
-        "SELECT s.*, EXISTS (SELECT FROM unhindered) AS written FROM state s",
-        tenant_id,
-        GUARD_SCHEMA_VERSION,
-        *probe_args,
+        f"WITH {state.ctes}, {statements.ctes} "
+        f"SELECT s.*, EXISTS (SELECT FROM {UNHINDERED}) AS written FROM state s",
+        *state.args,
         *statements.args,
     )
     if row is None:
@@ -174,21 +201,29 @@ async def read_with(
 
 
 def _lock_function(*, exclusive: bool) -> str:
-    """The function that takes the roles lock (`$3` its class) exclusively or shared."""
+    """The function that takes the roles lock (its class the third `$n`) exclusively or
+    shared."""
     return "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
 
 
-def _statement(probed: str, lock: str | None, resource: str | None = None) -> str:
-    """The state query; ``lock``, the roles lock's function (`$3` its class), taken if
-    the tenant maps roles; ``resource``, a row read along (`read_with`)."""
+def _statement(
+    probed: str, lock: str | None, resource: str | None = None, *, first_param: int = 1
+) -> str:
+    """The state query, its arguments numbered from ``first_param``: the tenant's id, the
+    guard's schema version, and with ``lock``, the roles lock's function, its class,
+    the lock taken if the tenant maps roles; ``resource``, a row read along
+    (`read_with`)."""
+    tenant, guard_version, lock_class = (f"${first_param + n}" for n in range(3))
     locking = (
         ""
         if lock is None
-        else f", CASE WHEN m.tenant IS NOT NULL THEN {lock}($3, hashtext(t.id::text)) IS NULL END"
+        else f", CASE WHEN m.tenant IS NOT NULL THEN {lock}({lock_class}, "
+        "hashtext(t.id::text)) IS NULL END"
     )
     joined = "" if resource is None else f" LEFT JOIN LATERAL ({resource}) AS w ON true"
     return (
-        "SELECT t.schema_version >= $2 AS guarded, g.tripped_at IS NOT NULL AS tripped, "
+        f"SELECT t.schema_version >= {guard_version} AS guarded, "
+        "g.tripped_at IS NOT NULL AS tripped, "
         "g.tenant IS NOT NULL AS guard_row, "
         f"m.default_roles, m.group_rules, {_POLICY_COLUMNS}, {probed} AS may_claim, "
         f"t.schema_version >= {outbox.NUMBERED_AT_COMMIT_VERSION:d} AS numbers_at_commit, "
@@ -197,7 +232,7 @@ def _statement(probed: str, lock: str | None, resource: str | None = None) -> st
         "LEFT JOIN scim_control.role_mappings m ON m.tenant = t.id "
         "LEFT JOIN scim_control.deprovision_guards g ON g.tenant = t.id "
         f"LEFT JOIN scim_control.provisioning_policies p ON p.tenant = t.id{joined} "
-        "WHERE t.id = $1"
+        f"WHERE t.id = {tenant}"
     )
 
 
@@ -210,9 +245,11 @@ def _state_of(
         _MAPPED.add(tenant_id)
     else:
         _MAPPED.discard(tenant_id)
+    tripped = bool(row["tripped"]) if row["guarded"] else None
+    (_TRIPPED.add if tripped else _TRIPPED.discard)(tenant_id)
     return WriteState(
         tracker,
-        bool(row["tripped"]) if row["guarded"] else None,
+        tripped,
         policies.from_columns(row),
         row["may_claim"],
         row["numbers_at_commit"],

@@ -173,6 +173,28 @@ def apply_patch(
     return PatchResult(patcher.resource, steps, changed, patcher.password)
 
 
+_ANY_GROUP: Final = {"displayName": "any"}
+"""A group standing in for every group (`member_change_alone`)."""
+
+
+def member_change_alone(
+    resource_type: ResourceType, operations: list[Operation]
+) -> MemberStep | None:
+    """The one step of Group ``operations`` that only add, or only remove, members by
+    id, what IdPs send most; None when they do anything else, or fail. Members are
+    not among a group's attributes, so what such operations do depends on no
+    attribute: the step is known before the group is read. An error is left to be
+    reported against the group itself, once it is found."""
+    try:
+        result = apply_patch(resource_type, _ANY_GROUP, operations)
+    except ScimError:
+        return None
+    if result.resource != _ANY_GROUP or len(result.member_steps) != 1:
+        return None
+    [step] = result.member_steps
+    return step if step.kind in ("add", "remove") else None
+
+
 class _Patcher:
     def __init__(self, resource_type: ResourceType, resource: dict[str, Any]) -> None:
         self.resource_type = resource_type

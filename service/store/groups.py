@@ -12,6 +12,7 @@ from service.postgres import Connection, Pool
 from service.scim.errors import invalid_value
 from service.scim.filter import Filter
 from service.scim.resources import Member
+from service.store import outbox
 from service.store.filters import SqlBuilder, compile_member_filter
 from service.store.paging import RESOURCE_COLUMNS
 from service.store.resources import AlongStatements, Row
@@ -41,6 +42,13 @@ class Change:
 
 _NOTHING: Final = Change([])
 
+NAMED_MEMBER_EVENT_DATA: Final = (
+    f"jsonb_set({outbox.MEMBER_EVENT_DATA}, '{{group,displayName}}', "
+    "COALESCE((SELECT r.resource -> 'displayName' FROM current r), 'null'::jsonb))"
+)
+"""A membership event's data (`outbox.appending_members`) with its group's name as
+`change_if` read the group (`current`)."""
+
 
 async def _change(
     conn: Connection,
@@ -52,6 +60,7 @@ async def _change(
     before: str = "",
     also: str = "",
     along: str = "",
+    unchanged: str | None = None,
 ) -> tuple[Change, Row]:
     """Run ``statement``, a DML on the memberships of group `$1` that returns
     ``member_id, member_type``, as one statement with, when ``bump``, the
@@ -61,7 +70,9 @@ async def _change(
     only them bumps the group's version itself; in the same statement it costs
     no round trip while the group is locked. ``before`` are more CTEs the
     statement may read; ``along``, more after it (`, name AS (...)`) that may read
-    `changed`; ``also``, more columns of the result row (returned too).
+    `changed`; ``also``, more columns of the result row (returned too);
+    ``unchanged``, a `WITH` query of ``before`` with the group's columns, which
+    the result row shows when the statement changed nothing.
     """
     bumped = (
         f"UPDATE {qualified}.groups AS r SET version = r.version + 1, last_modified = now() "
@@ -69,16 +80,24 @@ async def _change(
         if bump
         else f"SELECT {RESOURCE_COLUMNS} FROM {qualified}.groups r WHERE false"
     )
+    group = (
+        "bumped"
+        if unchanged is None
+        else f"(SELECT * FROM bumped UNION ALL SELECT * FROM {unchanged} "
+        "WHERE NOT EXISTS (SELECT FROM bumped))"
+    )
     row = await conn.fetchrow(
         f"WITH {before}changed AS ({statement}), bumped AS ({bumped}){along} "
         "SELECT (SELECT array_agg(member_id ORDER BY member_id) FROM changed) AS member_ids, "
         "(SELECT array_agg(member_type ORDER BY member_id) FROM changed) AS member_types, "
-        f"b.*{also} FROM (SELECT) AS one LEFT JOIN bumped b ON true",
+        f"b.*{also} FROM (SELECT) AS one LEFT JOIN {group} b ON true",
         *args,
     )
     assert row is not None
     members = list(zip(row["member_ids"] or [], row["member_types"] or [], strict=True))
-    return Change(members, row if row["id"] is not None else None), row
+    # With a bump, a group row was bumped exactly when members changed.
+    bumped_row = row if bump and members else None
+    return Change(members, bumped_row), row
 
 
 async def add(
@@ -219,6 +238,60 @@ async def change_unlocked(
     if add:
         _check_found(ids, row)
     return change
+
+
+async def change_if(
+    conn: Connection,
+    schema: str,
+    group_id: uuid.UUID,
+    ids: list[uuid.UUID],
+    *,
+    add: bool,
+    ahead: Callable[[int], AlongStatements],
+    only_with: str,
+    along: Callable[[int, str], AlongStatements],
+) -> tuple[Change, Row | None] | None:
+    """As `change_unlocked`, the group read and locked by the statement itself, and
+    only if ``ahead``'s `WITH` queries (given their first `$n`) let it: their query
+    ``only_with`` returns a row. The change and the group after it (None: there is
+    no such group), or None when ``ahead`` held the change back (nothing written).
+    ``along`` also reads `current`, the group as it was. 400, nothing written,
+    when a member to add does not exist."""
+    qualified = quoted_schema(schema)
+    condition = ahead(3)
+    statements = along(3 + len(condition.args), "changed")
+    current = "EXISTS (SELECT FROM current)"
+    before = (
+        f"{condition.ctes}, current AS (SELECT {RESOURCE_COLUMNS} FROM {qualified}.groups r "
+        f"WHERE r.id = $1 AND EXISTS (SELECT FROM {only_with}) FOR UPDATE), "
+    )
+    also = f", EXISTS (SELECT FROM {only_with}) AS went, {current} AS current"
+    if add:
+        statement = _inserting(
+            qualified,
+            f"found WHERE {current} AND (SELECT count(*) FROM found) = cardinality($2::uuid[])",
+        )
+        before, also = before + _found(qualified), _FOUND_IDS + also
+    else:
+        statement = _deleting(qualified, f"m.member_id = ANY($2::uuid[]) AND {current}")
+    change, row = await _change(
+        conn,
+        qualified,
+        statement,
+        [group_id, ids, *condition.args, *statements.args],
+        bump=True,
+        before=before,
+        also=also,
+        along=f", {statements.ctes}",
+        unchanged="current",
+    )
+    if not row["went"]:
+        return None
+    if not row["current"]:
+        return change, None
+    if add:
+        _check_found(ids, row)
+    return change, row
 
 
 async def _delete(

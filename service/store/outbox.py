@@ -232,19 +232,21 @@ def appending_members(
     *,
     numbered: bool = False,
     unless: str | None = None,
+    data: str = MEMBER_EVENT_DATA,
 ) -> AlongStatements:
     """As `appending`, for membership events (`service.events.MembershipChanges.events`)
     of members a statement may or may not change: each is stored only if the
     statement's `WITH` query ``changed`` (`member_id, member_type`) returns its
     member (`data.member.value`), and with that member's type (`data.member.type`),
-    which only the statement knows. ``unless``: SQL over the member's row `c` of
-    ``changed``; the events of the members it holds for are left to the caller
+    which only the statement knows (``data``: SQL over the event `e` and its
+    member's row `c`, `MEMBER_EVENT_DATA` or more). ``unless``: SQL over `c`; the
+    events of the members it holds for are left to the caller
     (`guard.appending_members` holds them)."""
     _announce_along(schema)
     storing = _storing(
         quoted_schema(schema),
         first_param,
-        data=MEMBER_EVENT_DATA,
+        data=data,
         where=member_join(changed) + ("" if unless is None else f" AND NOT {unless}"),
         numbered=numbered,
     )

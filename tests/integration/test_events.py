@@ -315,11 +315,20 @@ async def test_a_member_patch_stores_the_same_events_with_or_without_the_lock(
     ]
 
 
-async def test_a_member_patch_of_a_group_renamed_after_it_was_read_shows_the_new_name(
-    client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("mapped", [False, True])
+async def test_a_member_patch_of_a_group_renamed_just_before_shows_the_new_name(
+    client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, mapped: bool
 ) -> None:
-    """The events of a member change name the group; renamed between the PATCH's read
-    and its statement, the statement writes nothing and the PATCH runs again locked."""
+    """The events of a member change name the group. The common PATCH reads the group in
+    the statement that changes it, and names it as it finds it; in a tenant that maps
+    roles, the group is read first, and renamed between that read and the change,
+    the change writes nothing and the PATCH runs again locked."""
+    if mapped:
+        mapping = {"default_roles": ["member"], "groups": []}
+        saved = await client.put(
+            f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
+        )
+        assert saved.status_code == 200, saved.text
     user = await tenant.create_user("vi@example.com")
     created = await client.post(
         f"{tenant.scim}/Groups", json={"displayName": "Old"}, headers=tenant.auth()
@@ -328,7 +337,7 @@ async def test_a_member_patch_of_a_group_renamed_after_it_was_read_shows_the_new
     interleaved = interleave(
         monkeypatch,
         groups,
-        "change_unlocked",
+        "change_unlocked" if mapped else "change_if",
         f"UPDATE {quoted_schema(await schema_of(db, tenant.slug))}.groups SET version = "
         """version + 1, display_name = 'New', resource = '{"displayName": "New"}' """
         "WHERE id = $1",

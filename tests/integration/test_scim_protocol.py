@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import pytest
 
+from tests.integration.test_events import all_events
 from tests.integration.test_scim_edge import assert_scim_error
 from tests.support.application import TenantHandle
 
@@ -488,6 +489,37 @@ async def test_patch_group_members(tenant: TenantHandle, people: dict[str, Any])
     cleared = await patch(tenant, f"Groups/{group_id}", [{"op": "remove", "path": "members"}])
     assert cleared.status_code == 204
     assert (await state())["members"] == []
+
+
+async def test_a_single_member_step_answers_a_missing_group_and_a_change_of_nothing(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    """The common member PATCH is one statement that reads the group as it changes it:
+    a group that does not exist is a 404 (its member found or not), and adding a
+    member already in or removing one not in changes nothing: the version stays,
+    no event is stored."""
+    alice, bob = people["alice"]["id"], people["bob"]["id"]
+    for value in (alice, str(uuid4())):
+        missing = await patch(
+            tenant,
+            f"Groups/{uuid4()}",
+            [{"op": "add", "path": "members", "value": [{"value": value}]}],
+        )
+        assert_scim_error(missing, 404)
+    created = await tenant.client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Pair"}, headers=tenant.auth()
+    )
+    group_id = created.json()["id"]
+    added = {"op": "add", "path": "members", "value": [{"value": alice}]}
+    assert (await patch(tenant, f"Groups/{group_id}", [added])).headers["etag"] == 'W/"2"'
+    before = await all_events(tenant.client, tenant.slug)
+    for nothing in (added, {"op": "remove", "path": "members", "value": [{"value": bob}]}):
+        response = await patch(tenant, f"Groups/{group_id}", [nothing])
+        assert response.status_code == 204, response.text
+        assert response.headers["etag"] == 'W/"2"'
+    assert await all_events(tenant.client, tenant.slug) == before
+    read = await tenant.client.get(f"{tenant.scim}/Groups/{group_id}", headers=tenant.auth())
+    assert [member["value"] for member in read.json()["members"]] == [alice]
 
 
 async def test_put_group_replaces_members(tenant: TenantHandle, people: dict[str, Any]) -> None:

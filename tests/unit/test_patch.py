@@ -23,6 +23,7 @@ from service.scim.patch import (
     Operation,
     PatchResult,
     apply_patch,
+    member_change_alone,
     parse_patch_request,
 )
 from service.scim.schemas import ENTERPRISE_USER, GROUP_SCHEMA, USER_SCHEMA
@@ -1155,3 +1156,44 @@ def test_the_shapes_idps_deactivate_with_deactivate(operation: dict[str, Any]) -
 def test_attribute_changes_leave_active_alone(operation: dict[str, Any]) -> None:
     [parsed] = parse_patch_request(_body(operation))
     assert apply_patch(USER_RESOURCE, USER, [parsed]).resource["active"] is True
+
+
+@pytest.mark.parametrize(
+    ("operations", "expected"),
+    [
+        (
+            [{"op": "add", "path": "members", "value": [{"value": BABS}, {"value": JAMES}]}],
+            MemberStep("add", (BABS, JAMES)),
+        ),
+        ([{"op": "remove", "path": f'members[value eq "{BABS}"]'}], MemberStep("remove", (BABS,))),
+        (
+            [{"op": "Remove", "path": "members", "value": [{"value": JAMES}]}],
+            MemberStep("remove", (JAMES,)),
+        ),
+        ([{"op": "add", "value": {"members": [{"value": BABS}]}}], MemberStep("add", (BABS,))),
+        # Anything else needs the group: an attribute, more steps, a replace, a filter.
+        ([{"op": "replace", "path": "displayName", "value": "Guides"}], None),
+        (
+            [
+                {"op": "add", "path": "members", "value": [{"value": BABS}]},
+                {"op": "add", "path": "members", "value": [{"value": JAMES}]},
+            ],
+            None,
+        ),
+        ([{"op": "replace", "path": "members", "value": [{"value": BABS}]}], None),
+        ([{"op": "remove", "path": 'members[type eq "Group"]'}], None),
+        ([{"op": "remove", "path": "members"}], None),
+        # Errors are reported against the group once it is found.
+        ([{"op": "replace", "path": 'members[value eq "x"]', "value": []}], None),
+        ([{"op": "add", "path": "members", "value": []}], None),  # adds no one
+    ],
+)
+def test_a_member_change_is_known_without_the_group(
+    operations: list[dict[str, Any]], expected: MemberStep | None
+) -> None:
+    parsed = parse_patch_request(_body(*operations))
+    assert member_change_alone(GROUP_RESOURCE, parsed) == expected
+    if expected is not None:  # what the group would do with them, whatever its attributes
+        result = apply_patch(GROUP_RESOURCE, GROUP, parsed)
+        assert result.resource == GROUP
+        assert result.member_steps == (expected,)
