@@ -208,30 +208,18 @@ async def change_unlocked(
     400, nothing written, when a member to add does not exist.
     """
     qualified = quoted_schema(schema)
-    statements = along(4, "changed")
-    current = "EXISTS (SELECT FROM current)"
-    before = (
-        f"current AS (SELECT r.id FROM {qualified}.groups r WHERE r.id = $1 "
-        "AND r.display_name IS NOT DISTINCT FROM $3 FOR UPDATE), "
-    )
-    also = f", {current} AS current"
-    if add:
-        statement = _inserting(
-            qualified,
-            f"found WHERE {current} AND (SELECT count(*) FROM found) = cardinality($2::uuid[])",
-        )
-        before, also = before + _found(qualified), _FOUND_IDS + also
-    else:
-        statement = _deleting(qualified, f"m.member_id = ANY($2::uuid[]) AND {current}")
-    change, row = await _change(
+    change, row = await _change_members(
         conn,
         qualified,
-        statement,
-        [group_id, ids, display_name, *statements.args],
-        bump=True,
-        before=before,
-        also=also,
-        along=f", {statements.ctes}",
+        group_id,
+        ids,
+        add=add,
+        current=(
+            f"current AS (SELECT r.id FROM {qualified}.groups r WHERE r.id = $1 "
+            "AND r.display_name IS NOT DISTINCT FROM $3 FOR UPDATE), "
+        ),
+        args=[display_name],
+        along=along(4, "changed"),
     )
     if not row["current"]:
         return None
@@ -259,30 +247,20 @@ async def change_if(
     when a member to add does not exist."""
     qualified = quoted_schema(schema)
     condition = ahead(3)
-    statements = along(3 + len(condition.args), "changed")
-    current = "EXISTS (SELECT FROM current)"
-    before = (
-        f"{condition.ctes}, current AS (SELECT {RESOURCE_COLUMNS} FROM {qualified}.groups r "
-        f"WHERE r.id = $1 AND EXISTS (SELECT FROM {only_with}) FOR UPDATE), "
-    )
-    also = f", EXISTS (SELECT FROM {only_with}) AS went, {current} AS current"
-    if add:
-        statement = _inserting(
-            qualified,
-            f"found WHERE {current} AND (SELECT count(*) FROM found) = cardinality($2::uuid[])",
-        )
-        before, also = before + _found(qualified), _FOUND_IDS + also
-    else:
-        statement = _deleting(qualified, f"m.member_id = ANY($2::uuid[]) AND {current}")
-    change, row = await _change(
+    change, row = await _change_members(
         conn,
         qualified,
-        statement,
-        [group_id, ids, *condition.args, *statements.args],
-        bump=True,
-        before=before,
-        also=also,
-        along=f", {statements.ctes}",
+        group_id,
+        ids,
+        add=add,
+        current=(
+            f"{condition.ctes}, current AS (SELECT {RESOURCE_COLUMNS} FROM "
+            f"{qualified}.groups r WHERE r.id = $1 AND EXISTS (SELECT FROM {only_with}) "
+            "FOR UPDATE), "
+        ),
+        args=condition.args,
+        along=along(3 + len(condition.args), "changed"),
+        also=f", EXISTS (SELECT FROM {only_with}) AS went",
         unchanged="current",
     )
     if not row["went"]:
@@ -292,6 +270,47 @@ async def change_if(
     if add:
         _check_found(ids, row)
     return change, row
+
+
+async def _change_members(
+    conn: Connection,
+    qualified: str,
+    group_id: uuid.UUID,
+    ids: list[uuid.UUID],
+    *,
+    add: bool,
+    current: str,
+    args: list[Any],
+    along: AlongStatements,
+    also: str = "",
+    unchanged: str | None = None,
+) -> tuple[Change, Row]:
+    """Add or remove members ``ids`` (`$2`) of group `$1` with its version bump and
+    ``along``, in one statement that writes only if ``current`` (`WITH` queries, the
+    last, `current`, the group locked) returns the group and, for an add, every
+    member exists; ``args``, the arguments from `$3` on, ``along``'s after them.
+    The result row tells `current` (and the members `found` for an add)."""
+    exists = "EXISTS (SELECT FROM current)"
+    before, also = current, f"{also}, {exists} AS current"
+    if add:
+        statement = _inserting(
+            qualified,
+            f"found WHERE {exists} AND (SELECT count(*) FROM found) = cardinality($2::uuid[])",
+        )
+        before, also = before + _found(qualified), _FOUND_IDS + also
+    else:
+        statement = _deleting(qualified, f"m.member_id = ANY($2::uuid[]) AND {exists}")
+    return await _change(
+        conn,
+        qualified,
+        statement,
+        [group_id, ids, *args, *along.args],
+        bump=True,
+        before=before,
+        also=also,
+        along=f", {along.ctes}",
+        unchanged=unchanged,
+    )
 
 
 async def _delete(
