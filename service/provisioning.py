@@ -411,6 +411,10 @@ def _events_along(scope: Scope, state: WriteState) -> bool:
     )
 
 
+_NOT_YET: Final = datetime.min.replace(tzinfo=UTC)
+"""The times of a representation before the statement storing it gives them."""
+
+
 async def _insert_with_state(
     conn: Connection,
     table: Table,
@@ -461,10 +465,6 @@ async def _insert_with_state(
         return state, None
     assert state.now is not None
     return state, resources.stamped(body, state.now)
-
-
-_NOT_YET: Final = datetime.min.replace(tzinfo=UTC)
-"""The times of a representation before the statement storing it gives them."""
 
 
 async def _update_user_with_event(

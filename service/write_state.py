@@ -106,7 +106,7 @@ async def read(
     return UNTRACKED if row is None else _state_of(schema, tenant_id, row, exclusive=exclusive)
 
 
-_UNHINDERED: Final = (
+_UNHINDERED_IF: Final = (
     "s.group_rules IS NULL AND s.may_claim IS NOT TRUE AND NOT (s.guarded AND s.tripped) "
     "AND s.numbers_at_commit"
 )
@@ -137,7 +137,7 @@ def unhindered(
         probed, probe_args = _probed(probe, first_param + 2)
         return AlongStatements(
             f"state AS ({_statement(probed, None, first_param=first_param)}), "
-            f"{UNHINDERED} AS (SELECT FROM state s WHERE {_UNHINDERED})",
+            f"{UNHINDERED} AS (SELECT FROM state s WHERE {_UNHINDERED_IF})",
             [tenant_id, GUARD_SCHEMA_VERSION, *probe_args],
         )
 
