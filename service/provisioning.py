@@ -371,6 +371,10 @@ async def _create_locked(
     members, the events with the roles they moved; the new resource's representation."""
     tracker = state.roles
     claimed = await _claim(conn, scope, resource, state) if table is USERS else None
+    if claimed is None and table is USERS and tracker is not None and password_hash is None:
+        shown = await _insert_user_with_roles(conn, scope, state, tracker, resource)
+        if shown is not None:
+            return _shown(USERS, shown, projection)
     row = claimed or await insert(conn, table, scope.schema, resource)
     if password_hash is not None:
         await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
@@ -389,6 +393,51 @@ async def _create_locked(
         await _record(
             conn, scope, state, [events.created(created)], members.events(created), role_events
         )
+    return body
+
+
+async def _insert_user_with_roles(
+    conn: Connection,
+    scope: Scope,
+    state: WriteState,
+    tracker: roles.Tracker,
+    resource: dict[str, Any],
+) -> dict[str, Any] | None:
+    """A new user of a tenant that maps roles, in one statement of the create's
+    transaction: the user, its default roles stored (`roles.Tracker.storing_created`)
+    and its `created` event with them, numbered at commit; the user's
+    representation, which the event shows. It took three statements. The user's
+    times are the transaction's, which the state read in it (the statements of a
+    transaction share their `now()`). None, having written nothing, when the event
+    cannot go with the insert (`_events_along`, or the guard may hold it)."""
+    if not _events_along(scope, state):
+        return None
+    assert state.now is not None
+    resource_id = uuid.uuid4()
+    stored = {
+        "id": resource_id,
+        "resource": resource,
+        "created": state.now,
+        "last_modified": state.now,
+        "version": 1,
+    }
+    body = _event_body(USERS, scope, stored)
+    user_roles, storing_roles = tracker.storing_created(resource_id)
+    event = events.created(body, user_roles)
+    if not guard.passes([event], state.guard_tripped):
+        return None
+
+    def along(first_param: int, _: str | None) -> AlongStatements:
+        stored_roles = storing_roles(first_param)
+        first_free = first_param + len(stored_roles.args)
+        appended = outbox.appending(scope.schema, [event], first_free)
+        return AlongStatements(
+            f"{stored_roles.ctes}, {appended.ctes}", [*stored_roles.args, *appended.args]
+        )
+
+    await insert(
+        conn, USERS, scope.schema, resource, resource_id=resource_id, at=state.now, along=along
+    )
     return body
 
 

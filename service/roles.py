@@ -41,7 +41,7 @@ under the shared lock, one that turns out to need the exclusive lock raises
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from service import events, guard
@@ -49,6 +49,7 @@ from service.postgres import Connection, Pool
 from service.store import groups
 from service.store.groups import GroupKeys
 from service.store.outbox import NewEvent
+from service.store.resources import AlongStatements
 from tenants import role_mappings
 from tenants.errors import NotFound
 from tenants.registry import tenant_schema_at
@@ -167,6 +168,23 @@ class Tracker:
         roles = self.mapping.roles([])
         await self._store(conn, {user_id: roles})
         return roles
+
+    def storing_created(
+        self, user_id: uuid.UUID
+    ) -> tuple[list[str], Callable[[int], AlongStatements]]:
+        """As `created`, for the statement that inserts the user: the default roles, and
+        their store as a `WITH` query of that statement given its first `$n`."""
+        roles = self.mapping.roles([])
+
+        def storing(first_param: int) -> AlongStatements:
+            return AlongStatements(
+                f"stored_roles AS (INSERT INTO {self._qualified}.user_roles (user_id, roles) "
+                f"VALUES (${first_param}, ${first_param + 1}::text[]) "
+                "ON CONFLICT (user_id) DO UPDATE SET roles = EXCLUDED.roles)",
+                [user_id, roles],
+            )
+
+        return roles, storing
 
     async def forget(self, conn: Connection, user_id: uuid.UUID) -> list[str]:
         """A deleted user's roles until now; it has none from now on."""

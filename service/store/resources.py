@@ -100,15 +100,31 @@ def _along(along: Along | None, first_free: int) -> tuple[str, list[Any]]:
     return f"WITH {statements.ctes} ", statements.args
 
 
-async def insert(conn: Connection, table: Table, schema: str, resource: dict[str, Any]) -> Row:
-    """Store a new resource, with a new id, created at the transaction's `now()`."""
-    names, values = _new_row(table, resource, uuid.uuid4())
+async def insert(
+    conn: Connection,
+    table: Table,
+    schema: str,
+    resource: dict[str, Any],
+    *,
+    resource_id: uuid.UUID | None = None,
+    at: datetime | None = None,
+    along: Along | None = None,
+) -> Row:
+    """Store a new resource (with ``resource_id``, else a new id), created ``at`` (else
+    the transaction's `now()`), with ``along`` in the same statement: it takes effect
+    exactly when the insert does."""
+    names, values = _new_row(table, resource, resource_id or uuid.uuid4())
+    if at is not None:
+        names += ["created", "last_modified"]
+        values += [at, at]
+    prefix, extra_args = _along(along, len(values) + 1)
     placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
     try:
         row = await conn.fetchrow(
-            f"INSERT INTO {table.qualified(schema)} AS r ({', '.join(names)}) "
+            f"{prefix}INSERT INTO {table.qualified(schema)} AS r ({', '.join(names)}) "
             f"VALUES ({placeholders}) RETURNING {RESOURCE_COLUMNS}",
             *values,
+            *extra_args,
         )
     except asyncpg.UniqueViolationError as exc:
         raise conflict(table, resource) from exc
