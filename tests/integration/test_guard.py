@@ -89,6 +89,28 @@ def keep_the_guard_row_locked(
     return paused, resume
 
 
+async def test_a_create_while_the_guard_holds_is_stored_and_delivered(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """While the guard holds, a create is answered and stored as ever (its one
+    statement finds the guard tripped and leaves it to a transaction with the state
+    it read), and its event, about a user nobody holds, is delivered as stored."""
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(5)]
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    await deactivate(tenant, users[0])
+    await deactivate(tenant, users[1])  # 2 of 5: trips the guard, held
+    newcomer = await tenant.create_user("new@example.com", externalId="e-new")
+    assert (await guard_of(client, tenant.slug))["holding"] is True
+    delivered = await feed.new()
+    assert [(e["type"], e["resource"]["id"]) for e in delivered] == [
+        ("user.deactivated", users[0]),
+        ("user.created", newcomer["id"]),
+    ]
+    assert delivered[1]["data"] == newcomer
+
+
 async def test_the_guard_holds_past_the_threshold_and_releases_in_order(
     client: Client, tenant: TenantHandle
 ) -> None:
