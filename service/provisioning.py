@@ -79,7 +79,12 @@ def resource_id(raw: str, table: Table) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError as exc:
-        raise not_found(f"{table.resource_type.name} {raw!r} not found") from exc
+        raise _missing(table, raw) from exc
+
+
+def _missing(table: Table, raw_id: str) -> ScimError:
+    """The 404 of a resource that is not there."""
+    return not_found(f"{table.resource_type.name} {raw_id!r} not found")
 
 
 def etag_matches(header: str, version: int) -> bool:
@@ -414,14 +419,7 @@ async def _insert_user_with_roles(
         return None
     assert state.now is not None
     resource_id = uuid.uuid4()
-    stored = {
-        "id": resource_id,
-        "resource": resource,
-        "created": state.now,
-        "last_modified": state.now,
-        "version": 1,
-    }
-    body = _event_body(USERS, scope, stored)
+    body = _event_body(USERS, scope, _inserted(resource_id, resource, state.now))
     user_roles, storing_roles = tracker.storing_created(resource_id)
     event = events.created(body, user_roles)
     if not guard.passes([event], state.guard_tripped):
@@ -462,6 +460,19 @@ def _events_along(scope: Scope, state: WriteState) -> bool:
 
 _NOT_YET: Final = datetime.min.replace(tzinfo=UTC)
 """The times of a representation before the statement storing it gives them."""
+_STAMPED_NOW: Final = resources.stamped_sql("e.data", "now()")
+"""An event's data `e` with the times its statement gives them."""
+
+
+def _inserted(resource_id: uuid.UUID, resource: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """A new resource's row as its insert stores it, created ``at``."""
+    return {
+        "id": resource_id,
+        "resource": resource,
+        "created": at,
+        "last_modified": at,
+        "version": 1,
+    }
 
 
 async def _insert_with_state(
@@ -491,14 +502,9 @@ async def _insert_with_state(
     assert scope.tenant_id is not None
     resource_id = uuid.uuid4()
     # Its times are the statement's, set in the statement and once it answers.
-    unstamped = {"created": _NOT_YET, "last_modified": _NOT_YET, "version": 1}
-    body = _event_body(table, scope, {"id": resource_id, "resource": resource, **unstamped})
+    body = _event_body(table, scope, _inserted(resource_id, resource, _NOT_YET))
     storing_event = functools.partial(
-        outbox.appending,
-        scope.schema,
-        [events.created(body)],
-        numbered=True,
-        data=resources.stamped_sql("e.data", "now()"),
+        outbox.appending, scope.schema, [events.created(body)], numbered=True, data=_STAMPED_NOW
     )
     try:
         state, written = await write_state.read_and_write(
@@ -648,14 +654,14 @@ async def get(
     related = _groups_column(table, scope, projection, "r")
     row = await get_row(pool, table, scope.schema, resource_id(raw_id, table), related=related)
     if row is None:
-        raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
+        raise _missing(table, raw_id)
     return await render(pool, table, scope, row, projection), row["version"]
 
 
 async def version_of(pool: Pool, table: Table, scope: Scope, raw_id: str) -> int:
     row = await get_row(pool, table, scope.schema, resource_id(raw_id, table))
     if row is None:
-        raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
+        raise _missing(table, raw_id)
     version: int = row["version"]
     return version
 
@@ -668,7 +674,7 @@ async def _locked(
         conn, table, scope.schema, resource_id(raw_id, table), lock=True, related=related
     )
     if row is None:
-        raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
+        raise _missing(table, raw_id)
     return row
 
 
@@ -696,7 +702,7 @@ async def _unlocked_with_state(
         roles_lock=roles_lock,
     )
     if row is None:
-        raise not_found(f"{table.resource_type.name} {raw_id!r} not found")
+        raise _missing(table, raw_id)
     return row, state
 
 
@@ -1040,13 +1046,11 @@ async def _patch_members_in_one(
         ids = groups.new_member_ids(group_id, step.ids) if add else groups.member_ids(step.ids)
     except ScimError:
         return None
-    candidates = events.MembershipChanges()
     # Each member's type, and the group's name, come from the statement.
-    (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
     along = functools.partial(
         outbox.appending_members,
         scope.schema,
-        candidates.events({"id": str(group_id)}),
+        _member_events(ids, add=add, group={"id": str(group_id)}),
         numbered=True,
         data=groups.NAMED_MEMBER_EVENT_DATA,
     )
@@ -1065,7 +1069,7 @@ async def _patch_members_in_one(
             return None
         change, after = changed
         if after is None:
-            raise not_found(f"{GROUPS.resource_type.name} {raw_id!r} not found")
+            raise _missing(GROUPS, raw_id)
         if change.bumped is not None:
             instruments.provisioned(GROUPS.resource_type.name, ACTION_UPDATED)
         return await render(conn, GROUPS, scope, after, projection)
@@ -1119,10 +1123,7 @@ async def _patch_members_unlocked(
             add = step.kind == "add"
             ids = groups.new_member_ids(row["id"], step.ids) if add else groups.member_ids(step.ids)
             before = _event_body(GROUPS, scope, row)
-            candidates = events.MembershipChanges()
-            # Each member's type comes from the statement (`outbox.appending_members`).
-            (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
-            maybe = candidates.events(before)
+            maybe = _member_events(ids, add=add, group=before)
             along: Callable[[int, str], AlongStatements]
             if guard.passes(maybe, state.guard_tripped):
                 # In a transaction block the commit numbers them: numbered by the
@@ -1154,6 +1155,14 @@ async def _patch_members_unlocked(
             return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
     except roles.ExclusiveNeeded:
         return None  # undone; the locked way runs it again under the exclusive lock
+
+
+def _member_events(ids: list[uuid.UUID], *, add: bool, group: dict[str, Any]) -> list[NewEvent]:
+    """The events of members a statement may add (``add``) or remove, each stored only
+    if it does, with the member's type it finds (`outbox.appending_members`)."""
+    candidates = events.MembershipChanges()
+    (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
+    return candidates.events(group)
 
 
 async def _member_roles(

@@ -112,14 +112,16 @@ class Tracker:
         }
 
     async def _store(self, conn: Connection, roles: dict[uuid.UUID, list[str]]) -> None:
-        if not roles:
-            return
-        await conn.execute(
+        if roles:
+            await conn.execute(self._storing(1), _by_user(roles))
+
+    def _storing(self, param: int) -> str:
+        """The upsert of users' roles, given as a JSON object (`_by_user`) in `$param`."""
+        return (
             f"INSERT INTO {self._qualified}.user_roles (user_id, roles) "
             "SELECT key::uuid, ARRAY(SELECT jsonb_array_elements_text(value)) "
-            "FROM jsonb_each($1::jsonb) "
-            "ON CONFLICT (user_id) DO UPDATE SET roles = EXCLUDED.roles",
-            {str(user_id): value for user_id, value in roles.items()},
+            f"FROM jsonb_each(${param}::jsonb) "
+            "ON CONFLICT (user_id) DO UPDATE SET roles = EXCLUDED.roles"
         )
 
     async def refresh(
@@ -178,10 +180,7 @@ class Tracker:
 
         def storing(first_param: int) -> AlongStatements:
             return AlongStatements(
-                f"stored_roles AS (INSERT INTO {self._qualified}.user_roles (user_id, roles) "
-                f"VALUES (${first_param}, ${first_param + 1}::text[]) "
-                "ON CONFLICT (user_id) DO UPDATE SET roles = EXCLUDED.roles)",
-                [user_id, roles],
+                f"stored_roles AS ({self._storing(first_param)})", [_by_user({user_id: roles})]
             )
 
         return roles, storing
@@ -253,6 +252,10 @@ class Tracker:
     async def after_delete(self, conn: Connection, user_ids: set[uuid.UUID]) -> list[NewEvent]:
         """After a group was deleted: `user.roles_changed` for the users it changed."""
         return (await self.refresh(conn, user_ids))[1]
+
+
+def _by_user(roles: dict[uuid.UUID, list[str]]) -> dict[str, list[str]]:
+    return {str(user_id): value for user_id, value in roles.items()}
 
 
 async def tenant(conn: Connection | Pool, slug: str) -> tuple[uuid.UUID, str]:
