@@ -217,14 +217,20 @@ def _event_body(table: Table, scope: Scope, row: Row | Mapping[str, Any]) -> dic
 async def _record(
     conn: Connection, scope: Scope, state: WriteState, *batches: Sequence[NewEvent | None]
 ) -> None:
-    if not scope.events:
-        return
+    """The write's events, the last step of its transaction, with the roles it
+    recomputed (`roles.Tracker.storing`): one statement for both, unless the
+    mass-deprovisioning guard has to look at the events (`guard.record`, which may hold
+    some of them)."""
     found = [event for batch in batches for event in batch if event is not None]
+    tracker = state.roles
     at_commit = state.numbers_at_commit
-    if scope.tenant_id is None:
-        await events.record(conn, scope.schema, found, at_commit=at_commit)
-    else:
-        # Through the mass-deprovisioning guard, which may hold some of them.
+    if scope.events and (scope.tenant_id is None or guard.passes(found, state.guard_tripped)):
+        ahead = None if tracker is None else tracker.storing(1)
+        await outbox.append(conn, scope.schema, found, at_commit=at_commit, ahead=ahead)
+        return
+    if tracker is not None:
+        await tracker.store(conn)
+    if scope.events and scope.tenant_id is not None:
         await guard.record(
             conn,
             scope.schema,
@@ -299,12 +305,19 @@ async def _group_roles(
     before: Row | None,
     after: Row,
     members: events.MembershipChanges,
+    *,
+    stored_locked: bool = False,
 ) -> list[NewEvent]:
     if tracker is None:
         return []
     old = None if before is None else roles.keys(before["resource"])
     return await tracker.group_changed(
-        conn, after["id"], old, roles.keys(after["resource"]), members.touched()
+        conn,
+        after["id"],
+        old,
+        roles.keys(after["resource"]),
+        members.touched(),
+        stored_locked=stored_locked,
     )
 
 
@@ -391,7 +404,7 @@ async def _create_locked(
         return body
     created = _event_body(table, scope, row)
     if table is USERS:
-        user_roles = None if tracker is None else await tracker.created(conn, row["id"])
+        user_roles = None if tracker is None else tracker.created(row["id"])
         await _record(conn, scope, state, [events.created(created, user_roles)])
     else:
         role_events = await _group_roles(conn, tracker, None, row, members)
@@ -409,24 +422,22 @@ async def _insert_user_with_roles(
     resource: dict[str, Any],
 ) -> dict[str, Any] | None:
     """A new user of a tenant that maps roles, in one statement of the create's
-    transaction: the user, its default roles stored (`roles.Tracker.storing_created`)
+    transaction: the user, its default roles stored (`roles.Tracker.storing`)
     and its `created` event with them, numbered at commit; the user's
     representation, which the event shows. It took three statements. The user's
     times are the transaction's, which the state read in it (the statements of a
     transaction share their `now()`). None, having written nothing, when the event
     cannot go with the insert (`_events_along`, or the guard may hold it)."""
-    if not _events_along(scope, state):
-        return None
+    if not _events_along(scope, state) or state.guard_tripped:
+        return None  # a tripped guard may hold a created event (`guard.record`)
     assert state.now is not None
     resource_id = uuid.uuid4()
     body = _event_body(USERS, scope, _inserted(resource_id, resource, state.now))
-    user_roles, storing_roles = tracker.storing_created(resource_id)
-    event = events.created(body, user_roles)
-    if not guard.passes([event], state.guard_tripped):
-        return None
+    event = events.created(body, tracker.created(resource_id))
 
     def along(first_param: int, _: str | None) -> AlongStatements:
-        stored_roles = storing_roles(first_param)
+        stored_roles = tracker.storing(first_param)
+        assert stored_roles is not None
         first_free = first_param + len(stored_roles.args)
         appended = outbox.appending(scope.schema, [event], first_free)
         return AlongStatements(
@@ -1096,12 +1107,17 @@ async def _patch_members_unlocked(
     the group locked across three of them. In a tenant that maps roles
     (`write_state.maps_roles`) the two statements open a transaction block, the
     first taking the roles lock shared, and the roles the change moved follow
-    them (`_member_roles`): the group is locked from the change to the commit.
-    None, having written nothing, when the PATCH needs the locked way: it changes
-    more than members by id, carries `If-Match`, the tenant maps roles and was
-    not known to (or its guard is tripped), the events cannot go with the change
-    (`_events_along`), the group was renamed or deleted since read, or the change
-    nests groups (`roles.ExclusiveNeeded`).
+    them (`_member_roles`): the group is locked from the change to the commit,
+    through the statement computing the roles and the one storing them with their
+    events; when the group grants roles itself, the change's statement also locks
+    the stored roles of the users it changed (`roles.Tracker.locking_stored`),
+    which took a statement of its own while the group was held.
+
+    None, having written nothing, when the PATCH needs the locked way: it
+    changes more than members by id, carries `If-Match`, the tenant maps roles
+    and was not known to (or its guard is tripped), the events cannot go with
+    the change (`_events_along`), the group was renamed or deleted since read,
+    or the change nests groups (`roles.ExclusiveNeeded`).
     """
     if if_match is not None:
         return None
@@ -1125,12 +1141,19 @@ async def _patch_members_unlocked(
             before = _event_body(GROUPS, scope, row)
             maybe = _member_events(ids, add=add, group=before)
             along: Callable[[int, str], AlongStatements]
+            tracker = state.roles
+            stored_locked = tracker is not None and tracker.locks_with_change(
+                roles.keys(row["resource"])
+            )
             if guard.passes(maybe, state.guard_tripped):
                 # In a transaction block the commit numbers them: numbered by the
                 # statement, they would hold the tenant's event counter to the commit.
                 along = functools.partial(
                     outbox.appending_members, scope.schema, maybe, numbered=not mapped
                 )
+                if stored_locked:
+                    assert tracker is not None
+                    along = _locking_stored_roles(along, tracker)
             elif state.guard_tripped and scope.tenant_id is not None and not mapped:
                 along = functools.partial(
                     guard.appending_members, scope.schema, scope.tenant_id, maybe
@@ -1150,11 +1173,36 @@ async def _patch_members_unlocked(
                 return None
             after = change.bumped or row
             if state.roles is not None:
-                await _member_roles(conn, scope, state, (row, after), change.members, add=add)
+                await _member_roles(
+                    conn,
+                    scope,
+                    state,
+                    (row, after),
+                    change.members,
+                    add=add,
+                    stored_locked=stored_locked,
+                )
             bodies = (before, _event_body(GROUPS, scope, after))
             return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
     except roles.ExclusiveNeeded:
         return None  # undone; the locked way runs it again under the exclusive lock
+
+
+def _locking_stored_roles(
+    along: Callable[[int, str], AlongStatements], tracker: roles.Tracker
+) -> Callable[[int, str], AlongStatements]:
+    """``along``, and the stored roles of the users the statement changes locked by it
+    (`roles.Tracker.locking_stored`): the group is held one round trip less."""
+
+    def both(first_param: int, changed: str) -> AlongStatements:
+        first, locking = along(first_param, changed), tracker.locking_stored(changed)
+        return AlongStatements(
+            f"{first.ctes}, {locking.ctes}",
+            [*first.args, *locking.args],
+            first.returns + locking.returns,
+        )
+
+    return both
 
 
 def _member_events(ids: list[uuid.UUID], *, add: bool, group: dict[str, Any]) -> list[NewEvent]:
@@ -1173,11 +1221,14 @@ async def _member_roles(
     changed: groups.Members,
     *,
     add: bool,
+    stored_locked: bool,
 ) -> None:
-    """The roles a member change moved, and their events, after the change's own."""
+    """The roles a member change moved, and their events, after the change's own;
+    ``stored_locked``: the change locked the stored roles of its users."""
     members = events.MembershipChanges()
     (members.added if add else members.removed)(changed)
-    await _record(conn, scope, state, await _group_roles(conn, state.roles, *rows, members))
+    moved = await _group_roles(conn, state.roles, *rows, members, stored_locked=stored_locked)
+    await _record(conn, scope, state, moved)
 
 
 async def _apply_member_step(

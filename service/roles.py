@@ -41,7 +41,7 @@ under the shared lock, one that turns out to need the exclusive lock raises
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from service import events, guard
@@ -82,6 +82,7 @@ class Tracker:
         self.mapping = mapping
         self.exclusive = exclusive
         self._qualified = quoted_schema(schema)
+        self._unstored: dict[uuid.UUID, list[str]] = {}
 
     async def computed(
         self, conn: Connection | Pool, user_ids: list[uuid.UUID]
@@ -111,8 +112,23 @@ class Tracker:
             for user_id, (user_name, keys, stored) in found.items()
         }
 
-    async def _store(self, conn: Connection, roles: dict[uuid.UUID, list[str]]) -> None:
-        if roles:
+    def storing(self, first_param: int) -> AlongStatements | None:
+        """The roles this write recomputed and has not stored yet, as a `WITH` query
+        (`stored_roles`) of a statement, its argument `$first_param`; None: there are
+        none. Taken: they are stored once, by that statement.
+
+        A write stores them with its events (`service.provisioning._record`), so the
+        roles and the events that report them cost one round trip, not two, while
+        the write holds the rows it changed."""
+        if not self._unstored:
+            return None
+        roles, self._unstored = self._unstored, {}
+        return AlongStatements(f"stored_roles AS ({self._storing(first_param)})", [_by_user(roles)])
+
+    async def store(self, conn: Connection) -> None:
+        """Store the roles this write recomputed and has not stored yet, on their own."""
+        if self._unstored:
+            roles, self._unstored = self._unstored, {}
             await conn.execute(self._storing(1), _by_user(roles))
 
     def _storing(self, param: int) -> str:
@@ -127,7 +143,8 @@ class Tracker:
     async def refresh(
         self, conn: Connection, user_ids: Iterable[uuid.UUID], *, unreported_had_none: bool = False
     ) -> tuple[dict[uuid.UUID, list[str]], list[NewEvent]]:
-        """Recompute these users' roles: each one's roles, and `user.roles_changed` events.
+        """Recompute these users' roles: each one's roles, and `user.roles_changed` events;
+        the roles that moved are left for the write to store (`storing`, `store`).
 
         A user whose roles were never reported (just created or linked) gets
         them stored without an event, as its own event carries them; with
@@ -145,7 +162,7 @@ class Tracker:
                 changed[user_id] = roles
             if previous is not None and list(previous) != roles:
                 reports.append(events.roles_changed(user_id, user_name, list(previous), roles))
-        await self._store(conn, changed)
+        self._unstored.update(changed)
         return {user_id: roles for user_id, (_, roles, _) in computed.items()}, reports
 
     async def user(self, conn: Connection, user_id: uuid.UUID) -> tuple[list[str], list[NewEvent]]:
@@ -164,26 +181,12 @@ class Tracker:
         roles, reports = await self.refresh(conn, [user_id])
         return roles.get(user_id, []), reports
 
-    async def created(self, conn: Connection, user_id: uuid.UUID) -> list[str]:
-        """A user just inserted, in no group yet: the default roles, stored without a
-        query, for its own event."""
+    def created(self, user_id: uuid.UUID) -> list[str]:
+        """A user just inserted, in no group yet: the default roles, without a query, for
+        its own event; left for the write to store with it (`storing`)."""
         roles = self.mapping.roles([])
-        await self._store(conn, {user_id: roles})
+        self._unstored[user_id] = roles
         return roles
-
-    def storing_created(
-        self, user_id: uuid.UUID
-    ) -> tuple[list[str], Callable[[int], AlongStatements]]:
-        """As `created`, for the statement that inserts the user: the default roles, and
-        their store as a `WITH` query of that statement given its first `$n`."""
-        roles = self.mapping.roles([])
-
-        def storing(first_param: int) -> AlongStatements:
-            return AlongStatements(
-                f"stored_roles AS ({self._storing(first_param)})", [_by_user({user_id: roles})]
-            )
-
-        return roles, storing
 
     async def forget(self, conn: Connection, user_id: uuid.UUID) -> list[str]:
         """A deleted user's roles until now; it has none from now on."""
@@ -217,10 +220,14 @@ class Tracker:
         before: GroupKeys | None,
         after: GroupKeys,
         touched: list[events.Member],
+        *,
+        stored_locked: bool = False,
     ) -> list[NewEvent]:
         """After a group write: `user.roles_changed` for each user whose roles it changed.
 
-        ``before`` is None for a new group; ``touched`` the members added or removed.
+        ``before`` is None for a new group; ``touched`` the members added or removed;
+        ``stored_locked``: the write's statement locked their stored roles
+        (`locking_stored`).
         """
         if not self.mapping.rules:
             return []  # default roles only: membership changes nothing
@@ -235,9 +242,30 @@ class Tracker:
             user_ids |= {member for member, kind in touched if kind == "User"}
             inner_groups += [member for member, kind in touched if kind == "Group"]
         user_ids |= await groups.users_under(conn, self.schema, inner_groups)
-        if not self.exclusive:
+        if not self.exclusive and not stored_locked:
             await self._lock_stored(conn, user_ids)
         return (await self.refresh(conn, user_ids))[1]
+
+    def locks_with_change(self, own: GroupKeys) -> bool:
+        """Whether a change of the members of a group with keys ``own`` (not renamed, no
+        group among the members) may lock the stored roles of the users it changes
+        in its own statement (`locking_stored`): the group grants roles itself, so
+        exactly those users' roles are recomputed. Otherwise `group_changed` asks
+        the groups above it first and locks them after."""
+        return bool(self.mapping.rules) and self.mapping.grants([own])
+
+    def locking_stored(self, changed: str) -> AlongStatements:
+        """`_lock_stored` as a `WITH` query, with its output column that runs it, of the
+        statement that changes members, for the users its query ``changed``
+        (`member_id`) returns. That statement locks the group first, so locks are
+        taken in the order of the separate statements; the roles are computed in
+        the next statement, whose snapshot shows what a write it waited for did."""
+        return AlongStatements(
+            f"roles_locked AS (SELECT user_id FROM {self._qualified}.user_roles "
+            f"WHERE user_id IN (SELECT member_id FROM {changed}) ORDER BY user_id FOR UPDATE)",
+            [],
+            ", (SELECT count(*) FROM roles_locked) AS roles_locked",
+        )
 
     async def _lock_stored(self, conn: Connection, user_ids: set[uuid.UUID]) -> None:
         """Lock these users' stored roles until the transaction ends, in id order, so
@@ -301,9 +329,11 @@ async def set_mapping(
             user_ids = await conn.fetch(
                 f"SELECT id FROM {qualified}.users WHERE managed AND deleted_at IS NULL"
             )
-            _, changes = await Tracker(schema, mapping, exclusive=True).refresh(
+            tracker = Tracker(schema, mapping, exclusive=True)
+            _, changes = await tracker.refresh(
                 conn, [row["id"] for row in user_ids], unreported_had_none=True
             )
+            await tracker.store(conn)
         if record_events:
             tripped = await guard.tripped(conn, tenant_id)
             await guard.record(conn, schema, tenant_id, changes, was_tripped=tripped)

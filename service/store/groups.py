@@ -203,11 +203,13 @@ async def change_unlocked(
     ``display_name`` read (what membership events show) and, for an add, every
     member exists: it commits whole or not at all, and a concurrent change of
     other members only waits for it. ``along`` is given its first free `$n`
-    and `changed` (`member_id, member_type`: what the statement changed). None
+    and `changed` (`member_id, member_type`: what the statement changed); its
+    `returns` are columns of the statement's result. None
     when the group was renamed or deleted since it was read (nothing written);
     400, nothing written, when a member to add does not exist.
     """
     qualified = quoted_schema(schema)
+    statements = along(4, "changed")
     change, row = await _change_members(
         conn,
         qualified,
@@ -219,7 +221,8 @@ async def change_unlocked(
             "AND r.display_name IS NOT DISTINCT FROM $3 FOR UPDATE), "
         ),
         args=[display_name],
-        along=along(4, "changed"),
+        along=statements,
+        also=statements.returns,
     )
     if not row["current"]:
         return None

@@ -158,21 +158,32 @@ def _announce(schema: str) -> bool:
 
 
 async def append(
-    conn: Connection, schema: str, events: Sequence[NewEvent], *, at_commit: bool = False
+    conn: Connection,
+    schema: str,
+    events: Sequence[NewEvent],
+    *,
+    at_commit: bool = False,
+    ahead: AlongStatements | None = None,
 ) -> None:
     """Store ``events`` in the caller's transaction, call it last in the transaction.
 
     ``at_commit``: leave the numbering to the commit (the tenant's schema must
     be at `NUMBERED_AT_COMMIT_VERSION`); otherwise take the numbers now.
+    ``ahead``: `WITH` queries (arguments from `$1`) the same statement runs first,
+    the write's last change, saving it a round trip.
     """
-    if not events:
+    if not events and ahead is None:
         return
-    announced = _announce(schema)
-    notify = "SELECT 1" if announced else "SELECT pg_notify($7, $8)"
-    storing = _storing(quoted_schema(schema), 1, numbered=not at_commit)
-    await conn.execute(
-        f"WITH {storing} {notify}", *_arrays(events), *(() if announced else (CHANNEL, schema))
-    )
+    ctes = [] if ahead is None else [ahead.ctes]
+    args = [] if ahead is None else [*ahead.args]
+    notify = "SELECT 1"
+    if events:
+        ctes.append(_storing(quoted_schema(schema), len(args) + 1, numbered=not at_commit))
+        args += _arrays(events)
+        if not _announce(schema):
+            notify = f"SELECT pg_notify(${len(args) + 1}, ${len(args) + 2})"
+            args += [CHANNEL, schema]
+    await conn.execute(f"WITH {', '.join(ctes)} {notify}", *args)
 
 
 def announcing() -> bool:

@@ -374,22 +374,41 @@ async def test_a_user_write_waiting_for_a_member_change_shows_the_roles_it_store
     assert changes == [("user.roles_changed", ["a"]), ("user.updated", ["a"])]
 
 
+@pytest.mark.parametrize(
+    "removal",
+    [
+        # The IdPs' member step: its statement locks the group and the stored roles.
+        ("members", "computed"),
+        # A removal by a filter takes the locked way: the stored roles are locked after.
+        ('members[type eq "User"]', "_lock_stored"),
+    ],
+)
 async def test_a_user_delete_during_a_member_change_of_its_group_finishes_both(
-    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
+    client: Client,
+    tenant: TenantHandle,
+    db: Pool,
+    monkeypatch: pytest.MonkeyPatch,
+    removal: tuple[str, str],
 ) -> None:
-    """The user is removed from A, the change paused before it locks the user's stored
-    roles, while the user is deleted. The delete locks A before it drops the user's
-    stored roles, so it waits for the change: dropping them first, it would hold what
-    the change waits for while it waits for the change, and PostgreSQL would end one
-    of them as a deadlock."""
+    """The user is removed from A, the change paused after it locked the group, while
+    the user is deleted. The delete locks A before it drops the user's stored roles,
+    so it waits for the change: dropping them first, it would hold what the change
+    locks (or waits for) while it waits for the change, and PostgreSQL would end
+    one of them as a deadlock."""
     await _mapped(client, tenant, "A")
     ada = (await tenant.create_user("ada@example.com"))["id"]
     a = await create_group(tenant, "A", ada)
     feed = Feed(client, tenant.slug)
     await feed.new()
     scope = await announced_scope(db, tenant)
-    paused, resume = _pause_first_call(monkeypatch, "_lock_stored", after=False)
-    removing = asyncio.create_task(_members(db, scope, "remove", a, ada))
+    path, pause_at = removal
+    paused, resume = _pause_first_call(monkeypatch, pause_at, after=False)
+    operation: dict[str, Any] = {"op": "remove", "path": path}
+    if path == "members":
+        operation["value"] = [{"value": ada}]
+    removing = asyncio.create_task(
+        provisioning.apply_patch(db, GROUPS, scope, a, patch_body(operation))
+    )
     try:
         await asyncio.wait_for(paused.wait(), 5)
         deleting = asyncio.create_task(provisioning.delete(db, USERS, scope, ada))
