@@ -547,16 +547,21 @@ async def _update_user_with_event(
     the row as stored and its event body.
 
     The event shows the row as the update will store it: version one up and
-    `lastModified` the transaction's timestamp. None, having done nothing,
-    when the event cannot go with the update: see `_events_along`; the tenant
-    maps roles (a user's roles are read after its update); the change is not
-    an event (`events.changed`), or the guard may hold it and the statement cannot
-    decide (`guard.along`; a ``locked`` write's never does: it is not its own
-    transaction). A ``row`` read without a lock (not ``locked``) is updated only
-    if it is still at the version read, else None too; its own statement's
-    transaction is not the state's, so `lastModified` is passed.
+    `lastModified` the transaction's timestamp. In a tenant that maps roles, the
+    statement of a ``locked`` write also reads the user's stored roles, and its
+    event shows them (`_holding_roles`); a user whose roles were never stored
+    has them computed and its event recorded after the update. None, having
+    done nothing, when the event cannot go with the update: see `_events_along`;
+    the tenant maps roles and the write is not ``locked`` (it holds no roles
+    lock); the change is not an event (`events.changed`), or the guard may hold
+    it and the statement cannot decide (`guard.along`; a ``locked`` write's
+    never does: it is not its own transaction). A ``row`` read without a lock
+    (not ``locked``) is updated only if it is still at the version read, else
+    None too; its own statement's transaction is not the state's, so
+    `lastModified` is passed.
     """
-    if state.roles is not None or not _events_along(scope, state):
+    tracker = state.roles
+    if (tracker is not None and not locked) or not _events_along(scope, state):
         return None
     stored = {
         "id": row["id"],
@@ -566,12 +571,15 @@ async def _update_user_with_event(
         "version": row["version"] + 1,
     }
     after = _event_body(USERS, scope, stored)
-    event = events.changed(before, after)
+    # The roles, in a tenant that maps them, are the statement's to set (`_holding_roles`).
+    event = events.changed(before, after, None if tracker is None else [])
     if event is None:
         return None
     along: Along | None
     guarded_in = None
-    if guard.passes([event], state.guard_tripped):
+    if tracker is not None and guard.passes([event], state.guard_tripped):
+        along = _holding_roles(scope.schema, event, tracker, row["id"])
+    elif guard.passes([event], state.guard_tripped):
         along = functools.partial(outbox.appending, scope.schema, [event], numbered=not locked)
     elif not locked and scope.tenant_id is not None:
         # The statement decides whether the guard holds the event, and stores or holds it.
@@ -600,7 +608,34 @@ async def _update_user_with_event(
         return None
     if guarded_in is not None:
         guard.noted(guarded_in, updated)
+    if tracker is not None and updated["stored_roles"] is None:
+        user_roles, role_events = await tracker.user(conn, row["id"])
+        await _record(conn, scope, state, [events.changed(before, after, user_roles)], role_events)
     return updated, after
+
+
+def _holding_roles(
+    schema: str, event: NewEvent, tracker: roles.Tracker, user_id: uuid.UUID
+) -> Along:
+    """A locked user's update event, with the user's stored roles the update's statement
+    reads `FOR SHARE` (`roles.Tracker.holding_stored`), as `_record_change` read
+    them in a statement of its own after the update, and stored in a third; not
+    stored if the user has none stored (never reported)."""
+
+    def statements(first_param: int, _: str | None) -> AlongStatements:
+        held = tracker.holding_stored(user_id, first_param)
+        appended = outbox.appending(
+            schema,
+            [event],
+            first_param + len(held.args),
+            "held_roles",
+            data=roles.HELD_ROLES_DATA,
+        )
+        return AlongStatements(
+            f"{held.ctes}, {appended.ctes}", [*held.args, *appended.args], held.returns
+        )
+
+    return statements
 
 
 async def _claim(

@@ -91,13 +91,13 @@ query they must take effect with (they write nothing unless that query returns a
 or None (`service.store.outbox.appending`)."""
 
 
-def _along(along: Along | None, first_free: int) -> tuple[str, list[Any]]:
-    """The `WITH` that runs ``along`` ahead of a statement's own `$1..$(first_free - 1)`."""
+def _along(along: Along | None, first_free: int) -> AlongStatements:
+    """``along`` ahead of a statement's own `$1..$(first_free - 1)`, its queries as the
+    `WITH` that starts the statement."""
     if along is None:
-        return "", []
+        return AlongStatements("", [])
     statements = along(first_free, None)
-    assert not statements.returns, "only update_unless_changed returns along's columns"
-    return f"WITH {statements.ctes} ", statements.args
+    return statements._replace(ctes=f"WITH {statements.ctes} ")
 
 
 async def insert(
@@ -112,17 +112,17 @@ async def insert(
 ) -> Row:
     """Store a new resource (with ``resource_id``, else a new id), created ``at`` (else
     the transaction's `now()`), with ``along`` in the same statement: it takes effect
-    exactly when the insert does."""
+    exactly when the insert does. The row has ``along``'s `returns` columns too."""
     names, values = _new_row(table, resource, resource_id or uuid.uuid4())
     if at is not None:
         names += ["created", "last_modified"]
         values += [at, at]
-    prefix, extra_args = _along(along, len(values) + 1)
+    prefix, extra_args, returns = _along(along, len(values) + 1)
     placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
     try:
         row = await conn.fetchrow(
             f"{prefix}INSERT INTO {table.qualified(schema)} AS r ({', '.join(names)}) "
-            f"VALUES ({placeholders}) RETURNING {RESOURCE_COLUMNS}",
+            f"VALUES ({placeholders}) RETURNING {RESOURCE_COLUMNS}{returns}",
             *values,
             *extra_args,
         )
@@ -203,15 +203,15 @@ async def update(
     along: Along | None = None,
 ) -> Row:
     """Store a new state of an existing (locked) resource and bump its version, with
-    ``along`` in the same statement."""
+    ``along`` in the same statement; the row has ``along``'s `returns` columns too."""
     assignments, values = _assignments(table, resource)
-    prefix, extra_args = _along(along, len(values) + 2)
+    prefix, extra_args, returns = _along(along, len(values) + 2)
     row = await _updating(
         conn,
         table,
         resource,
         f"{prefix}UPDATE {table.qualified(schema)} AS r SET {assignments} "
-        f"WHERE r.id = $1 RETURNING {RESOURCE_COLUMNS}",
+        f"WHERE r.id = $1 RETURNING {RESOURCE_COLUMNS}{returns}",
         [resource_id, *values, *extra_args],
     )
     assert row is not None

@@ -241,7 +241,8 @@ async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
     the group with the state under the roles lock, then changes the members, stores
     their events and locks the member's stored roles in one statement, reads those
     with the member's groups in the next, and stores the new roles with their
-    events in the last."""
+    events in the last; a user's update locks the user, reads the state, then
+    updates the user, reads its stored roles and stores its event in one statement."""
     rules = [{"match": "displayName", "value": "A", "roles": ["a"]}]
     mapping = {"default_roles": ["member"], "groups": rules}
     saved = await client.put(
@@ -270,6 +271,19 @@ async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
         "INSERT group_members groups events",
         "SELECT group_members users user_roles",
         "INSERT user_roles events jsonb_each",
+    ]
+    recorded.spans.clear()
+    rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
+    renamed = await client.patch(
+        f"{tenant.scim}/Users/{ada['id']}", json=rename, headers=tenant.auth()
+    )
+    assert renamed.status_code == 200, renamed.text
+    spans = await finished_spans(recorded, 1)
+    patched = server_span(spans, "PATCH /scim/v2/{tenant}/Users/{resource_id}")
+    assert statements_of(spans, patched) == [
+        "SELECT group_members groups users",
+        "SELECT tenants role_mappings deprovision_guards",
+        "UPDATE events users user_roles",
     ]
     [created, *_] = [
         e

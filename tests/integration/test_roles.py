@@ -422,3 +422,30 @@ async def test_a_user_delete_during_a_member_change_of_its_group_finishes_both(
         ("user.roles_changed", []),
         ("user.deleted", []),
     ]
+
+
+@pytest.mark.parametrize("stored", [True, False])
+async def test_a_user_update_reports_the_roles_it_read_or_computes_them_if_none_were_stored(
+    client: Client, tenant: TenantHandle, db: Pool, stored: bool
+) -> None:
+    """A user's update in a mapped tenant reads its stored roles in its own statement and
+    its event shows them; a user whose roles were never stored (created as the mapping
+    was saved) has them computed from its groups, stored, and shown."""
+    await _mapped(client, tenant, "A")
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    await create_group(tenant, "A", ada)
+    scope = await announced_scope(db, tenant)
+    if not stored:
+        await db.execute(f'DELETE FROM "{scope.schema}".user_roles WHERE user_id = $1', ada)
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
+    response = await client.patch(f"{tenant.scim}/Users/{ada}", json=rename, headers=tenant.auth())
+    assert response.status_code == 200, response.text
+    assert [
+        (e["type"], e["data"]["displayName"], e["data"]["roles"]) for e in await feed.new()
+    ] == [("user.updated", "Ada L.", ["a"])]
+    kept = await db.fetchval(
+        f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1', ada
+    )
+    assert kept == ["a"]
