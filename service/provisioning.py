@@ -453,10 +453,16 @@ async def _insert_user_with_roles(
 def _may_go_unlocked(scope: Scope) -> bool:
     """Whether a write may try the way without a lock or a transaction block: it needs
     events on with an announcer (`_events_along`), and a tenant the last write found
-    mapping roles goes the locked way at once (`write_state.maps_roles`)."""
-    return (
-        scope.events and scope.announcer is not None and not write_state.maps_roles(scope.tenant_id)
-    )
+    mapping roles goes the locked way at once (`write_state.maps_roles`), but for
+    a user's update (`_user_may_go_unlocked`)."""
+    return _user_may_go_unlocked(scope) and not write_state.maps_roles(scope.tenant_id)
+
+
+def _user_may_go_unlocked(scope: Scope) -> bool:
+    """Whether a user's PATCH or PUT may try the way without a lock or a transaction
+    block (`_change_user_unlocked`): in a tenant that maps roles too, as its statement
+    takes the roles lock and reads the user's roles (`_holding_roles`)."""
+    return scope.events and scope.announcer is not None
 
 
 def _events_along(scope: Scope, state: WriteState) -> bool:
@@ -548,20 +554,21 @@ async def _update_user_with_event(
 
     The event shows the row as the update will store it: version one up and
     `lastModified` the transaction's timestamp. In a tenant that maps roles, the
-    statement of a ``locked`` write also reads the user's stored roles, and its
-    event shows them (`_holding_roles`); a user whose roles were never stored
-    has them computed and its event recorded after the update. None, having
-    done nothing, when the event cannot go with the update: see `_events_along`;
-    the tenant maps roles and the write is not ``locked`` (it holds no roles
-    lock); the change is not an event (`events.changed`), or the guard may hold
-    it and the statement cannot decide (`guard.along`; a ``locked`` write's
-    never does: it is not its own transaction). A ``row`` read without a lock
-    (not ``locked``) is updated only if it is still at the version read, else
-    None too; its own statement's transaction is not the state's, so
-    `lastModified` is passed.
+    statement also reads the user's stored roles, and its event shows them
+    (`_holding_roles`): a ``locked`` write's user whose roles were never stored
+    has them computed and its event recorded after the update; a write without
+    a lock takes the roles lock in its statement and updates only a user with
+    stored roles. None, having done nothing, when the event cannot go with the
+    update: see `_events_along`; the change is not an event (`events.changed`),
+    or the guard may hold it and the statement cannot decide (`guard.along`; a
+    ``locked`` write's never does: it is not its own transaction; in a tenant
+    that maps roles, none does). A ``row`` read without a lock (not ``locked``)
+    is updated only if it is still at the version read (and, in a tenant that
+    maps roles, has roles stored), else None too; its own statement's
+    transaction is not the state's, so `lastModified` is passed.
     """
     tracker = state.roles
-    if (tracker is not None and not locked) or not _events_along(scope, state):
+    if not _events_along(scope, state):
         return None
     stored = {
         "id": row["id"],
@@ -577,8 +584,13 @@ async def _update_user_with_event(
         return None
     along: Along | None
     guarded_in = None
-    if tracker is not None and guard.passes([event], state.guard_tripped):
-        along = _holding_roles(scope.schema, event, tracker, row["id"])
+    only_if = None
+    if tracker is not None:
+        if not guard.passes([event], state.guard_tripped) or scope.tenant_id is None:
+            return None
+        along = _holding_roles(scope.schema, event, tracker, row["id"], locked=locked)
+        if not locked:
+            only_if = functools.partial(tracker.stored_and_shared, scope.tenant_id)
     elif guard.passes([event], state.guard_tripped):
         along = functools.partial(outbox.appending, scope.schema, [event], numbered=not locked)
     elif not locked and scope.tenant_id is not None:
@@ -589,46 +601,67 @@ async def _update_user_with_event(
         return None
     if along is None:
         return None
-    updated: Row | None
-    if locked:
-        updated = await update(conn, USERS, scope.schema, row["id"], resource, along=along)
-    else:
-        assert state.now is not None
-        updated = await update_unless_changed(
-            conn,
-            USERS,
-            scope.schema,
-            row["id"],
-            resource,
-            version=row["version"],
-            at=state.now,
-            along=along,
-        )
+    updated = await _updated_user(
+        conn, scope.schema, state, row, resource, along=along, only_if=only_if, locked=locked
+    )
     if updated is None:
         return None
     if guarded_in is not None:
         guard.noted(guarded_in, updated)
-    if tracker is not None and updated["stored_roles"] is None:
+    if tracker is not None and locked and updated["stored_roles"] is None:
         user_roles, role_events = await tracker.user(conn, row["id"])
         await _record(conn, scope, state, [events.changed(before, after, user_roles)], role_events)
     return updated, after
 
 
-def _holding_roles(
-    schema: str, event: NewEvent, tracker: roles.Tracker, user_id: uuid.UUID
-) -> Along:
-    """A locked user's update event, with the user's stored roles the update's statement
-    reads `FOR SHARE` (`roles.Tracker.holding_stored`), as `_record_change` read
-    them in a statement of its own after the update, and stored in a third; not
-    stored if the user has none stored (never reported)."""
+async def _updated_user(
+    conn: Connection,
+    schema: str,
+    state: WriteState,
+    row: Row,
+    resource: dict[str, Any],
+    *,
+    along: Along,
+    only_if: Callable[[int], tuple[str, list[Any]]] | None,
+    locked: bool,
+) -> Row | None:
+    """The statement of `_update_user_with_event`: a locked user's update, or one that
+    takes effect only if the user is still at the version read (None if not)."""
+    if locked:
+        return await update(conn, USERS, schema, row["id"], resource, along=along)
+    assert state.now is not None
+    return await update_unless_changed(
+        conn,
+        USERS,
+        schema,
+        row["id"],
+        resource,
+        version=row["version"],
+        at=state.now,
+        along=along,
+        only_if=only_if,
+    )
 
-    def statements(first_param: int, _: str | None) -> AlongStatements:
-        held = tracker.holding_stored(user_id, first_param)
+
+def _holding_roles(
+    schema: str, event: NewEvent, tracker: roles.Tracker, user_id: uuid.UUID, *, locked: bool
+) -> Along:
+    """A user's update event, with the user's stored roles the update's statement reads
+    `FOR SHARE` (`roles.Tracker.holding_stored`), which the locked way read in a
+    statement of its own after the update, and stored in a third. ``locked``: the
+    user is locked and the statement is not its own transaction; the event is
+    stored only if the user has roles stored (else they are computed after).
+    Otherwise the statement updates the user only if it has (`_update_user_with_event`
+    asks `roles.Tracker.stored_and_shared`), and reads them once it has."""
+
+    def statements(first_param: int, written: str | None) -> AlongStatements:
+        held = tracker.holding_stored(user_id, first_param, None if locked else written)
         appended = outbox.appending(
             schema,
             [event],
             first_param + len(held.args),
-            "held_roles",
+            "held_roles" if locked else written,
+            numbered=not locked,
             data=roles.HELD_ROLES_DATA,
         )
         return AlongStatements(
@@ -766,7 +799,7 @@ async def replace(
     resource = _new_state(table, payload)
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
-    if table is USERS and password_hash is None and _may_go_unlocked(scope):
+    if table is USERS and password_hash is None and _user_may_go_unlocked(scope):
         replaced = await _change_user_unlocked(
             pool, scope, raw_id, _replaced(resource), if_match=if_match, projection=projection
         )
@@ -935,7 +968,7 @@ async def apply_patch(
     operations = patch.parse_patch_request(body)
     request_context.note_patch_operations(len(operations))
     patched = None
-    if table is USERS and _may_go_unlocked(scope):
+    if table is USERS and _user_may_go_unlocked(scope):
         patched = await _change_user_unlocked(
             pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection
         )
@@ -1005,7 +1038,10 @@ async def _change_user_unlocked(
     deprovisioning guard decides in the same statement (`guard.along`): it counts a
     deactivation, and holds the events of a held user while it is tripped; that
     took eight round trips the locked way, the tenant's guard row locked across
-    three or four. A write that changes nothing (IdPs resend what they sent before: Okta
+    three or four. In a tenant that maps roles the change's statement also takes the
+    roles lock and reads the user's stored roles for its event (`_holding_roles`),
+    where the locked way took seven round trips. A write that changes nothing
+    (IdPs resend what they sent before: Okta
     PUTs the whole user on every profile push) is answered from the read: it
     writes nothing and has no event. None, having written nothing, when the write
     needs the locked way: ``changed`` says so, it changes nothing in a tenant that

@@ -21,15 +21,16 @@ tenant with a mapping take its roles lock, before any row lock: exclusively
 the writes that change what every other write computes roles from (a group
 added to or removed from another, a granting group renamed, a group
 deleted, a new mapping); shared the rest, user writes (after locking the
-user, except a delete, which takes it first as it locks groups) and the
-IdPs' common group write, users added to or removed from a group.
+user, except a delete, which takes it first as it locks groups, and an update
+without a lock, whose one statement takes it before it updates the user) and
+the IdPs' common group write, users added to or removed from a group.
 
 Two shared writes may reach the same user at once (added to A while removed
 from C): a shared group write locks the stored roles of the users it
 recomputes, in id order, and computes them in its next statement, whose
 snapshot shows the memberships of the write it waited for. A user's own
-write reads its stored roles `FOR SHARE`, so its event shows what a
-concurrent member change stores; a user's delete locks the groups it is in
+write reads its stored roles `FOR SHARE` once it holds the user, so its event
+shows what a concurrent member change stores; a user's delete locks the groups it is in
 before it drops them (`groups.lock_containing`), so it never holds roles a
 member change of one of those groups waits for while it waits for that
 change. A group write cannot know what it changes before it has run: run
@@ -60,8 +61,13 @@ ROLES_SCHEMA_VERSION = 6
 """The tenant schema version that has `user_roles`."""
 
 
-HELD_ROLES_DATA: Final = "jsonb_set(e.data, '{roles}', to_jsonb((SELECT roles FROM held_roles)))"
-"""A user's event data `e` with the roles `Tracker.holding_stored` read."""
+HELD_ROLES_DATA: Final = (
+    "CASE WHEN EXISTS (SELECT FROM held_roles) "
+    "THEN jsonb_set(e.data, '{roles}', to_jsonb((SELECT roles FROM held_roles))) "
+    "ELSE e.data - 'roles' END"
+)
+"""A user's event data `e` with the roles `Tracker.holding_stored` read; none when it read
+none: the mapping removed since the write read it (`set_mapping` drops every user's)."""
 
 
 def keys(resource: dict[str, Any]) -> GroupKeys:
@@ -185,18 +191,34 @@ class Tracker:
         roles, reports = await self.refresh(conn, [user_id])
         return roles.get(user_id, []), reports
 
-    def holding_stored(self, user_id: uuid.UUID, first_param: int) -> AlongStatements:
+    def holding_stored(
+        self, user_id: uuid.UUID, first_param: int, after: str | None = None
+    ) -> AlongStatements:
         """`user`'s read of the user's stored roles `FOR SHARE`, as a `WITH` query
-        (`held_roles`) of the statement that updates the locked user, its argument
-        `$first_param`, and its output column `stored_roles` (NULL: never reported;
-        the write computes them, `user`). The statement's event shows them
-        (`HELD_ROLES_DATA`): the user's update, its roles and its event cost one
-        round trip, not three."""
+        (`held_roles`) of the statement that updates the user, its argument
+        `$first_param`, and its output column `stored_roles` (NULL: none stored). The
+        statement's event shows them (`HELD_ROLES_DATA`): the user's update, its roles
+        and its event cost one round trip, not three. ``after``: the `WITH` query of
+        the update, when the user is not locked yet: the roles are read once the
+        user is, the order of every other write of the user (`module docstring`)."""
+        updated = "" if after is None else f" AND EXISTS (SELECT FROM {after})"
         return AlongStatements(
             f"held_roles AS (SELECT roles FROM {self._qualified}.user_roles "
-            f"WHERE user_id = ${first_param} FOR SHARE)",
+            f"WHERE user_id = ${first_param}{updated} FOR SHARE)",
             [user_id],
             ", (SELECT roles FROM held_roles) AS stored_roles",
+        )
+
+    def stored_and_shared(self, tenant_id: uuid.UUID, first_param: int) -> tuple[str, list[Any]]:
+        """For the update of a user `r` read without a lock (`holding_stored` after it): a
+        condition that it has stored roles (else the locked way computes them),
+        taking the tenant's roles lock shared for the statement, as the locked way
+        holds it for its transaction; its arguments from `$first_param`."""
+        return (
+            f"EXISTS (SELECT FROM {self._qualified}.user_roles s WHERE s.user_id = r.id) "
+            f"AND pg_advisory_xact_lock_shared(${first_param}, "
+            f"hashtext(${first_param + 1}::uuid::text)) IS NOT NULL",
+            [role_mappings.LOCK_CLASS, tenant_id],
         )
 
     def created(self, user_id: uuid.UUID) -> list[str]:

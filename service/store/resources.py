@@ -228,24 +228,31 @@ async def update_unless_changed(
     version: int,
     at: datetime,
     along: Along | None = None,
+    only_if: Callable[[int], tuple[str, list[Any]]] | None = None,
 ) -> Row | None:
     """`update` of a resource read without a lock, modified ``at``: it takes effect only
     if the resource is still at ``version`` (and visible), ``along`` only with it. None
     when it was changed or deleted meanwhile, and nothing was written. The row has
-    ``along``'s `returns` columns too."""
+    ``along``'s `returns` columns too. ``only_if``: one more condition over the row
+    `r`, given its first `$n`, and its arguments."""
     assignments, values = _assignments(table, resource, modified=f"${len(table.indexed) + 3}")
     values += [at, version]
     statements = AlongStatements("", []) if along is None else along(len(values) + 2, "written")
+    args = [resource_id, *values, *statements.args]
+    condition = ""
+    if only_if is not None:
+        sql, more = only_if(len(args) + 1)
+        condition, args = f" AND {sql}", [*args, *more]
     return await _updating(
         conn,
         table,
         resource,
         f"WITH written AS (UPDATE {table.qualified(schema)} AS r SET {assignments} "
-        f"WHERE r.id = $1 AND r.version = ${len(values) + 1} AND {table.visible} "
+        f"WHERE r.id = $1 AND r.version = ${len(values) + 1} AND {table.visible}{condition} "
         f"RETURNING {RESOURCE_COLUMNS})"
         + (f", {statements.ctes}" if statements.ctes else "")
         + f" SELECT *{statements.returns} FROM written",
-        [resource_id, *values, *statements.args],
+        args,
     )
 
 

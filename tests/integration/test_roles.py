@@ -12,6 +12,7 @@ import pytest
 from service import provisioning, roles
 from service.postgres import Pool
 from service.store.resources import GROUPS, USERS
+from tenants import role_mappings
 from tests.integration.test_events import all_events, announced_scope, patch_body
 from tests.support.application import Client, TenantHandle, admin_headers
 
@@ -449,3 +450,40 @@ async def test_a_user_update_reports_the_roles_it_read_or_computes_them_if_none_
         f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1', ada
     )
     assert kept == ["a"]
+
+
+async def test_a_user_update_racing_the_mappings_removal_reports_no_roles(
+    client: Client, tenant: TenantHandle, db: Pool
+) -> None:
+    """A user's update read the tenant mapping roles; the mapping is removed (its roles
+    lock held exclusively, every stored role dropped) before the update's statement
+    takes the roles lock. The update waits for the removal, and its event, like any
+    event of a tenant without a mapping, carries no roles."""
+    await _mapped(client, tenant, "A")
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    scope = await announced_scope(db, tenant)
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
+    async with db.acquire() as remover:
+        removal = remover.transaction()
+        await removal.start()
+        await remover.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
+            role_mappings.LOCK_CLASS,
+            scope.tenant_id,
+        )
+        await remover.execute(
+            "DELETE FROM scim_control.role_mappings WHERE tenant = $1", scope.tenant_id
+        )
+        await remover.execute(f'DELETE FROM "{scope.schema}".user_roles')
+        updating = asyncio.create_task(provisioning.apply_patch(db, USERS, scope, ada, rename))
+        try:
+            await _lock_waiters(db, 1)
+        finally:
+            await removal.commit()
+    await asyncio.wait_for(updating, 5)
+    [updated] = await feed.new()
+    assert updated["type"] == "user.updated"
+    assert updated["data"]["displayName"] == "Ada L."
+    assert "roles" not in updated["data"]
