@@ -391,10 +391,13 @@ def along(
     new: Sequence[NewEvent],
     was_tripped: bool | None,
     has_row: bool,
+    *,
+    data: str = "e.data",
 ) -> Along | None:
     """Statements that decide, within a user's write, whether the guard holds ``new``,
     which `passes` did not let through, and store or hold them (`_deciding`, for
-    `service.store.resources.update_unless_changed`); None when the write must take
+    `service.store.resources.update_unless_changed`), their data ``data`` (SQL over
+    the event `e`, as for `outbox.appending`); None when the write must take
     the locked way: it is not about one user, or the guard's row does not exist (a
     count would count nothing without it; with no row, the guard was never
     tripped). The write's row has `guard_counted`, for `noted`.
@@ -405,7 +408,7 @@ def along(
     about = {_user_of(event) for event in new} | {event.resource_id for event in new}
     if was_tripped is None or not has_row or len(about) != 1:
         return None
-    return functools.partial(_deciding, schema, tenant_id, new)
+    return functools.partial(_deciding, schema, tenant_id, new, data=data)
 
 
 class _Decision(NamedTuple):
@@ -425,6 +428,8 @@ def _deciding(
     new: Sequence[NewEvent],
     first_param: int,
     only_with: str | None,
+    *,
+    data: str,
 ) -> AlongStatements:
     """`along`'s statements, taking effect only with ``only_with``
     (`service.store.resources.Along`): the guard row locked after the write's own
@@ -438,12 +443,15 @@ def _deciding(
     deprovisions = any(event.type in _DEPROVISIONS for event in new)
     decide = _counting_decision if deprovisions else _sharing_decision
     decision = decide(schema, new, tenant, gate)
-    stored = outbox.appending(schema, new, first_param, only_with="passed", numbered=True)
+    stored = outbox.appending(
+        schema, new, first_param, only_with="passed", numbered=True, data=data
+    )
     held = _inserting_held(
         quoted_schema(schema),
         outbox.event_rows(first_param),
         user_id="e.resource_id",
         where=f" WHERE {decision.holding}",
+        data=data,
     )
     return AlongStatements(
         f"{decision.ctes}, passed AS (SELECT FROM {only_with} WHERE NOT "

@@ -561,8 +561,8 @@ async def _update_user_with_event(
     stored roles. None, having done nothing, when the event cannot go with the
     update: see `_events_along`; the change is not an event (`events.changed`),
     or the guard may hold it and the statement cannot decide (`guard.along`; a
-    ``locked`` write's never does: it is not its own transaction; in a tenant
-    that maps roles, none does). A ``row`` read without a lock (not ``locked``)
+    ``locked`` write's never does: it is not its own transaction). A ``row``
+    read without a lock (not ``locked``)
     is updated only if it is still at the version read (and, in a tenant that
     maps roles, has roles stored), else None too; its own statement's
     transaction is not the state's, so `lastModified` is passed.
@@ -582,25 +582,32 @@ async def _update_user_with_event(
     event = events.changed(before, after, None if tracker is None else [])
     if event is None:
         return None
-    along: Along | None
-    guarded_in = None
-    only_if = None
-    if tracker is not None:
-        if not guard.passes([event], state.guard_tripped) or scope.tenant_id is None:
+    passes = guard.passes([event], state.guard_tripped)
+    guarded_in = None if passes or locked else scope.tenant_id
+    if not passes and guarded_in is None:
+        return None
+    deciding = None
+    if guarded_in is not None:
+        # The statement decides whether the guard holds the event, and stores or holds it.
+        data = "e.data" if tracker is None else roles.HELD_ROLES_DATA
+        deciding = guard.along(
+            scope.schema, guarded_in, [event], state.guard_tripped, state.guard_row, data=data
+        )
+        if deciding is None:
             return None
-        along = _holding_roles(scope.schema, event, tracker, row["id"], locked=locked)
+    along: Along
+    only_if = None
+    if tracker is None:
+        along = deciding or functools.partial(
+            outbox.appending, scope.schema, [event], numbered=not locked
+        )
+    else:
+        assert scope.tenant_id is not None, "only a tenant's state maps roles"
+        along = _holding_roles(
+            scope.schema, event, tracker, row["id"], locked=locked, deciding=deciding
+        )
         if not locked:
             only_if = functools.partial(tracker.stored_and_shared, scope.tenant_id)
-    elif guard.passes([event], state.guard_tripped):
-        along = functools.partial(outbox.appending, scope.schema, [event], numbered=not locked)
-    elif not locked and scope.tenant_id is not None:
-        # The statement decides whether the guard holds the event, and stores or holds it.
-        guarded_in = scope.tenant_id
-        along = guard.along(scope.schema, guarded_in, [event], state.guard_tripped, state.guard_row)
-    else:
-        return None
-    if along is None:
-        return None
     updated = await _updated_user(
         conn, scope.schema, state, row, resource, along=along, only_if=only_if, locked=locked
     )
@@ -644,7 +651,13 @@ async def _updated_user(
 
 
 def _holding_roles(
-    schema: str, event: NewEvent, tracker: roles.Tracker, user_id: uuid.UUID, *, locked: bool
+    schema: str,
+    event: NewEvent,
+    tracker: roles.Tracker,
+    user_id: uuid.UUID,
+    *,
+    locked: bool,
+    deciding: Along | None = None,
 ) -> Along:
     """A user's update event, with the user's stored roles the update's statement reads
     `FOR SHARE` (`roles.Tracker.holding_stored`), which the locked way read in a
@@ -652,14 +665,29 @@ def _holding_roles(
     user is locked and the statement is not its own transaction; the event is
     stored only if the user has roles stored (else they are computed after).
     Otherwise the statement updates the user only if it has (`_update_user_with_event`
-    asks `roles.Tracker.stored_and_shared`), and reads them once it has."""
+    asks `roles.Tracker.stored_and_shared`), and reads them once it has; with
+    ``deciding`` (`guard.along`), the guard decides whether the event is stored
+    or held once they are read, as the locked way locks the guard row last."""
 
     def statements(first_param: int, written: str | None) -> AlongStatements:
         held = tracker.holding_stored(user_id, first_param, None if locked else written)
+        first_free = first_param + len(held.args)
+        if deciding is not None:
+            # Not a row less: a gate that the guard's statements wait on the roles' read.
+            read = (
+                f"roles_read AS (SELECT FROM {written} "
+                "WHERE (SELECT count(*) FROM held_roles) >= 0)"
+            )
+            decided = deciding(first_free, "roles_read")
+            return AlongStatements(
+                f"{held.ctes}, {read}, {decided.ctes}",
+                [*held.args, *decided.args],
+                held.returns + decided.returns,
+            )
         appended = outbox.appending(
             schema,
             [event],
-            first_param + len(held.args),
+            first_free,
             "held_roles" if locked else written,
             numbered=not locked,
             data=roles.HELD_ROLES_DATA,

@@ -670,3 +670,42 @@ async def test_a_member_change_waiting_for_a_deprovision_of_a_member_holds_its_e
         ("user.deactivated", users[5]),
         ("group.member_added", users[5]),
     ]
+
+
+async def test_in_a_tenant_mapping_roles_deactivations_carry_roles_held_or_not(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """A deactivation in a tenant that maps roles is decided by the guard in the update's
+    own statement, which reads the user's roles: the events it delivers and the ones
+    it holds (and releases) carry the roles the user has."""
+    mapping = {
+        "default_roles": ["member"],
+        "groups": [{"match": "displayName", "value": "Staff", "roles": ["staff"]}],
+    }
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+    await configure(client, tenant.slug, threshold_percent=20, min_users=5)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(10)]
+    await create_group(tenant, "Staff", users[2])
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    for user in users[:3]:
+        await deactivate(tenant, user)  # the third trips the guard
+    await rename(tenant, users[2], "Still here")
+    delivered = await feed.new()
+    assert [(e["type"], e["data"]["roles"]) for e in delivered] == [
+        ("user.deactivated", ["member"]),
+        ("user.deactivated", ["member"]),
+    ]
+    state = await guard_of(client, tenant.slug)
+    assert (state["holding"], state["held_events"]) == (True, 2)
+    released = await client.post(
+        f"/admin/v1/tenants/{tenant.slug}/guard/release", headers=admin_headers()
+    )
+    assert released.json() == {"released": 2}
+    assert [(e["type"], e["data"]["roles"]) for e in await feed.new()] == [
+        ("user.deactivated", ["member", "staff"]),
+        ("user.updated", ["member", "staff"]),
+    ]
