@@ -24,6 +24,7 @@ from service.webhooks.worker import WebhookWorker
 from tenants.migrations import apply_pending
 from tenants.schemas import quoted_schema
 from tests.support.application import Client, TenantHandle, admin_headers, make_tenant, schema_of
+from tests.support.concurrency import finished, pause_first_call, paused_inside, still_waiting
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -371,27 +372,13 @@ async def test_a_delete_of_a_member_a_change_of_its_group_adds_again_finishes_bo
     )
     group = made.json()["id"]
     scope = await announced_scope(db, tenant)
-    paused, resume = asyncio.Event(), asyncio.Event()
-    add_members = groups.add
-
-    async def paused_once(*args: Any, **kwargs: Any) -> Any:
-        if not paused.is_set():
-            paused.set()
-            await resume.wait()
-        return await add_members(*args, **kwargs)
-
-    monkeypatch.setattr(groups, "add", paused_once)
+    pause = pause_first_call(monkeypatch, groups, "add")
     add = patch_body({"op": "add", "path": "members", "value": [{"value": user}]})
-    adding = asyncio.create_task(
-        provisioning.apply_patch(db, GROUPS, scope, group, add, if_match="*")
-    )
-    try:
-        await asyncio.wait_for(paused.wait(), 5)
+    adding = provisioning.apply_patch(db, GROUPS, scope, group, add, if_match="*")
+    async with paused_inside(pause, adding):
         deleting = asyncio.create_task(provisioning.delete(db, USERS, scope, user))
-        await asyncio.sleep(0.3)
-    finally:
-        resume.set()
-    await asyncio.wait_for(asyncio.gather(adding, deleting), 5)
+        await still_waiting(deleting, "the delete went ahead of the group's lock")
+    await finished(deleting)
     removed = (await all_events(client, tenant.slug))[-1]
     assert (removed["type"], removed["data"]["member"]["value"]) == (
         "group.member_removed",

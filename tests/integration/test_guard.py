@@ -19,6 +19,13 @@ from tests.integration.test_events import announced_scope, interleave, patch_bod
 from tests.integration.test_roles import Feed, create_group, patch_group
 from tests.integration.test_webhooks import register, verify, worker
 from tests.support.application import Client, TenantHandle, admin_headers, schema_of
+from tests.support.concurrency import (
+    Pause,
+    finished,
+    pause_first_call,
+    paused_inside,
+    still_waiting,
+)
 
 
 async def guard_of(client: Client, slug: str) -> dict[str, Any]:
@@ -70,23 +77,10 @@ async def trip_the_guard(client: Client, tenant: TenantHandle) -> tuple[list[str
     return users, feed
 
 
-def keep_the_guard_row_locked(
-    monkeypatch: pytest.MonkeyPatch,
-) -> tuple[asyncio.Event, asyncio.Event]:
+def keep_the_guard_row_locked(monkeypatch: pytest.MonkeyPatch) -> Pause:
     """Whoever next locks a guard row `FOR UPDATE` (`guard._locked_row`: a release, a
-    discard, a deprovision the locked way) holds it, setting the first event once it
-    has the lock, until the second is set."""
-    paused, resume = asyncio.Event(), asyncio.Event()
-    locked_row = guard._locked_row
-
-    async def holding(conn: Any, tenant_id: uuid.UUID) -> Any:
-        row = await locked_row(conn, tenant_id)
-        paused.set()
-        await resume.wait()
-        return row
-
-    monkeypatch.setattr(guard, "_locked_row", holding)
-    return paused, resume
+    discard, a deprovision the locked way) holds it, paused once it has the lock."""
+    return pause_first_call(monkeypatch, guard, "_locked_row", after=True)
 
 
 async def test_a_create_while_the_guard_holds_is_stored_and_delivered(
@@ -325,33 +319,18 @@ async def test_writes_about_held_users_hold_side_by_side_and_a_release_waits_for
     feed = Feed(client, tenant.slug)
     await feed.new()
     scope = await announced_scope(db, tenant)
-    paused, resume = asyncio.Event(), asyncio.Event()
-    hold = guard._hold
-
-    async def the_first_waits(conn: Any, schema: str, held: Any) -> None:
-        if not paused.is_set():
-            paused.set()
-            await resume.wait()
-        await hold(conn, schema, held)
-
-    monkeypatch.setattr(guard, "_hold", the_first_waits)
+    pause = pause_first_call(monkeypatch, guard, "_hold")
 
     async def rename_on_pool(user: str, name: str, *more: dict[str, Any]) -> None:
         change = patch_body({"op": "replace", "path": "displayName", "value": name}, *more)
         await provisioning.apply_patch(db, USERS, scope, user, change)
 
     password = {"op": "replace", "path": "password", "value": "correct horse battery"}
-    first = asyncio.create_task(rename_on_pool(users[2], "First", password))
-    try:
-        await asyncio.wait_for(paused.wait(), 5)
-        await asyncio.wait_for(rename_on_pool(users[3], "Second"), 5)
+    async with paused_inside(pause, rename_on_pool(users[2], "First", password)):
+        await finished(rename_on_pool(users[3], "Second"))
         releasing = asyncio.create_task(guard.release(db, tenant.slug))
-        await asyncio.sleep(0.3)
-        assert not releasing.done(), "the release went ahead of a write still holding"
-    finally:
-        resume.set()  # a failure above must not leave the first write's transaction open
-        await asyncio.wait_for(first, 5)
-    assert await asyncio.wait_for(releasing, 5) == 4
+        await still_waiting(releasing, "the release went ahead of a write still holding")
+    assert await finished(releasing) == 4
     assert [(e["type"], e["resource"]["id"]) for e in await feed.new()] == [
         ("user.deactivated", users[2]),
         ("user.deactivated", users[3]),
@@ -424,26 +403,12 @@ async def test_a_member_change_while_held_waits_for_a_delete_of_a_member_without
     feed = Feed(client, tenant.slug)
     await feed.new()
     scope = await announced_scope(db, tenant)
-    paused, resume = asyncio.Event(), asyncio.Event()
-    locked_row = guard._locked_row
-
-    async def the_delete_waits(conn: Any, tenant_id: uuid.UUID) -> Any:
-        paused.set()
-        await resume.wait()
-        return await locked_row(conn, tenant_id)
-
-    monkeypatch.setattr(guard, "_locked_row", the_delete_waits)
-    deleting = asyncio.create_task(provisioning.delete(db, USERS, scope, users[6]))
+    pause = pause_first_call(monkeypatch, guard, "_locked_row")
     add = patch_body({"op": "add", "path": "members", "value": [{"value": users[7]}]})
-    try:
-        await asyncio.wait_for(paused.wait(), 5)
+    async with paused_inside(pause, provisioning.delete(db, USERS, scope, users[6])):
         adding = asyncio.create_task(provisioning.apply_patch(db, GROUPS, scope, group, add))
-        await asyncio.sleep(0.3)
-        assert not adding.done(), "the member change went ahead of the group's lock"
-    finally:
-        resume.set()
-        await asyncio.wait_for(deleting, 5)
-    await asyncio.wait_for(adding, 5)
+        await still_waiting(adding, "the member change went ahead of the group's lock")
+    await finished(adding)
     delivered = [(e["type"], e["data"].get("member", {}).get("value")) for e in await feed.new()]
     assert delivered == [("group.member_added", users[7])]
     state = await guard_of(client, tenant.slug)
@@ -521,20 +486,14 @@ async def test_a_deactivation_waiting_for_a_release_is_delivered_after_the_relea
     nothing is held. Run on this loop's pool, so that they overlap."""
     users, feed = await trip_the_guard(client, tenant)
     scope = await announced_scope(db, tenant)
-    paused, resume = keep_the_guard_row_locked(monkeypatch)
-    releasing = asyncio.create_task(guard.release(db, tenant.slug))
+    pause = keep_the_guard_row_locked(monkeypatch)
     off = patch_body({"op": "replace", "path": "active", "value": False})
-    try:
-        await asyncio.wait_for(paused.wait(), 5)
+    async with paused_inside(pause, guard.release(db, tenant.slug)):
         deactivating = asyncio.create_task(
             provisioning.apply_patch(db, USERS, scope, users[6], off)
         )
-        await asyncio.sleep(0.3)
-        assert not deactivating.done(), "the deactivation went ahead of the release"
-    finally:
-        resume.set()
-        await asyncio.wait_for(releasing, 5)
-    await asyncio.wait_for(deactivating, 5)
+        await still_waiting(deactivating, "the deactivation went ahead of the release")
+    await finished(deactivating)
     assert [(e["type"], e["resource"]["id"]) for e in await feed.new()] == [
         ("user.deactivated", users[2]),
         ("user.deactivated", users[6]),
@@ -644,24 +603,18 @@ async def test_a_member_change_waiting_for_a_deprovision_of_a_member_holds_its_e
     group = await create_group(tenant, "Staff")
     await feed.new()
     scope = await announced_scope(db, tenant)
-    paused, resume = keep_the_guard_row_locked(monkeypatch)
+    pause = keep_the_guard_row_locked(monkeypatch)
     off = patch_body(
         {"op": "replace", "path": "active", "value": False},
         {"op": "replace", "path": "password", "value": "correct horse battery"},
     )
-    deactivating = asyncio.create_task(provisioning.apply_patch(db, USERS, scope, users[5], off))
     add = patch_body(
         {"op": "add", "path": "members", "value": [{"value": users[5]}, {"value": users[6]}]}
     )
-    try:
-        await asyncio.wait_for(paused.wait(), 5)
+    async with paused_inside(pause, provisioning.apply_patch(db, USERS, scope, users[5], off)):
         adding = asyncio.create_task(provisioning.apply_patch(db, GROUPS, scope, group, add))
-        await asyncio.sleep(0.3)
-        assert not adding.done(), "the member change went ahead of the guard row's lock"
-    finally:
-        resume.set()
-        await asyncio.wait_for(deactivating, 5)
-    await asyncio.wait_for(adding, 5)
+        await still_waiting(adding, "the member change went ahead of the guard row's lock")
+    await finished(adding)
     delivered = [(e["type"], e["data"].get("member", {}).get("value")) for e in await feed.new()]
     assert delivered == [("group.member_added", users[6])]
     held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())

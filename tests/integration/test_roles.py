@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from service.store.resources import GROUPS, USERS
 from tenants import role_mappings
 from tests.integration.test_events import all_events, announced_scope, patch_body
 from tests.support.application import Client, TenantHandle, admin_headers
+from tests.support.concurrency import finished, pause_first_call, paused_inside, still_waiting
 
 MAPPING = {
     "default_roles": ["member"],
@@ -217,30 +217,6 @@ def _members(db: Pool, scope: provisioning.Scope, op: str, group: str, member: s
     return provisioning.apply_patch(db, GROUPS, scope, group, body)
 
 
-def _pause_first_call(
-    monkeypatch: pytest.MonkeyPatch, name: str, *, after: bool
-) -> tuple[asyncio.Event, asyncio.Event]:
-    """The first call of `roles.Tracker.<name>` pauses, before or ``after`` it runs,
-    inside its write's transaction, setting the first event, until the second is set;
-    later calls run through."""
-    paused, resume = asyncio.Event(), asyncio.Event()
-    original: Callable[..., Any] = getattr(roles.Tracker, name)
-
-    async def pausing(*args: Any, **kwargs: Any) -> Any:
-        first = not paused.is_set()
-        if first and not after:
-            paused.set()
-            await resume.wait()
-        result = await original(*args, **kwargs)
-        if first and after:
-            paused.set()
-            await resume.wait()
-        return result
-
-    monkeypatch.setattr(roles.Tracker, name, pausing)
-    return paused, resume
-
-
 async def _mapped(client: Client, tenant: TenantHandle, *names: str) -> None:
     """A mapping where each group name grants the role of its lower-cased name."""
     rules = [{"match": "displayName", "value": n, "roles": [n.lower()]} for n in names]
@@ -303,14 +279,9 @@ async def test_member_changes_of_two_groups_of_a_mapped_tenant_run_at_once(
     bob = (await tenant.create_user("bob@example.com"))["id"]
     a, b = await create_group(tenant, "A"), await create_group(tenant, "B")
     scope = await announced_scope(db, tenant)
-    paused, resume = _pause_first_call(monkeypatch, "refresh", after=True)
-    first = asyncio.create_task(_members(db, scope, "add", a, ada))
-    try:
-        await asyncio.wait_for(paused.wait(), 5)
-        await asyncio.wait_for(_members(db, scope, "add", b, bob), 5)
-    finally:
-        resume.set()
-        await asyncio.wait_for(first, 5)
+    pause = pause_first_call(monkeypatch, roles.Tracker, "refresh", after=True)
+    async with paused_inside(pause, _members(db, scope, "add", a, ada)):
+        await finished(_members(db, scope, "add", b, bob))
     assert await roles_of(client, tenant.slug, ada) == ["a"]
     assert await roles_of(client, tenant.slug, bob) == ["b"]
 
@@ -328,17 +299,11 @@ async def test_member_changes_reaching_one_user_at_once_leave_its_roles_right(
     feed = Feed(client, tenant.slug)
     await feed.new()
     scope = await announced_scope(db, tenant)
-    paused, resume = _pause_first_call(monkeypatch, "refresh", after=True)
-    adding = asyncio.create_task(_members(db, scope, "add", a, ada))
-    try:
-        await asyncio.wait_for(paused.wait(), 5)
+    pause = pause_first_call(monkeypatch, roles.Tracker, "refresh", after=True)
+    async with paused_inside(pause, _members(db, scope, "add", a, ada)):
         removing = asyncio.create_task(_members(db, scope, "remove", c, ada))
-        await asyncio.sleep(0.3)
-        assert not removing.done(), "the removal did not wait for the addition's roles"
-    finally:
-        resume.set()
-        await asyncio.wait_for(adding, 5)
-    await asyncio.wait_for(removing, 5)
+        await still_waiting(removing, "the removal did not wait for the addition's roles")
+    await finished(removing)
     reported = [
         (e["previous"]["roles"], e["data"]["roles"])
         for e in await feed.new()
@@ -359,18 +324,12 @@ async def test_a_user_write_waiting_for_a_member_change_shows_the_roles_it_store
     feed = Feed(client, tenant.slug)
     await feed.new()
     scope = await announced_scope(db, tenant)
-    paused, resume = _pause_first_call(monkeypatch, "refresh", after=True)
-    adding = asyncio.create_task(_members(db, scope, "add", a, ada))
+    pause = pause_first_call(monkeypatch, roles.Tracker, "refresh", after=True)
     rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
-    try:
-        await asyncio.wait_for(paused.wait(), 5)
+    async with paused_inside(pause, _members(db, scope, "add", a, ada)):
         renaming = asyncio.create_task(provisioning.apply_patch(db, USERS, scope, ada, rename))
-        await asyncio.sleep(0.3)
-        assert not renaming.done(), "the user's write read roles the member change replaces"
-    finally:
-        resume.set()
-        await asyncio.wait_for(adding, 5)
-    await asyncio.wait_for(renaming, 5)
+        await still_waiting(renaming, "the user's write read roles the member change replaces")
+    await finished(renaming)
     changes = [(e["type"], e["data"]["roles"]) for e in await feed.new() if "roles" in e["data"]]
     assert changes == [("user.roles_changed", ["a"]), ("user.updated", ["a"])]
 
@@ -403,21 +362,15 @@ async def test_a_user_delete_during_a_member_change_of_its_group_finishes_both(
     await feed.new()
     scope = await announced_scope(db, tenant)
     path, pause_at = removal
-    paused, resume = _pause_first_call(monkeypatch, pause_at, after=False)
+    pause = pause_first_call(monkeypatch, roles.Tracker, pause_at)
     operation: dict[str, Any] = {"op": "remove", "path": path}
     if path == "members":
         operation["value"] = [{"value": ada}]
-    removing = asyncio.create_task(
-        provisioning.apply_patch(db, GROUPS, scope, a, patch_body(operation))
-    )
-    try:
-        await asyncio.wait_for(paused.wait(), 5)
+    removing = provisioning.apply_patch(db, GROUPS, scope, a, patch_body(operation))
+    async with paused_inside(pause, removing):
         deleting = asyncio.create_task(provisioning.delete(db, USERS, scope, ada))
         await _lock_waiters(db, 1)
-    finally:
-        resume.set()
-        await asyncio.wait_for(removing, 5)
-    await asyncio.wait_for(deleting, 5)
+    await finished(deleting)
     assert [(e["type"], e["data"].get("roles")) for e in await feed.new()] == [
         ("group.member_removed", None),
         ("user.roles_changed", []),
