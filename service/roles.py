@@ -103,14 +103,16 @@ class Tracker:
         roles in one snapshot, taken after whatever lock the write took before.
         """
         qualified = self._qualified
+        members, arg = groups.one_of("member_id", user_ids)
+        users, _ = groups.one_of("u.id", user_ids)
         rows = await conn.fetch(
-            groups.reach(qualified, "member_id = ANY($1::uuid[])")
+            groups.reach(qualified, members)
             + "SELECT u.id, u.user_name, r.roles, g.display_name, g.external_id "
             f"FROM {qualified}.users u LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id "
             "LEFT JOIN (SELECT DISTINCT member_id, group_id FROM reach) x ON x.member_id = u.id "
             f"LEFT JOIN {qualified}.groups g ON g.id = x.group_id "
-            "WHERE u.id = ANY($1::uuid[]) AND u.managed AND u.deleted_at IS NULL",
-            user_ids,
+            f"WHERE {users} AND u.managed AND u.deleted_at IS NULL",
+            arg,
         )
         found: dict[uuid.UUID, tuple[str, list[GroupKeys], list[str] | None]] = {}
         for row in rows:

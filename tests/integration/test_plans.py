@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from service import provisioning
 from service.postgres import create_pool
 from service.store.resources import GROUPS, USERS
 from tests.integration.test_events import announced_scope, patch_body
 from tests.integration.test_guard import configure
-from tests.support.application import Client, TenantHandle
+from tests.support.application import Client, TenantHandle, admin_headers
 
 ROUNDS = 8
 CUSTOM_PLANS_BEFORE_CHOOSING = 5
@@ -28,11 +30,24 @@ def _replace(path: str, value: Any) -> dict[str, Any]:
     return patch_body({"op": "replace", "path": path, "value": value})
 
 
+@pytest.mark.parametrize("mapped", [False, True])
 async def test_repeated_writes_run_on_cached_plans(
-    client: Client, migrated_database: str, tenant: TenantHandle
+    client: Client, migrated_database: str, tenant: TenantHandle, mapped: bool
 ) -> None:
+    """The IdPs' writes, in a tenant without a role mapping and in one whose groups
+    grant roles (where a member change also computes and stores its users' roles)."""
     # Deactivations are counted by the guard in their own statement, never held.
     await configure(client, tenant.slug, min_users=1_000_000)
+    if mapped:
+        rules = [
+            {"match": "displayName", "value": f"g{n}", "roles": [f"r{n}"]} for n in range(ROUNDS)
+        ]
+        saved = await client.put(
+            f"/admin/v1/tenants/{tenant.slug}/roles",
+            json={"default_roles": ["member"], "groups": rules},
+            headers=admin_headers(),
+        )
+        assert saved.status_code == 200, saved.text
     # One connection, so that every statement below is prepared on it and its
     # plan choices can be read from its `pg_prepared_statements`.
     one = await create_pool(migrated_database, min_size=1, max_size=1)
@@ -62,12 +77,18 @@ async def test_repeated_writes_run_on_cached_plans(
         for row in plans
         if row["generic_plans"] + row["custom_plans"] >= ROUNDS
     ]
+    ours = ("WITH written", "WITH current")
+    ours += (
+        ("WITH RECURSIVE reach", "WITH stored_roles")
+        if mapped
+        else ("WITH new_events", "WITH state")
+    )
     writes = [
         statement
         for statement, generic, _ in executed
-        if generic > 0
-        and statement.startswith(("WITH written", "WITH new_events", "WITH current", "WITH state"))
+        if generic > 0 and statement.startswith(ours)
     ]
-    # The user PATCH, deactivation and reactivation, the creates, the member changes.
+    # The user PATCH, deactivation and reactivation, the member changes, and the creates
+    # or, mapped, the member changes' roles computed and stored.
     assert len(writes) >= 5, executed
     assert [row for row in executed if row[2] > CUSTOM_PLANS_BEFORE_CHOOSING] == []
