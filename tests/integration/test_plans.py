@@ -77,7 +77,7 @@ async def test_repeated_writes_run_on_cached_plans(
         for row in plans
         if row["generic_plans"] + row["custom_plans"] >= ROUNDS
     ]
-    ours = ("WITH written", "WITH current")
+    ours: tuple[str, ...] = ("WITH written", "WITH current")
     ours += (
         ("WITH RECURSIVE reach", "WITH stored_roles")
         if mapped
