@@ -347,8 +347,13 @@ async def create(
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         known: WriteState | None = None
         alone = password_hash is None if table is USERS else not member_ids
-        if alone and _may_go_unlocked(scope) and scope.tenant_id is not None:
-            known, body = await _insert_with_state(conn, table, scope, resource, created)
+        # A new user of a tenant that maps roles has its default roles from the statement.
+        mapped = write_state.maps_roles(scope.tenant_id)
+        unlocked = _user_may_go_unlocked(scope) and (table is USERS or not mapped)
+        if alone and unlocked and scope.tenant_id is not None:
+            known, body = await _insert_with_state(
+                conn, table, scope, resource, created, mapped=mapped
+            )
             if body is not None:
                 instruments.provisioned(table.resource_type.name, ACTION_CREATED)
                 return _shown(table, body, projection)
@@ -479,6 +484,10 @@ _NOT_YET: Final = datetime.min.replace(tzinfo=UTC)
 """The times of a representation before the statement storing it gives them."""
 _STAMPED_NOW: Final = resources.stamped_sql("e.data", "now()")
 """An event's data `e` with the times its statement gives them."""
+_STAMPED_NOW_WITH_DEFAULT_ROLES: Final = (
+    f"jsonb_set({_STAMPED_NOW}, '{{roles}}', to_jsonb({roles.DEFAULT_ROLES}))"
+)
+"""A new user's event data `e` with those times and the roles its statement stores."""
 
 
 def _inserted(resource_id: uuid.UUID, resource: dict[str, Any], at: datetime) -> dict[str, Any]:
@@ -498,13 +507,19 @@ async def _insert_with_state(
     scope: Scope,
     resource: dict[str, Any],
     created: dict[str, Any] | None,
+    *,
+    mapped: bool = False,
 ) -> tuple[WriteState, dict[str, Any] | None]:
     """The common create as one statement: the write's state, the row and its
     `created` event (`write_state.read_and_write`); the state, and the new
     resource's representation, which is also what the event shows, or None,
-    having written nothing, when the create needs more: a user to claim, roles
-    to compute (their lock is taken in a transaction), the guard may hold its
-    event, or the tenant's events are numbered in the insert.
+    having written nothing, when the create needs more: a user to claim, the
+    guard may hold its event, the tenant's events are numbered in the insert,
+    or the tenant maps roles and the create is not ``mapped`` (or the other way
+    round). A ``mapped`` create (a user's) takes the roles lock in its state,
+    stores the user's roles, the mapping's default ones, and shows them in its
+    event (`roles.storing_defaults`, `roles.DEFAULT_ROLES`): a user in no group
+    has no other.
 
     No transaction block, which would cost two round trips (BEGIN, COMMIT) and
     protect nothing here: the statement is atomic by itself, and what the state
@@ -520,16 +535,19 @@ async def _insert_with_state(
     resource_id = uuid.uuid4()
     # Its times are the statement's, set in the statement and once it answers.
     body = _event_body(table, scope, _inserted(resource_id, resource, _NOT_YET))
-    storing_event = functools.partial(
+    storing: Along = functools.partial(
         outbox.appending, scope.schema, [events.created(body)], numbered=True, data=_STAMPED_NOW
     )
+    if mapped:
+        storing = _storing_new_user(scope.schema, events.created(body, []), resource_id)
     try:
         state, written = await write_state.read_and_write(
             conn,
             scope.schema,
             scope.tenant_id,
             probe=_probe(scope, created),
-            write=inserting(table, scope.schema, resource, resource_id, storing_event),
+            write=inserting(table, scope.schema, resource, resource_id, storing),
+            mapped=mapped,
         )
     except asyncpg.UniqueViolationError as exc:
         raise conflict(table, resource) from exc
@@ -537,6 +555,26 @@ async def _insert_with_state(
         return state, None
     assert state.now is not None
     return state, resources.stamped(body, state.now)
+
+
+def _storing_new_user(schema: str, event: NewEvent, user_id: uuid.UUID) -> Along:
+    """A new user's default roles and its `created` event (``event``, its roles set by
+    the statement) stored by the statement that inserts it, in a tenant that maps roles."""
+
+    def statements(first_param: int, only_with: str | None) -> AlongStatements:
+        assert only_with is not None, "stored only with the user"
+        stored = roles.storing_defaults(schema, user_id, first_param, only_with)
+        appended = outbox.appending(
+            schema,
+            [event],
+            first_param + len(stored.args),
+            only_with,
+            numbered=True,
+            data=_STAMPED_NOW_WITH_DEFAULT_ROLES,
+        )
+        return AlongStatements(f"{stored.ctes}, {appended.ctes}", [*stored.args, *appended.args])
+
+    return statements
 
 
 async def _update_user_with_event(

@@ -70,6 +70,27 @@ HELD_ROLES_DATA: Final = (
 none: the mapping removed since the write read it (`set_mapping` drops every user's)."""
 
 
+DEFAULT_ROLES: Final = (
+    'ARRAY(SELECT DISTINCT r COLLATE "C" FROM state s, unnest(s.default_roles) AS u(r) ORDER BY 1)'
+)
+"""A new user's roles, the default ones of the mapping its statement's `state` read
+(`service.write_state.unhindered`), ordered as `RoleMapping.roles` orders them: by
+code point, once each."""
+
+
+def storing_defaults(
+    schema: str, user_id: uuid.UUID, first_param: int, only_with: str
+) -> AlongStatements:
+    """A new user's default roles (`DEFAULT_ROLES`) stored by the statement that inserts
+    it, as a `WITH` query taking effect with ``only_with``, its argument `$first_param`:
+    no round trip to learn them first."""
+    return AlongStatements(
+        f"stored_roles AS (INSERT INTO {quoted_schema(schema)}.user_roles (user_id, roles) "
+        f"SELECT ${first_param}::uuid, {DEFAULT_ROLES} WHERE EXISTS (SELECT FROM {only_with}))",
+        [user_id],
+    )
+
+
 def keys(resource: dict[str, Any]) -> GroupKeys:
     """A group's keys from its stored attributes."""
     return resource.get("displayName") or "", resource.get("externalId")

@@ -106,11 +106,13 @@ async def read(
     return UNTRACKED if row is None else _state_of(schema, tenant_id, row, exclusive=exclusive)
 
 
-_UNHINDERED_IF: Final = (
-    "s.group_rules IS NULL AND s.may_claim IS NOT TRUE AND NOT (s.guarded AND s.tripped) "
-    "AND s.numbers_at_commit"
+_FREE_IF: Final = (
+    "s.may_claim IS NOT TRUE AND NOT (s.guarded AND s.tripped) AND s.numbers_at_commit"
 )
+_UNHINDERED_IF: Final = f"s.group_rules IS NULL AND {_FREE_IF}"
 """What `unhindered` requires of the state `s` for its write to take effect."""
+_MAPPED_UNHINDERED_IF: Final = f"s.group_rules IS NOT NULL AND {_FREE_IF}"
+"""The same, for a write that holds the roles lock (`unhindered` with ``mapped``)."""
 
 
 UNHINDERED: Final = "unhindered"
@@ -118,7 +120,7 @@ UNHINDERED: Final = "unhindered"
 
 
 def unhindered(
-    tenant_id: uuid.UUID, probe: Probe | None = None
+    tenant_id: uuid.UUID, probe: Probe | None = None, *, mapped: bool = False
 ) -> Callable[[int], AlongStatements]:
     """The state of a write that deprovisions nothing (`read`, no roles lock taken), as
     `WITH` queries of the write's own statement given their first `$n`, the last,
@@ -131,26 +133,38 @@ def unhindered(
     Saves the IdPs' commonest writes a round trip (`read_and_write`,
     `service.provisioning`): the state does not have to come back to the service
     for it to decide what the write depends on; the statement decides it.
+    ``mapped``: the write needs the tenant to map roles instead, and the state
+    takes the roles lock shared, held to the end of the statement, its own
+    transaction.
     """
+    lock_args = [role_mappings.LOCK_CLASS] if mapped else []
+    lock = _lock_function(exclusive=False) if mapped else None
+    condition = _MAPPED_UNHINDERED_IF if mapped else _UNHINDERED_IF
 
     def statements(first_param: int) -> AlongStatements:
-        probed, probe_args = _probed(probe, first_param + 2)
+        probed, probe_args = _probed(probe, first_param + 2 + len(lock_args))
         return AlongStatements(
-            f"state AS ({_statement(probed, None, first_param=first_param)}), "
-            f"{UNHINDERED} AS (SELECT FROM state s WHERE {_UNHINDERED_IF})",
-            [tenant_id, GUARD_SCHEMA_VERSION, *probe_args],
+            f"state AS ({_statement(probed, lock, first_param=first_param)}), "
+            f"{UNHINDERED} AS (SELECT FROM state s WHERE {condition})",
+            [tenant_id, GUARD_SCHEMA_VERSION, *lock_args, *probe_args],
         )
 
     return statements
 
 
 async def read_and_write(
-    conn: Connection, schema: str, tenant_id: uuid.UUID, *, probe: Probe | None, write: Along
+    conn: Connection,
+    schema: str,
+    tenant_id: uuid.UUID,
+    *,
+    probe: Probe | None,
+    write: Along,
+    mapped: bool = False,
 ) -> tuple[WriteState, bool]:
-    """The state of a write and the write, in one statement (`unhindered`): ``write``
-    is given the first `$n` its arguments take and the `WITH` query it takes effect
-    with. Returns the state and whether the write took effect."""
-    state = unhindered(tenant_id, probe)(1)
+    """The state of a write and the write, in one statement (`unhindered`, ``mapped``
+    or not): ``write`` is given the first `$n` its arguments take and the `WITH`
+    query it takes effect with. Returns the state and whether the write took effect."""
+    state = unhindered(tenant_id, probe, mapped=mapped)(1)
     statements = write(1 + len(state.args), UNHINDERED)
     row = await conn.fetchrow(
         f"WITH {state.ctes}, {statements.ctes} "

@@ -235,9 +235,9 @@ async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
     client: Client, tenant: TenantHandle, recorded: Recorded
 ) -> None:
     """Once a write found the tenant's role mapping, the next ones do not first read
-    without a lock to learn they need one: a create goes the locked way at once, and
-    stores the new user, its roles (the default ones: known without a query) and its
-    event in one statement; a member change of a group that grants roles reads
+    without a lock to learn they need one: a create is one statement, the state
+    (taking the roles lock shared), the new user, its roles (the default ones: a new
+    user is in no group) and its event; a member change of a group that grants roles reads
     the group with the state under the roles lock, then changes the members, stores
     their events and locks the member's stored roles in one statement, reads those
     with the member's groups in the next, and stores the new roles with their
@@ -263,8 +263,7 @@ async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
     assert changed.status_code in (200, 204), changed.text
     spans = await finished_spans(recorded, 2)
     assert statements_of(spans, server_span(spans, "POST /scim/v2/{tenant}/Users")) == [
-        "SELECT users tenants role_mappings",
-        "INSERT user_roles events users",
+        "INSERT users user_roles event_sequence",
     ]
     patched = server_span(spans, "PATCH /scim/v2/{tenant}/Groups/{resource_id}")
     assert statements_of(spans, patched) == [

@@ -440,3 +440,31 @@ async def test_a_user_update_racing_the_mappings_removal_reports_no_roles(
     assert updated["type"] == "user.updated"
     assert updated["data"]["displayName"] == "Ada L."
     assert "roles" not in updated["data"]
+
+
+async def test_a_new_users_default_roles_come_from_its_statement_in_the_mappings_order(
+    client: Client, tenant: TenantHandle, db: Pool
+) -> None:
+    """A create in a tenant that maps roles stores the user's default roles and shows them
+    in its event from the one statement that inserts it, ordered as the mapping orders
+    them everywhere else (by code point, once each)."""
+    default_roles = ["b", "A", "ä", "a", "Z", "b"]
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles",
+        json={"default_roles": default_roles},
+        headers=admin_headers(),
+    )
+    assert saved.status_code == 200, saved.text
+    await tenant.create_user("first@example.com")  # finds the mapping
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    expected = sorted(set(default_roles))
+    [created] = await feed.new()
+    assert (created["type"], created["data"]["roles"]) == ("user.created", expected)
+    scope = await announced_scope(db, tenant)
+    stored = await db.fetchval(
+        f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1', ada
+    )
+    assert stored == expected
+    assert await roles_of(client, tenant.slug, ada) == expected
