@@ -305,19 +305,12 @@ async def _group_roles(
     before: Row | None,
     after: Row,
     members: events.MembershipChanges,
-    *,
-    stored_locked: bool = False,
 ) -> list[NewEvent]:
     if tracker is None:
         return []
     old = None if before is None else roles.keys(before["resource"])
     return await tracker.group_changed(
-        conn,
-        after["id"],
-        old,
-        roles.keys(after["resource"]),
-        members.touched(),
-        stored_locked=stored_locked,
+        conn, after["id"], old, roles.keys(after["resource"]), members.touched()
     )
 
 
@@ -444,10 +437,7 @@ async def _insert_user_with_roles(
         stored_roles = tracker.storing(first_param)
         assert stored_roles is not None
         first_free = first_param + len(stored_roles.args)
-        appended = outbox.appending(scope.schema, [event], first_free)
-        return AlongStatements(
-            f"{stored_roles.ctes}, {appended.ctes}", [*stored_roles.args, *appended.args]
-        )
+        return stored_roles.then(outbox.appending(scope.schema, [event], first_free))
 
     await insert(
         conn, USERS, scope.schema, resource, resource_id=resource_id, at=state.now, along=along
@@ -572,7 +562,7 @@ def _storing_new_user(schema: str, event: NewEvent, user_id: uuid.UUID) -> Along
             numbered=True,
             data=_STAMPED_NOW_WITH_DEFAULT_ROLES,
         )
-        return AlongStatements(f"{stored.ctes}, {appended.ctes}", [*stored.args, *appended.args])
+        return stored.then(appended)
 
     return statements
 
@@ -717,11 +707,7 @@ def _holding_roles(
                 "WHERE (SELECT count(*) FROM held_roles) >= 0)"
             )
             decided = deciding(first_free, "roles_read")
-            return AlongStatements(
-                f"{held.ctes}, {read}, {decided.ctes}",
-                [*held.args, *decided.args],
-                held.returns + decided.returns,
-            )
+            return held.then(AlongStatements(read, [])).then(decided)
         appended = outbox.appending(
             schema,
             [event],
@@ -730,9 +716,7 @@ def _holding_roles(
             numbered=not locked,
             data=roles.HELD_ROLES_DATA,
         )
-        return AlongStatements(
-            f"{held.ctes}, {appended.ctes}", [*held.args, *appended.args], held.returns
-        )
+        return held.then(appended)
 
     return statements
 
@@ -1279,17 +1263,13 @@ async def _patch_members_unlocked(
             maybe = _member_events(ids, add=add, group=before)
             along: Callable[[int, str], AlongStatements]
             tracker = state.roles
-            stored_locked = tracker is not None and tracker.locks_with_change(
-                roles.keys(row["resource"])
-            )
             if guard.passes(maybe, state.guard_tripped):
                 # In a transaction block the commit numbers them: numbered by the
                 # statement, they would hold the tenant's event counter to the commit.
                 along = functools.partial(
                     outbox.appending_members, scope.schema, maybe, numbered=not mapped
                 )
-                if stored_locked:
-                    assert tracker is not None
+                if tracker is not None and tracker.locks_with_change(roles.keys(row["resource"])):
                     along = _locking_stored_roles(along, tracker)
             elif state.guard_tripped and scope.tenant_id is not None and not mapped:
                 along = functools.partial(
@@ -1310,15 +1290,7 @@ async def _patch_members_unlocked(
                 return None
             after = change.bumped or row
             if state.roles is not None:
-                await _member_roles(
-                    conn,
-                    scope,
-                    state,
-                    (row, after),
-                    change.members,
-                    add=add,
-                    stored_locked=stored_locked,
-                )
+                await _member_roles(conn, scope, state, (row, after), change.members, add=add)
             bodies = (before, _event_body(GROUPS, scope, after))
             return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
     except roles.ExclusiveNeeded:
@@ -1332,12 +1304,8 @@ def _locking_stored_roles(
     (`roles.Tracker.locking_stored`): the group is held one round trip less."""
 
     def both(first_param: int, changed: str) -> AlongStatements:
-        first, locking = along(first_param, changed), tracker.locking_stored(changed)
-        return AlongStatements(
-            f"{first.ctes}, {locking.ctes}",
-            [*first.args, *locking.args],
-            first.returns + locking.returns,
-        )
+        # The lock takes no arguments: none to number after along's.
+        return along(first_param, changed).then(tracker.locking_stored(changed))
 
     return both
 
@@ -1358,14 +1326,11 @@ async def _member_roles(
     changed: groups.Members,
     *,
     add: bool,
-    stored_locked: bool,
 ) -> None:
-    """The roles a member change moved, and their events, after the change's own;
-    ``stored_locked``: the change locked the stored roles of its users."""
+    """The roles a member change moved, and their events, after the change's own."""
     members = events.MembershipChanges()
     (members.added if add else members.removed)(changed)
-    moved = await _group_roles(conn, state.roles, *rows, members, stored_locked=stored_locked)
-    await _record(conn, scope, state, moved)
+    await _record(conn, scope, state, await _group_roles(conn, state.roles, *rows, members))
 
 
 async def _apply_member_step(

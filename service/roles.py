@@ -114,6 +114,9 @@ class Tracker:
         self.exclusive = exclusive
         self._qualified = quoted_schema(schema)
         self._unstored: dict[uuid.UUID, list[str]] = {}
+        self._locked_by_change = False
+        """Whether the write's member change locked the stored roles of the users it
+        changed in its own statement (`locking_stored`)."""
 
     async def computed(
         self, conn: Connection | Pool, user_ids: list[uuid.UUID]
@@ -283,14 +286,10 @@ class Tracker:
         before: GroupKeys | None,
         after: GroupKeys,
         touched: list[events.Member],
-        *,
-        stored_locked: bool = False,
     ) -> list[NewEvent]:
         """After a group write: `user.roles_changed` for each user whose roles it changed.
 
-        ``before`` is None for a new group; ``touched`` the members added or removed;
-        ``stored_locked``: the write's statement locked their stored roles
-        (`locking_stored`).
+        ``before`` is None for a new group; ``touched`` the members added or removed.
         """
         if not self.mapping.rules:
             return []  # default roles only: membership changes nothing
@@ -305,7 +304,7 @@ class Tracker:
             user_ids |= {member for member, kind in touched if kind == "User"}
             inner_groups += [member for member, kind in touched if kind == "Group"]
         user_ids |= await groups.users_under(conn, self.schema, inner_groups)
-        if not self.exclusive and not stored_locked:
+        if not self.exclusive and not self._locked_by_change:
             await self._lock_stored(conn, user_ids)
         return (await self.refresh(conn, user_ids))[1]
 
@@ -322,7 +321,9 @@ class Tracker:
         statement that changes members, for the users its query ``changed``
         (`member_id`) returns. That statement locks the group first, so locks are
         taken in the order of the separate statements; the roles are computed in
-        the next statement, whose snapshot shows what a write it waited for did."""
+        the next statement, whose snapshot shows what a write it waited for did;
+        `group_changed` then locks them no more."""
+        self._locked_by_change = True
         return AlongStatements(
             f"roles_locked AS (SELECT user_id FROM {self._qualified}.user_roles "
             f"WHERE user_id IN (SELECT member_id FROM {changed}) ORDER BY user_id FOR UPDATE)",

@@ -84,6 +84,13 @@ class AlongStatements(NamedTuple):
     """More output columns (`, expression AS name`) over those queries, for the writes
     that return them (`update_unless_changed`)."""
 
+    def then(self, more: AlongStatements) -> AlongStatements:
+        """These statements and ``more`` in one statement: ``more``'s arguments must be
+        numbered after these (from this one's first `$n` plus `len(args)`)."""
+        return AlongStatements(
+            f"{self.ctes}, {more.ctes}", [*self.args, *more.args], self.returns + more.returns
+        )
+
 
 Along = Callable[[int, str | None], AlongStatements]
 """Statements to run with a write, given its first free `$n` and the name of a `WITH`
