@@ -6,11 +6,11 @@ code (`service.scim`), store it with its version bump, all or nothing. The
 HTTP routes and `/Bulk` both call these functions. Each write appends its
 events (`service.events`) as the last step of its transaction, or with the
 statement that stores a user's change. The writes IdPs send most need no
-transaction block: the common create is one statement, its state read in it
-(`_insert_with_state`), and a user's PATCH or PUT and a group's member PATCH
-read without a lock, then write with one statement that takes effect only if
-what they read still holds, or run again the locked way
-(`_change_user_unlocked`, `_patch_members_unlocked`).
+transaction block: the common create and a group's member PATCH are one
+statement each, their state read in it (`_insert_with_state`,
+`_patch_members_in_one`), and a user's PATCH or PUT reads without a lock,
+then writes with one statement that takes effect only if what it read still
+holds, or runs again the locked way (`_change_user_unlocked`).
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ async def create(
         alone = password_hash is None if table is USERS else not member_ids
         # A new user of a tenant that maps roles has its default roles from the statement.
         mapped = write_state.maps_roles(scope.tenant_id)
-        unlocked = _user_may_go_unlocked(scope) and (table is USERS or not mapped)
+        unlocked = _may_go_unlocked(scope) and (table is USERS or not mapped)
         if alone and unlocked and scope.tenant_id is not None:
             known, body = await _insert_with_state(
                 conn, table, scope, resource, created, mapped=mapped
@@ -446,17 +446,11 @@ async def _insert_user_with_roles(
 
 
 def _may_go_unlocked(scope: Scope) -> bool:
-    """Whether a write may try the way without a lock or a transaction block: it needs
-    events on with an announcer (`_events_along`), and a tenant the last write found
-    mapping roles goes the locked way at once (`write_state.maps_roles`), but for
-    a user's update (`_user_may_go_unlocked`)."""
-    return _user_may_go_unlocked(scope) and not write_state.maps_roles(scope.tenant_id)
-
-
-def _user_may_go_unlocked(scope: Scope) -> bool:
-    """Whether a user's PATCH or PUT may try the way without a lock or a transaction
-    block (`_change_user_unlocked`): in a tenant that maps roles too, as its statement
-    takes the roles lock and reads the user's roles (`_holding_roles`)."""
+    """Whether a write may try a way without the resource's lock: it needs events on
+    with an announcer (`_events_along`). In a tenant that maps roles, a user's
+    update and create (whose statement takes the roles lock) and a member PATCH
+    (`_patch_members_in_one`, in a transaction block) may; other group writes go
+    the locked way (`write_state.maps_roles`)."""
     return scope.events and scope.announcer is not None
 
 
@@ -813,12 +807,9 @@ async def _unlocked_with_state(
     scope: Scope,
     raw_id: str,
     related: str | None = None,
-    *,
-    roles_lock: bool = False,
 ) -> tuple[Row, WriteState] | None:
     """The resource, read without a lock, and the write's state, in one statement
-    (`write_state.read_with`; ``roles_lock``: taking the roles lock shared), or 404.
-    None without a tenant id: no state to read."""
+    (`write_state.read_with`), or 404. None without a tenant id: no state to read."""
     if scope.tenant_id is None:
         return None
     key = resource_id(raw_id, table)
@@ -828,7 +819,6 @@ async def _unlocked_with_state(
         scope.tenant_id,
         resource=lambda first: selecting(table, scope.schema, first, related),
         resource_args=[key],
-        roles_lock=roles_lock,
     )
     if row is None:
         raise _missing(table, raw_id)
@@ -849,7 +839,7 @@ async def replace(
     resource = _new_state(table, payload)
     member_ids = validation.members_of(payload) if table is GROUPS else None
     password_hash = await _password_hash(table, payload)
-    if table is USERS and password_hash is None and _user_may_go_unlocked(scope):
+    if table is USERS and password_hash is None and _may_go_unlocked(scope):
         replaced = await _change_user_unlocked(
             pool, scope, raw_id, _replaced(resource), if_match=if_match, projection=projection
         )
@@ -1018,15 +1008,14 @@ async def apply_patch(
     operations = patch.parse_patch_request(body)
     request_context.note_patch_operations(len(operations))
     patched = None
-    if table is USERS and _user_may_go_unlocked(scope):
+    if table is USERS and _may_go_unlocked(scope):
         patched = await _change_user_unlocked(
             pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection
         )
-    elif table is GROUPS and scope.events and scope.announcer is not None:
-        tripped = write_state.guard_tripped(scope.tenant_id)
-        if if_match is None and _may_go_unlocked(scope) and not tripped:
+    elif table is GROUPS and _may_go_unlocked(scope):
+        if if_match is None and not write_state.guard_tripped(scope.tenant_id):
             patched = await _patch_members_in_one(pool, scope, raw_id, operations, projection)
-        if patched is None:
+        if patched is None and not write_state.maps_roles(scope.tenant_id):
             patched = await _patch_members_unlocked(
                 pool, scope, raw_id, operations, if_match=if_match, projection=projection
             )
@@ -1158,16 +1147,22 @@ async def _patch_members_in_one(
     """The IdPs' common group PATCH, members added or removed by id, as one statement:
     the write's state, the group locked, the change, the version bump and the
     membership events (`groups.change_if`), which takes effect only if the state
-    lets it go without a transaction block (`write_state.unhindered`).
+    lets it (`write_state.unhindered`).
 
-    The group is held from that statement's lock to its commit, as by the
-    change of `_patch_members_unlocked`, which first read the group and the
-    state in a statement of their own. None, having written nothing, when the
-    PATCH needs more: its operations do more than that one change
-    (`patch.member_change_alone`), a member to add cannot be one (the error is
-    reported once the group is found), or the state held it back (a role
-    mapping, the guard tripped, events numbered in the insert); the way that
-    reads the state first then chooses.
+    In a tenant the process last saw mapping roles (`write_state.maps_roles`)
+    the statement opens a transaction block: its state takes the roles lock
+    shared and requires a mapping, it also locks the stored roles of the users
+    it changes (`roles.locking_stored`), and the roles it moved follow it
+    (`_member_roles`: computed, then stored with their events), numbered as the
+    block commits. The group is held from the statement to the commit.
+
+    None, having written nothing, when the PATCH needs more: its operations do
+    more than that one change (`patch.member_change_alone`), a member to add
+    cannot be one (the error is reported once the group is found), the state
+    held it back (a role mapping, or none where one was expected, the guard
+    tripped, events numbered in the insert) or the change nests groups
+    (`roles.ExclusiveNeeded`); the way that reads the state first, or the
+    locked way, then runs it.
     """
     step = patch.member_change_alone(GROUPS.resource_type, operations)
     if step is None or scope.tenant_id is None:
@@ -1178,33 +1173,48 @@ async def _patch_members_in_one(
         ids = groups.new_member_ids(group_id, step.ids) if add else groups.member_ids(step.ids)
     except ScimError:
         return None
-    # Each member's type, and the group's name, come from the statement.
-    along = functools.partial(
+    mapped = write_state.maps_roles(scope.tenant_id)
+    # Each member's type, and the group's name, come from the statement. In a
+    # transaction block the commit numbers the events: numbered by the statement,
+    # they would hold the tenant's event counter to the commit.
+    along: Callable[[int, str], AlongStatements] = functools.partial(
         outbox.appending_members,
         scope.schema,
         _member_events(ids, add=add, group={"id": str(group_id)}),
-        numbered=True,
+        numbered=not mapped,
         data=groups.NAMED_MEMBER_EVENT_DATA,
     )
-    async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
-        changed = await groups.change_if(
-            conn,
-            scope.schema,
-            group_id,
-            ids,
-            add=add,
-            ahead=write_state.unhindered(scope.tenant_id),
-            only_with=write_state.UNHINDERED,
-            along=along,
-        )
-        if changed is None:
-            return None
-        change, after = changed
-        if after is None:
-            raise _missing(GROUPS, raw_id)
-        if change.bumped is not None:
-            instruments.provisioned(GROUPS.resource_type.name, ACTION_UPDATED)
-        return await render(conn, GROUPS, scope, after, projection)
+    if mapped:
+        along = _locking_stored_roles(along, scope.schema)
+    try:
+        async with outbox.announced(pool, scope.announcer, transaction=mapped) as conn:
+            changed = await groups.change_if(
+                conn,
+                scope.schema,
+                group_id,
+                ids,
+                add=add,
+                ahead=write_state.unhindered(scope.tenant_id, mapped=mapped),
+                only_with=write_state.UNHINDERED,
+                along=along,
+                with_state=mapped,
+            )
+            if changed is None:
+                return None
+            change, after = changed
+            if after is None:
+                raise _missing(GROUPS, raw_id)
+            if mapped:
+                state = write_state.of_row(scope.schema, scope.tenant_id, after)
+                assert state.roles is not None  # the statement required a mapping
+                state.roles.changed_users_locked()
+                # Members are no attribute of the group: its keys are as before.
+                await _member_roles(conn, scope, state, (after, after), change.members, add=add)
+            if change.bumped is not None:
+                instruments.provisioned(GROUPS.resource_type.name, ACTION_UPDATED)
+            return await render(conn, GROUPS, scope, after, projection)
+    except roles.ExclusiveNeeded:
+        return None  # undone; the locked way runs it again under the exclusive lock
 
 
 async def _patch_members_unlocked(
@@ -1216,96 +1226,71 @@ async def _patch_members_unlocked(
     if_match: str | None,
     projection: Projection | None,
 ) -> dict[str, Any] | None:
-    """The IdPs' common group PATCH, members added or removed by id: the group and the
-    write's state read in one statement, then the change, the version bump and the
-    membership events in one statement (`groups.change_unlocked`).
-
-    The locked way holds the group's row across six round trips, which every
-    other change of its members waits for; here it is held through one
-    statement. While the tenant's deprovisioning guard is tripped, that statement
-    also shares the guard row and holds the events of the members with held events
-    (`guard.appending_members`); it took a transaction block of four round trips,
-    the group locked across three of them. In a tenant that maps roles
-    (`write_state.maps_roles`) the two statements open a transaction block, the
-    first taking the roles lock shared, and the roles the change moved follow
-    them (`_member_roles`): the group is locked from the change to the commit,
-    through the statement computing the roles and the one storing them with their
-    events; when the group grants roles itself, the change's statement also locks
-    the stored roles of the users it changed (`roles.Tracker.locking_stored`),
-    which took a statement of its own while the group was held.
+    """The IdPs' common group PATCH, members added or removed by id, where the one
+    statement of `_patch_members_in_one` did not go: the group and the write's state
+    read in one statement, then the change, the version bump and the membership
+    events in one statement (`groups.change_unlocked`). While the tenant's
+    deprovisioning guard is tripped, that statement also shares the guard row and
+    holds the events of the members with held events (`guard.appending_members`);
+    it took a transaction block of four round trips, the group locked across three
+    of them.
 
     None, having written nothing, when the PATCH needs the locked way: it
-    changes more than members by id, carries `If-Match`, the tenant maps roles
-    and was not known to (or its guard is tripped), the events cannot go with
-    the change (`_events_along`), the group was renamed or deleted since read,
-    or the change nests groups (`roles.ExclusiveNeeded`).
+    changes more than members by id, carries `If-Match`, the tenant maps roles,
+    the events cannot go with the change (`_events_along`), or the group was
+    renamed or deleted since read.
     """
     if if_match is not None:
         return None
-    mapped = write_state.maps_roles(scope.tenant_id)
-    try:
-        async with outbox.announced(pool, scope.announcer, transaction=mapped) as conn:
-            read = await _unlocked_with_state(conn, GROUPS, scope, raw_id, roles_lock=mapped)
-            if read is None:
-                return None
-            row, state = read
-            result = patch.apply_patch(GROUPS.resource_type, row["resource"], operations)
-            if result.resource != row["resource"] or len(result.member_steps) != 1:
-                return None
-            [step] = result.member_steps
-            if step.kind not in ("add", "remove"):
-                return None
-            if (state.roles is not None and not mapped) or not _events_along(scope, state):
-                return None
-            add = step.kind == "add"
-            ids = groups.new_member_ids(row["id"], step.ids) if add else groups.member_ids(step.ids)
-            before = _event_body(GROUPS, scope, row)
-            maybe = _member_events(ids, add=add, group=before)
-            along: Callable[[int, str], AlongStatements]
-            tracker = state.roles
-            if guard.passes(maybe, state.guard_tripped):
-                # In a transaction block the commit numbers them: numbered by the
-                # statement, they would hold the tenant's event counter to the commit.
-                along = functools.partial(
-                    outbox.appending_members, scope.schema, maybe, numbered=not mapped
-                )
-                if tracker is not None and tracker.locks_with_change(roles.keys(row["resource"])):
-                    along = _locking_stored_roles(along, tracker)
-            elif state.guard_tripped and scope.tenant_id is not None and not mapped:
-                along = functools.partial(
-                    guard.appending_members, scope.schema, scope.tenant_id, maybe
-                )
-            else:
-                return None
-            change = await groups.change_unlocked(
-                conn,
-                scope.schema,
-                row["id"],
-                ids,
-                add=add,
-                display_name=row["resource"].get("displayName"),
-                along=along,
-            )
-            if change is None:
-                return None
-            after = change.bumped or row
-            if state.roles is not None:
-                await _member_roles(conn, scope, state, (row, after), change.members, add=add)
-            bodies = (before, _event_body(GROUPS, scope, after))
-            return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
-    except roles.ExclusiveNeeded:
-        return None  # undone; the locked way runs it again under the exclusive lock
+    async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
+        read = await _unlocked_with_state(conn, GROUPS, scope, raw_id)
+        if read is None:
+            return None
+        row, state = read
+        result = patch.apply_patch(GROUPS.resource_type, row["resource"], operations)
+        if result.resource != row["resource"] or len(result.member_steps) != 1:
+            return None
+        [step] = result.member_steps
+        if step.kind not in ("add", "remove"):
+            return None
+        if state.roles is not None or not _events_along(scope, state):
+            return None
+        add = step.kind == "add"
+        ids = groups.new_member_ids(row["id"], step.ids) if add else groups.member_ids(step.ids)
+        before = _event_body(GROUPS, scope, row)
+        maybe = _member_events(ids, add=add, group=before)
+        along: Callable[[int, str], AlongStatements]
+        if guard.passes(maybe, state.guard_tripped):
+            along = functools.partial(outbox.appending_members, scope.schema, maybe, numbered=True)
+        elif state.guard_tripped and scope.tenant_id is not None:
+            along = functools.partial(guard.appending_members, scope.schema, scope.tenant_id, maybe)
+        else:
+            return None
+        change = await groups.change_unlocked(
+            conn,
+            scope.schema,
+            row["id"],
+            ids,
+            add=add,
+            display_name=row["resource"].get("displayName"),
+            along=along,
+        )
+        if change is None:
+            return None
+        after = change.bumped or row
+        bodies = (before, _event_body(GROUPS, scope, after))
+        return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
 
 
 def _locking_stored_roles(
-    along: Callable[[int, str], AlongStatements], tracker: roles.Tracker
+    along: Callable[[int, str], AlongStatements], schema: str
 ) -> Callable[[int, str], AlongStatements]:
     """``along``, and the stored roles of the users the statement changes locked by it
-    (`roles.Tracker.locking_stored`): the group is held one round trip less."""
+    (`roles.locking_stored`)."""
 
     def both(first_param: int, changed: str) -> AlongStatements:
         # The lock takes no arguments: none to number after along's.
-        return along(first_param, changed).then(tracker.locking_stored(changed))
+        return along(first_param, changed).then(roles.locking_stored(schema, changed))
 
     return both
 

@@ -102,6 +102,23 @@ class ExclusiveNeeded(Exception):
     the lock held exclusively."""
 
 
+def locking_stored(schema: str, changed: str) -> AlongStatements:
+    """The stored roles of the users a member change changes, locked by its statement: a
+    `WITH` query, with its output column that runs it, for the users its query
+    ``changed`` (`member_id`) returns. That statement locks the group first, so locks
+    are taken in the order of separate statements (group, then roles in id order);
+    the roles are computed in the next statement, whose snapshot shows what a write
+    it waited for did. Every user a member change recomputes is among those it
+    changed (`Tracker.group_changed`: a group nested is `ExclusiveNeeded`), so the
+    tracker built after the statement locks no more (`changed_users_locked`)."""
+    return AlongStatements(
+        f"roles_locked AS (SELECT user_id FROM {quoted_schema(schema)}.user_roles "
+        f"WHERE user_id IN (SELECT member_id FROM {changed}) ORDER BY user_id FOR UPDATE)",
+        [],
+        ", (SELECT count(*) FROM roles_locked) AS roles_locked",
+    )
+
+
 class Tracker:
     """One write's view of a tenant's roles; exists only when the tenant has a mapping.
 
@@ -116,7 +133,7 @@ class Tracker:
         self._unstored: dict[uuid.UUID, list[str]] = {}
         self._locked_by_change = False
         """Whether the write's member change locked the stored roles of the users it
-        changed in its own statement (`locking_stored`)."""
+        changed in its own statement (`locking_stored`, `changed_users_locked`)."""
 
     async def computed(
         self, conn: Connection | Pool, user_ids: list[uuid.UUID]
@@ -308,28 +325,10 @@ class Tracker:
             await self._lock_stored(conn, user_ids)
         return (await self.refresh(conn, user_ids))[1]
 
-    def locks_with_change(self, own: GroupKeys) -> bool:
-        """Whether a change of the members of a group with keys ``own`` (not renamed, no
-        group among the members) may lock the stored roles of the users it changes
-        in its own statement (`locking_stored`): the group grants roles itself, so
-        exactly those users' roles are recomputed. Otherwise `group_changed` asks
-        the groups above it first and locks them after."""
-        return bool(self.mapping.rules) and self.mapping.grants([own])
-
-    def locking_stored(self, changed: str) -> AlongStatements:
-        """`_lock_stored` as a `WITH` query, with its output column that runs it, of the
-        statement that changes members, for the users its query ``changed``
-        (`member_id`) returns. That statement locks the group first, so locks are
-        taken in the order of the separate statements; the roles are computed in
-        the next statement, whose snapshot shows what a write it waited for did;
-        `group_changed` then locks them no more."""
+    def changed_users_locked(self) -> None:
+        """The write's member change locked the stored roles of the users it changed in
+        its own statement (`locking_stored`): `group_changed` locks them no more."""
         self._locked_by_change = True
-        return AlongStatements(
-            f"roles_locked AS (SELECT user_id FROM {self._qualified}.user_roles "
-            f"WHERE user_id IN (SELECT member_id FROM {changed}) ORDER BY user_id FOR UPDATE)",
-            [],
-            ", (SELECT count(*) FROM roles_locked) AS roles_locked",
-        )
 
     async def _lock_stored(self, conn: Connection, user_ids: set[uuid.UUID]) -> None:
         """Lock these users' stored roles until the transaction ends, in id order, so

@@ -152,6 +152,13 @@ def unhindered(
     return statements
 
 
+def of_row(schema: str, tenant_id: uuid.UUID, row: asyncpg.Record) -> WriteState:
+    """The state `unhindered` read (not exclusive), from the result row of the write's
+    statement, which has the columns of its query `state`
+    (`service.store.groups.change_if` with ``with_state``)."""
+    return _state_of(schema, tenant_id, row, exclusive=False)
+
+
 async def read_and_write(
     conn: Connection,
     schema: str,
@@ -188,24 +195,17 @@ async def read_with(
     *,
     resource: Callable[[int], str],
     resource_args: list[Any],
-    roles_lock: bool = False,
 ) -> tuple[WriteState, asyncpg.Record | None]:
-    """The state of a write that takes no row lock (`read`, taking the roles lock
-    shared only with ``roles_lock``: without it, the caller takes the locked way when
-    the tenant maps roles) and, in the same statement, the resource it writes:
-    ``resource`` is a `SELECT` of at most one row given the first `$n` its arguments
-    (``resource_args``) take. The resource is None when there is none, or when the
-    tenant is not found (the state `UNTRACKED`)."""
-    lock_args = [role_mappings.LOCK_CLASS] if roles_lock else []
+    """The state of a write that takes no lock (`read`, without the roles lock: the
+    caller takes another way when the tenant maps roles) and, in the same
+    statement, the resource it writes: ``resource`` is a `SELECT` of at most one
+    row given the first `$n` its arguments (``resource_args``) take. The resource
+    is None when there is none, or when the tenant is not found (the state
+    `UNTRACKED`)."""
     row = await conn.fetchrow(
-        _statement(
-            "NULL::boolean",
-            _lock_function(exclusive=False) if roles_lock else None,
-            resource(3 + len(lock_args)),
-        ),
+        _statement("NULL::boolean", None, resource(3)),
         tenant_id,
         GUARD_SCHEMA_VERSION,
-        *lock_args,
         *resource_args,
     )
     if row is None:

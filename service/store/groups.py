@@ -60,6 +60,7 @@ async def _change(
     before: str = "",
     also: str = "",
     along: str = "",
+    joined: str = "",
     unchanged: str | None = None,
 ) -> tuple[Change, Row]:
     """Run ``statement``, a DML on the memberships of group `$1` that returns
@@ -70,9 +71,10 @@ async def _change(
     only them bumps the group's version itself; in the same statement it costs
     no round trip while the group is locked. ``before`` are more CTEs the
     statement may read; ``along``, more after it (`, name AS (...)`) that may read
-    `changed`; ``also``, more columns of the result row (returned too);
-    ``unchanged``, a `WITH` query of ``before`` with the group's columns, which
-    the result row shows when the statement changed nothing.
+    `changed`; ``also``, more columns of the result row (returned too), which may
+    read the relations ``joined`` (` LEFT JOIN ... ON true`) adds; ``unchanged``,
+    a `WITH` query of ``before`` with the group's columns, which the result row
+    shows when the statement changed nothing.
     """
     bumped = (
         f"UPDATE {qualified}.groups AS r SET version = r.version + 1, last_modified = now() "
@@ -90,7 +92,7 @@ async def _change(
         f"WITH {before}changed AS ({statement}), bumped AS ({bumped}){along} "
         "SELECT (SELECT array_agg(member_id ORDER BY member_id) FROM changed) AS member_ids, "
         "(SELECT array_agg(member_type ORDER BY member_id) FROM changed) AS member_types, "
-        f"b.*{also} FROM (SELECT) AS one LEFT JOIN {group} b ON true",
+        f"b.*{also} FROM (SELECT) AS one LEFT JOIN {group} b ON true{joined}",
         *args,
     )
     assert row is not None
@@ -241,15 +243,19 @@ async def change_if(
     ahead: Callable[[int], AlongStatements],
     only_with: str,
     along: Callable[[int, str], AlongStatements],
+    with_state: bool = False,
 ) -> tuple[Change, Row | None] | None:
     """As `change_unlocked`, the group read and locked by the statement itself, and
     only if ``ahead``'s `WITH` queries (given their first `$n`) let it: their query
     ``only_with`` returns a row. The change and the group after it (None: there is
     no such group), or None when ``ahead`` held the change back (nothing written).
-    ``along`` also reads `current`, the group as it was. 400, nothing written,
+    ``along`` also reads `current`, the group as it was; ``with_state``: the group's
+    row also has the columns of ``ahead``'s query `state`. 400, nothing written,
     when a member to add does not exist."""
     qualified = quoted_schema(schema)
     condition = ahead(3)
+    statements = along(3 + len(condition.args), "changed")
+    state = ", s.*" if with_state else ""
     change, row = await _change_members(
         conn,
         qualified,
@@ -262,8 +268,9 @@ async def change_if(
             "FOR UPDATE), "
         ),
         args=condition.args,
-        along=along(3 + len(condition.args), "changed"),
-        also=f", EXISTS (SELECT FROM {only_with}) AS went",
+        along=statements,
+        also=f", EXISTS (SELECT FROM {only_with}) AS went{state}{statements.returns}",
+        joined=" LEFT JOIN state s ON true" if with_state else "",
         unchanged="current",
     )
     if not row["went"]:
@@ -286,13 +293,15 @@ async def _change_members(
     args: list[Any],
     along: AlongStatements,
     also: str = "",
+    joined: str = "",
     unchanged: str | None = None,
 ) -> tuple[Change, Row]:
     """Add or remove members ``ids`` (`$2`) of group `$1` with its version bump and
     ``along``, in one statement that writes only if ``current`` (`WITH` queries, the
     last, `current`, the group locked) returns the group and, for an add, every
-    member exists; ``args``, the arguments from `$3` on, ``along``'s after them.
-    The result row tells `current` (and the members `found` for an add)."""
+    member exists; ``args``, the arguments from `$3` on, ``along``'s after them;
+    ``also`` and ``joined`` as for `_change`. The result row tells `current` (and
+    the members `found` for an add)."""
     exists = "EXISTS (SELECT FROM current)"
     before, also = current, f"{also}, {exists} AS current"
     if add:
@@ -312,6 +321,7 @@ async def _change_members(
         before=before,
         also=also,
         along=f", {along.ctes}",
+        joined=joined,
         unchanged=unchanged,
     )
 

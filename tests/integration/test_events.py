@@ -321,9 +321,8 @@ async def test_a_member_patch_of_a_group_renamed_just_before_shows_the_new_name(
     client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, mapped: bool
 ) -> None:
     """The events of a member change name the group. The common PATCH reads the group in
-    the statement that changes it, and names it as it finds it; in a tenant that maps
-    roles, the group is read first, and renamed between that read and the change,
-    the change writes nothing and the PATCH runs again locked."""
+    the statement that changes it, and names it as it finds it, in a tenant that maps
+    roles too (its statement in a transaction block with the roles that follow)."""
     if mapped:
         mapping = {"default_roles": ["member"], "groups": []}
         saved = await client.put(
@@ -338,7 +337,7 @@ async def test_a_member_patch_of_a_group_renamed_just_before_shows_the_new_name(
     interleaved = interleave(
         monkeypatch,
         groups,
-        "change_unlocked" if mapped else "change_if",
+        "change_if",
         f"UPDATE {quoted_schema(await schema_of(db, tenant.slug))}.groups SET version = "
         """version + 1, display_name = 'New', resource = '{"displayName": "New"}' """
         "WHERE id = $1",

@@ -468,3 +468,45 @@ async def test_a_new_users_default_roles_come_from_its_statement_in_the_mappings
     )
     assert stored == expected
     assert await roles_of(client, tenant.slug, ada) == expected
+
+
+async def test_a_mapped_member_change_undone_or_held_back_by_its_statement_runs_again_once(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """A mapped tenant's member PATCH changes the members in its first statement, inside a
+    transaction block. Nesting a group (found only then) is undone and runs again under
+    the exclusive lock; after the mapping is removed, the statement requiring it writes
+    nothing and the PATCH goes the locked way. Each change is stored, versioned and
+    reported once."""
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json=MAPPING, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    platform = await create_group(tenant, "Platform", ada)
+    engineering = await create_group(tenant, "Engineering")
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+
+    async def add(group: str, member: str) -> list[tuple[str, str]]:
+        operation = {"op": "add", "path": "members", "value": [{"value": member}]}
+        response = await client.patch(
+            f"{tenant.scim}/Groups/{group}", json=patch_body(operation), headers=tenant.auth()
+        )
+        assert response.status_code in (200, 204), response.text
+        assert response.headers["etag"] == 'W/"2"'
+        return [(event["type"], event["resource"]["id"]) for event in await feed.new()]
+
+    assert await add(engineering, platform) == [
+        ("group.member_added", engineering),
+        ("user.roles_changed", ada),
+    ]
+    assert await roles_of(client, tenant.slug, ada) == ["developer", "member"]
+
+    removed = await client.delete(f"/admin/v1/tenants/{tenant.slug}/roles", headers=admin_headers())
+    assert removed.status_code == 200
+    await feed.new()
+    bob = (await tenant.create_user("bob@example.com"))["id"]
+    await feed.new()
+    assert await add(platform, bob) == [("group.member_added", platform)]
+    assert await roles_of(client, tenant.slug, bob) is None
