@@ -340,12 +340,14 @@ async def create(
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         known: WriteState | None = None
         alone = password_hash is None if table is USERS else not member_ids
-        # A new user of a tenant that maps roles has its default roles from the statement.
-        mapped = write_state.maps_roles(scope.tenant_id)
-        unlocked = _may_go_unlocked(scope) and (table is USERS or not mapped)
-        if alone and unlocked and scope.tenant_id is not None:
+        if alone and _may_go_unlocked(scope) and scope.tenant_id is not None:
             known, body = await _insert_with_state(
-                conn, table, scope, resource, created, mapped=mapped
+                conn,
+                table,
+                scope,
+                resource,
+                created,
+                mapped=write_state.maps_roles(scope.tenant_id),
             )
             if body is not None:
                 instruments.provisioned(table.resource_type.name, ACTION_CREATED)
@@ -500,10 +502,10 @@ async def _insert_with_state(
     having written nothing, when the create needs more: a user to claim, the
     guard may hold its event, the tenant's events are numbered in the insert,
     or the tenant maps roles and the create is not ``mapped`` (or the other way
-    round). A ``mapped`` create (a user's) takes the roles lock in its state,
-    stores the user's roles, the mapping's default ones, and shows them in its
-    event (`roles.storing_defaults`, `roles.DEFAULT_ROLES`): a user in no group
-    has no other.
+    round). A ``mapped`` create takes the roles lock shared in its state; a
+    user's stores the user's roles, the mapping's default ones, and shows them in
+    its event (`roles.storing_defaults`, `roles.DEFAULT_ROLES`): a user in no
+    group has no other. A group without members changes nobody's roles.
 
     No transaction block, which would cost two round trips (BEGIN, COMMIT) and
     protect nothing here: the statement is atomic by itself, and what the state
@@ -522,7 +524,7 @@ async def _insert_with_state(
     storing: Along = functools.partial(
         outbox.appending, scope.schema, [events.created(body)], numbered=True, data=_STAMPED_NOW
     )
-    if mapped:
+    if mapped and table is USERS:
         storing = _storing_new_user(scope.schema, events.created(body, []), resource_id)
     try:
         state, written = await write_state.read_and_write(

@@ -310,6 +310,9 @@ class Tracker:
         """
         if not self.mapping.rules:
             return []  # default roles only: membership changes nothing
+        if before is None and not touched:
+            # Nothing can name a new group before its create answers: no one is in it.
+            return []
         whole_group = before is not None and before != after and self.mapping.grants([before])
         whole_group = whole_group or (before != after and self.mapping.grants([after]))
         nests = any(kind == "Group" for _, kind in touched)

@@ -58,10 +58,11 @@ _TRIPPED: set[uuid.UUID] = set()
 
 def maps_roles(tenant_id: uuid.UUID | None) -> bool:
     """Whether the tenant's state, last read in this process, had a role mapping: its
-    writes then go the locked way at once, not through a read without a lock that
-    finds they cannot do without one. A hint only: wrong, it costs a round trip (a
-    tenant just mapped) or a transaction block (just unmapped), once, as that write
-    reads the state and corrects it; both ways handle either kind of tenant."""
+    writes then take the roles lock in their first statement (`unhindered` with
+    ``mapped``) or go the locked way at once, not through a statement without it
+    that finds they cannot do without one. A hint only: wrong, it costs a
+    statement that writes nothing, or a transaction block, once, until a write
+    reads the state and corrects it; every way handles either kind of tenant."""
     return tenant_id in _MAPPED
 
 

@@ -237,7 +237,8 @@ async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
     """Once a write found the tenant's role mapping, the next ones do not first read
     without a lock to learn they need one: a create is one statement, the state
     (taking the roles lock shared), the new user, its roles (the default ones: a new
-    user is in no group) and its event; a member change of a group that grants roles
+    user is in no group) and its event, or a new group without members (in no one's
+    roles, whatever its name) and its event; a member change of a group that grants roles
     reads the state under the roles lock, locks the group, changes the members,
     stores their events and locks the member's stored roles in one statement,
     reads those with the member's groups in the next, and stores the new roles
@@ -251,9 +252,14 @@ async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
     )
     assert saved.status_code == 200, saved.text
     await tenant.create_user("warm@example.com")  # finds the mapping
+    recorded.spans.clear()
     made = await client.post(
         f"{tenant.scim}/Groups", json={"displayName": "A"}, headers=tenant.auth()
     )
+    assert made.status_code == 201, made.text
+    spans = await finished_spans(recorded, 1)
+    group_post = server_span(spans, "POST /scim/v2/{tenant}/Groups")
+    assert statements_of(spans, group_post) == ["INSERT groups event_sequence events"]
     recorded.spans.clear()
     ada = await tenant.create_user("ada@example.com")
     add = patch_body({"op": "add", "path": "members", "value": [{"value": ada["id"]}]})
