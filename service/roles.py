@@ -310,11 +310,11 @@ class Tracker:
         """
         if not self.mapping.rules:
             return []  # default roles only: membership changes nothing
-        if before is None and not touched:
-            # Nothing can name a new group before its create answers: no one is in it.
-            return []
-        whole_group = before is not None and before != after and self.mapping.grants([before])
-        whole_group = whole_group or (before != after and self.mapping.grants([after]))
+        # The users inside a group renamed to or from a mapped name. Not a new group's:
+        # nothing can name it before its create answers, so its members are all touched.
+        whole_group = False
+        if before is not None and before != after:
+            whole_group = self.mapping.grants([before, after])
         nests = any(kind == "Group" for _, kind in touched)
         if not self.exclusive and (whole_group or nests):
             raise ExclusiveNeeded

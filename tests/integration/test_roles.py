@@ -286,31 +286,32 @@ async def test_member_changes_of_two_groups_of_a_mapped_tenant_run_at_once(
     assert await roles_of(client, tenant.slug, bob) == ["b"]
 
 
-@pytest.mark.parametrize("hinted", [True, False])
-async def test_a_granting_group_created_without_members_waits_for_no_member_change(
-    client: Client,
-    tenant: TenantHandle,
-    db: Pool,
-    monkeypatch: pytest.MonkeyPatch,
-    hinted: bool,
+@pytest.mark.parametrize("way", ["one statement", "transaction", "with a user"])
+async def test_a_granting_group_created_without_groups_waits_for_no_member_change(
+    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
-    """A new group has no members (nothing can name it before its create answers), so
-    its create changes nobody's roles even when its name grants some: it takes the
-    roles lock shared, in its one statement (``hinted``: the process knows the tenant
-    maps roles) or in the transaction it falls back to, and goes on while a member
-    change holds the lock shared; it took the lock exclusively and waited."""
+    """A new group's members are only those it is created with (nothing can name it
+    before its create answers), so its create changes no other user's roles even when
+    its name grants some: it takes the roles lock shared, in its one statement, in the
+    transaction it falls back to when the process does not know the tenant maps roles,
+    or with users as members, and goes on while a member change holds the lock
+    shared. It took the lock exclusively, and waited for every other write."""
     await _mapped(client, tenant, "A", "B")
     ada = (await tenant.create_user("ada@example.com"))["id"]
+    bob = (await tenant.create_user("bob@example.com"))["id"]
     a = await create_group(tenant, "A")
     scope = await announced_scope(db, tenant)
+    members = [{"value": bob}] if way == "with a user" else []
     pause = pause_first_call(monkeypatch, roles.Tracker, "refresh", after=True)
     async with paused_inside(pause, _members(db, scope, "add", a, ada)):
-        if not hinted:
+        if way == "transaction":
             monkeypatch.setattr(write_state, "_MAPPED", set())
-        created = await finished(provisioning.create(db, GROUPS, scope, {"displayName": "B"}))
+        new = {"displayName": "B", "members": members}
+        created = await finished(provisioning.create(db, GROUPS, scope, new))
     assert created["displayName"] == "B"
     assert write_state.maps_roles(scope.tenant_id)
     assert await roles_of(client, tenant.slug, ada) == ["a"]
+    assert await roles_of(client, tenant.slug, bob) == (["b"] if members else [])
 
 
 async def test_member_changes_reaching_one_user_at_once_leave_its_roles_right(
