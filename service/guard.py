@@ -339,16 +339,25 @@ async def share(conn: Connection, tenant_id: uuid.UUID) -> bool:
 
 
 def appending_members(
-    schema: str, tenant_id: uuid.UUID, new: Sequence[NewEvent], first_param: int, changed: str
+    schema: str,
+    tenant_id: uuid.UUID,
+    new: Sequence[NewEvent],
+    first_param: int,
+    changed: str,
+    *,
+    data: str = outbox.MEMBER_EVENT_DATA,
 ) -> AlongStatements:
-    """As `outbox.appending_members` (numbered: the statement is its own transaction),
-    while the tenant's guard is tripped: once the statement has changed the members,
-    the guard row is shared and the events naming a member with held events are held
-    (`_sharing_guard`), the others stored, each only if the statement changed its
-    member. (With the guard released or discarded since, no user has held events.)"""
+    """As `outbox.appending_members` (numbered: the statement is its own transaction;
+    ``data`` as there), while the tenant's guard is tripped: once the statement has
+    changed the members, the guard row is shared and the events naming a member with
+    held events are held (`_sharing_guard`), the others stored, each only if the
+    statement changed its member. (With the guard released or discarded since, no
+    user has held events.)"""
     qualified = quoted_schema(schema)
     held = "c.member_id IN (SELECT user_id FROM held_now)"
-    stored = outbox.appending_members(schema, new, first_param, changed, numbered=True, unless=held)
+    stored = outbox.appending_members(
+        schema, new, first_param, changed, numbered=True, unless=held, data=data
+    )
     tenant = first_param + len(stored.args)
     shared = _sharing_guard(
         tenant, f" AND EXISTS (SELECT FROM {changed})", f"ARRAY(SELECT member_id FROM {changed})"
@@ -358,7 +367,7 @@ def appending_members(
         outbox.event_rows(first_param) + outbox.member_join(changed),
         user_id="c.member_id",
         where=f" WHERE {held}",
-        data=outbox.MEMBER_EVENT_DATA,
+        data=data,
     )
     return AlongStatements(
         f"{shared}, {stored.ctes}, held_along AS ({holding})", [*stored.args, tenant_id, schema]

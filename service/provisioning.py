@@ -1014,13 +1014,8 @@ async def apply_patch(
         patched = await _change_user_unlocked(
             pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection
         )
-    elif table is GROUPS and _may_go_unlocked(scope):
-        if if_match is None and not write_state.guard_tripped(scope.tenant_id):
-            patched = await _patch_members_in_one(pool, scope, raw_id, operations, projection)
-        if patched is None and not write_state.maps_roles(scope.tenant_id):
-            patched = await _patch_members_unlocked(
-                pool, scope, raw_id, operations, if_match=if_match, projection=projection
-            )
+    elif table is GROUPS and _may_go_unlocked(scope) and if_match is None:
+        patched = await _patch_members_in_one(pool, scope, raw_id, operations, projection)
     if patched is not None:
         return patched
 
@@ -1145,6 +1140,8 @@ async def _patch_members_in_one(
     raw_id: str,
     operations: list[patch.Operation],
     projection: Projection | None,
+    *,
+    again: bool = True,
 ) -> dict[str, Any] | None:
     """The IdPs' common group PATCH, members added or removed by id, as one statement:
     the write's state, the group locked, the change, the version bump and the
@@ -1156,18 +1153,27 @@ async def _patch_members_in_one(
     shared and requires a mapping, it also locks the stored roles of the users
     it changes (`roles.locking_stored`), and the roles it moved follow it
     (`_member_roles`: computed, then stored with their events), numbered as the
-    block commits. The group is held from the statement to the commit.
+    block commits. The group is held from the statement to the commit. In a
+    tenant whose guard the process last saw tripped (`write_state.guard_tripped`),
+    the statement shares the guard row and holds the events of the members with
+    held events (`guard.appending_members`); a tenant both mapped and tripped goes
+    the locked way.
+
+    When the state holds the statement back because the process's hints were
+    stale (a mapping made or removed, the guard tripped elsewhere), it has
+    corrected them (`write_state.of_row`) and the PATCH runs again this way, once.
 
     None, having written nothing, when the PATCH needs more: its operations do
     more than that one change (`patch.member_change_alone`), a member to add
     cannot be one (the error is reported once the group is found), the state
-    held it back (a role mapping, or none where one was expected, the guard
-    tripped, events numbered in the insert) or the change nests groups
-    (`roles.ExclusiveNeeded`); the way that reads the state first, or the
-    locked way, then runs it.
+    held it back (events numbered in the insert, a tenant both mapped and
+    tripped) or the change nests groups (`roles.ExclusiveNeeded`); the locked
+    way then runs it.
     """
     step = patch.member_change_alone(GROUPS.resource_type, operations)
-    if step is None or scope.tenant_id is None:
+    mapped = write_state.maps_roles(scope.tenant_id)
+    tripped = write_state.guard_tripped(scope.tenant_id)
+    if step is None or scope.tenant_id is None or (mapped and tripped):
         return None
     group_id = resource_id(raw_id, GROUPS)
     add = step.kind == "add"
@@ -1175,126 +1181,69 @@ async def _patch_members_in_one(
         ids = groups.new_member_ids(group_id, step.ids) if add else groups.member_ids(step.ids)
     except ScimError:
         return None
-    mapped = write_state.maps_roles(scope.tenant_id)
-    # Each member's type, and the group's name, come from the statement. In a
-    # transaction block the commit numbers the events: numbered by the statement,
-    # they would hold the tenant's event counter to the commit.
-    along: Callable[[int, str], AlongStatements] = functools.partial(
-        outbox.appending_members,
-        scope.schema,
-        _member_events(ids, add=add, group={"id": str(group_id)}),
-        numbered=not mapped,
-        data=groups.NAMED_MEMBER_EVENT_DATA,
-    )
-    if mapped:
-        along = _locking_stored_roles(along, scope.schema)
+    new = _member_events(ids, add=add, group={"id": str(group_id)})
+    along = _along_members(scope.schema, scope.tenant_id, new, mapped=mapped, tripped=tripped)
     try:
         async with outbox.announced(pool, scope.announcer, transaction=mapped) as conn:
-            changed = await groups.change_if(
+            change, after = await groups.change_if(
                 conn,
                 scope.schema,
                 group_id,
                 ids,
                 add=add,
-                ahead=write_state.unhindered(scope.tenant_id, mapped=mapped),
+                ahead=write_state.unhindered(scope.tenant_id, mapped=mapped, holding=tripped),
                 only_with=write_state.UNHINDERED,
                 along=along,
-                with_state=mapped,
             )
-            if changed is None:
-                return None
-            change, after = changed
-            if after is None:
-                raise _missing(GROUPS, raw_id)
-            if mapped:
+            if after["now"] is None:
+                return None  # no state: the tenant is gone
+            state = None
+            if mapped or tripped or not after["went"]:
+                # For the roles, and to correct the hints where they may be wrong.
                 state = write_state.of_row(scope.schema, scope.tenant_id, after)
-                assert state.roles is not None  # the statement required a mapping
-                state.roles.changed_users_locked()
-                # Members are no attribute of the group: its keys are as before.
-                await _member_roles(conn, scope, state, (after, after), change.members, add=add)
-            if change.bumped is not None:
-                instruments.provisioned(GROUPS.resource_type.name, ACTION_UPDATED)
-            return await render(conn, GROUPS, scope, after, projection)
+            if after["went"]:
+                if not after["current"]:
+                    raise _missing(GROUPS, raw_id)
+                if state is not None and state.roles is not None:
+                    state.roles.changed_users_locked()
+                    # Members are no attribute of the group: its keys are as before.
+                    await _member_roles(conn, scope, state, (after, after), change.members, add=add)
+                if change.bumped is not None:
+                    instruments.provisioned(GROUPS.resource_type.name, ACTION_UPDATED)
+                return await render(conn, GROUPS, scope, after, projection)
     except roles.ExclusiveNeeded:
         return None  # undone; the locked way runs it again under the exclusive lock
-
-
-async def _patch_members_unlocked(
-    pool: Pool,
-    scope: Scope,
-    raw_id: str,
-    operations: list[patch.Operation],
-    *,
-    if_match: str | None,
-    projection: Projection | None,
-) -> dict[str, Any] | None:
-    """The IdPs' common group PATCH, members added or removed by id, where the one
-    statement of `_patch_members_in_one` did not go: the group and the write's state
-    read in one statement, then the change, the version bump and the membership
-    events in one statement (`groups.change_unlocked`). While the tenant's
-    deprovisioning guard is tripped, that statement also shares the guard row and
-    holds the events of the members with held events (`guard.appending_members`);
-    it took a transaction block of four round trips, the group locked across three
-    of them.
-
-    None, having written nothing, when the PATCH needs the locked way: it
-    changes more than members by id, carries `If-Match`, the tenant maps roles,
-    the events cannot go with the change (`_events_along`), or the group was
-    renamed or deleted since read.
-    """
-    if if_match is not None:
+    hints = (write_state.maps_roles(scope.tenant_id), write_state.guard_tripped(scope.tenant_id))
+    if not again or hints == (mapped, tripped):
         return None
-    async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
-        read = await _unlocked_with_state(conn, GROUPS, scope, raw_id)
-        if read is None:
-            return None
-        row, state = read
-        result = patch.apply_patch(GROUPS.resource_type, row["resource"], operations)
-        if result.resource != row["resource"] or len(result.member_steps) != 1:
-            return None
-        [step] = result.member_steps
-        if step.kind not in ("add", "remove"):
-            return None
-        if state.roles is not None or not _events_along(scope, state):
-            return None
-        add = step.kind == "add"
-        ids = groups.new_member_ids(row["id"], step.ids) if add else groups.member_ids(step.ids)
-        before = _event_body(GROUPS, scope, row)
-        maybe = _member_events(ids, add=add, group=before)
-        along: Callable[[int, str], AlongStatements]
-        if guard.passes(maybe, state.guard_tripped):
-            along = functools.partial(outbox.appending_members, scope.schema, maybe, numbered=True)
-        elif state.guard_tripped and scope.tenant_id is not None:
-            along = functools.partial(guard.appending_members, scope.schema, scope.tenant_id, maybe)
-        else:
-            return None
-        change = await groups.change_unlocked(
-            conn,
-            scope.schema,
-            row["id"],
-            ids,
-            add=add,
-            display_name=row["resource"].get("displayName"),
-            along=along,
-        )
-        if change is None:
-            return None
-        after = change.bumped or row
-        bodies = (before, _event_body(GROUPS, scope, after))
-        return await _respond(conn, scope, GROUPS, (row, after), bodies, projection=projection)
+    return await _patch_members_in_one(pool, scope, raw_id, operations, projection, again=False)
 
 
-def _locking_stored_roles(
-    along: Callable[[int, str], AlongStatements], schema: str
+def _along_members(
+    schema: str, tenant_id: uuid.UUID, new: list[NewEvent], *, mapped: bool, tripped: bool
 ) -> Callable[[int, str], AlongStatements]:
-    """``along``, and the stored roles of the users the statement changes locked by it
-    (`roles.locking_stored`)."""
+    """What a member change's statement stores along (`_patch_members_in_one`): the
+    events ``new`` of the members it changes, with each member's type and the group's
+    name as it finds them, held where the guard holds them (``tripped``); ``mapped``,
+    numbered at the commit of the transaction block (numbered by the statement they
+    would hold the tenant's event counter to the commit), and the stored roles of the
+    users it changes locked (`roles.locking_stored`)."""
+    data = groups.NAMED_MEMBER_EVENT_DATA
+    along: Callable[[int, str], AlongStatements]
+    if tripped:
+        along = functools.partial(guard.appending_members, schema, tenant_id, new, data=data)
+    else:
+        along = functools.partial(
+            outbox.appending_members, schema, new, numbered=not mapped, data=data
+        )
+    if not mapped:
+        return along
 
-    def both(first_param: int, changed: str) -> AlongStatements:
+    def locking(first_param: int, changed: str) -> AlongStatements:
         # The lock takes no arguments: none to number after along's.
         return along(first_param, changed).then(roles.locking_stored(schema, changed))
 
-    return both
+    return locking
 
 
 def _member_events(ids: list[uuid.UUID], *, add: bool, group: dict[str, Any]) -> list[NewEvent]:

@@ -107,13 +107,9 @@ async def read(
     return UNTRACKED if row is None else _state_of(schema, tenant_id, row, exclusive=exclusive)
 
 
-_FREE_IF: Final = (
-    "s.may_claim IS NOT TRUE AND NOT (s.guarded AND s.tripped) AND s.numbers_at_commit"
-)
-_UNHINDERED_IF: Final = f"s.group_rules IS NULL AND {_FREE_IF}"
-"""What `unhindered` requires of the state `s` for its write to take effect."""
-_MAPPED_UNHINDERED_IF: Final = f"s.group_rules IS NOT NULL AND {_FREE_IF}"
-"""The same, for a write that holds the roles lock (`unhindered` with ``mapped``)."""
+_FREE_IF: Final = "s.may_claim IS NOT TRUE AND s.numbers_at_commit"
+_AT_REST_IF: Final = "NOT (s.guarded AND s.tripped)"
+"""The guard is not tripped: nothing the write stores may have to be held."""
 
 
 UNHINDERED: Final = "unhindered"
@@ -121,7 +117,11 @@ UNHINDERED: Final = "unhindered"
 
 
 def unhindered(
-    tenant_id: uuid.UUID, probe: Probe | None = None, *, mapped: bool = False
+    tenant_id: uuid.UUID,
+    probe: Probe | None = None,
+    *,
+    mapped: bool = False,
+    holding: bool = False,
 ) -> Callable[[int], AlongStatements]:
     """The state of a write that deprovisions nothing (`read`, no roles lock taken), as
     `WITH` queries of the write's own statement given their first `$n`, the last,
@@ -135,12 +135,20 @@ def unhindered(
     `service.provisioning`): the state does not have to come back to the service
     for it to decide what the write depends on; the statement decides it.
     ``mapped``: the write needs the tenant to map roles instead, and the state
-    takes the roles lock shared, held to the end of the statement, its own
-    transaction.
+    takes the roles lock shared, held to the end of the statement's transaction.
+    ``holding``: the write holds what the guard would hold itself
+    (`service.guard.appending_members`), so it needs a guarded tenant instead of
+    a guard at rest.
     """
     lock_args = [role_mappings.LOCK_CLASS] if mapped else []
     lock = _lock_function(exclusive=False) if mapped else None
-    condition = _MAPPED_UNHINDERED_IF if mapped else _UNHINDERED_IF
+    condition = " AND ".join(
+        (
+            f"s.group_rules IS {'NOT ' if mapped else ''}NULL",
+            _FREE_IF,
+            "s.guarded" if holding else _AT_REST_IF,
+        )
+    )
 
     def statements(first_param: int) -> AlongStatements:
         probed, probe_args = _probed(probe, first_param + 2 + len(lock_args))

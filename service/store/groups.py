@@ -187,52 +187,6 @@ def _check_found(member_ids: list[uuid.UUID], row: Row) -> None:
         raise invalid_value(f"members not found: {', '.join(missing[:10])}")
 
 
-async def change_unlocked(
-    conn: Connection,
-    schema: str,
-    group_id: uuid.UUID,
-    ids: list[uuid.UUID],
-    *,
-    add: bool,
-    display_name: str | None,
-    along: Callable[[int, str], AlongStatements],
-) -> Change | None:
-    """Add (``add``: `new_member_ids`) or remove (`member_ids`) these members of a group
-    read without a lock, with its version bump and ``along``, in one statement (its own
-    transaction unless the caller opened one).
-
-    The statement first locks the group, and writes only if it still has the
-    ``display_name`` read (what membership events show) and, for an add, every
-    member exists: it commits whole or not at all, and a concurrent change of
-    other members only waits for it. ``along`` is given its first free `$n`
-    and `changed` (`member_id, member_type`: what the statement changed); its
-    `returns` are columns of the statement's result. None
-    when the group was renamed or deleted since it was read (nothing written);
-    400, nothing written, when a member to add does not exist.
-    """
-    qualified = quoted_schema(schema)
-    statements = along(4, "changed")
-    change, row = await _change_members(
-        conn,
-        qualified,
-        group_id,
-        ids,
-        add=add,
-        current=(
-            f"current AS (SELECT r.id FROM {qualified}.groups r WHERE r.id = $1 "
-            "AND r.display_name IS NOT DISTINCT FROM $3 FOR UPDATE), "
-        ),
-        args=[display_name],
-        along=statements,
-        also=statements.returns,
-    )
-    if not row["current"]:
-        return None
-    if add:
-        _check_found(ids, row)
-    return change
-
-
 async def change_if(
     conn: Connection,
     schema: str,
@@ -243,67 +197,32 @@ async def change_if(
     ahead: Callable[[int], AlongStatements],
     only_with: str,
     along: Callable[[int, str], AlongStatements],
-    with_state: bool = False,
-) -> tuple[Change, Row | None] | None:
-    """As `change_unlocked`, the group read and locked by the statement itself, and
-    only if ``ahead``'s `WITH` queries (given their first `$n`) let it: their query
-    ``only_with`` returns a row. The change and the group after it (None: there is
-    no such group), or None when ``ahead`` held the change back (nothing written).
-    ``along`` also reads `current`, the group as it was; ``with_state``: the group's
-    row also has the columns of ``ahead``'s query `state`. 400, nothing written,
-    when a member to add does not exist."""
+) -> tuple[Change, Row]:
+    """Add (``add``: `new_member_ids`) or remove (`member_ids`) these members of a group,
+    with its version bump and ``along``, in one statement (its own transaction unless
+    the caller opened one) that locks and reads the group itself, and writes only if
+    ``ahead``'s `WITH` queries (given their first `$n`) let it: their query
+    ``only_with`` returns a row. ``along`` is given its first free `$n` and
+    `changed` (`member_id, member_type`: what the statement changed) and may read
+    `current`, the group as it was; its `returns` are columns of the statement's
+    result.
+
+    The change and the statement's result row: the group after the change (its
+    `current` false: there is no such group), `went` (false: ``ahead`` held the
+    change back, nothing written) and the columns of ``ahead``'s query `state`.
+    400, nothing written, when a member to add does not exist."""
     qualified = quoted_schema(schema)
     condition = ahead(3)
     statements = along(3 + len(condition.args), "changed")
-    state = ", s.*" if with_state else ""
-    change, row = await _change_members(
-        conn,
-        qualified,
-        group_id,
-        ids,
-        add=add,
-        current=(
-            f"{condition.ctes}, current AS (SELECT {RESOURCE_COLUMNS} FROM "
-            f"{qualified}.groups r WHERE r.id = $1 AND EXISTS (SELECT FROM {only_with}) "
-            "FOR UPDATE), "
-        ),
-        args=condition.args,
-        along=statements,
-        also=f", EXISTS (SELECT FROM {only_with}) AS went{state}{statements.returns}",
-        joined=" LEFT JOIN state s ON true" if with_state else "",
-        unchanged="current",
-    )
-    if not row["went"]:
-        return None
-    if not row["current"]:
-        return change, None
-    if add:
-        _check_found(ids, row)
-    return change, row
-
-
-async def _change_members(
-    conn: Connection,
-    qualified: str,
-    group_id: uuid.UUID,
-    ids: list[uuid.UUID],
-    *,
-    add: bool,
-    current: str,
-    args: list[Any],
-    along: AlongStatements,
-    also: str = "",
-    joined: str = "",
-    unchanged: str | None = None,
-) -> tuple[Change, Row]:
-    """Add or remove members ``ids`` (`$2`) of group `$1` with its version bump and
-    ``along``, in one statement that writes only if ``current`` (`WITH` queries, the
-    last, `current`, the group locked) returns the group and, for an add, every
-    member exists; ``args``, the arguments from `$3` on, ``along``'s after them;
-    ``also`` and ``joined`` as for `_change`. The result row tells `current` (and
-    the members `found` for an add)."""
     exists = "EXISTS (SELECT FROM current)"
-    before, also = current, f"{also}, {exists} AS current"
+    before = (
+        f"{condition.ctes}, current AS (SELECT {RESOURCE_COLUMNS} FROM "
+        f"{qualified}.groups r WHERE r.id = $1 AND EXISTS (SELECT FROM {only_with}) "
+        "FOR UPDATE), "
+    )
+    also = (
+        f", EXISTS (SELECT FROM {only_with}) AS went, {exists} AS current, s.*{statements.returns}"
+    )
     if add:
         statement = _inserting(
             qualified,
@@ -312,18 +231,21 @@ async def _change_members(
         before, also = before + _found(qualified), _FOUND_IDS + also
     else:
         statement = _deleting(qualified, f"m.member_id = ANY($2::uuid[]) AND {exists}")
-    return await _change(
+    change, row = await _change(
         conn,
         qualified,
         statement,
-        [group_id, ids, *args, *along.args],
+        [group_id, ids, *condition.args, *statements.args],
         bump=True,
         before=before,
         also=also,
-        along=f", {along.ctes}",
-        joined=joined,
-        unchanged=unchanged,
+        along=f", {statements.ctes}",
+        joined=" LEFT JOIN state s ON true",
+        unchanged="current",
     )
+    if add and row["went"] and row["current"]:
+        _check_found(ids, row)
+    return change, row
 
 
 async def _delete(

@@ -504,8 +504,8 @@ async def test_a_mapped_member_change_undone_or_held_back_by_its_statement_runs_
     """A mapped tenant's member PATCH changes the members in its first statement, inside a
     transaction block. Nesting a group (found only then) is undone and runs again under
     the exclusive lock; after the mapping is removed, the statement requiring it writes
-    nothing and the PATCH goes the locked way. Each change is stored, versioned and
-    reported once."""
+    nothing and the PATCH runs again as an unmapped tenant's. Each change is stored,
+    versioned and reported once."""
     saved = await client.put(
         f"/admin/v1/tenants/{tenant.slug}/roles", json=MAPPING, headers=admin_headers()
     )
