@@ -23,7 +23,9 @@ added to or removed from another, a granting group renamed, a group
 deleted, a new mapping); shared the rest, user writes (after locking the
 user, except a delete, which takes it first as it locks groups, and an update
 without a lock, whose one statement takes it before it updates the user) and
-the IdPs' common group write, users added to or removed from a group.
+the IdPs' common group writes, users added to or removed from a group and a
+group created empty or with users (nothing can name a new group before its
+create answers: its only members are those it is created with).
 
 Two shared writes may reach the same user at once (added to A while removed
 from C): a shared group write locks the stored roles of the users it
