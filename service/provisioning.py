@@ -450,9 +450,9 @@ async def _insert_user_with_roles(
 def _may_go_unlocked(scope: Scope) -> bool:
     """Whether a write may try a way without the resource's lock: it needs events on
     with an announcer (`_events_along`). In a tenant that maps roles, a user's
-    update and create (whose statement takes the roles lock) and a member PATCH
-    (`_patch_members_in_one`, in a transaction block) may; other group writes go
-    the locked way (`write_state.maps_roles`)."""
+    update, a create without members or password (whose statement takes the roles
+    lock) and a member PATCH (`_patch_members_in_one`, in a transaction block) may;
+    other group writes go the locked way (`write_state.maps_roles`)."""
     return scope.events and scope.announcer is not None
 
 
@@ -585,11 +585,10 @@ async def _update_user_with_event(
     stored roles. None, having done nothing, when the event cannot go with the
     update: see `_events_along`; the change is not an event (`events.changed`),
     or the guard may hold it and the statement cannot decide (`guard.along`; a
-    ``locked`` write's never does: it is not its own transaction). A ``row``
-    read without a lock (not ``locked``)
-    is updated only if it is still at the version read (and, in a tenant that
-    maps roles, has roles stored), else None too; its own statement's
-    transaction is not the state's, so `lastModified` is passed.
+    ``locked`` write's never does: it is not its own transaction). A ``row`` read
+    without a lock (not ``locked``) is updated only if it is still at the version
+    read (and, in a tenant that maps roles, has roles stored), else None too; its
+    own statement's transaction is not the state's, so `lastModified` is passed.
     """
     tracker = state.roles
     if not _events_along(scope, state):

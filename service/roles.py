@@ -260,9 +260,9 @@ class Tracker:
         taking the tenant's roles lock shared for the statement, as the locked way
         holds it for its transaction; its arguments from `$first_param`."""
         return (
-            f"EXISTS (SELECT FROM {self._qualified}.user_roles s WHERE s.user_id = r.id) "
-            f"AND pg_advisory_xact_lock_shared(${first_param}, "
-            f"hashtext(${first_param + 1}::uuid::text)) IS NOT NULL",
+            f"EXISTS (SELECT FROM {self._qualified}.user_roles s WHERE s.user_id = r.id) AND "
+            + role_mappings.locking(f"${first_param}", f"${first_param + 1}::uuid", exclusive=False)
+            + " IS NOT NULL",
             [role_mappings.LOCK_CLASS, tenant_id],
         )
 

@@ -98,7 +98,7 @@ async def read(
         return UNTRACKED
     probed, probe_args = _probed(probe, 4)
     row = await conn.fetchrow(
-        _statement(probed, _lock_function(exclusive=exclusive)),
+        _statement(probed, exclusive=exclusive),
         tenant_id,
         GUARD_SCHEMA_VERSION,
         role_mappings.LOCK_CLASS,
@@ -123,10 +123,10 @@ def unhindered(
     mapped: bool = False,
     holding: bool = False,
 ) -> Callable[[int], AlongStatements]:
-    """The state of a write that deprovisions nothing (`read`, no roles lock taken), as
-    `WITH` queries of the write's own statement given their first `$n`, the last,
-    `UNHINDERED`, returning a row only if the state lets the write go without a
-    transaction block: no role mapping (whose lock it would take), no hidden user
+    """The state of a write that deprovisions nothing (`read`, no roles lock taken unless
+    ``mapped``), as `WITH` queries of the write's own statement given their first `$n`,
+    the last, `UNHINDERED`, returning a row only if the state lets the write go without
+    a transaction block: no role mapping (whose lock it would take), no hidden user
     the probe finds (to claim instead), the guard not tripped (it may hold the
     write's events) and events numbered at commit (the statement numbers those it
     stores). The write takes effect only with that query.
@@ -141,7 +141,8 @@ def unhindered(
     a guard at rest.
     """
     lock_args = [role_mappings.LOCK_CLASS] if mapped else []
-    lock = _lock_function(exclusive=False) if mapped else None
+    # A mapped write takes the roles lock shared; the others none.
+    exclusive = False if mapped else None
     condition = " AND ".join(
         (
             f"s.group_rules IS {'NOT ' if mapped else ''}NULL",
@@ -153,7 +154,7 @@ def unhindered(
     def statements(first_param: int) -> AlongStatements:
         probed, probe_args = _probed(probe, first_param + 2 + len(lock_args))
         return AlongStatements(
-            f"state AS ({_statement(probed, lock, first_param=first_param)}), "
+            f"state AS ({_statement(probed, exclusive=exclusive, first_param=first_param)}), "
             f"{UNHINDERED} AS (SELECT FROM state s WHERE {condition})",
             [tenant_id, GUARD_SCHEMA_VERSION, *lock_args, *probe_args],
         )
@@ -164,7 +165,7 @@ def unhindered(
 def of_row(schema: str, tenant_id: uuid.UUID, row: asyncpg.Record) -> WriteState:
     """The state `unhindered` read (not exclusive), from the result row of the write's
     statement, which has the columns of its query `state`
-    (`service.store.groups.change_if` with ``with_state``)."""
+    (`service.store.groups.change_if`)."""
     return _state_of(schema, tenant_id, row, exclusive=False)
 
 
@@ -212,7 +213,7 @@ async def read_with(
     is None when there is none, or when the tenant is not found (the state
     `UNTRACKED`)."""
     row = await conn.fetchrow(
-        _statement("NULL::boolean", None, resource(3)),
+        _statement("NULL::boolean", resource(3)),
         tenant_id,
         GUARD_SCHEMA_VERSION,
         *resource_args,
@@ -223,25 +224,23 @@ async def read_with(
     return state, row if row["id"] is not None else None
 
 
-def _lock_function(*, exclusive: bool) -> str:
-    """The function that takes the roles lock (its class the third `$n`) exclusively or
-    shared."""
-    return "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-
-
 def _statement(
-    probed: str, lock: str | None, resource: str | None = None, *, first_param: int = 1
+    probed: str,
+    resource: str | None = None,
+    *,
+    exclusive: bool | None = None,
+    first_param: int = 1,
 ) -> str:
     """The state query, its arguments numbered from ``first_param``: the tenant's id, the
-    guard's schema version, and with ``lock``, the roles lock's function, its class,
-    the lock taken if the tenant maps roles; ``resource``, a row read along
-    (`read_with`)."""
+    guard's schema version, and unless ``exclusive`` is None, the roles lock's class,
+    the lock taken (``exclusive``ly or shared) if the tenant maps roles;
+    ``resource``, a row read along (`read_with`)."""
     tenant, guard_version, lock_class = (f"${first_param + n}" for n in range(3))
     locking = (
         ""
-        if lock is None
-        else f", CASE WHEN m.tenant IS NOT NULL THEN {lock}({lock_class}, "
-        "hashtext(t.id::text)) IS NULL END"
+        if exclusive is None
+        else ", CASE WHEN m.tenant IS NOT NULL THEN "
+        f"{role_mappings.locking(lock_class, 't.id', exclusive=exclusive)} IS NULL END"
     )
     joined = "" if resource is None else f" LEFT JOIN LATERAL ({resource}) AS w ON true"
     return (

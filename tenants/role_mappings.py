@@ -152,11 +152,17 @@ LOCK_CLASS: Final = 0x5C1_0001
 tenant id's text is the object."""
 
 
+def locking(lock_class: str, tenant: str, *, exclusive: bool) -> str:
+    """SQL that takes the tenant's roles lock until the transaction ends, exclusively or
+    shared: ``lock_class`` is SQL for `LOCK_CLASS`, ``tenant`` for the tenant's id (a
+    uuid). Every taker names the lock this way, so all of them take the same one."""
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    return f"{function}({lock_class}, hashtext(({tenant})::text))"
+
+
 async def lock(conn: Connection, tenant_id: uuid.UUID) -> None:
     """Take the tenant's roles lock exclusively, whether or not it has a mapping."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", LOCK_CLASS, tenant_id
-    )
+    await conn.execute(f"SELECT {locking('$1', '$2::uuid', exclusive=True)}", LOCK_CLASS, tenant_id)
 
 
 async def save(conn: Connection, tenant_id: uuid.UUID, mapping: RoleMapping | None) -> None:
