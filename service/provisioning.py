@@ -1151,12 +1151,12 @@ async def _patch_members_in_one(
     the statement opens a transaction block: its state takes the roles lock
     shared and requires a mapping, it also locks the stored roles of the users
     it changes (`roles.locking_stored`), and the roles it moved follow it
-    (`_member_roles`: computed, then stored with their events), numbered as the
-    block commits. The group is held from the statement to the commit. In a
-    tenant whose guard the process last saw tripped (`write_state.guard_tripped`),
-    the statement shares the guard row and holds the events of the members with
-    held events (`guard.appending_members`); a tenant both mapped and tripped goes
-    the locked way.
+    (`roles.Tracker.members_changed`: computed, stored and reported in one
+    statement), numbered as the block commits. The group is held from the
+    statement to the commit. In a tenant whose guard the process last saw tripped
+    (`write_state.guard_tripped`), the statement shares the guard row and holds
+    the events of the members with held events (`guard.appending_members`); a
+    tenant both mapped and tripped goes the locked way.
 
     When the state holds the statement back because the process's hints were
     stale (a mapping made or removed, the guard tripped elsewhere), it has
@@ -1204,9 +1204,7 @@ async def _patch_members_in_one(
                 if not after["current"]:
                     raise _missing(GROUPS, raw_id)
                 if state is not None and state.roles is not None:
-                    state.roles.changed_users_locked()
-                    # Members are no attribute of the group: its keys are as before.
-                    await _member_roles(conn, scope, state, (after, after), change.members, add=add)
+                    await state.roles.members_changed(conn, change.members, reported=scope.events)
                 if change.bumped is not None:
                     instruments.provisioned(GROUPS.resource_type.name, ACTION_UPDATED)
                 return await render(conn, GROUPS, scope, after, projection)
@@ -1251,21 +1249,6 @@ def _member_events(ids: list[uuid.UUID], *, add: bool, group: dict[str, Any]) ->
     candidates = events.MembershipChanges()
     (candidates.added if add else candidates.removed)([(id_, "") for id_ in ids])
     return candidates.events(group)
-
-
-async def _member_roles(
-    conn: Connection,
-    scope: Scope,
-    state: WriteState,
-    rows: tuple[Row, Row],
-    changed: groups.Members,
-    *,
-    add: bool,
-) -> None:
-    """The roles a member change moved, and their events, after the change's own."""
-    members = events.MembershipChanges()
-    (members.added if add else members.removed)(changed)
-    await _record(conn, scope, state, await _group_roles(conn, state.roles, *rows, members))
 
 
 async def _apply_member_step(
@@ -1322,9 +1305,7 @@ async def delete(
         if tracker is not None and table is USERS:
             user_roles = await tracker.forget(conn, row["id"])
         elif tracker is not None:
-            inside = await tracker.users_affected_by_delete(
-                conn, row["id"], roles.keys(row["resource"])
-            )
+            inside = await tracker.users_affected_by_delete(conn, row["id"])
         if table is USERS and state.policy.deprovision_mode != "hard_delete":
             # Kept until the policy's purge; SCIM clients get 404 from now on (RFC 7644 3.6).
             left = await lifecycle.soft_delete(conn, scope.schema, row["id"])

@@ -49,14 +49,14 @@ from typing import Any, Final
 
 from service import events, guard
 from service.postgres import Connection, Pool
-from service.store import groups
+from service.store import groups, outbox
 from service.store.groups import GroupKeys
 from service.store.outbox import NewEvent
 from service.store.resources import AlongStatements
 from tenants import role_mappings
 from tenants.errors import NotFound
 from tenants.registry import tenant_schema_at
-from tenants.role_mappings import RoleMapping, RoleMappingBody, RoleMappingView
+from tenants.role_mappings import RoleMappingBody, RoleMappingView
 from tenants.schemas import quoted_schema
 
 ROLES_SCHEMA_VERSION = 6
@@ -124,18 +124,29 @@ def locking_stored(schema: str, changed: str) -> AlongStatements:
 class Tracker:
     """One write's view of a tenant's roles; exists only when the tenant has a mapping.
 
-    ``exclusive``: whether the write holds the tenant's roles lock exclusively.
+    ``default_roles``: the mapping's, ordered (`RoleMapping.default_roles`);
+    ``maps_groups``: whether it has group rules (without, membership changes
+    nothing); ``exclusive``: whether the write holds the tenant's roles lock
+    exclusively. The rules themselves stay in the database, which matches them
+    (`role_mappings.granting`).
     """
 
-    def __init__(self, schema: str, mapping: RoleMapping, *, exclusive: bool = False) -> None:
+    def __init__(
+        self,
+        schema: str,
+        tenant_id: uuid.UUID,
+        default_roles: list[str],
+        *,
+        maps_groups: bool,
+        exclusive: bool = False,
+    ) -> None:
         self.schema = schema
-        self.mapping = mapping
+        self.tenant_id = tenant_id
+        self.default_roles = default_roles
+        self.maps_groups = maps_groups
         self.exclusive = exclusive
         self._qualified = quoted_schema(schema)
         self._unstored: dict[uuid.UUID, list[str]] = {}
-        self._locked_by_change = False
-        """Whether the write's member change locked the stored roles of the users it
-        changed in its own statement (`locking_stored`, `changed_users_locked`)."""
 
     async def computed(
         self, conn: Connection | Pool, user_ids: list[uuid.UUID]
@@ -150,22 +161,15 @@ class Tracker:
         users, _ = groups.one_of("u.id", user_ids)
         rows = await conn.fetch(
             groups.reach(qualified, members)
-            + "SELECT u.id, u.user_name, r.roles, g.display_name, g.external_id "
+            + f", {role_mappings.granting(qualified, '$2::uuid', 'reach')} "
+            "SELECT u.id, u.user_name, r.roles AS stored, "
+            f"{role_mappings.roles_of('u.id')} AS roles "
             f"FROM {qualified}.users u LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id "
-            "LEFT JOIN (SELECT DISTINCT member_id, group_id FROM reach) x ON x.member_id = u.id "
-            f"LEFT JOIN {qualified}.groups g ON g.id = x.group_id "
             f"WHERE {users} AND u.managed AND u.deleted_at IS NULL",
             arg,
+            self.tenant_id,
         )
-        found: dict[uuid.UUID, tuple[str, list[GroupKeys], list[str] | None]] = {}
-        for row in rows:
-            _, keys, _ = found.setdefault(row["id"], (row["user_name"], [], row["roles"]))
-            if row["display_name"] is not None:  # NULL only for a user in no group
-                keys.append((row["display_name"], row["external_id"]))
-        return {
-            user_id: (user_name, self.mapping.roles(keys), stored)
-            for user_id, (user_name, keys, stored) in found.items()
-        }
+        return {row["id"]: (row["user_name"], row["roles"], row["stored"]) for row in rows}
 
     def storing(self, first_param: int) -> AlongStatements | None:
         """The roles this write recomputed and has not stored yet, as a `WITH` query
@@ -269,7 +273,7 @@ class Tracker:
     def created(self, user_id: uuid.UUID) -> list[str]:
         """A user just inserted, in no group yet: the default roles, without a query, for
         its own event; left for the write to store with it (`storing`)."""
-        roles = self.mapping.roles([])
+        roles = list(self.default_roles)
         self._unstored[user_id] = roles
         return roles
 
@@ -281,20 +285,36 @@ class Tracker:
         )
         return list(roles or [])
 
-    async def _grants_above(
-        self, conn: Connection, group_id: uuid.UUID, own: Iterable[GroupKeys]
-    ) -> bool:
+    async def _grants_above(self, conn: Connection, group_id: uuid.UUID) -> bool:
         """Whether the group, or any group it is nested in, grants roles."""
-        if self.mapping.grants(own):
-            return True
-        above = await groups.group_keys_of(conn, self.schema, [group_id])
-        return self.mapping.grants(above.get(group_id, []))
+        qualified = self._qualified
+        granted: bool = await conn.fetchval(
+            groups.reach(qualified, "member_id = $1::uuid")
+            + ", above(member_id, group_id) AS (SELECT member_id, group_id FROM reach "
+            "UNION ALL SELECT $1::uuid, $1::uuid), "
+            f"{role_mappings.granting(qualified, '$2::uuid', 'above')} "
+            "SELECT EXISTS (SELECT FROM granted)",
+            group_id,
+            self.tenant_id,
+        )
+        return granted
+
+    async def _grants_either(self, conn: Connection, keys: list[GroupKeys]) -> bool:
+        """Whether a group with any of these keys would grant roles."""
+        granted: bool = await conn.fetchval(
+            f"WITH {role_mappings.granting_keys('$1::uuid', '$2::text[]', '$3::text[]')} "
+            "SELECT EXISTS (SELECT FROM granted)",
+            self.tenant_id,
+            [name for name, _ in keys],
+            [external_id for _, external_id in keys],
+        )
+        return granted
 
     async def users_affected_by_delete(
-        self, conn: Connection, group_id: uuid.UUID, own: GroupKeys
+        self, conn: Connection, group_id: uuid.UUID
     ) -> set[uuid.UUID]:
         """Before a group is deleted: the users whose roles its deletion may change."""
-        if not self.mapping.rules or not await self._grants_above(conn, group_id, [own]):
+        if not self.maps_groups or not await self._grants_above(conn, group_id):
             return set()
         return await groups.users_under(conn, self.schema, [group_id])
 
@@ -310,30 +330,72 @@ class Tracker:
 
         ``before`` is None for a new group; ``touched`` the members added or removed.
         """
-        if not self.mapping.rules:
+        if not self.maps_groups:
             return []  # default roles only: membership changes nothing
         # The users inside a group renamed to or from a mapped name. Not a new group's:
         # nothing can name it before its create answers, so its members are all touched.
         whole_group = False
         if before is not None and before != after:
-            whole_group = self.mapping.grants([before, after])
+            whole_group = await self._grants_either(conn, [before, after])
         nests = any(kind == "Group" for _, kind in touched)
         if not self.exclusive and (whole_group or nests):
             raise ExclusiveNeeded
         user_ids: set[uuid.UUID] = set()
         inner_groups = [group_id] if whole_group else []
-        if touched and (whole_group or await self._grants_above(conn, group_id, [after])):
+        if touched and (whole_group or await self._grants_above(conn, group_id)):
             user_ids |= {member for member, kind in touched if kind == "User"}
             inner_groups += [member for member, kind in touched if kind == "Group"]
         user_ids |= await groups.users_under(conn, self.schema, inner_groups)
-        if not self.exclusive and not self._locked_by_change:
+        if not self.exclusive:
             await self._lock_stored(conn, user_ids)
         return (await self.refresh(conn, user_ids))[1]
 
-    def changed_users_locked(self) -> None:
-        """The write's member change locked the stored roles of the users it changed in
-        its own statement (`locking_stored`): `group_changed` locks them no more."""
-        self._locked_by_change = True
+    async def members_changed(
+        self, conn: Connection, changed: list[events.Member], *, reported: bool
+    ) -> None:
+        """After the IdPs' member change (`service.provisioning`): in one statement, the
+        roles of the users it changed computed, those that moved stored and, if
+        ``reported``, a `user.roles_changed` event for each whose stored roles moved
+        (`events.roles_changed` builds the same for the other writes). The change's
+        statement locked their stored roles (`locking_stored`), under the shared lock,
+        with the guard at rest (it holds no event); this one's snapshot shows what a
+        write it waited for did. A group among ``changed`` is `ExclusiveNeeded`."""
+        if not self.maps_groups:
+            return  # default roles only: membership changes nothing
+        if not self.exclusive and any(kind == "Group" for _, kind in changed):
+            raise ExclusiveNeeded
+        user_ids = sorted(member for member, kind in changed if kind == "User")
+        if not user_ids:
+            return
+        qualified = self._qualified
+        members, arg = groups.one_of("member_id", user_ids)
+        users, _ = groups.one_of("u.id", user_ids)
+        reporting = ""
+        args: list[Any] = [arg, self.tenant_id]
+        if reported:
+            reporting = ", " + outbox.built(
+                self.schema,
+                "(SELECT n.event_id AS id, $5::text AS type, 'User' AS resource_type, m.id AS "
+                f"resource_id, {_CHANGED_ROLES_DATA} AS data, "
+                "jsonb_build_object('roles', m.stored) AS previous, "
+                "row_number() OVER (ORDER BY m.id) AS n FROM moved m "
+                "JOIN unnest($3::uuid[], $4::uuid[]) AS n(user_id, event_id) "
+                "ON n.user_id = m.id WHERE m.stored IS NOT NULL) AS e",
+            )
+            args += [user_ids, events.new_event_ids(len(user_ids)), events.USER_ROLES_CHANGED]
+        await conn.execute(
+            groups.reach(qualified, members)
+            + f", {role_mappings.granting(qualified, '$2::uuid', 'reach')}, "
+            "moved AS (SELECT u.id, u.user_name, r.roles AS stored, x.roles "
+            f"FROM {qualified}.users u LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id, "
+            f"LATERAL (SELECT {role_mappings.roles_of('u.id')} AS roles) x "
+            f"WHERE {users} AND u.managed AND u.deleted_at IS NULL "
+            "AND r.roles IS DISTINCT FROM x.roles), "
+            f"stored_roles AS (INSERT INTO {qualified}.user_roles (user_id, roles) "
+            "SELECT id, roles FROM moved ON CONFLICT (user_id) DO UPDATE SET roles = "
+            f"EXCLUDED.roles){reporting} SELECT 1",
+            *args,
+        )
 
     async def _lock_stored(self, conn: Connection, user_ids: set[uuid.UUID]) -> None:
         """Lock these users' stored roles until the transaction ends, in id order, so
@@ -348,6 +410,16 @@ class Tracker:
     async def after_delete(self, conn: Connection, user_ids: set[uuid.UUID]) -> list[NewEvent]:
         """After a group was deleted: `user.roles_changed` for the users it changed."""
         return (await self.refresh(conn, user_ids))[1]
+
+
+_CHANGED_ROLES_DATA: Final = (
+    "jsonb_build_object('id', m.id::text, 'userName', m.user_name, 'roles', to_jsonb(m.roles), "
+    """'added', to_jsonb(ARRAY(SELECT r FROM unnest(m.roles) r WHERE r <> ALL (m.stored) """
+    """ORDER BY r COLLATE "C")), 'removed', to_jsonb(ARRAY(SELECT r FROM unnest(m.stored) r """
+    """WHERE r <> ALL (m.roles) ORDER BY r COLLATE "C")))"""
+)
+"""A `user.roles_changed` event's data (`events.roles_changed`) for the user `m` whose
+roles moved from `stored` to `roles`."""
 
 
 def _by_user(roles: dict[uuid.UUID, list[str]]) -> dict[str, list[str]]:
@@ -397,7 +469,13 @@ async def set_mapping(
             user_ids = await conn.fetch(
                 f"SELECT id FROM {qualified}.users WHERE managed AND deleted_at IS NULL"
             )
-            tracker = Tracker(schema, mapping, exclusive=True)
+            tracker = Tracker(
+                schema,
+                tenant_id,
+                mapping.default_roles,
+                maps_groups=bool(mapping.rules),
+                exclusive=True,
+            )
             _, changes = await tracker.refresh(
                 conn, [row["id"] for row in user_ids], unreported_had_none=True
             )
@@ -419,7 +497,8 @@ async def effective(
     mapping = await role_mappings.load(pool, tenant_id)
     if mapping is None:
         return None
-    computed = await Tracker(schema, mapping).computed(pool, user_ids)
+    tracker = Tracker(schema, tenant_id, mapping.default_roles, maps_groups=bool(mapping.rules))
+    computed = await tracker.computed(pool, user_ids)
     return {user_id: roles for user_id, (_, roles, _) in computed.items()}
 
 

@@ -145,7 +145,7 @@ def unhindered(
     exclusive = False if mapped else None
     condition = " AND ".join(
         (
-            f"s.group_rules IS {'NOT ' if mapped else ''}NULL",
+            f"s.default_roles IS {'NOT ' if mapped else ''}NULL",
             _FREE_IF,
             "s.guarded" if holding else _AT_REST_IF,
         )
@@ -247,7 +247,8 @@ def _statement(
         f"SELECT t.schema_version >= {guard_version} AS guarded, "
         "g.tripped_at IS NOT NULL AS tripped, "
         "g.tenant IS NOT NULL AS guard_row, "
-        f"m.default_roles, m.group_rules, {_POLICY_COLUMNS}, {probed} AS may_claim, "
+        "m.default_roles, m.group_rules <> '[]' AS maps_groups, "
+        f"{_POLICY_COLUMNS}, {probed} AS may_claim, "
         f"t.schema_version >= {outbox.NUMBERED_AT_COMMIT_VERSION:d} AS numbers_at_commit, "
         f"now(){locking}{'' if resource is None else ', w.*'} "
         "FROM scim_control.tenants t "
@@ -262,8 +263,14 @@ def _state_of(
     schema: str, tenant_id: uuid.UUID, row: asyncpg.Record, *, exclusive: bool
 ) -> WriteState:
     tracker = None
-    if row["group_rules"] is not None:
-        tracker = Tracker(schema, role_mappings.from_row(row), exclusive=exclusive)
+    if row["default_roles"] is not None:  # NOT NULL in the mapping: NULL, none
+        tracker = Tracker(
+            schema,
+            tenant_id,
+            row["default_roles"],
+            maps_groups=row["maps_groups"],
+            exclusive=exclusive,
+        )
         _MAPPED.add(tenant_id)
     else:
         _MAPPED.discard(tenant_id)

@@ -2,8 +2,10 @@
 
 One row per tenant in `scim_control.role_mappings`; a tenant without one has
 no roles, and its SCIM writes spend nothing on them. Groups are matched by
-`displayName` (case-insensitively, as SCIM compares it) or by `externalId`
-(exactly: the IdP's object id). A user's effective roles are the default
+`displayName` (case-insensitively, by PostgreSQL's `lower()`, as the service's
+`displayName eq` filters compare it) or by `externalId` (exactly: the IdP's
+object id); the database matches them, so the rules never leave it for a
+write. A user's effective roles are the default
 roles plus those of every group it is in, directly or through nested groups
 (`service.roles` computes them).
 """
@@ -18,7 +20,6 @@ from typing import Any, Final
 import msgspec
 
 from service.postgres import Connection, Pool
-from service.store.groups import GroupKeys
 from tenants.errors import InvalidInput
 
 MATCH_KEYS: Final = ("displayName", "externalId")
@@ -51,42 +52,67 @@ class RoleMappingView(msgspec.Struct, kw_only=True):
 
 
 class RoleMapping:
-    """A checked mapping, ready to compute roles from group keys."""
+    """A checked mapping. The database matches its rules to groups (`granting`)."""
 
     def __init__(self, default_roles: Iterable[str], rules: Iterable[GroupRule]) -> None:
         self.default_roles = sorted(set(default_roles))
         self.rules = list(rules)
-        self._by_name: dict[str, set[str]] = {}
-        self._by_external_id: dict[str, set[str]] = {}
-        for rule in self.rules:
-            index = self._by_name if rule.match == "displayName" else self._by_external_id
-            key = rule.value.lower() if rule.match == "displayName" else rule.value
-            index.setdefault(key, set()).update(rule.roles)
-
-    def group_roles(self, display_name: str | None, external_id: str | None) -> set[str]:
-        """The roles one group grants its members."""
-        found: set[str] = set()
-        if display_name is not None:
-            found |= self._by_name.get(display_name.lower(), set())
-        if external_id is not None:
-            found |= self._by_external_id.get(external_id, set())
-        return found
-
-    def roles(self, groups: Iterable[GroupKeys]) -> list[str]:
-        """The effective roles of a provisioned user in ``groups`` (all of them, nested too)."""
-        found = set(self.default_roles)
-        for display_name, external_id in groups:
-            found |= self.group_roles(display_name, external_id)
-        return sorted(found)
-
-    def grants(self, groups: Iterable[GroupKeys]) -> bool:
-        """Whether any of ``groups`` grants a role."""
-        return any(self.group_roles(name, external_id) for name, external_id in groups)
 
     def view(self, updated_at: datetime | None) -> RoleMappingView:
         return RoleMappingView(
             default_roles=self.default_roles, groups=self.rules, updated_at=updated_at
         )
+
+
+_MATCHES: Final = "(r.name = lower(g.display_name) OR r.external_id = g.external_id)"
+"""Whether rule `r` (`_rules`) matches group `g`: its displayName by `lower()`, as the
+service's filters compare it, or its externalId exactly."""
+
+
+def _rules(tenant: str) -> str:
+    """`WITH` queries: `mapping`, the row of the tenant whose id is the SQL ``tenant``, and
+    `rules(name, external_id, roles)`, its group rules, a name lowered once for all.
+    Materialized: a join probes it for each group without expanding the JSON again."""
+    return (
+        "mapping AS (SELECT default_roles, group_rules FROM scim_control.role_mappings "
+        f"WHERE tenant = {tenant}), "
+        "rules AS MATERIALIZED (SELECT "
+        "CASE WHEN e->>'match' = 'displayName' THEN lower(e->>'value') END AS name, "
+        "CASE WHEN e->>'match' = 'externalId' THEN e->>'value' END AS external_id, "
+        "e->'roles' AS roles FROM mapping, jsonb_array_elements(mapping.group_rules) e)"
+    )
+
+
+def granting(qualified: str, tenant: str, pairs: str) -> str:
+    """`WITH` queries (`_rules`, then `granted(member_id, role)`): the roles each group of
+    the query ``pairs`` (`member_id, group_id`, groups of the schema ``qualified``)
+    grants its member, by the mapping of ``tenant``. Every computation of roles
+    matches groups here, so one comparison decides them all."""
+    return (
+        f"{_rules(tenant)}, granted(member_id, role) AS (SELECT DISTINCT x.member_id, role "
+        f"FROM {pairs} x JOIN {qualified}.groups g ON g.id = x.group_id "
+        f"JOIN rules r ON {_MATCHES} CROSS JOIN jsonb_array_elements_text(r.roles) AS role)"
+    )
+
+
+def granting_keys(tenant: str, names: str, external_ids: str) -> str:
+    """`WITH` queries (`_rules`, then `granted(role)`): the roles groups with these keys
+    would grant, given as two SQL arrays, element by element one group's."""
+    return (
+        f"{_rules(tenant)}, granted(role) AS (SELECT role "
+        f"FROM unnest({names}, {external_ids}) AS g(display_name, external_id) "
+        f"JOIN rules r ON {_MATCHES} CROSS JOIN jsonb_array_elements_text(r.roles) AS role)"
+    )
+
+
+def roles_of(member: str) -> str:
+    """SQL for the effective roles of the user whose id is the SQL ``member``, over the
+    queries of `granting`: the default roles and those its groups grant, ordered by
+    code point, once each (as `RoleMapping` orders the default ones)."""
+    return (
+        'ARRAY(SELECT role COLLATE "C" FROM (SELECT unnest(default_roles) FROM mapping '
+        f"UNION SELECT role FROM granted WHERE member_id = {member}) AS x(role) ORDER BY 1)"
+    )
 
 
 def _role_list(roles: Any, where: str) -> list[str]:

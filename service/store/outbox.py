@@ -108,12 +108,10 @@ def _arrays(events: Sequence[NewEvent]) -> list[list[Any]]:
     ]
 
 
-def _storing(
-    qualified: str, first_param: int, *, data: str = "e.data", where: str = "", numbered: bool
-) -> str:
-    """`WITH` queries that store the events `e`, the last one (`along`) inserting them;
-    ``data`` is stored as their data, ``where`` (joins and conditions after the
-    `FROM`) chooses which are stored.
+def _storing(qualified: str, rows: str, *, data: str = "e.data", numbered: bool) -> str:
+    """`WITH` queries that store the events `e` of the `FROM` items ``rows`` (the columns
+    of `event_rows`, with any joins and conditions choosing which are stored), the
+    last one (`along`) inserting them; ``data`` is stored as their data.
 
     ``numbered``: number them in this statement, locking the tenant's counter row
     from here to the end of the transaction: for a statement that is its own
@@ -123,7 +121,6 @@ def _storing(
     written once. Otherwise they are inserted for the commit to number.
     """
     columns = "id, type, resource_type, resource_id, data, previous"
-    rows = f"{event_rows(first_param)}{where}"
     if not numbered:
         # In insertion order: the deferred trigger numbers rows in the order they came.
         return (
@@ -178,7 +175,8 @@ async def append(
     args = [] if ahead is None else [*ahead.args]
     notify = "SELECT 1"
     if events:
-        ctes.append(_storing(quoted_schema(schema), len(args) + 1, numbered=not at_commit))
+        rows = event_rows(len(args) + 1)
+        ctes.append(_storing(quoted_schema(schema), rows, numbered=not at_commit))
         args += _arrays(events)
         if not _announce(schema):
             notify = f"SELECT pg_notify(${len(args) + 1}, ${len(args) + 2})"
@@ -215,10 +213,18 @@ def appending(
     """
     _announce_along(schema)
     where = "" if only_with is None else f" WHERE EXISTS (SELECT FROM {only_with})"
-    storing = _storing(
-        quoted_schema(schema), first_param, data=data, where=where, numbered=numbered
-    )
+    rows = f"{event_rows(first_param)}{where}"
+    storing = _storing(quoted_schema(schema), rows, data=data, numbered=numbered)
     return AlongStatements(storing, _arrays(events))
+
+
+def built(schema: str, rows: str) -> str:
+    """A `WITH` query (`along`, after those of `_storing`: none) storing the events a
+    statement builds itself: ``rows``, `FROM` items naming them `e`, with the columns
+    of `event_rows`, for the commit to number (the caller is a transaction block of a
+    tenant at `NUMBERED_AT_COMMIT_VERSION`, announced as `appending` is)."""
+    _announce_along(schema)
+    return _storing(quoted_schema(schema), rows, numbered=False)
 
 
 def _announce_along(schema: str) -> None:
@@ -254,13 +260,9 @@ def appending_members(
     events of the members it holds for are left to the caller
     (`guard.appending_members` holds them)."""
     _announce_along(schema)
-    storing = _storing(
-        quoted_schema(schema),
-        first_param,
-        data=data,
-        where=member_join(changed) + ("" if unless is None else f" AND NOT {unless}"),
-        numbered=numbered,
-    )
+    held = "" if unless is None else f" AND NOT {unless}"
+    rows = f"{event_rows(first_param)}{member_join(changed)}{held}"
+    storing = _storing(quoted_schema(schema), rows, data=data, numbered=numbered)
     return AlongStatements(storing, _arrays(events))
 
 

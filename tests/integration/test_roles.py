@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from typing import Any
 
@@ -13,7 +14,7 @@ from service.postgres import Pool
 from service.store.resources import GROUPS, USERS
 from tenants import role_mappings
 from tests.integration.test_events import all_events, announced_scope, patch_body
-from tests.support.application import Client, TenantHandle, admin_headers
+from tests.support.application import Client, TenantHandle, admin_headers, make_tenant
 from tests.support.concurrency import finished, pause_first_call, paused_inside, still_waiting
 
 MAPPING = {
@@ -212,6 +213,68 @@ async def test_role_mapping_is_checked(client: Client, tenant: TenantHandle) -> 
     assert missing.status_code == 404
 
 
+async def test_roles_are_the_defaults_plus_those_of_every_group_a_rule_matches(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """displayName rules match case-insensitively, externalId rules exactly; a user's
+    roles are the default ones and every matching rule's, ordered, once each."""
+    mapping = {
+        "default_roles": ["member", "b"],
+        "groups": [
+            {"match": "displayName", "value": "Engineering", "roles": ["developer"]},
+            {"match": "externalId", "value": "0f3c", "roles": ["admin", "developer"]},
+            {"match": "displayName", "value": "x", "roles": ["a"]},
+            {"match": "externalId", "value": "x", "roles": ["b", "c"]},
+        ],
+    }
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+    expected = {
+        ("ENGINEERING", None): ["b", "developer", "member"],
+        ("Other", "0F3C"): ["b", "member"],
+        ("Another", "0f3c"): ["admin", "b", "developer", "member"],
+        ("X", "x"): ["a", "b", "c", "member"],
+        ("Engineers", "0f3"): ["b", "member"],
+    }
+    for n, ((name, external_id), granted) in enumerate(expected.items()):
+        user = (await tenant.create_user(f"u{n}@example.com"))["id"]
+        extra = {} if external_id is None else {"externalId": external_id}
+        await create_group(tenant, name, user, **extra)
+        assert await roles_of(client, tenant.slug, user) == granted, (name, external_id)
+    nobody = (await tenant.create_user("nobody@example.com"))["id"]
+    assert await roles_of(client, tenant.slug, nobody) == ["b", "member"]
+
+
+@pytest.mark.parametrize("name", ["Ärzte", "ΟΔΟΣ", "\u212aelvin", "İstanbul"])
+async def test_a_rule_matches_the_groups_a_display_name_filter_finds(
+    client: Client, tenant: TenantHandle, name: str
+) -> None:
+    """A displayName rule grants its roles to the members of exactly the groups a
+    `displayName eq` filter for its value finds, whatever case folding the database
+    applies to letters beyond ASCII: one comparison decides both."""
+    rules = [{"match": "displayName", "value": name, "roles": ["named"]}]
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json={"groups": rules}, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+    for n, spelling in enumerate({name, name.upper(), name.lower()}):
+        user = (await tenant.create_user(f"u{n}@example.com"))["id"]
+        group = await create_group(tenant, spelling, user)
+        found = await tenant.client.get(
+            f"{tenant.scim}/Groups",
+            params={"filter": f'displayName eq "{name}"', "attributes": "id"},
+            headers=tenant.auth(),
+        )
+        assert found.status_code == 200, found.text
+        filtered = group in {resource["id"] for resource in found.json().get("Resources", [])}
+        granted = await roles_of(client, tenant.slug, user) == ["named"]
+        assert granted == filtered, spelling
+        removed = await tenant.client.delete(f"{tenant.scim}/Groups/{group}", headers=tenant.auth())
+        assert removed.status_code == 204
+
+
 def _members(db: Pool, scope: provisioning.Scope, op: str, group: str, member: str) -> Any:
     body = patch_body({"op": op, "path": "members", "value": [{"value": member}]})
     return provisioning.apply_patch(db, GROUPS, scope, group, body)
@@ -279,7 +342,7 @@ async def test_member_changes_of_two_groups_of_a_mapped_tenant_run_at_once(
     bob = (await tenant.create_user("bob@example.com"))["id"]
     a, b = await create_group(tenant, "A"), await create_group(tenant, "B")
     scope = await announced_scope(db, tenant)
-    pause = pause_first_call(monkeypatch, roles.Tracker, "refresh", after=True)
+    pause = pause_first_call(monkeypatch, roles.Tracker, "members_changed", after=True)
     async with paused_inside(pause, _members(db, scope, "add", a, ada)):
         await finished(_members(db, scope, "add", b, bob))
     assert await roles_of(client, tenant.slug, ada) == ["a"]
@@ -302,7 +365,7 @@ async def test_a_granting_group_created_without_groups_waits_for_no_member_chang
     a = await create_group(tenant, "A")
     scope = await announced_scope(db, tenant)
     members = [{"value": bob}] if way == "with a user" else []
-    pause = pause_first_call(monkeypatch, roles.Tracker, "refresh", after=True)
+    pause = pause_first_call(monkeypatch, roles.Tracker, "members_changed", after=True)
     async with paused_inside(pause, _members(db, scope, "add", a, ada)):
         if way == "transaction":
             monkeypatch.setattr(write_state, "_MAPPED", set())
@@ -327,7 +390,7 @@ async def test_member_changes_reaching_one_user_at_once_leave_its_roles_right(
     feed = Feed(client, tenant.slug)
     await feed.new()
     scope = await announced_scope(db, tenant)
-    pause = pause_first_call(monkeypatch, roles.Tracker, "refresh", after=True)
+    pause = pause_first_call(monkeypatch, roles.Tracker, "members_changed", after=True)
     async with paused_inside(pause, _members(db, scope, "add", a, ada)):
         removing = asyncio.create_task(_members(db, scope, "remove", c, ada))
         await still_waiting(removing, "the removal did not wait for the addition's roles")
@@ -352,7 +415,7 @@ async def test_a_user_write_waiting_for_a_member_change_shows_the_roles_it_store
     feed = Feed(client, tenant.slug)
     await feed.new()
     scope = await announced_scope(db, tenant)
-    pause = pause_first_call(monkeypatch, roles.Tracker, "refresh", after=True)
+    pause = pause_first_call(monkeypatch, roles.Tracker, "members_changed", after=True)
     rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
     async with paused_inside(pause, _members(db, scope, "add", a, ada)):
         renaming = asyncio.create_task(provisioning.apply_patch(db, USERS, scope, ada, rename))
@@ -366,7 +429,7 @@ async def test_a_user_write_waiting_for_a_member_change_shows_the_roles_it_store
     "removal",
     [
         # The IdPs' member step: its statement locks the group and the stored roles.
-        ("members", "computed"),
+        ("members", "members_changed"),
         # A removal by a filter takes the locked way: the stored roles are locked after.
         ('members[type eq "User"]', "_lock_stored"),
     ],
@@ -538,3 +601,91 @@ async def test_a_mapped_member_change_undone_or_held_back_by_its_statement_runs_
     await feed.new()
     assert await add(platform, bob) == [("group.member_added", platform)]
     assert await roles_of(client, tenant.slug, bob) is None
+
+
+async def _role_events_of_member_patches(
+    client: Client, tenant: TenantHandle, *, locked: bool
+) -> list[tuple[str, Any, Any]]:
+    """Members added to and removed from granting groups, one step per PATCH as the IdPs
+    send them; ``locked``: each with the group's `If-Match`, which takes the locked
+    way (its roles computed, then reported by events the service builds). The
+    `user.roles_changed` events, users named by their userName."""
+    mapping = {
+        "default_roles": ["member"],
+        "groups": [
+            {"match": "displayName", "value": "Ops", "roles": ["operator", "reader"]},
+            {"match": "displayName", "value": "Dev", "roles": ["developer", "reader"]},
+        ],
+    }
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+    names = {}
+    for name in ("ann", "ben"):
+        names[(await tenant.create_user(f"{name}@example.com"))["id"]] = name
+    ann, ben = names
+    ops, dev = await create_group(tenant, "Ops", ben), await create_group(tenant, "Dev")
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    for group, op, member in (
+        (ops, "add", ann),
+        (dev, "add", ann),
+        (dev, "add", ben),
+        (ops, "remove", ann),
+        (dev, "remove", ben),
+    ):
+        url = f"{tenant.scim}/Groups/{group}"
+        headers = tenant.auth()
+        if locked:
+            current = await client.get(url, headers=headers)
+            headers |= {"If-Match": current.json()["meta"]["version"]}
+        operation = {"op": op, "path": "members", "value": [{"value": member}]}
+        response = await client.patch(url, json=patch_body(operation), headers=headers)
+        assert response.status_code == 204, response.text
+    found = [e for e in await feed.new() if e["type"] == "user.roles_changed"]
+    for event in found:
+        assert event["data"]["id"] == event["resource"]["id"]
+        event["data"]["id"] = names[event["data"]["id"]]
+    return [(names[e["resource"]["id"]], e["data"], e["previous"]) for e in found]
+
+
+async def test_a_member_patch_reports_roles_as_the_locked_way_does(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """The IdPs' member PATCH computes, stores and reports the roles it moved in one
+    statement, which builds their events itself; the locked way builds them in the
+    service. Both report the same."""
+    unlocked = await _role_events_of_member_patches(client, tenant, locked=False)
+    other = await make_tenant(client)
+    assert await _role_events_of_member_patches(client, other, locked=True) == unlocked
+    assert [
+        (name, data["roles"], data["added"], data["removed"]) for name, data, _ in unlocked
+    ] == [
+        ("ann", ["member", "operator", "reader"], ["operator", "reader"], []),
+        ("ann", ["developer", "member", "operator", "reader"], ["developer"], []),
+        ("ben", ["developer", "member", "operator", "reader"], ["developer"], []),
+        ("ann", ["developer", "member", "reader"], [], ["operator"]),
+        ("ben", ["member", "operator", "reader"], [], ["developer"]),
+    ]
+    assert unlocked[0][2] == {"roles": ["member"]}
+    assert unlocked[0][1]["userName"] == "ann@example.com"
+
+
+async def test_a_member_patch_stores_roles_when_writes_record_no_events(
+    client: Client, tenant: TenantHandle, db: Pool
+) -> None:
+    """Without events (`SCIM_EVENTS_ENABLED` off) a member change still stores the roles
+    it moved, and stores no event."""
+    await _mapped(client, tenant, "A")
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    a = await create_group(tenant, "A")
+    scope = dataclasses.replace(await announced_scope(db, tenant), events=False)
+    before = await db.fetchval(f'SELECT count(*) FROM "{scope.schema}".events')
+    await _members(db, scope, "add", a, ada)
+    assert await roles_of(client, tenant.slug, ada) == ["a"]
+    stored = await db.fetchval(
+        f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1', ada
+    )
+    assert stored == ["a"]
+    assert await db.fetchval(f'SELECT count(*) FROM "{scope.schema}".events') == before
