@@ -109,10 +109,10 @@ def locking_stored(schema: str, changed: str) -> AlongStatements:
     `WITH` query, with its output column that runs it, for the users its query
     ``changed`` (`member_id`) returns. That statement locks the group first, so locks
     are taken in the order of separate statements (group, then roles in id order);
-    the roles are computed in the next statement, whose snapshot shows what a write
-    it waited for did. Every user a member change recomputes is among those it
-    changed (`Tracker.group_changed`: a group nested is `ExclusiveNeeded`), so the
-    tracker built after the statement locks no more (`changed_users_locked`)."""
+    the roles are computed in the next statement (`Tracker.members_changed`), whose
+    snapshot shows what a write it waited for did. Every user a member change
+    recomputes is among those it changed (a group nested is `ExclusiveNeeded`), so
+    that statement locks no more."""
     return AlongStatements(
         f"roles_locked AS (SELECT user_id FROM {quoted_schema(schema)}.user_roles "
         f"WHERE user_id IN (SELECT member_id FROM {changed}) ORDER BY user_id FOR UPDATE)",
