@@ -151,26 +151,6 @@ def linked(user: dict[str, Any], how: dict[str, Any], roles: Roles = None) -> Ne
     return _event("linked", user, {"link": how}, roles)
 
 
-def roles_changed(
-    user_id: uuid.UUID, user_name: str, previous: list[str], roles: list[str]
-) -> NewEvent:
-    """A user's effective roles changed through its groups or the tenant's role mapping."""
-    return NewEvent(
-        id=new_event_id(),
-        type=USER_ROLES_CHANGED,
-        resource_type="User",
-        resource_id=user_id,
-        data={
-            "id": str(user_id),
-            "userName": user_name,
-            "roles": roles,
-            "added": sorted(set(roles) - set(previous)),
-            "removed": sorted(set(previous) - set(roles)),
-        },
-        previous={"roles": previous},
-    )
-
-
 class MembershipChanges:
     """The net membership change of one write: a member removed then re-added is no change."""
 

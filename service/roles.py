@@ -47,6 +47,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+import asyncpg
+
 from service import events, guard
 from service.postgres import Connection, Pool
 from service.store import groups, outbox
@@ -146,83 +148,98 @@ class Tracker:
         self.maps_groups = maps_groups
         self.exclusive = exclusive
         self._qualified = quoted_schema(schema)
-        self._unstored: dict[uuid.UUID, list[str]] = {}
+        self._created: tuple[uuid.UUID, list[str]] | None = None
 
     async def computed(
         self, conn: Connection | Pool, user_ids: list[uuid.UUID]
-    ) -> dict[uuid.UUID, tuple[str, list[str], list[str] | None]]:
-        """Per provisioned user: userName, roles now, roles last stored (None: never).
+    ) -> dict[uuid.UUID, list[str]]:
+        """Per provisioned user, its roles now; nothing stored."""
+        sql, args = self._computing(user_ids)
+        rows = await conn.fetch(f"{sql} SELECT id, roles FROM computed", *args)
+        return {row["id"]: row["roles"] for row in rows}
 
-        One statement, so that it reads the users, their groups and their stored
-        roles in one snapshot, taken after whatever lock the write took before.
+    def _computing(
+        self, user_ids: list[uuid.UUID], *, unreported_had_none: bool = False
+    ) -> tuple[str, list[Any]]:
+        """`WITH` queries over the provisioned users among ``user_ids``, and their arguments
+        (`$1`, `$2`): `computed(id, user_name, stored, roles)`, their roles now and as
+        last stored (NULL: never); `reported(id, data, previous)`, the data of a
+        `user.roles_changed` for each whose reported roles moved. A user whose roles
+        were never reported (just created or linked) has none reported, as its own
+        event carries them; with ``unreported_had_none`` (a new mapping) it had none
+        until now.
+
+        One statement reads the users, their groups and their stored roles in one
+        snapshot, taken after whatever lock the write took before.
         """
         qualified = self._qualified
         members, arg = groups.one_of("member_id", user_ids)
         users, _ = groups.one_of("u.id", user_ids)
-        rows = await conn.fetch(
+        before = "coalesce(c.stored, '{}')" if unreported_had_none else "c.stored"
+        return (
             groups.reach(qualified, members)
-            + f", {role_mappings.granting(qualified, '$2::uuid', 'reach')} "
-            "SELECT u.id, u.user_name, r.roles AS stored, "
-            f"{role_mappings.roles_of('u.id')} AS roles "
-            f"FROM {qualified}.users u LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id "
-            f"WHERE {users} AND u.managed AND u.deleted_at IS NULL",
-            arg,
-            self.tenant_id,
+            + f", {role_mappings.granting(qualified, '$2::uuid', 'reach')}, "
+            "computed AS (SELECT u.id, u.user_name, r.roles AS stored, x.roles "
+            f"FROM {qualified}.users u LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id, "
+            f"LATERAL (SELECT {role_mappings.roles_of('u.id')} AS roles) x "
+            f"WHERE {users} AND u.managed AND u.deleted_at IS NULL), "
+            f"reported AS (SELECT m.id, {_CHANGED_ROLES_DATA} AS data, "
+            "jsonb_build_object('roles', m.before) AS previous "
+            f"FROM (SELECT c.*, {before} AS before FROM computed c) m "
+            "WHERE m.before IS DISTINCT FROM m.roles AND m.before IS NOT NULL)",
+            [arg, self.tenant_id],
         )
-        return {row["id"]: (row["user_name"], row["roles"], row["stored"]) for row in rows}
+
+    def _recomputing(
+        self, user_ids: list[uuid.UUID], *, unreported_had_none: bool = False
+    ) -> tuple[str, list[Any]]:
+        """`_computing`, and a `WITH` query storing the roles that moved."""
+        sql, args = self._computing(user_ids, unreported_had_none=unreported_had_none)
+        return (
+            f"{sql}, stored_roles AS (INSERT INTO {self._qualified}.user_roles (user_id, roles) "
+            "SELECT id, roles FROM computed WHERE stored IS DISTINCT FROM roles "
+            "ON CONFLICT (user_id) DO UPDATE SET roles = EXCLUDED.roles)",
+            args,
+        )
 
     def storing(self, first_param: int) -> AlongStatements | None:
-        """The roles this write recomputed and has not stored yet, as a `WITH` query
-        (`stored_roles`) of a statement, its argument `$first_param`; None: there are
-        none. Taken: they are stored once, by that statement.
-
-        A write stores them with its events (`service.provisioning._record`), so the
-        roles and the events that report them cost one round trip, not two, while
-        the write holds the rows it changed."""
-        if not self._unstored:
+        """The default roles of the user this write created (`created`), not stored yet,
+        as a `WITH` query (`stored_roles`) of a statement, its arguments from
+        `$first_param`; None: there are none. Taken: they are stored once, by that
+        statement, the one that stores the user's event (`service.provisioning._record`)
+        or the user itself (`_insert_user_with_roles`): no round trip of their own."""
+        if self._created is None:
             return None
-        roles, self._unstored = self._unstored, {}
-        return AlongStatements(f"stored_roles AS ({self._storing(first_param)})", [_by_user(roles)])
+        (user_id, roles), self._created = self._created, None
+        return AlongStatements(
+            f"stored_roles AS (INSERT INTO {self._qualified}.user_roles (user_id, roles) "
+            f"VALUES (${first_param}::uuid, ${first_param + 1}::text[]))",
+            [user_id, roles],
+        )
 
     async def store(self, conn: Connection) -> None:
-        """Store the roles this write recomputed and has not stored yet, on their own."""
-        if self._unstored:
-            roles, self._unstored = self._unstored, {}
-            await conn.execute(self._storing(1), _by_user(roles))
-
-    def _storing(self, param: int) -> str:
-        """The upsert of users' roles, given as a JSON object (`_by_user`) in `$param`."""
-        return (
-            f"INSERT INTO {self._qualified}.user_roles (user_id, roles) "
-            "SELECT key::uuid, ARRAY(SELECT jsonb_array_elements_text(value)) "
-            f"FROM jsonb_each(${param}::jsonb) "
-            "ON CONFLICT (user_id) DO UPDATE SET roles = EXCLUDED.roles"
-        )
+        """Store the created user's default roles (`storing`) on their own."""
+        stored = self.storing(1)
+        if stored is not None:
+            await conn.execute(f"WITH {stored.ctes} SELECT 1", *stored.args)
 
     async def refresh(
         self, conn: Connection, user_ids: Iterable[uuid.UUID], *, unreported_had_none: bool = False
     ) -> tuple[dict[uuid.UUID, list[str]], list[NewEvent]]:
-        """Recompute these users' roles: each one's roles, and `user.roles_changed` events;
-        the roles that moved are left for the write to store (`storing`, `store`).
-
-        A user whose roles were never reported (just created or linked) gets
-        them stored without an event, as its own event carries them; with
-        ``unreported_had_none`` (a new mapping) it had none until now.
-        """
+        """Recompute these users' roles and store those that moved, in one statement: each
+        user's roles, and the `user.roles_changed` events for the write to record
+        (`_computing` says which users have one)."""
         ids = sorted(set(user_ids))
         if not ids:
             return {}, []
-        computed = await self.computed(conn, ids)
-        changed: dict[uuid.UUID, list[str]] = {}
-        reports: list[NewEvent] = []
-        for user_id, (user_name, roles, stored) in computed.items():
-            previous = [] if stored is None and unreported_had_none else stored
-            if stored is None or list(stored) != roles:
-                changed[user_id] = roles
-            if previous is not None and list(previous) != roles:
-                reports.append(events.roles_changed(user_id, user_name, list(previous), roles))
-        self._unstored.update(changed)
-        return {user_id: roles for user_id, (_, roles, _) in computed.items()}, reports
+        sql, args = self._recomputing(ids, unreported_had_none=unreported_had_none)
+        rows = await conn.fetch(
+            f"{sql} SELECT c.id, c.roles, r.data, r.previous FROM computed c "
+            "LEFT JOIN reported r ON r.id = c.id ORDER BY c.id",
+            *args,
+        )
+        reported = _reports([row for row in rows if row["data"] is not None])
+        return {row["id"]: row["roles"] for row in rows}, reported
 
     async def user(self, conn: Connection, user_id: uuid.UUID) -> tuple[list[str], list[NewEvent]]:
         """One user's roles for its own event, and a `user.roles_changed` if they moved.
@@ -274,7 +291,7 @@ class Tracker:
         """A user just inserted, in no group yet: the default roles, without a query, for
         its own event; left for the write to store with it (`storing`)."""
         roles = list(self.default_roles)
-        self._unstored[user_id] = roles
+        self._created = (user_id, roles)
         return roles
 
     async def forget(self, conn: Connection, user_id: uuid.UUID) -> list[str]:
@@ -356,7 +373,7 @@ class Tracker:
         """After the IdPs' member change (`service.provisioning`): in one statement, the
         roles of the users it changed computed, those that moved stored and, if
         ``reported``, a `user.roles_changed` event for each whose stored roles moved
-        (`events.roles_changed` builds the same for the other writes). The change's
+        (`_computing`, as for the other writes, `refresh`). The change's
         statement locked their stored roles (`locking_stored`), under the shared lock,
         with the guard at rest (it holds no event); this one's snapshot shows what a
         write it waited for did. A group among ``changed`` is `ExclusiveNeeded`."""
@@ -367,35 +384,17 @@ class Tracker:
         user_ids = sorted(member for member, kind in changed if kind == "User")
         if not user_ids:
             return
-        qualified = self._qualified
-        members, arg = groups.one_of("member_id", user_ids)
-        users, _ = groups.one_of("u.id", user_ids)
-        reporting = ""
-        args: list[Any] = [arg, self.tenant_id]
+        sql, args = self._recomputing(user_ids)
         if reported:
-            reporting = ", " + outbox.built(
+            sql += ", " + outbox.built(
                 self.schema,
-                "(SELECT n.event_id AS id, $5::text AS type, 'User' AS resource_type, m.id AS "
-                f"resource_id, {_CHANGED_ROLES_DATA} AS data, "
-                "jsonb_build_object('roles', m.stored) AS previous, "
-                "row_number() OVER (ORDER BY m.id) AS n FROM moved m "
-                "JOIN unnest($3::uuid[], $4::uuid[]) AS n(user_id, event_id) "
-                "ON n.user_id = m.id WHERE m.stored IS NOT NULL) AS e",
+                "(SELECT n.event_id AS id, $5::text AS type, 'User' AS resource_type, "
+                "r.id AS resource_id, r.data, r.previous, row_number() OVER (ORDER BY r.id) AS n "
+                "FROM reported r JOIN unnest($3::uuid[], $4::uuid[]) AS n(user_id, event_id) "
+                "ON n.user_id = r.id) AS e",
             )
             args += [user_ids, events.new_event_ids(len(user_ids)), events.USER_ROLES_CHANGED]
-        await conn.execute(
-            groups.reach(qualified, members)
-            + f", {role_mappings.granting(qualified, '$2::uuid', 'reach')}, "
-            "moved AS (SELECT u.id, u.user_name, r.roles AS stored, x.roles "
-            f"FROM {qualified}.users u LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id, "
-            f"LATERAL (SELECT {role_mappings.roles_of('u.id')} AS roles) x "
-            f"WHERE {users} AND u.managed AND u.deleted_at IS NULL "
-            "AND r.roles IS DISTINCT FROM x.roles), "
-            f"stored_roles AS (INSERT INTO {qualified}.user_roles (user_id, roles) "
-            "SELECT id, roles FROM moved ON CONFLICT (user_id) DO UPDATE SET roles = "
-            f"EXCLUDED.roles){reporting} SELECT 1",
-            *args,
-        )
+        await conn.execute(f"{sql} SELECT 1", *args)
 
     async def _lock_stored(self, conn: Connection, user_ids: set[uuid.UUID]) -> None:
         """Lock these users' stored roles until the transaction ends, in id order, so
@@ -414,16 +413,29 @@ class Tracker:
 
 _CHANGED_ROLES_DATA: Final = (
     "jsonb_build_object('id', m.id::text, 'userName', m.user_name, 'roles', to_jsonb(m.roles), "
-    """'added', to_jsonb(ARRAY(SELECT r FROM unnest(m.roles) r WHERE r <> ALL (m.stored) """
-    """ORDER BY r COLLATE "C")), 'removed', to_jsonb(ARRAY(SELECT r FROM unnest(m.stored) r """
+    """'added', to_jsonb(ARRAY(SELECT r FROM unnest(m.roles) r WHERE r <> ALL (m.before) """
+    """ORDER BY r COLLATE "C")), 'removed', to_jsonb(ARRAY(SELECT r FROM unnest(m.before) r """
     """WHERE r <> ALL (m.roles) ORDER BY r COLLATE "C")))"""
 )
-"""A `user.roles_changed` event's data (`events.roles_changed`) for the user `m` whose
-roles moved from `stored` to `roles`."""
+"""A `user.roles_changed` event's data for the user `m` (`id`, `user_name`) whose roles
+moved from `before` to `roles`: all of them, and those added and removed, ordered."""
 
 
-def _by_user(roles: dict[uuid.UUID, list[str]]) -> dict[str, list[str]]:
-    return {str(user_id): value for user_id, value in roles.items()}
+def _reports(rows: list[asyncpg.Record]) -> list[NewEvent]:
+    """The `user.roles_changed` events of rows (`id`, `data`, `previous`) whose data
+    `_CHANGED_ROLES_DATA` built."""
+    ids = events.new_event_ids(len(rows))
+    return [
+        NewEvent(
+            id=event_id,
+            type=events.USER_ROLES_CHANGED,
+            resource_type="User",
+            resource_id=row["id"],
+            data=row["data"],
+            previous=row["previous"],
+        )
+        for event_id, row in zip(ids, rows, strict=True)
+    ]
 
 
 async def tenant(conn: Connection | Pool, slug: str) -> tuple[uuid.UUID, str]:
@@ -452,13 +464,13 @@ async def set_mapping(
         if mapping is None or (not mapping.default_roles and not mapping.rules):
             rows = await conn.fetch(
                 f"WITH gone AS (DELETE FROM {qualified}.user_roles RETURNING user_id, roles) "
-                f"SELECT g.user_id, g.roles, u.user_name FROM gone g "
-                f"JOIN {qualified}.users u ON u.id = g.user_id WHERE cardinality(g.roles) > 0",
+                f"SELECT m.id, {_CHANGED_ROLES_DATA} AS data, "
+                "jsonb_build_object('roles', m.before) AS previous FROM (SELECT g.user_id AS id, "
+                "u.user_name, g.roles AS before, '{}'::text[] AS roles FROM gone g "
+                f"JOIN {qualified}.users u ON u.id = g.user_id WHERE cardinality(g.roles) > 0) m "
+                "ORDER BY m.id",
             )
-            changes = [
-                events.roles_changed(row["user_id"], row["user_name"], list(row["roles"]), [])
-                for row in rows
-            ]
+            changes = _reports(rows)
         else:
             # Users no longer provisioned keep no roles; everyone else is recomputed.
             await conn.execute(
@@ -479,7 +491,6 @@ async def set_mapping(
             _, changes = await tracker.refresh(
                 conn, [row["id"] for row in user_ids], unreported_had_none=True
             )
-            await tracker.store(conn)
         if record_events:
             tripped = await guard.tripped(conn, tenant_id)
             await guard.record(conn, schema, tenant_id, changes, was_tripped=tripped)
@@ -498,8 +509,7 @@ async def effective(
     if mapping is None:
         return None
     tracker = Tracker(schema, tenant_id, mapping.default_roles, maps_groups=bool(mapping.rules))
-    computed = await tracker.computed(pool, user_ids)
-    return {user_id: roles for user_id, (_, roles, _) in computed.items()}
+    return await tracker.computed(pool, user_ids)
 
 
 async def of_user(pool: Pool, slug: str, raw_id: str) -> tuple[uuid.UUID, list[str] | None]:

@@ -608,8 +608,7 @@ async def _role_events_of_member_patches(
 ) -> list[tuple[str, Any, Any]]:
     """Members added to and removed from granting groups, one step per PATCH as the IdPs
     send them; ``locked``: each with the group's `If-Match`, which takes the locked
-    way (its roles computed, then reported by events the service builds). The
-    `user.roles_changed` events, users named by their userName."""
+    way. The `user.roles_changed` events, users named by their userName."""
     mapping = {
         "default_roles": ["member"],
         "groups": [
@@ -654,8 +653,9 @@ async def test_a_member_patch_reports_roles_as_the_locked_way_does(
     client: Client, tenant: TenantHandle
 ) -> None:
     """The IdPs' member PATCH computes, stores and reports the roles it moved in one
-    statement, which builds their events itself; the locked way builds them in the
-    service. Both report the same."""
+    statement; the locked way computes and stores them in one and records their
+    events with the write's others, where the guard may hold them. Both report the
+    same."""
     unlocked = await _role_events_of_member_patches(client, tenant, locked=False)
     other = await make_tenant(client)
     assert await _role_events_of_member_patches(client, other, locked=True) == unlocked
