@@ -179,9 +179,10 @@ class Tracker:
         return (
             groups.reach(qualified, members)
             + f", {role_mappings.granting(qualified, '$2::uuid', 'reach')}, "
-            "computed AS (SELECT u.id, u.user_name, r.roles AS stored, x.roles "
-            f"FROM {qualified}.users u LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id, "
-            f"LATERAL (SELECT {role_mappings.roles_of('u.id')} AS roles) x "
+            "computed AS (SELECT u.id, u.user_name, r.roles AS stored, "
+            f"{role_mappings.roles_of('g.roles')} AS roles FROM {qualified}.users u "
+            f"LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id "
+            "LEFT JOIN granted g ON g.member_id = u.id "
             f"WHERE {users} AND u.managed AND u.deleted_at IS NULL), "
             f"reported AS (SELECT m.id, {_CHANGED_ROLES_DATA} AS data, "
             "jsonb_build_object('roles', m.before) AS previous "

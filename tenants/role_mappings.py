@@ -64,54 +64,64 @@ class RoleMapping:
         )
 
 
-_MATCHES: Final = "(r.name = lower(g.display_name) OR r.external_id = g.external_id)"
-"""Whether rule `r` (`_rules`) matches group `g`: its displayName by `lower()`, as the
-service's filters compare it, or its externalId exactly."""
-
-
 def _rules(tenant: str) -> str:
     """`WITH` queries: `mapping`, the row of the tenant whose id is the SQL ``tenant``, and
-    `rules(name, external_id, roles)`, its group rules, a name lowered once for all.
-    Materialized: a join probes it for each group without expanding the JSON again."""
+    `rules(key, roles)`, its group rules, each keyed as `_keys` keys a group.
+    Materialized: joins probe it without expanding the JSON again."""
     return (
         "mapping AS (SELECT default_roles, group_rules FROM scim_control.role_mappings "
         f"WHERE tenant = {tenant}), "
-        "rules AS MATERIALIZED (SELECT "
-        "CASE WHEN e->>'match' = 'displayName' THEN lower(e->>'value') END AS name, "
-        "CASE WHEN e->>'match' = 'externalId' THEN e->>'value' END AS external_id, "
+        "rules AS MATERIALIZED (SELECT CASE WHEN e->>'match' = 'displayName' "
+        "THEN 'n' || lower(e->>'value') ELSE 'x' || (e->>'value') END AS key, "
         "e->'roles' AS roles FROM mapping, jsonb_array_elements(mapping.group_rules) e)"
     )
 
 
-def granting(qualified: str, tenant: str, pairs: str) -> str:
-    """`WITH` queries (`_rules`, then `granted(member_id, role)`): the roles each group of
-    the query ``pairs`` (`member_id, group_id`, groups of the schema ``qualified``)
-    grants its member, by the mapping of ``tenant``. Every computation of roles
-    matches groups here, so one comparison decides them all."""
+_KEYS: Final = (
+    "CROSS JOIN LATERAL (VALUES ('n' || lower(g.display_name)), ('x' || g.external_id)) AS k(key)"
+)
+"""The keys of group `g` a rule (`_rules`) may match: its displayName by `lower()`, as
+the service's filters compare it, and its externalId exactly. One equality join then
+matches rules to groups, by hash or index, however many of either."""
+
+
+def _matching(groups: str, where: str = "true") -> str:
+    """SQL for the rows (`g.id`, role) of the roles the rules grant the groups `g` of the
+    `FROM` item ``groups`` where ``where`` holds."""
     return (
-        f"{_rules(tenant)}, granted(member_id, role) AS (SELECT DISTINCT x.member_id, role "
-        f"FROM {pairs} x JOIN {qualified}.groups g ON g.id = x.group_id "
-        f"JOIN rules r ON {_MATCHES} CROSS JOIN jsonb_array_elements_text(r.roles) AS role)"
+        f"SELECT g.id, role FROM {groups} {_KEYS} JOIN rules r ON r.key = k.key "
+        f"CROSS JOIN jsonb_array_elements_text(r.roles) AS role WHERE {where}"
+    )
+
+
+def granting(qualified: str, tenant: str, pairs: str) -> str:
+    """`WITH` queries (`_rules`, then `granted(member_id, roles)`): the roles the groups
+    of the query ``pairs`` (`member_id, group_id`, groups of the schema ``qualified``)
+    grant each member, by the mapping of ``tenant``; a member they grant none is
+    absent. Every computation of roles matches groups here, so one comparison
+    decides them all."""
+    return (
+        f"{_rules(tenant)}, group_roles(group_id, role) AS ("
+        f"{_matching(f'{qualified}.groups g', f'g.id IN (SELECT group_id FROM {pairs})')}), "
+        "granted(member_id, roles) AS (SELECT x.member_id, array_agg(r.role) "
+        f"FROM {pairs} x JOIN group_roles r ON r.group_id = x.group_id GROUP BY x.member_id)"
     )
 
 
 def granting_keys(tenant: str, names: str, external_ids: str) -> str:
-    """`WITH` queries (`_rules`, then `granted(role)`): the roles groups with these keys
+    """`WITH` queries (`_rules`, then `granted`): a row per role groups with these keys
     would grant, given as two SQL arrays, element by element one group's."""
-    return (
-        f"{_rules(tenant)}, granted(role) AS (SELECT role "
-        f"FROM unnest({names}, {external_ids}) AS g(display_name, external_id) "
-        f"JOIN rules r ON {_MATCHES} CROSS JOIN jsonb_array_elements_text(r.roles) AS role)"
-    )
+    groups = f"unnest({names}, {external_ids}) WITH ORDINALITY AS g(display_name, external_id, id)"
+    return f"{_rules(tenant)}, granted AS ({_matching(groups)})"
 
 
-def roles_of(member: str) -> str:
-    """SQL for the effective roles of the user whose id is the SQL ``member``, over the
-    queries of `granting`: the default roles and those its groups grant, ordered by
-    code point, once each (as `RoleMapping` orders the default ones)."""
+def roles_of(granted: str) -> str:
+    """SQL for a user's effective roles, given the SQL ``granted`` for the roles its
+    groups grant (NULL: none), over the queries of `granting`: those and the default
+    roles, ordered by code point, once each (as `RoleMapping` orders the default ones)."""
     return (
-        'ARRAY(SELECT role COLLATE "C" FROM (SELECT unnest(default_roles) FROM mapping '
-        f"UNION SELECT role FROM granted WHERE member_id = {member}) AS x(role) ORDER BY 1)"
+        'ARRAY(SELECT DISTINCT r COLLATE "C" FROM unnest((SELECT default_roles FROM mapping) '
+        f"|| {granted}) AS r ORDER BY 1)"
     )
 
 
