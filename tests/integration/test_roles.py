@@ -124,15 +124,25 @@ async def test_roles_follow_group_membership_nesting_renames_and_the_mapping(
     )
     assert await feed.role_changes() == {"bob@example.com": (["developer", "member"], ["member"])}
 
-    # Renaming a group mapped by displayName moves its members' roles.
+    # A rename the rule still matches (in another case) moves nothing; one it does not
+    # match moves its members' roles.
+    rename = {"op": "replace", "path": "displayName", "value": "ENGINEERING"}
+    await patch_group(tenant, engineering, rename)
+    assert await feed.role_changes() == {}
     await patch_group(tenant, engineering, {"op": "replace", "path": "displayName", "value": "R&D"})
     assert await feed.role_changes() == {"ada@example.com": (["developer", "member"], ["member"])}
 
     # Mapped by externalId; deleting the group takes its roles away.
     admins = await create_group(tenant, "Admins", cy, externalId="adm-1")
+    granted = {"cy@example.com": (["member"], ["admin", "developer", "member"])}
+    assert await feed.role_changes() == granted
+    # Given another externalId it grants nothing; given its own back, its roles again.
+    await patch_group(tenant, admins, {"op": "replace", "path": "externalId", "value": "ADM-1"})
     assert await feed.role_changes() == {
-        "cy@example.com": (["member"], ["admin", "developer", "member"])
+        "cy@example.com": (["admin", "developer", "member"], ["member"])
     }
+    await patch_group(tenant, admins, {"op": "replace", "path": "externalId", "value": "adm-1"})
+    assert await feed.role_changes() == granted
     users = await client.get(f"/admin/v1/tenants/{tenant.slug}/users", headers=admin_headers())
     assert {u["userName"]: u["roles"] for u in users.json()["users"]} == {
         "ada@example.com": ["member"],
