@@ -509,7 +509,8 @@ async def effective(
     mapping = await role_mappings.load(pool, tenant_id)
     if mapping is None:
         return None
-    tracker = Tracker(schema, tenant_id, mapping.default_roles, maps_groups=bool(mapping.rules))
+    default_roles, maps_groups = mapping
+    tracker = Tracker(schema, tenant_id, default_roles, maps_groups=maps_groups)
     return await tracker.computed(pool, user_ids)
 
 

@@ -166,12 +166,22 @@ def from_row(row: Any) -> RoleMapping:
     return RoleMapping(row["default_roles"], rules)
 
 
-async def load(conn: Connection | Pool, tenant_id: uuid.UUID) -> RoleMapping | None:
+def summary(mapping: str) -> str:
+    """The columns of the `role_mappings` row ``mapping`` (an alias) that computing roles
+    needs outside the database: `default_roles`, and `maps_groups`, whether it has
+    group rules (without, membership changes nobody's roles). The rules stay there
+    (`granting`)."""
+    return f"{mapping}.default_roles, {mapping}.group_rules <> '[]' AS maps_groups"
+
+
+async def load(conn: Connection | Pool, tenant_id: uuid.UUID) -> tuple[list[str], bool] | None:
+    """The tenant's mapping as `summary` gives it: its default roles and whether it maps
+    groups; None: it has none."""
     row = await conn.fetchrow(
-        "SELECT default_roles, group_rules FROM scim_control.role_mappings WHERE tenant = $1",
+        f"SELECT {summary('m')} FROM scim_control.role_mappings m WHERE m.tenant = $1",
         tenant_id,
     )
-    return None if row is None else from_row(row)
+    return None if row is None else (row["default_roles"], row["maps_groups"])
 
 
 async def view(conn: Connection | Pool, tenant_id: uuid.UUID) -> RoleMappingView:
