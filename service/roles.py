@@ -1,15 +1,17 @@
 """Users' effective roles, kept in step with group membership inside each SCIM write.
 
 Only tenants with a role mapping (`tenants.role_mappings`) pay anything: a
-write reads the mapping with its other control-plane state
-(`service.write_state`) and gets no tracker when there is none.
+write reads what it needs of the mapping with its other control-plane state
+(`service.write_state`) and gets no tracker when there is none; the rules stay
+in the database, whose statements match them (`role_mappings.granting`).
 With a mapping, each provisioned user's roles as last reported are stored in
-the tenant's `user_roles`; a change recomputes the roles of exactly the users
-it can affect and emits `user.roles_changed` for those whose roles differ:
+the tenant's `user_roles`; a change recomputes the roles of the users it can
+affect and emits `user.roles_changed` for those whose roles differ:
 
-- members added to or removed from a group that grants roles, itself or
-  through a group it is nested in: the users among them, and the users inside
-  the groups among them;
+- members added to or removed from a group: the users among them (the IdPs'
+  member PATCH recomputes them in the statement after its change, whether the
+  group grants roles or not; the locked way only when it does, itself or
+  through a group it is nested in), and the users inside the groups among them;
 - a group renamed (or its externalId changed) where the old or the new value
   is mapped, and a deleted group that granted roles: the users inside it;
 - a new mapping (`set_mapping`): every provisioned user.
