@@ -217,8 +217,9 @@ def _event_body(table: Table, scope: Scope, row: Row | Mapping[str, Any]) -> dic
 async def _record(
     conn: Connection, scope: Scope, state: WriteState, *batches: Sequence[NewEvent | None]
 ) -> None:
-    """The write's events, the last step of its transaction, with the roles it
-    recomputed (`roles.Tracker.storing`): one statement for both, unless the
+    """The write's events, the last step of its transaction, with the default roles of
+    the user it created (`roles.Tracker.storing`; roles it recomputed are stored
+    already, `roles.Tracker.refresh`): one statement for both, unless the
     mass-deprovisioning guard has to look at the events (`guard.record`, which may hold
     some of them)."""
     found = [event for batch in batches for event in batch if event is not None]

@@ -76,12 +76,10 @@ HELD_ROLES_DATA: Final = (
 none: the mapping removed since the write read it (`set_mapping` drops every user's)."""
 
 
-DEFAULT_ROLES: Final = (
-    'ARRAY(SELECT DISTINCT r COLLATE "C" FROM state s, unnest(s.default_roles) AS u(r) ORDER BY 1)'
-)
+DEFAULT_ROLES: Final = "(SELECT s.default_roles FROM state s)"
 """A new user's roles, the default ones of the mapping its statement's `state` read
-(`service.write_state.unhindered`), ordered as `RoleMapping.roles` orders them: by
-code point, once each."""
+(`service.write_state.unhindered`), as the mapping stores them: by code point, once
+each (`role_mappings.checked`), the order `role_mappings.roles_of` gives all roles."""
 
 
 def storing_defaults(
