@@ -232,14 +232,23 @@ def _noted(tenant_id: uuid.UUID, counted: Mapping[str, Any] | asyncpg.Record | N
 
 async def _count(conn: Connection, schema: str, tenant_id: uuid.UUID, counted: int) -> bool:
     """Count this write's deprovisions, which its transaction made already; whether the
-    guard is (now) tripped."""
-    row = await _locked_row(conn, tenant_id)
+    guard is (now) tripped. The count locks the guard row itself; only a tenant's
+    first deprovision finds none, creates it (`_locked_row`) and counts again."""
     if counted == 0:
+        row = await _locked_row(conn, tenant_id)
         return row["tripped_at"] is not None
     counting = _counting(schema, tenant="$1", counted="$2::integer", add_back="$2::integer")
-    return _noted(
-        tenant_id, await conn.fetchrow(f"WITH {counting} SELECT * FROM counted", tenant_id, counted)
+    statement = (
+        f"WITH {counting} SELECT (SELECT to_jsonb(c) FROM counted c) AS counted, "
+        "EXISTS (SELECT FROM scim_control.deprovision_guards WHERE tenant = $1) AS has_row"
     )
+    row = await conn.fetchrow(statement, tenant_id, counted)
+    assert row is not None  # one row, whatever it counted
+    if not row["has_row"]:
+        await _locked_row(conn, tenant_id)
+        row = await conn.fetchrow(statement, tenant_id, counted)
+        assert row is not None
+    return _noted(tenant_id, row["counted"])
 
 
 async def tripped(conn: Connection | Pool, tenant_id: uuid.UUID) -> bool | None:

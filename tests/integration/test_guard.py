@@ -77,10 +77,11 @@ async def trip_the_guard(client: Client, tenant: TenantHandle) -> tuple[list[str
     return users, feed
 
 
-def keep_the_guard_row_locked(monkeypatch: pytest.MonkeyPatch) -> Pause:
+def keep_the_guard_row_locked(monkeypatch: pytest.MonkeyPatch, by: str = "_locked_row") -> Pause:
     """Whoever next locks a guard row `FOR UPDATE` (`guard._locked_row`: a release, a
-    discard, a deprovision the locked way) holds it, paused once it has the lock."""
-    return pause_first_call(monkeypatch, guard, "_locked_row", after=True)
+    discard; ``by`` `_count`: a deprovision the locked way, which locks it as it counts)
+    holds it, paused once it has the lock."""
+    return pause_first_call(monkeypatch, guard, by, after=True)
 
 
 async def test_a_create_while_the_guard_holds_is_stored_and_delivered(
@@ -403,7 +404,7 @@ async def test_a_member_change_while_held_waits_for_a_delete_of_a_member_without
     feed = Feed(client, tenant.slug)
     await feed.new()
     scope = await announced_scope(db, tenant)
-    pause = pause_first_call(monkeypatch, guard, "_locked_row")
+    pause = pause_first_call(monkeypatch, guard, "_count")
     add = patch_body({"op": "add", "path": "members", "value": [{"value": users[7]}]})
     async with paused_inside(pause, provisioning.delete(db, USERS, scope, users[6])):
         adding = asyncio.create_task(provisioning.apply_patch(db, GROUPS, scope, group, add))
@@ -417,6 +418,20 @@ async def test_a_member_change_while_held_waits_for_a_delete_of_a_member_without
         "user.deleted": 1,
         "group.member_removed": 1,
     }
+
+
+async def test_a_tenants_first_deprovision_the_locked_way_creates_the_guard_row_and_counts(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """A DELETE counts on the guard row it locks as it counts; a tenant's first finds
+    none, creates it and counts again, so it is counted like every later one."""
+    users = [(await tenant.create_user(f"f{n}@example.com"))["id"] for n in range(4)]
+    for n, user in enumerate(users[:2], start=1):
+        deleted = await client.delete(f"{tenant.scim}/Users/{user}", headers=tenant.auth())
+        assert deleted.status_code == 204
+        state = await guard_of(client, tenant.slug)
+        # The window's users: the active ones when it opened, the first deleted included.
+        assert (state["window_users"], state["window_deprovisions"]) == (4, n)
 
 
 async def test_a_deactivation_of_a_user_changed_after_it_was_read_counts_once(
@@ -603,7 +618,7 @@ async def test_a_member_change_waiting_for_a_deprovision_of_a_member_holds_its_e
     group = await create_group(tenant, "Staff")
     await feed.new()
     scope = await announced_scope(db, tenant)
-    pause = keep_the_guard_row_locked(monkeypatch)
+    pause = keep_the_guard_row_locked(monkeypatch, by="_count")
     off = patch_body(
         {"op": "replace", "path": "active", "value": False},
         {"op": "replace", "path": "password", "value": "correct horse battery"},
