@@ -230,25 +230,47 @@ def _noted(tenant_id: uuid.UUID, counted: Mapping[str, Any] | asyncpg.Record | N
     return bool(counted["holding"])
 
 
-async def _count(conn: Connection, schema: str, tenant_id: uuid.UUID, counted: int) -> bool:
-    """Count this write's deprovisions, which its transaction made already; whether the
-    guard is (now) tripped. The count locks the guard row itself; only a tenant's
-    first deprovision finds none, creates it (`_locked_row`) and counts again."""
+async def _count(
+    conn: Connection,
+    schema: str,
+    tenant_id: uuid.UUID,
+    counted: int,
+    passing: Sequence[NewEvent] = (),
+    *,
+    at_commit: bool = False,
+) -> tuple[bool, bool]:
+    """Count this write's deprovisions, which its transaction made already: whether the
+    guard is (now) tripped, and whether ``passing``, the write's events, were stored
+    with the count because it is not (``at_commit`` as for `outbox.append`; only
+    inside `outbox.announced` with an announcer): one round trip for both.
+
+    The count locks the guard row itself; only a tenant's first deprovision finds
+    none, creates it (`_locked_row`) and counts again."""
     if counted == 0:
         row = await _locked_row(conn, tenant_id)
-        return row["tripped_at"] is not None
+        return row["tripped_at"] is not None, False
     counting = _counting(schema, tenant="$1", counted="$2::integer", add_back="$2::integer")
+    found = "EXISTS (SELECT FROM scim_control.deprovision_guards WHERE tenant = $1)"
+    statements, args = f"WITH {counting}", []
+    if passing:
+        # Stored only past a guard row that does not hold: without one, nothing counted.
+        stored = outbox.appending(schema, passing, 3, "passed", numbered=not at_commit)
+        statements += (
+            ", passed AS (SELECT WHERE NOT EXISTS (SELECT FROM counted WHERE holding) "
+            f"AND {found}), {stored.ctes}"
+        )
+        args = stored.args
     statement = (
-        f"WITH {counting} SELECT (SELECT to_jsonb(c) FROM counted c) AS counted, "
-        "EXISTS (SELECT FROM scim_control.deprovision_guards WHERE tenant = $1) AS has_row"
+        f"{statements} SELECT (SELECT to_jsonb(c) FROM counted c) AS counted, {found} AS has_row"
     )
-    row = await conn.fetchrow(statement, tenant_id, counted)
+    row = await conn.fetchrow(statement, tenant_id, counted, *args)
     assert row is not None  # one row, whatever it counted
     if not row["has_row"]:
         await _locked_row(conn, tenant_id)
-        row = await conn.fetchrow(statement, tenant_id, counted)
+        row = await conn.fetchrow(statement, tenant_id, counted, *args)
         assert row is not None
-    return _noted(tenant_id, row["counted"])
+    holding = _noted(tenant_id, row["counted"])
+    return holding, bool(passing) and not holding
 
 
 async def tripped(conn: Connection | Pool, tenant_id: uuid.UUID) -> bool | None:
@@ -271,7 +293,7 @@ async def _holding(
     deprovision (and count towards tripping it), or the write read it tripped."""
     deprovisions = [event for event in new if event.type in _DEPROVISIONS]
     if deprovisions:
-        return await _count(conn, schema, tenant_id, sum(map(_counts, deprovisions)))
+        return (await _count(conn, schema, tenant_id, sum(map(_counts, deprovisions))))[0]
     return await share(conn, tenant_id)
 
 
@@ -300,7 +322,14 @@ async def record(
     """
     if not new:
         return
-    if passes(new, was_tripped) or not await _holding(conn, schema, tenant_id, new):
+    counts = sum(map(_counts, new))
+    if not passes(new, was_tripped) and counts and outbox.announcing():
+        holding, stored = await _count(conn, schema, tenant_id, counts, new, at_commit=at_commit)
+        if stored:
+            return
+    else:
+        holding = not passes(new, was_tripped) and await _holding(conn, schema, tenant_id, new)
+    if not holding:
         await outbox.append(conn, schema, new, at_commit=at_commit)
         return
     candidates = {user for event in new if (user := _user_of(event)) is not None}

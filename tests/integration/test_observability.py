@@ -231,6 +231,35 @@ async def test_the_common_create_answers_what_it_stored_without_reading_it_back(
     assert "title" not in narrow.json()
 
 
+async def test_a_user_delete_counts_and_stores_its_events_in_one_statement(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    """A user's DELETE in a guarded tenant runs in a transaction: the state, the user
+    locked, the groups it leaves locked, the soft delete, then one statement that
+    counts the deprovision on the guard row it locks and stores the events unless
+    the guard holds them."""
+    users = [(await tenant.create_user(f"d{n}@example.com"))["id"] for n in range(3)]
+    members = [{"value": user} for user in users]
+    made = await client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "D", "members": members},
+        headers=tenant.auth(),
+    )
+    assert made.status_code == 201, made.text
+    for user in users[:2]:  # the first creates the tenant's guard row
+        recorded.spans.clear()
+        deleted = await client.delete(f"{tenant.scim}/Users/{user}", headers=tenant.auth())
+        assert deleted.status_code == 204
+    spans = await finished_spans(recorded, 1)
+    assert statements_of(spans, server_span(spans, f"DELETE {USERS_ROUTE}/{{resource_id}}")) == [
+        "SELECT tenants role_mappings deprovision_guards",
+        "SELECT users",
+        "SELECT groups group_members",
+        "DELETE group_members groups users",
+        "UPDATE deprovision_guards events users",
+    ]
+
+
 async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
     client: Client, tenant: TenantHandle, recorded: Recorded
 ) -> None:
