@@ -323,6 +323,7 @@ async def record(
     if not new:
         return
     counts = sum(map(_counts, new))
+    # A count stores the events along (no NOTIFY of its own) where an announcer sends it.
     if not passes(new, was_tripped) and counts and outbox.announcing():
         holding, stored = await _count(conn, schema, tenant_id, counts, new, at_commit=at_commit)
         if stored:
