@@ -322,14 +322,17 @@ async def record(
     """
     if not new:
         return
+    if passes(new, was_tripped):
+        await outbox.append(conn, schema, new, at_commit=at_commit)
+        return
     counts = sum(map(_counts, new))
     # A count stores the events along (no NOTIFY of its own) where an announcer sends it.
-    if not passes(new, was_tripped) and counts and outbox.announcing():
+    if counts and outbox.announcing():
         holding, stored = await _count(conn, schema, tenant_id, counts, new, at_commit=at_commit)
         if stored:
             return
     else:
-        holding = not passes(new, was_tripped) and await _holding(conn, schema, tenant_id, new)
+        holding = await _holding(conn, schema, tenant_id, new)
     if not holding:
         await outbox.append(conn, schema, new, at_commit=at_commit)
         return

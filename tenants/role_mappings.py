@@ -66,7 +66,7 @@ class RoleMapping:
 
 def _rules(tenant: str) -> str:
     """`WITH` queries: `mapping`, the row of the tenant whose id is the SQL ``tenant``, and
-    `rules(key, roles)`, its group rules, each keyed as `_keys` keys a group.
+    `rules(key, roles)`, its group rules, each keyed as `_KEYS` keys a group.
     Materialized: joins probe it without expanding the JSON again."""
     return (
         "mapping AS (SELECT default_roles, group_rules FROM scim_control.role_mappings "
