@@ -278,6 +278,20 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
             USING gin (scim_control.user_email_values(resource));
         """,
     ),
+    TenantMigration(
+        11,
+        "the email index written as users are, without a pending list",
+        """
+        -- GIN's fast update queues new entries in a pending list that every
+        -- lookup by email reads through in full, and that the insert which
+        -- finds it full merges while its client waits. A user has an address
+        -- or two: entered at once they cost a create no more (measured), and an
+        -- email lookup reads the index alone (0.37-0.39 -> 0.11-0.13 ms a
+        -- lookup at 20,000 users; the slowest insert 14-19 -> 5-8 ms).
+        ALTER INDEX {schema}.users_email_values_idx SET (fastupdate = off);
+        SELECT gin_clean_pending_list('{schema}.users_email_values_idx'::regclass);
+        """,
+    ),
 )
 
 LATEST_VERSION = TENANT_MIGRATIONS[-1].version

@@ -203,3 +203,30 @@ async def test_a_tenant_at_version_9_gets_its_email_index_on_the_shared_function
         headers=tenant.auth(),
     )
     assert found.json()["totalResults"] == 1
+
+
+async def test_a_tenant_at_version_10_gets_its_email_index_without_a_pending_list(
+    db: Pool, client: Client, tenant: TenantHandle
+) -> None:
+    schema = await schema_of(db, tenant.slug)
+    index = f"{quoted_schema(schema)}.users_email_values_idx"
+    # As step 10 left it: GIN's default fast update, which queues these users' entries.
+    await db.execute(f"ALTER INDEX {index} SET (fastupdate = on)")
+    await db.execute(
+        "UPDATE scim_control.tenants SET schema_version = 10 WHERE slug = $1", tenant.slug
+    )
+    for number in range(3):
+        address = f"queued{number}@example.com"
+        await tenant.create_user(address, emails=[{"value": address}])
+    report = await migrate_all(db, concurrency=2)
+    assert report.failed == {}
+    options = await db.fetchval("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", index)
+    assert options == ["fastupdate=off"]
+    # The entries queued before were moved into the index: none left to clean.
+    assert await db.fetchval("SELECT gin_clean_pending_list($1::regclass)", index) == 0
+    found = await client.get(
+        f"{tenant.scim}/Users",
+        params={"filter": 'emails.value eq "QUEUED1@example.com"'},
+        headers=tenant.auth(),
+    )
+    assert [user["userName"] for user in found.json()["Resources"]] == ["queued1@example.com"]
