@@ -54,6 +54,7 @@ from service.store.resources import (
 from service.store.resources import delete as delete_row
 from service.store.resources import get as get_row
 from service.write_state import WriteState
+from tenants.migrations import LATEST_VERSION
 from tenants.schemas import quoted_schema
 
 
@@ -71,6 +72,8 @@ class Scope:
     """The calling IdP (`service.scim.clients.detect_client`), for the link audit."""
     user_agent: str | None = None
     announcer: outbox.Announcer | None = None
+    schema_version: int = LATEST_VERSION
+    """The tenant schema's version, for SQL that differs across versions."""
     """Announces the events of committed writes (`service.store.outbox`); None: each
     write's transaction NOTIFYs itself."""
 
@@ -1331,7 +1334,9 @@ def search_statements(
     """The SQL a page of ``query`` is read with: its rows, and each user's groups
     when the response shows them."""
     related = _groups_column(table, scope, projection, "p")
-    return page_statements(table, scope.schema, query, related=related)
+    return page_statements(
+        table, scope.schema, query, related=related, schema_version=scope.schema_version
+    )
 
 
 async def search(

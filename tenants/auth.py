@@ -107,7 +107,7 @@ class Authenticator:
         if cached is not None and cached.cached_until > time.monotonic():
             return cached.tenant
         row = await self._pool.fetchrow(
-            "SELECT t.id, t.slug, t.schema_name, t.status, t.idp_type, "
+            "SELECT t.id, t.slug, t.schema_name, t.status, t.idp_type, t.schema_version, "
             "r.tenant IS NOT NULL AS limited, r.per_second, r.burst, r.concurrency "
             "FROM scim_control.tenants AS t "
             "LEFT JOIN scim_control.rate_limits AS r ON r.tenant = t.id WHERE t.slug = $1",
@@ -125,6 +125,7 @@ class Authenticator:
             rate_limit=RateLimitOverride(row["per_second"], row["burst"], row["concurrency"])
             if row["limited"]
             else None,
+            schema_version=row["schema_version"],
         )
         self._tenants[slug] = _CachedTenant(tenant, time.monotonic() + self._cache_seconds)
         return tenant

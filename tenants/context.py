@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from tenants.migrations import LATEST_VERSION
 from tenants.ratelimit import RateLimitOverride
 
 
@@ -18,3 +19,5 @@ class TenantContext:
     idp_type: str
     rate_limit: RateLimitOverride | None = None
     """The tenant's own rate limits, cached with the tenant; None: the service defaults."""
+    schema_version: int = LATEST_VERSION
+    """Its schema's version, as cached with the tenant (`migrate` tells every process)."""

@@ -91,6 +91,7 @@ def scope_of(state: State, tenant: TenantContext, user_agent: str | None = None)
         client=detect_client(user_agent, tenant.idp_type),
         user_agent=user_agent,
         announcer=state.announcer,
+        schema_version=tenant.schema_version,
     )
 
 

@@ -19,7 +19,6 @@ from typing import Any, Literal
 from service.scim import filter as scim_filter
 from service.scim.attributes import Attribute, ResourceType, resolve, resolve_path
 from service.scim.errors import ScimError
-from tenants.schemas import EMAIL_VALUES
 
 ColumnKind = Literal["text", "uuid", "bool", "timestamp"]
 _ORDERING_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -89,8 +88,9 @@ class Target:
     schema_sql: str
     """The tenant's quoted schema, for subqueries."""
     columns: dict[tuple[str, str | None], Column]
-    email_index: bool = False
-    """Whether the table has the `EMAIL_VALUES` expression index (users do)."""
+    email_values: str | None = None
+    """SQL over `r` that the table's email index is built on (users have one): a
+    user's addresses lower-cased, as an array; None: no such index."""
 
 
 def _elements(array_json: str) -> str:
@@ -301,7 +301,7 @@ class FilterCompiler:
         self, attribute: Attribute, sub: Attribute | None, op: str, value: Any
     ) -> bool:
         return (
-            self._target.email_index
+            self._target.email_values is not None
             and attribute.name == "emails"
             and sub is not None
             and sub.name == "value"
@@ -310,9 +310,9 @@ class FilterCompiler:
         )
 
     def _email_index(self, value: str) -> str:
-        # Matches the expression of users_email_values_idx exactly, so Postgres uses it.
+        # What users_email_values_idx is built on, so Postgres uses it.
         param = self._builder.bind(value)
-        return f"{EMAIL_VALUES}(r.resource) @> ARRAY[lower({param})]"
+        return f"{self._target.email_values} @> ARRAY[lower({param})]"
 
     def _members_exists(self, condition: scim_filter.Filter) -> str:
         inner = _member_expr(condition, self._builder)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import asyncpg
 
@@ -21,7 +21,12 @@ from service.scim.errors import ScimError
 from service.store import paging
 from service.store.filters import GROUP_COLUMNS, USER_COLUMNS, Column, Target
 from service.store.paging import RESOURCE_COLUMNS, ListQuery
-from tenants.schemas import quoted_schema
+from tenants.migrations import LATEST_VERSION
+from tenants.schemas import EMAIL_VALUES, quoted_schema
+
+EMAIL_COLUMN_VERSION: Final = 11
+"""The tenant migration after which users' addresses are the stored column `email_values`
+(indexed); before it the index was on `EMAIL_VALUES` over the document."""
 
 Row = asyncpg.Record
 
@@ -41,10 +46,16 @@ class Table:
     def qualified(self, schema: str) -> str:
         return f"{quoted_schema(schema)}.{self.name}"
 
-    def target(self, schema: str) -> Target:
-        return Target(
-            self.resource_type, quoted_schema(schema), self.filter_columns, self.email_index
-        )
+    def target(self, schema: str, schema_version: int = LATEST_VERSION) -> Target:
+        """What filters compile against, in a tenant's schema at ``schema_version``."""
+        email_values = None
+        if self.email_index:
+            email_values = (
+                "r.email_values"
+                if schema_version >= EMAIL_COLUMN_VERSION
+                else f"{EMAIL_VALUES}(r.resource)"
+            )
+        return Target(self.resource_type, quoted_schema(schema), self.filter_columns, email_values)
 
 
 USERS = Table(
@@ -303,11 +314,16 @@ async def delete(
 
 
 def page_statements(
-    table: Table, schema: str, query: ListQuery, *, related: str | None = None
+    table: Table,
+    schema: str,
+    query: ListQuery,
+    *,
+    related: str | None = None,
+    schema_version: int = LATEST_VERSION,
 ) -> paging.PageStatements:
     """The SQL of a page of visible resources (`paging.page_statements`); ``related`` over `p`."""
     return paging.page_statements(
-        table.target(schema),
+        table.target(schema, schema_version),
         table.qualified(schema),
         query,
         visible=table.visible,

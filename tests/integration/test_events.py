@@ -21,6 +21,7 @@ from service.settings import Settings
 from service.store import groups, outbox
 from service.store.resources import GROUPS, USERS
 from service.webhooks.worker import WebhookWorker
+from tenants import notifications
 from tenants.migrations import LATEST_VERSION, apply_pending
 from tenants.schemas import quoted_schema
 from tests.support.application import Client, TenantHandle, admin_headers, make_tenant, schema_of
@@ -773,25 +774,24 @@ async def test_a_tenant_below_version_8_numbers_events_in_the_insert(
     schema = await schema_of(db, tenant.slug)
     qualified = quoted_schema(schema)
     async with db.acquire() as conn, conn.transaction():
-        # Back to version 7: what migrations 10, 9 and 8 changed, undone (11 changes step 10's).
+        # Back to version 7: what migrations 11, 10, 9 and 8 changed, undone.
         await conn.execute(
             f"DROP INDEX {qualified}.users_email_values_idx; "
+            f"ALTER TABLE {qualified}.users DROP COLUMN email_values; "
             f"DROP INDEX {qualified}.users_hidden_idx; "
             f"DROP TRIGGER events_number_at_commit ON {qualified}.events; "
             f"DROP FUNCTION {qualified}.number_event_{schema}(); "
             f"DROP INDEX {qualified}.events_sequence_key; "
             f"ALTER TABLE {qualified}.events ADD PRIMARY KEY (sequence)"
         )
-        await conn.execute(
-            "UPDATE scim_control.tenants SET schema_version = $2 WHERE slug = $1",
+        tenant_id = await conn.fetchval(
+            "UPDATE scim_control.tenants SET schema_version = $2 WHERE slug = $1 RETURNING id",
             tenant.slug,
             outbox.NUMBERED_AT_COMMIT_VERSION - 1,
         )
+        await notifications.notify_tenant_changed(conn, tenant_id)
     await tenant.create_user("old@example.com")
     await tenant.create_user("older@example.com")
-    tenant_id = await db.fetchval(
-        "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
     async with db.acquire() as conn:
         assert await apply_pending(conn, tenant_id) == LATEST_VERSION - 7
     await tenant.create_user("migrated@example.com")
