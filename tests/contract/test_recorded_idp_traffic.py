@@ -32,4 +32,7 @@ def test_recordings_exist() -> None:
         "entra_default",
         "entra_aadoptscim062020",
         "okta",
+        "onelogin",
+        "jumpcloud",
+        "google_workspace",
     }
