@@ -44,6 +44,7 @@ from service.store.resources import (
     Row,
     Table,
     conflict,
+    email_values,
     insert,
     inserting,
     page_statements,
@@ -262,9 +263,10 @@ async def _state(
 
 def _probe(scope: Scope, created: dict[str, Any] | None) -> write_state.Probe | None:
     """For the create of user ``created``, whether a hidden user may be claimed."""
-    return (
-        None if created is None else functools.partial(lifecycle.claim_probe, scope.schema, created)
-    )
+    if created is None:
+        return None
+    emails_sql = email_values(scope.schema_version)
+    return functools.partial(lifecycle.claim_probe, scope.schema, created, emails_sql=emails_sql)
 
 
 _Written = TypeVar("_Written")
@@ -732,7 +734,13 @@ async def _claim(
     if state.may_claim is False:
         return None
     policy = state.policy
-    found = await lifecycle.find_claimable(conn, scope.schema, resource, policy.match_order)
+    found = await lifecycle.find_claimable(
+        conn,
+        scope.schema,
+        resource,
+        policy.match_order,
+        emails_sql=email_values(scope.schema_version),
+    )
     if found is None:
         return None
     existing, matched_by, matched_value = found

@@ -28,6 +28,15 @@ EMAIL_COLUMN_VERSION: Final = 11
 """The tenant migration after which users' addresses are the stored column `email_values`
 (indexed); before it the index was on `EMAIL_VALUES` over the document."""
 
+
+def email_values(schema_version: int = LATEST_VERSION) -> str:
+    """SQL over `r`, a user: its addresses lower-cased, an array, as the email index of a
+    tenant's schema at ``schema_version`` reads them (so PostgreSQL can use it)."""
+    if schema_version >= EMAIL_COLUMN_VERSION:
+        return "r.email_values"
+    return f"{EMAIL_VALUES}(r.resource)"
+
+
 Row = asyncpg.Record
 
 
@@ -48,14 +57,12 @@ class Table:
 
     def target(self, schema: str, schema_version: int = LATEST_VERSION) -> Target:
         """What filters compile against, in a tenant's schema at ``schema_version``."""
-        email_values = None
-        if self.email_index:
-            email_values = (
-                "r.email_values"
-                if schema_version >= EMAIL_COLUMN_VERSION
-                else f"{EMAIL_VALUES}(r.resource)"
-            )
-        return Target(self.resource_type, quoted_schema(schema), self.filter_columns, email_values)
+        return Target(
+            self.resource_type,
+            quoted_schema(schema),
+            self.filter_columns,
+            email_values(schema_version) if self.email_index else None,
+        )
 
 
 USERS = Table(
