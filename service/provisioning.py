@@ -1341,7 +1341,7 @@ def search_statements(
 ) -> paging.PageStatements:
     """The SQL a page of ``query`` is read with: its rows, and each user's groups
     when the response shows them."""
-    related = _groups_column(table, scope, projection, "p")
+    related = _groups_column(table, scope, projection, "r")
     return page_statements(
         table, scope.schema, query, related=related, schema_version=scope.schema_version
     )

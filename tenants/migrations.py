@@ -44,14 +44,20 @@ _EMAIL_VALUES_INDEX = """
             WITH (fastupdate = off);
 """
 _USERS_END = "\n        );\n        -- userName is unique"
+_USERS_CREATED = "CREATE INDEX users_created_idx ON {schema}.users (created, id)"
+_USERS_CREATED_VISIBLE = f"{_USERS_CREATED} INCLUDE (managed, deleted_at);"
 
 
-def _with_email_values(step_1: str) -> str:
-    """Step 1 with users created with step 11's column: added to a table, a stored
-    column rewrites it and rebuilds every index, 5-7 ms of a new tenant's onboarding."""
-    if step_1.count(_USERS_END) != 1:
-        raise ValueError("step 1 no longer ends the users table as expected")
-    return step_1.replace(_USERS_END, f",\n            {_EMAIL_VALUES_COLUMN}{_USERS_END}")
+def _fresh_step_1(step_1: str) -> str:
+    """Step 1 as a new schema runs it: users created with step 11's column (added to a
+    table, a stored column rewrites it and rebuilds every index, 5-7 ms of a new
+    tenant's onboarding), the index of creation order left to step 12."""
+    for part in (_USERS_END, f"{_USERS_CREATED};"):
+        if step_1.count(part) != 1:
+            raise ValueError(f"step 1 no longer has {part!r} once")
+    return step_1.replace(_USERS_END, f",\n            {_EMAIL_VALUES_COLUMN}{_USERS_END}").replace(
+        f"{_USERS_CREATED};", ""
+    )
 
 
 _STEP_1 = """
@@ -100,7 +106,7 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
         1,
         "users, groups, one row per group membership, versions",
         _STEP_1,
-        fresh=_with_email_values(_STEP_1),
+        fresh=_fresh_step_1(_STEP_1),
     ),
     TenantMigration(
         2,
@@ -326,6 +332,19 @@ TENANT_MIGRATIONS: tuple[TenantMigration, ...] = (
         + ";"
         + _EMAIL_VALUES_INDEX,
         fresh=_EMAIL_VALUES_INDEX,  # step 1 created the column
+    ),
+    TenantMigration(
+        12,
+        "the index of users' creation order answers which are visible",
+        """
+        -- An IdP importing every user pages through them in creation order
+        -- (`service.store.paging`): with whether each is visible over SCIM in
+        -- the index, the page's ids and the total come from it alone, without
+        -- reading every user's row up to the page.
+        DROP INDEX {schema}.users_created_idx;
+        """
+        + _USERS_CREATED_VISIBLE,
+        fresh=_USERS_CREATED_VISIBLE,  # step 1 left it out
     ),
 )
 

@@ -53,8 +53,14 @@ def page_statements(
     them. The total rides along on the page's rows (a window count), so the
     usual IdP lookup (one match or none) costs one round trip. Only rows
     satisfying `visible` (SQL over `r`) are listed. ``related``, SQL over the
-    page's row `p`, becomes each row's `related` column: it is computed for
+    page's row `r`, becomes each row's `related` column: it is computed for
     the rows of the page only, not for every match the count runs over.
+
+    A filtered page (an IdP's lookup) reads its matches once. An unfiltered one
+    (an IdP importing every user, page after page) finds the page's ids and the
+    total from the index of creation order alone, then reads only the page's
+    rows: counting and skipping whole rows, documents and all, took 150-190 ms a
+    page at 100,000 users (the count spilled them to disk), 20-25 ms this way.
     """
     builder = SqlBuilder()
     where = compile_filter(target, query.filter, builder) if query.filter else "TRUE"
@@ -65,14 +71,22 @@ def page_statements(
     count = f"SELECT count(*) FROM {table} r WHERE {where}"
     offset, limit = builder.bind(query.offset), builder.bind(query.limit)
     matches = f"FROM {table} r WHERE {where} ORDER BY {order} OFFSET {offset} LIMIT {limit}"
-    if related is None:
+    with_related = "" if related is None else f", {related} AS related"
+    if query.filter is None:
+        # `order` ends in `r.id`: sorted again over the page's rows, they keep its order.
+        rows = (
+            f"SELECT {RESOURCE_COLUMNS}, p.total{with_related} FROM "
+            f"(SELECT r.id, count(*) OVER () AS total {matches}) p "
+            f"JOIN {table} r ON r.id = p.id ORDER BY {order}"
+        )
+    elif related is None:
         rows = f"SELECT {RESOURCE_COLUMNS}, count(*) OVER () AS total {matches}"
     else:
         # The page's rows are numbered so the statement around them keeps their order.
         rows = (
-            f"SELECT p.*, {related} AS related FROM (SELECT {RESOURCE_COLUMNS}, "
+            f"SELECT r.*{with_related} FROM (SELECT {RESOURCE_COLUMNS}, "
             f"count(*) OVER () AS total, row_number() OVER (ORDER BY {order}) AS position "
-            f"{matches}) p ORDER BY p.position"
+            f"{matches}) r ORDER BY r.position"
         )
     return PageStatements(rows, count, tuple(builder.params))
 

@@ -13,7 +13,8 @@ from service.scim.filter import parse_filter
 from service.store.filters import SqlBuilder, compile_filter
 from service.store.groups import groups_column
 from service.store.lifecycle import claim_probe
-from service.store.resources import GROUPS, USERS, Table, email_values
+from service.store.paging import ListQuery
+from service.store.resources import GROUPS, USERS, Table, email_values, page_statements
 from tenants.schemas import quoted_schema
 from tests.support.application import TenantHandle, schema_of
 
@@ -188,3 +189,30 @@ async def test_the_claim_probe_reads_each_keys_index_however_many_users_are_prel
     by_email = {"userName": "someone@example.com", "emails": [{"value": "U777@example.com"}]}
     assert (await probe(by_email))[0]
     assert (await probe({"userName": "U19999"}))[0]
+
+
+async def test_an_unfiltered_page_is_found_in_the_index_of_creation_order_alone(
+    db: Pool, tenant: TenantHandle
+) -> None:
+    """An IdP importing every user asks for them page after page, unfiltered: the
+    page's ids and the total come from the index, which knows which users are
+    visible, and only the page's own rows are read (with their documents)."""
+    schema = await schema_of(db, tenant.slug)
+    qualified = quoted_schema(schema)
+    await db.execute(
+        f"INSERT INTO {qualified}.users (id, resource, user_name, managed) "
+        "SELECT gen_random_uuid(), '{}', 'u' || n, n % 10 > 0 FROM generate_series(1, 2000) n"
+    )
+    await db.execute(f"VACUUM ANALYZE {qualified}.users")
+    query = ListQuery(offset=1000, limit=100)
+    statements = page_statements(USERS, schema, query)
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        explained = "\n".join(
+            row[0] for row in await conn.fetch(f"EXPLAIN {statements.rows}", *statements.params)
+        )
+        rows = await conn.fetch(statements.rows, *statements.params)
+    assert "Index Only Scan using users_created_idx" in explained, explained
+    assert len(rows) == 100
+    assert rows[0]["total"] == 1800  # every tenth user pre-loaded, so not counted
+    assert [row["created"] for row in rows] == sorted(row["created"] for row in rows)
