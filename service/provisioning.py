@@ -73,10 +73,10 @@ class Scope:
     """The calling IdP (`service.scim.clients.detect_client`), for the link audit."""
     user_agent: str | None = None
     announcer: outbox.Announcer | None = None
-    schema_version: int = LATEST_VERSION
-    """The tenant schema's version, for SQL that differs across versions."""
     """Announces the events of committed writes (`service.store.outbox`); None: each
     write's transaction NOTIFYs itself."""
+    schema_version: int = LATEST_VERSION
+    """The tenant schema's version, for SQL that differs across versions."""
 
 
 def resource_id(raw: str, table: Table) -> uuid.UUID:

@@ -6,11 +6,12 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from service.postgres import Pool
 from tenants import notifications
-from tenants.migrations import LATEST_VERSION, TENANT_MIGRATIONS, migrate_all
+from tenants.migrations import LATEST_VERSION, TENANT_MIGRATIONS, apply_pending, migrate_all
 from tenants.schemas import quoted_schema, schema_name_for
 from tests.support.application import Client, TenantHandle, schema_of
 
@@ -274,3 +275,25 @@ async def test_no_index_of_users_reads_the_document(db: Pool, tenant: TenantHand
         schema,
     )
     assert [tuple(row) for row in reading] == []
+
+
+async def test_each_step_applied_tells_every_process_the_tenant_changed(
+    db: Pool, tenant: TenantHandle, migrated_database: str
+) -> None:
+    """Processes cache a tenant's schema version with it, and filters compile by it."""
+    await _back_to(10, db, tenant, "scim_control.user_email_values(resource)")
+    tenant_id = await db.fetchval(
+        "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
+    )
+    heard: list[str] = []
+    listener = await asyncpg.connect(migrated_database)
+    try:
+        await listener.add_listener(
+            notifications.CHANNEL, lambda *args: heard.append(str(args[-1]))
+        )
+        async with db.acquire() as conn:
+            assert await apply_pending(conn, tenant_id) == LATEST_VERSION - 10
+        await listener.execute("SELECT 1")  # notifications arrive before a later reply
+    finally:
+        await listener.close()
+    assert heard.count(f"tenant:{tenant_id}") == LATEST_VERSION - 10
