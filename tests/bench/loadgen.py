@@ -274,6 +274,12 @@ async def _members(client: _Client, conn: Connection, index: int, args: dict[str
         )
 
 
+async def _page(client: _Client, conn: Connection, index: int, args: dict[str, Any]) -> None:
+    """A page of every user, unfiltered, as an IdP importing them asks for it."""
+    path = f"/Users?startIndex={args['start']}&count={args['count']}"
+    await client.call(conn, args["label"], index, "GET", path)
+
+
 _KINDS = {
     "user_cycle": _user_cycle,
     "group_cycle": _group_cycle,
@@ -282,6 +288,7 @@ _KINDS = {
     "put_user": _put_user,
     "deactivate": _deactivate,
     "members": _members,
+    "page": _page,
 }
 STEADY_KINDS = ("lookup", "patch_user", "put_user", "deactivate", "members")
 

@@ -658,6 +658,28 @@ class Bench:
                     "scim-platform",
                     self.workload([target], jobs=jobs, connections=1, seconds=c.large_seconds),
                 )
+        self.user_import(target, len(target.users) + c.large_group + c.large_ops)
+
+    def user_import(self, target: Target, users: int) -> None:
+        """An IdP importing every user of a large tenant pages through them unfiltered:
+        the first pages and the last, one connection, so a page costs what it costs
+        wherever it falls (the tenant's ``users``: its initial cycle's and those seeded
+        for the large groups)."""
+        pages, size = 20, 100
+        starts = {
+            "first pages": [1 + size * n for n in range(pages)],
+            "last pages": [users - size * (n + 1) + 1 for n in range(pages)],
+        }
+        jobs = tuple(
+            ("page", 0, {"start": start, "count": size, "label": f"{label} of {users:,}"})
+            for label, numbers in starts.items()
+            for start in numbers
+        )
+        self.drive(
+            "user import",
+            "scim-platform",
+            self.workload([target], jobs=jobs, connections=1, seconds=self.config.large_seconds),
+        )
 
     def role_mapping(self) -> None:
         """The steady mix at full speed on one tenant without a role mapping, then on one
