@@ -33,14 +33,16 @@ async def test_of_concurrent_claims_one_wins_per_period(db: Pool) -> None:
 
 
 async def test_a_held_chore_stays_with_its_holder_while_it_keeps_time(db: Pool) -> None:
+    # A 2 s period gives the claim after the first sleep 0.8 s of slack on a loaded
+    # machine (0.4 s with 1 s, which a stalled test process could overrun).
     first, second = uuid.uuid4(), uuid.uuid4()
-    assert await chores.claim(db, "held", 1.0, holder=first)
-    await asyncio.sleep(1.1)  # due, but not half a period overdue
-    assert not await chores.claim(db, "held", 1.0, holder=second)
-    assert await chores.claim(db, "held", 1.0, holder=first)
-    await asyncio.sleep(1.8)  # the holder missed its turn by more than half a period
-    assert await chores.claim(db, "held", 1.0, holder=second)
-    assert not await chores.claim(db, "held", 1.0, holder=first)
+    assert await chores.claim(db, "held", 2.0, holder=first)
+    await asyncio.sleep(2.2)  # due, but not half a period overdue
+    assert not await chores.claim(db, "held", 2.0, holder=second)
+    assert await chores.claim(db, "held", 2.0, holder=first)
+    await asyncio.sleep(3.6)  # the holder missed its turn by more than half a period
+    assert await chores.claim(db, "held", 2.0, holder=second)
+    assert not await chores.claim(db, "held", 2.0, holder=first)
 
 
 class CountingWorker(WebhookWorker):
