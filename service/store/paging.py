@@ -50,8 +50,9 @@ def page_statements(
 
     ``table`` is schema-qualified and quoted by the caller. Without `sortBy`
     resources come in creation order, so pages are stable while the IdP walks
-    them. The total rides along on the page's rows (a window count), so the
-    usual IdP lookup (one match or none) costs one round trip. Only rows
+    them. The total rides along on the page's rows (a window count, or for an
+    unfiltered page a count of its own), so the usual IdP lookup (one match or
+    none) costs one round trip. Only rows
     satisfying `visible` (SQL over `r`) are listed. ``related``, SQL over the
     page's row `r`, becomes each row's `related` column: it is computed for
     the rows of the page only, not for every match the count runs over.

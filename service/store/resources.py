@@ -328,7 +328,7 @@ def page_statements(
     related: str | None = None,
     schema_version: int = LATEST_VERSION,
 ) -> paging.PageStatements:
-    """The SQL of a page of visible resources (`paging.page_statements`); ``related`` over `p`."""
+    """The SQL of a page of visible resources (`paging.page_statements`); ``related`` over `r`."""
     return paging.page_statements(
         table.target(schema, schema_version),
         table.qualified(schema),
