@@ -61,7 +61,7 @@ DRAIN_BATCH = 100
 """Deliveries one lease sends before the stream goes back in the queue, for fairness."""
 PURGE_SECONDS = 3600.0
 _PURGE_CHORE = "event_purge"
-_SWEEP_CHORE = "webhook_sweep"
+SWEEP_CHORE = "webhook_sweep"
 _LEASE_MARGIN_SECONDS = 30.0
 _JITTER = 0.2
 _USER_AGENT = "scim-platform-webhooks/1"
@@ -220,7 +220,7 @@ class WebhookWorker:
         period = self._settings.webhook_sweep_seconds
         self._next_sweep = now + period
         missed, self._missed = self._missed, False
-        return missed or await chores.claim(self._pool, _SWEEP_CHORE, period, holder=self._id)
+        return missed or await chores.claim(self._pool, SWEEP_CHORE, period, holder=self._id)
 
     async def _receivers(self) -> set[uuid.UUID | None]:
         """The tenants some endpoint receives the events of, None standing for every tenant.
