@@ -12,6 +12,7 @@ import pytest
 from service.postgres import Pool
 from tenants import notifications
 from tenants.migrations import LATEST_VERSION, TENANT_MIGRATIONS, apply_pending, migrate_all
+from tenants.piccolo_migrations import control_2026_11_23t12_00_00_000000
 from tenants.schemas import quoted_schema, schema_name_for
 from tests.support.application import Client, TenantHandle, schema_of
 
@@ -275,6 +276,52 @@ async def test_no_index_of_users_reads_the_document(db: Pool, tenant: TenantHand
         schema,
     )
     assert [tuple(row) for row in reading] == []
+
+
+_ADDRESS_CASES: list[object] = [
+    {"emails": [{"value": "A@Example.COM", "type": "work"}, {"value": "b@example.com"}]},
+    {"emails": [{"type": "work"}, {"value": None}, {"value": "Kept@Example.com"}]},
+    {"emails": [{"value": 5}, {"value": True}, {"value": {"nested": "X"}}, {"value": ""}]},
+    {"emails": ["Bare@Example.com", ["List@Example.com"], None, 7]},
+    {"emails": [{"value": "Same@x.example"}, {"value": "SAME@X.EXAMPLE"}]},
+    {
+        "emails": [
+            {"value": "ÉLODIE@Exemple.fr"},
+            {"value": "İSTANBUL@x.tr"},
+            {"value": "STRAẞE@x.de"},
+        ]
+    },
+    {"emails": []},
+    {"emails": {"value": "Object@Example.com"}},
+    {"emails": "String@Example.com"},
+    {"emails": None},
+    {"userName": "no-emails@example.com"},
+    None,
+]
+
+
+async def test_the_addresses_function_returns_what_its_first_definition_did(db: Pool) -> None:
+    """Tenants' stored and indexed addresses were computed by the function's first
+    definition; replacing its body recomputes none of them, so every value must stay
+    the same, or filters would miss the users whose stored values differ."""
+    first = control_2026_11_23t12_00_00_000000.FORWARDS.replace(
+        "scim_control.user_email_values", "pg_temp.first_email_values"
+    )
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(first)
+        for case in _ADDRESS_CASES:
+            both = await conn.fetchrow(
+                "SELECT scim_control.user_email_values($1::jsonb) AS now, "
+                "pg_temp.first_email_values($1::jsonb) AS first",
+                case,
+            )
+            assert both is not None
+            assert both["now"] == both["first"], case
+        # Not vacuous: the cases hold addresses, in order, lower-cased, duplicates kept.
+        assert await conn.fetchval(
+            "SELECT scim_control.user_email_values($1::jsonb)", _ADDRESS_CASES[0]
+        ) == ["a@example.com", "b@example.com"]
+        await conn.execute("DROP FUNCTION pg_temp.first_email_values(jsonb)")
 
 
 async def test_each_step_applied_tells_every_process_the_tenant_changed(
