@@ -351,13 +351,20 @@ def groups_column(qualified: str, user_id: str) -> str:
     A column of the statement that reads the user, so a rendered user costs no
     second round trip. The value is what `groups_in_column` reads: NULL (no groups) or a
     JSON array of [group id, displayName, direct?] ordered by displayName.
+
+    Each group reached is read by its key (the `OFFSET 0` keeps the planner from
+    joining the groups as a whole): joined, a tenant of a few thousand groups had
+    every rendered user's statement hash all of them, the planner counting a
+    handful of key probes dearer than one scan (2,000 groups: 148 against 67 us
+    a lookup, 12.7 against 4.2 ms a page of 100 users).
     """
     return (
         f"({reach(qualified, f'member_id = {user_id}')}"
         "SELECT jsonb_agg(jsonb_build_array(g.id, g.display_name, d.depth = 1)"
         " ORDER BY g.display_name, g.id)"
-        " FROM (SELECT group_id, min(depth) AS depth FROM reach GROUP BY group_id) d"
-        f" JOIN {qualified}.groups g ON g.id = d.group_id)"
+        " FROM (SELECT group_id, min(depth) AS depth FROM reach GROUP BY group_id) d,"
+        f" LATERAL (SELECT g.id, g.display_name FROM {qualified}.groups g"
+        " WHERE g.id = d.group_id OFFSET 0) g)"
     )
 
 
@@ -372,24 +379,6 @@ def groups_in_column(value: list[list[Any]]) -> list[tuple[str, str, bool]]:
 
 GroupKeys = tuple[str, str | None]
 """A group's displayName and externalId: what a role mapping matches groups by."""
-
-
-async def group_keys_of(
-    conn: Connection | Pool, schema: str, member_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[GroupKeys]]:
-    """The keys of every group each member is in, directly or through nested groups."""
-    qualified = quoted_schema(schema)
-    members, arg = one_of("member_id", member_ids)
-    rows = await conn.fetch(
-        reach(qualified, members)
-        + "SELECT DISTINCT r.member_id, g.display_name, g.external_id FROM reach r "
-        f"JOIN {qualified}.groups g ON g.id = r.group_id",
-        arg,
-    )
-    found: dict[uuid.UUID, list[GroupKeys]] = defaultdict(list)
-    for row in rows:
-        found[row["member_id"]].append((row["display_name"], row["external_id"]))
-    return found
 
 
 async def users_under(

@@ -93,6 +93,44 @@ async def test_a_users_groups_climb_nested_groups_through_an_index(
     assert len(found) == 3
 
 
+async def test_a_users_groups_are_read_by_key_however_many_the_tenant_has(
+    db: Pool, tenant: TenantHandle
+) -> None:
+    """Every rendered user reads the groups it is in: with a few thousand groups in the
+    tenant the planner hashed them all for each user, unless each is read by its key."""
+    schema = await schema_of(db, tenant.slug)
+    qualified = quoted_schema(schema)
+    user = uuid.uuid4()
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(
+            f"INSERT INTO {qualified}.groups (id, resource, display_name) "
+            "SELECT gen_random_uuid(), '{}', 'group ' || g FROM generate_series(1, 3000) g"
+        )
+        await conn.execute(
+            f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
+            f"SELECT g.id, $1, 'User' FROM {qualified}.groups g "
+            "WHERE g.display_name IN ('group 7', 'group 2999', 'group 12', 'group 400', 'group 5')",
+            user,
+        )
+        await conn.execute(f"ANALYZE {qualified}.groups, {qualified}.group_members")
+        explained = "\n".join(
+            row[0]
+            for row in await conn.fetch(
+                f"EXPLAIN SELECT {groups_column(qualified, '$1::uuid')}", user
+            )
+        )
+        found = await conn.fetchval(f"SELECT {groups_column(qualified, '$1::uuid')}", user)
+    assert "Seq Scan on groups" not in explained, explained
+    assert "groups_pkey" in explained, explained
+    assert [(display, direct) for _, display, direct in found] == [
+        ("group 12", True),
+        ("group 2999", True),
+        ("group 400", True),
+        ("group 5", True),
+        ("group 7", True),
+    ]
+
+
 @pytest.mark.parametrize("analyzed", [True, False], ids=["analyzed", "young"])
 async def test_the_claim_probe_of_every_create_reads_the_hidden_users_index(
     db: Pool, tenant: TenantHandle, analyzed: bool
