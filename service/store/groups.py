@@ -288,20 +288,30 @@ async def remove_all(
     return await _delete(conn, schema, "true", [group_id], bump=bump)
 
 
+def members_query(qualified: str, groups: str) -> str:
+    """SQL for the members of the groups the condition ``groups`` (over `m.group_id`)
+    chooses, each with its display name.
+
+    A member group's name is read by its key, not joined: a join made PostgreSQL hash
+    every group of a tenant of some thousands for each group rendered (3,000 groups,
+    a group of five members: 0.41-0.46 against 0.02-0.03 ms)."""
+    return (
+        "SELECT m.group_id, m.member_id, m.member_type, "
+        "coalesce(u.display_name, u.user_name, CASE WHEN m.member_type = 'Group' THEN "
+        f"(SELECT g.display_name FROM {qualified}.groups g WHERE g.id = m.member_id) END) "
+        f"AS display FROM {qualified}.group_members m "
+        f"LEFT JOIN {qualified}.users u ON m.member_type = 'User' AND u.id = m.member_id "
+        f"WHERE {groups} ORDER BY m.group_id, m.member_id"
+    )
+
+
 async def members_of(
     conn: Connection | Pool, schema: str, group_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, list[Member]]:
     """Members of several groups in one query, each with its display name."""
-    qualified = quoted_schema(schema)
-    rows = await conn.fetch(
-        "SELECT m.group_id, m.member_id, m.member_type, "
-        "coalesce(u.display_name, u.user_name, g.display_name) AS display "
-        f"FROM {qualified}.group_members m "
-        f"LEFT JOIN {qualified}.users u ON m.member_type = 'User' AND u.id = m.member_id "
-        f"LEFT JOIN {qualified}.groups g ON m.member_type = 'Group' AND g.id = m.member_id "
-        "WHERE m.group_id = ANY($1::uuid[]) ORDER BY m.group_id, m.member_id",
-        group_ids,
-    )
+    # One group, the usual render, on a scalar: the cached plan serves (`one_of`).
+    chosen, arg = one_of("m.group_id", group_ids)
+    rows = await conn.fetch(members_query(quoted_schema(schema), chosen), arg)
     members: dict[uuid.UUID, list[Member]] = defaultdict(list)
     for row in rows:
         members[row["group_id"]].append(
@@ -315,10 +325,11 @@ def one_of(column: str, ids: Sequence[uuid.UUID]) -> tuple[str, Any]:
     one id.
 
     A generic plan counts ten values in an array parameter, and a climb through
-    nested memberships (`reach`, `users_under`) multiplies that estimate until the
-    generic plan looks twice as costly as one planned for a single id: PostgreSQL
-    then plans every execution afresh (0.5 ms each for a member change's roles). An
-    IdP's member change names one member: a scalar, and the cached plan serves.
+    nested memberships (`reach`, `users_under`) or a name read per member
+    (`members_query`) multiplies that estimate until the generic plan looks twice
+    as costly as one planned for a single id: PostgreSQL then plans every execution
+    afresh (0.5 ms each for a member change's roles). An IdP's member change names
+    one member, a group is rendered alone: a scalar, and the cached plan serves.
     """
     if len(ids) == 1:
         return f"{column} = $1::uuid", ids[0]

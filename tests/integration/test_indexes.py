@@ -11,7 +11,7 @@ import pytest
 from service.postgres import Pool
 from service.scim.filter import parse_filter
 from service.store.filters import SqlBuilder, compile_filter
-from service.store.groups import groups_column
+from service.store.groups import groups_column, members_of, members_query
 from service.store.lifecycle import claim_probe
 from service.store.paging import ListQuery
 from service.store.resources import GROUPS, USERS, Table, email_values, page_statements
@@ -128,6 +128,54 @@ async def test_a_users_groups_are_read_by_key_however_many_the_tenant_has(
         ("group 400", True),
         ("group 5", True),
         ("group 7", True),
+    ]
+
+
+async def test_a_groups_members_are_named_without_reading_every_group(
+    db: Pool, tenant: TenantHandle
+) -> None:
+    """A rendered group names its members: a member group's name read by a join made the
+    planner hash every group of a tenant of some thousands for each group rendered."""
+    schema = await schema_of(db, tenant.slug)
+    qualified = quoted_schema(schema)
+    team, nested = uuid.uuid4(), uuid.uuid4()
+    user = uuid.UUID((await tenant.create_user("member@example.com"))["id"])
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(
+            f"INSERT INTO {qualified}.groups (id, resource, display_name) "
+            "SELECT gen_random_uuid(), '{}', 'group ' || g FROM generate_series(1, 3000) g"
+        )
+        await conn.execute(
+            f"INSERT INTO {qualified}.groups (id, resource, display_name) "
+            "VALUES ($1, '{}', 'Team'), ($2, '{}', 'Nested')",
+            team,
+            nested,
+        )
+        await conn.execute(
+            f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
+            "VALUES ($1, $2, 'User'), ($1, $3, 'Group')",
+            team,
+            user,
+            nested,
+        )
+        # Groups of twenty members on average: the planner expects as many for any group.
+        await conn.execute(
+            f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
+            f"SELECT g.id, gen_random_uuid(), 'User' FROM {qualified}.groups g, "
+            "generate_series(1, 20) WHERE g.display_name LIKE 'group %'"
+        )
+        await conn.execute(f"ANALYZE {qualified}.groups, {qualified}.group_members")
+        explained = "\n".join(
+            row[0]
+            for row in await conn.fetch(
+                f"EXPLAIN {members_query(qualified, 'm.group_id = $1::uuid')}", team
+            )
+        )
+        found = await members_of(conn, schema, [team])
+    assert "Seq Scan on groups" not in explained, explained
+    assert sorted((m.type, m.display) for m in found[team]) == [
+        ("Group", "Nested"),
+        ("User", "member@example.com"),
     ]
 
 
