@@ -192,7 +192,9 @@ def _counting(schema: str, *, tenant: str, counted: str, add_back: str, gate: st
         f"FROM scim_control.deprovision_guards g WHERE g.tenant = {tenant} "
         f"AND (g.tripped_at IS NOT NULL OR coalesce(g.enabled, {enabled})){gate} "
         "FOR UPDATE OF g), "
-        "guard_window AS (SELECT g.tripped_at, g.threshold_percent, g.min_users, "
+        # Materialized: `counted` reads its `users` four times, and inlined, each read
+        # counted the tenant's users again when a new window opens.
+        "guard_window AS MATERIALIZED (SELECT g.tripped_at, g.threshold_percent, g.min_users, "
         "g.window_seconds, CASE WHEN x.expired THEN now() ELSE g.window_started_at END "
         "AS started, CASE WHEN x.expired THEN (SELECT count(*) FROM "
         f"{quoted_schema(schema)}.users WHERE managed AND deleted_at IS NULL AND active) "

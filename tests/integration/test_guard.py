@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from service import guard, provisioning
-from service.postgres import Pool
+from service.postgres import Pool, create_pool
 from service.settings import Settings
 from service.store.resources import GROUPS, USERS
 from tenants.schemas import quoted_schema
@@ -302,6 +302,46 @@ async def test_concurrent_deactivations_are_each_counted_once(
     held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())
     outcomes = {event["resource"]["id"] for event in delivered + held.json()["events"]}
     assert outcomes == set(users)
+
+
+async def test_a_new_window_counts_the_tenants_users_once(
+    client: Client, db: Pool, migrated_database: str, tenant: TenantHandle
+) -> None:
+    """A window's base is the tenant's active users, counted as the window opens, on the
+    guard row every deprovision of the tenant waits for: once, not once per use of it
+    in the statement (it was four times, every user of the tenant read each time)."""
+    await configure(client, tenant.slug, min_users=1_000_000)
+    user = (await tenant.create_user("leaving@example.com"))["id"]
+    schema = await schema_of(db, tenant.slug)
+    users = f"{quoted_schema(schema)}.users"
+    await db.execute(
+        f"INSERT INTO {users} (id, resource, user_name) SELECT gen_random_uuid(), '{{}}', "
+        "'bulk' || n || '@example.com' FROM generate_series(1, 3000) n"
+    )
+    await db.execute(f"ANALYZE {users}")
+    # One connection, whose statistics it flushes itself before reading them.
+    one = await create_pool(migrated_database, min_size=1, max_size=1)
+
+    async def users_read_whole() -> int:
+        await one.execute("SELECT pg_stat_force_next_flush()")
+        scans: int = await one.fetchval(
+            "SELECT seq_scan FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'users'",
+            schema,
+        )
+        return scans
+
+    try:
+        scope = await announced_scope(one, tenant)
+        before = await users_read_whole()
+        await provisioning.apply_patch(
+            one, USERS, scope, user, patch_body({"op": "replace", "path": "active", "value": False})
+        )
+        after = await users_read_whole()
+    finally:
+        await one.close()
+    assert after - before == 1
+    state = await guard_of(client, tenant.slug)
+    assert (state["window_users"], state["window_deprovisions"]) == (3001, 1)
 
 
 async def test_writes_about_held_users_hold_side_by_side_and_a_release_waits_for_them(
