@@ -153,10 +153,30 @@ class TenantRegistry:
         # A new tenant has no settings of its own yet: no rotation grace to read.
         return self._info(row, None)
 
-    async def list(self) -> list[TenantInfo]:
-        rows = await Tenant.select(*_SELECT).order_by(Tenant.created_at)
+    async def page(
+        self, *, limit: int | None = None, after: str | None = None
+    ) -> tuple[list[TenantInfo], str | None]:
+        """Tenants in slug order, those after the slug ``after``, at most ``limit`` (all
+        when None), and the slug the next page follows (None: there is no more).
+
+        By slug, not by creation: the unique index on slugs serves each page, and a
+        tenant created meanwhile shows up where it belongs instead of shifting pages."""
+        query = Tenant.select(*_SELECT).order_by(Tenant.slug)
+        if after is not None:
+            query = query.where(Tenant.slug > after)
+        if limit is not None:
+            query = query.limit(limit + 1)
+        rows = await query
+        more = limit is not None and len(rows) > limit
+        if more:
+            rows = rows[:limit]
         grace = await self._grace_by_tenant([row["id"] for row in rows])
-        return [self._info(row, grace.get(row["id"])) for row in rows]
+        tenants = [self._info(row, grace.get(row["id"])) for row in rows]
+        return tenants, tenants[-1].slug if more else None
+
+    async def list(self) -> list[TenantInfo]:
+        """Every tenant, in slug order."""
+        return (await self.page())[0]
 
     async def _row(self, slug: str) -> dict[str, Any]:
         row: dict[str, Any] | None = (

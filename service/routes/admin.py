@@ -62,8 +62,14 @@ async def _optional_body(request: Request[Any, Any, State], kind: type[_Body]) -
         raise InvalidInput(f"invalid request body: {exc}") from exc
 
 
+DEFAULT_TENANT_PAGE = 100
+MAX_TENANT_PAGE = 1000
+
+
 class TenantList(msgspec.Struct):
     tenants: list[TenantInfo]
+    next: str | None
+    """The slug to ask for the tenants `after`; null on the last page."""
 
 
 class TokenList(msgspec.Struct):
@@ -81,9 +87,18 @@ class AdminController(Controller):
         return await registry.create(data.slug, data.name, data.idp_type)
 
     @get("/tenants")
-    async def list_tenants(self, state: State) -> TenantList:
+    async def list_tenants(
+        self,
+        state: State,
+        limit: FromQuery[int] = DEFAULT_TENANT_PAGE,
+        after: FromQuery[str | None] = None,
+    ) -> TenantList:
+        """Tenants in slug order, a page at a time: follow `next` with `after`."""
+        if not 1 <= limit <= MAX_TENANT_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_TENANT_PAGE}")
         registry: TenantRegistry = state.registry
-        return TenantList(await registry.list())
+        tenants, following = await registry.page(limit=limit, after=after)
+        return TenantList(tenants, following)
 
     @get("/tenants/{slug:str}")
     async def get_tenant(self, state: State, slug: FromPath[str]) -> TenantInfo:

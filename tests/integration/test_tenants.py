@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -62,8 +63,38 @@ async def test_create_returns_tenant_with_scim_url(db: Pool, client: Client) -> 
 
     fetched = await client.get("/admin/v1/tenants/acme-corp", headers=admin_headers())
     assert fetched.json() == body
-    listed = await client.get("/admin/v1/tenants", headers=admin_headers())
-    assert "acme-corp" in [t["slug"] for t in listed.json()["tenants"]]
+    listed = await client.get(
+        "/admin/v1/tenants", params={"after": "acme-corm", "limit": 1}, headers=admin_headers()
+    )
+    assert [t["slug"] for t in listed.json()["tenants"]] == ["acme-corp"]
+
+
+async def test_tenants_are_listed_a_page_at_a_time_in_slug_order(client: Client) -> None:
+    prefix = f"page-{uuid.uuid4().hex[:8]}"
+    for suffix in ("c", "a", "b"):
+        created = await client.post(
+            "/admin/v1/tenants",
+            json={"slug": f"{prefix}-{suffix}", "name": suffix},
+            headers=admin_headers(),
+        )
+        assert created.status_code == 201, created.text
+
+    async def listed(**params: Any) -> Any:
+        response = await client.get("/admin/v1/tenants", params=params, headers=admin_headers())
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    first = await listed(after=f"{prefix}-", limit=2)
+    assert [t["slug"] for t in first["tenants"]] == [f"{prefix}-a", f"{prefix}-b"]
+    assert first["next"] == f"{prefix}-b"
+    second = await listed(after=first["next"], limit=2)
+    assert second["tenants"][0]["slug"] == f"{prefix}-c"
+    assert second["tenants"][0]["scim_url"].endswith(f"/scim/v2/{prefix}-c")
+    # Past the last slug there is nothing, and no next page.
+    assert await listed(after="z" * 63) == {"tenants": [], "next": None}
+    for bad in ({"limit": 0}, {"limit": 1001}, {"limit": "many"}):
+        response = await client.get("/admin/v1/tenants", params=bad, headers=admin_headers())
+        assert response.status_code == 400, response.text
 
 
 @pytest.mark.parametrize(
