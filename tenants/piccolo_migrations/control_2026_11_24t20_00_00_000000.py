@@ -1,5 +1,6 @@
 """Control plane: users' email addresses computed without planning a query per write."""
 
+from tenants.piccolo_migrations import control_2026_11_23t12_00_00_000000 as first_definition
 from tenants.sql_migration import sql_migration
 
 ID = "2026-11-24T20:00:00:000000"
@@ -36,17 +37,8 @@ END
 $$;
 """
 
-BACKWARDS = """
-CREATE OR REPLACE FUNCTION scim_control.user_email_values(resource jsonb) RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(array_agg(lower(e ->> 'value')), '{}')
-    FROM jsonb_array_elements(
-        CASE WHEN jsonb_typeof(resource -> 'emails') = 'array'
-        THEN resource -> 'emails' ELSE '[]'::jsonb END
-    ) AS e
-    WHERE e ->> 'value' IS NOT NULL
-$$;
-"""
+# Back to the SQL function, as the migration that created it defined it.
+BACKWARDS = first_definition.FORWARDS.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
 
 
 forwards = sql_migration(ID, DESCRIPTION, FORWARDS, BACKWARDS)

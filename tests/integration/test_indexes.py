@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.postgres import Pool
+from service.postgres import Connection, Pool
 from service.scim.filter import parse_filter
 from service.store.filters import SqlBuilder, compile_filter
 from service.store.groups import groups_column, members_of, members_query
@@ -31,6 +31,28 @@ async def plan(db: Pool, table: Table, schema: str, filter_text: str) -> str:
             *builder.params,
         )
     return "\n".join(row[0] for row in rows)
+
+
+async def add_groups(conn: Connection, qualified: str, count: int) -> None:
+    """``count`` groups named `group 1` to `group <count>`, with no members."""
+    await conn.execute(
+        f"INSERT INTO {qualified}.groups (id, resource, display_name) "
+        "SELECT gen_random_uuid(), '{}', 'group ' || g FROM generate_series(1, $1::int) g",
+        count,
+    )
+
+
+async def users_groups_plan(
+    conn: Connection, qualified: str, user: uuid.UUID
+) -> tuple[str, list[Any]]:
+    """The plan of a rendered user's groups, once the tables are analyzed, and the groups."""
+    await conn.execute(f"ANALYZE {qualified}.groups, {qualified}.group_members")
+    explained = "\n".join(
+        row[0]
+        for row in await conn.fetch(f"EXPLAIN SELECT {groups_column(qualified, '$1::uuid')}", user)
+    )
+    found = await conn.fetchval(f"SELECT {groups_column(qualified, '$1::uuid')}", user)
+    return explained, found
 
 
 @pytest.mark.parametrize(
@@ -66,10 +88,7 @@ async def test_a_users_groups_climb_nested_groups_through_an_index(
     qualified = quoted_schema(schema)
     user = uuid.uuid4()
     async with db.acquire() as conn, conn.transaction():
-        await conn.execute(
-            f"INSERT INTO {qualified}.groups (id, resource, display_name) "
-            "SELECT gen_random_uuid(), '{}', 'group ' || g FROM generate_series(1, 30) g"
-        )
+        await add_groups(conn, qualified, 30)
         await conn.execute(
             f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
             f"SELECT g.id, gen_random_uuid(), 'User' FROM {qualified}.groups g, "
@@ -80,14 +99,7 @@ async def test_a_users_groups_climb_nested_groups_through_an_index(
             f"SELECT g.id, $1, 'User' FROM {qualified}.groups g LIMIT 3",
             user,
         )
-        await conn.execute(f"ANALYZE {qualified}.group_members")
-        explained = "\n".join(
-            row[0]
-            for row in await conn.fetch(
-                f"EXPLAIN SELECT {groups_column(qualified, '$1::uuid')}", user
-            )
-        )
-        found = await conn.fetchval(f"SELECT {groups_column(qualified, '$1::uuid')}", user)
+        explained, found = await users_groups_plan(conn, qualified, user)
     assert "Seq Scan on group_members" not in explained, explained
     assert "group_members_nested_idx" in explained, explained
     assert len(found) == 3
@@ -102,24 +114,14 @@ async def test_a_users_groups_are_read_by_key_however_many_the_tenant_has(
     qualified = quoted_schema(schema)
     user = uuid.uuid4()
     async with db.acquire() as conn, conn.transaction():
-        await conn.execute(
-            f"INSERT INTO {qualified}.groups (id, resource, display_name) "
-            "SELECT gen_random_uuid(), '{}', 'group ' || g FROM generate_series(1, 3000) g"
-        )
+        await add_groups(conn, qualified, 3000)
         await conn.execute(
             f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
             f"SELECT g.id, $1, 'User' FROM {qualified}.groups g "
             "WHERE g.display_name IN ('group 7', 'group 2999', 'group 12', 'group 400', 'group 5')",
             user,
         )
-        await conn.execute(f"ANALYZE {qualified}.groups, {qualified}.group_members")
-        explained = "\n".join(
-            row[0]
-            for row in await conn.fetch(
-                f"EXPLAIN SELECT {groups_column(qualified, '$1::uuid')}", user
-            )
-        )
-        found = await conn.fetchval(f"SELECT {groups_column(qualified, '$1::uuid')}", user)
+        explained, found = await users_groups_plan(conn, qualified, user)
     assert "Seq Scan on groups" not in explained, explained
     assert "groups_pkey" in explained, explained
     assert [(display, direct) for _, display, direct in found] == [
@@ -141,10 +143,7 @@ async def test_a_groups_members_are_named_without_reading_every_group(
     team, nested = uuid.uuid4(), uuid.uuid4()
     user = uuid.UUID((await tenant.create_user("member@example.com"))["id"])
     async with db.acquire() as conn, conn.transaction():
-        await conn.execute(
-            f"INSERT INTO {qualified}.groups (id, resource, display_name) "
-            "SELECT gen_random_uuid(), '{}', 'group ' || g FROM generate_series(1, 3000) g"
-        )
+        await add_groups(conn, qualified, 3000)
         await conn.execute(
             f"INSERT INTO {qualified}.groups (id, resource, display_name) "
             "VALUES ($1, '{}', 'Team'), ($2, '{}', 'Nested')",
