@@ -26,6 +26,7 @@ from tests.support.concurrency import (
     paused_inside,
     still_waiting,
 )
+from tests.support.scans import read_whole
 
 
 async def guard_of(client: Client, slug: str) -> dict[str, Any]:
@@ -319,27 +320,17 @@ async def test_a_new_window_counts_the_tenants_users_once(
         "'bulk' || n || '@example.com' FROM generate_series(1, 3000) n"
     )
     await db.execute(f"ANALYZE {users}")
-    # One connection, whose statistics it flushes itself before reading them.
     one = await create_pool(migrated_database, min_size=1, max_size=1)
-
-    async def users_read_whole() -> int:
-        await one.execute("SELECT pg_stat_force_next_flush()")
-        scans: int = await one.fetchval(
-            "SELECT seq_scan FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'users'",
-            schema,
-        )
-        return scans
-
     try:
         scope = await announced_scope(one, tenant)
-        before = await users_read_whole()
+        before = await read_whole(one, schema, "users")
         await provisioning.apply_patch(
             one, USERS, scope, user, patch_body({"op": "replace", "path": "active", "value": False})
         )
-        after = await users_read_whole()
+        after = await read_whole(one, schema, "users")
     finally:
         await one.close()
-    assert after - before == 1
+    assert after["users"] - before["users"] == 1
     state = await guard_of(client, tenant.slug)
     assert (state["window_users"], state["window_deprovisions"]) == (3001, 1)
 

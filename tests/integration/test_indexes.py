@@ -20,6 +20,7 @@ from service.store.resources import GROUPS, USERS, Table, email_values, page_sta
 from tenants.schemas import quoted_schema
 from tests.integration.test_events import announced_scope, patch_body
 from tests.support.application import TenantHandle, schema_of
+from tests.support.scans import read_whole
 
 
 async def plan(db: Pool, table: Table, schema: str, filter_text: str) -> str:
@@ -341,17 +342,8 @@ async def test_the_idps_requests_read_no_table_whole_in_a_large_tenant(
     a_group = await db.fetchval(
         f"SELECT id::text FROM {qualified}.groups WHERE display_name = 'group 20'"
     )
-    # One connection, whose statistics it flushes itself before reading them.
     one = await create_pool(migrated_database, min_size=1, max_size=1)
-
-    async def read_whole() -> dict[str, int]:
-        await one.execute("SELECT pg_stat_force_next_flush()")
-        rows = await one.fetch(
-            "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE schemaname = $1 "
-            "AND relname IN ('users', 'groups', 'group_members')",
-            schema,
-        )
-        return {row["relname"]: row["seq_scan"] for row in rows}
+    tables = ("users", "groups", "group_members")
 
     def found(table: Table, text: str, excluded: str | None = None) -> Any:
         query = ListQuery(filter=parse_filter(text))
@@ -366,7 +358,7 @@ async def test_the_idps_requests_read_no_table_whole_in_a_large_tenant(
             "INSERT INTO scim_control.deprovision_guards (tenant, enabled) VALUES ($1, false)",
             scope.tenant_id,
         )
-        before = await read_whole()
+        before = await read_whole(one, schema, *tables)
         for text in (
             'userName eq "bulk5@x.example"',
             'userName eq "nobody@x.example"',
@@ -396,7 +388,7 @@ async def test_the_idps_requests_read_no_table_whole_in_a_large_tenant(
             await provisioning.apply_patch(one, GROUPS, scope, group["id"], patch_body(change))
         await provisioning.delete(one, USERS, scope, user["id"])
         await provisioning.delete(one, GROUPS, scope, group["id"])
-        after = await read_whole()
+        after = await read_whole(one, schema, *tables)
     finally:
         await one.close()
     assert after == before
