@@ -1,6 +1,8 @@
 """Replaying a recorded IdP conversation (data/*.json) against a tenant, step by step.
 
-A recording lists requests in the order the IdP sends them. Strings may hold
+A recording lists requests in the order the IdP sends them, with its
+``user_agent`` and, where the IdP does not send `application/scim+json`, its
+``content_type``. Strings may hold
 ``{name}``: a value bound earlier (``"save": "alice"`` binds the id the
 response returned) or ``{random}``, a fresh GUID. Each step's ``expect``
 checks the outcome, not only the status:
@@ -63,6 +65,8 @@ async def replay(tenant: TenantHandle, recording: dict[str, Any]) -> dict[str, s
     names = {"random": str(uuid.uuid4())}
     flag = recording.get("tenant_url_query") or ""
     headers = tenant.auth() | {"User-Agent": recording["user_agent"]}
+    if "content_type" in recording:
+        headers["Content-Type"] = recording["content_type"]
     for number, step in enumerate(recording["steps"], 1):
         where = f"step {number} ({step['step']}): {step['method']} {step['path']}"
         url = tenant.scim + fill(step["path"], names)
