@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import threading
 import time
@@ -75,6 +76,8 @@ class Samples:
     started: float = 0.0
     ended: float = 0.0
     cpu_seconds: float = 0.0
+    processes: set[int] = field(default_factory=set)
+    """The ids of the processes that measured them."""
 
     def merge(self, other: Samples) -> None:
         for label, values in other.latencies.items():
@@ -91,6 +94,7 @@ class Samples:
         self.started = min(self.started, other.started) if self.started else other.started
         self.ended = max(self.ended, other.ended)
         self.cpu_seconds += other.cpu_seconds
+        self.processes |= other.processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,13 +343,14 @@ async def _run(workload: Workload, jobs: list[Job], connections: int) -> Samples
     await asyncio.gather(*(connection_loop(slot) for slot in range(connections)))
     samples.ended = time.time()
     samples.cpu_seconds = time.process_time() - cpu
+    samples.processes.add(os.getpid())
     return samples
 
 
 def _process_main(
     workload: Workload, jobs: list[Job], connections: int, start_at: float
 ) -> Samples:
-    # Processes start at different moments; they begin the load together.
+    # Each process is handed its jobs at its own moment; they begin the load together.
     time.sleep(max(0.0, start_at - time.time()))
     return asyncio.run(_run(workload, jobs, connections))
 
@@ -358,23 +363,68 @@ class Window(Protocol):
     def stop(self) -> None: ...
 
 
-def run(workload: Workload, processes: int, window: Window | None = None) -> Samples:
-    """Run a workload over ``processes`` processes and merge what they measured."""
-    processes = max(1, min(processes, workload.connections))
-    shares = [workload.connections // processes] * processes
-    for i in range(workload.connections % processes):
-        shares[i] += 1
-    job_lists: list[list[Job]] = [[] for _ in range(processes)]
-    for i, job in enumerate(workload.jobs):
-        job_lists[i % processes].append(job)
-    start_at = time.time() + 1.0 + 0.5 * processes
-    # The load begins at `start_at` in every process; the window opens then.
-    opening = threading.Timer(start_at - time.time(), window.start) if window else None
-    if opening:
-        opening.start()
-    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+class LoadGenerator:
+    """The load generator's processes, started once and kept for every workload.
+
+    A process takes a second or two to start (a fresh interpreter importing
+    this module); started for each workload, that was some 2 s of waiting per
+    workload, a fifth of a quick run. Kept, a workload begins half a second
+    after it is handed over, the time it takes to send each process its jobs.
+    """
+
+    _START_MARGIN = 0.5
+    """Seconds between handing a workload over and its load beginning in every process."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._pool = ProcessPoolExecutor(processes, mp_context=get_context("spawn"))
+        try:
+            self.pids()
+        except BaseException:
+            self._pool.shutdown(cancel_futures=True)
+            raise
+
+    def pids(self, timeout: float = 60.0) -> set[int]:
+        """The processes' ids, once every one of them runs: rounds of one short task per
+        process until as many have answered as there are processes (an idle process
+        takes a task while a busy one sleeps through its own)."""
+        answered: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(answered) < self.processes:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(answered)} of {self.processes} load processes started")
+            rounds = [self._pool.submit(_pid_after, 0.2) for _ in range(self.processes)]
+            answered.update(future.result() for future in rounds)
+        return answered
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+    def __enter__(self) -> LoadGenerator:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def run(
+        self, workload: Workload, processes: int | None = None, window: Window | None = None
+    ) -> Samples:
+        """Run a workload over ``processes`` of the processes (default: all) and merge
+        what they measured."""
+        processes = max(1, min(processes or self.processes, self.processes, workload.connections))
+        shares = [workload.connections // processes] * processes
+        for i in range(workload.connections % processes):
+            shares[i] += 1
+        job_lists: list[list[Job]] = [[] for _ in range(processes)]
+        for i, job in enumerate(workload.jobs):
+            job_lists[i % processes].append(job)
+        start_at = time.time() + self._START_MARGIN
+        # The load begins at `start_at` in every process; the window opens then.
+        opening = threading.Timer(start_at - time.time(), window.start) if window else None
+        if opening:
+            opening.start()
         futures = [
-            pool.submit(
+            self._pool.submit(
                 _process_main,
                 Workload(
                     workload.host,
@@ -399,4 +449,9 @@ def run(workload: Workload, processes: int, window: Window | None = None) -> Sam
         if window and opening:
             opening.join()
             window.stop()
-    return merged
+        return merged
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()

@@ -80,6 +80,7 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
+        """Every workload, shortened to what runs end to end in under two minutes."""
         return cls(
             cycle_tenants=4,
             users_per_tenant=100,
@@ -126,11 +127,11 @@ Readings = tuple[float, float, float, float, float]
 class CpuWindow:
     """The CPU the server, PostgreSQL and the machine used between two readings.
 
-    The load generator's processes take a second or two to start, and the floor
-    opens its pool, before the load begins: a window from the start of the block
-    counted that time as idle, and under full load showed the machine 0.2-0.5 of
-    a core short of busy. The load's own start and end (`start`, `stop`) make the
-    window the load's.
+    The load generator's processes are handed their jobs, and the floor opens its
+    pool, before the load begins: a window from the start of the block counted
+    that time as idle (when the processes were started for each workload, the
+    machine showed 0.2-0.5 of a core short of busy under full load). The load's
+    own start and end (`start`, `stop`) make the window the load's.
     """
 
     def __init__(self, read: Callable[[], Readings]) -> None:
@@ -164,8 +165,15 @@ class CpuWindow:
 
 
 class Bench:
-    def __init__(self, config: Config, db: environment.Database, service: Service) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: environment.Database,
+        service: Service,
+        load: loadgen.LoadGenerator,
+    ) -> None:
         self.config = config
+        self.load = load
         self.db = db
         self.service = service
         self.port = service.port
@@ -200,7 +208,7 @@ class Bench:
     ) -> Samples:
         self.log(f"{name} / {system}")
         with self.cpu(server_pid) as window:
-            samples = loadgen.run(workload, self.config.processes, window)
+            samples = self.load.run(workload, window=window)
         self.report.add(name, system, samples, window.measured(samples))
         if not self.service.alive():
             raise RuntimeError(f"the service died:\n{self.service.log_tail()}")
@@ -519,13 +527,11 @@ class Bench:
             c, users_per_tenant=min(c.users_per_tenant, 200), groups_per_tenant=4
         )
         try:
-            users = loadgen.run(
-                self.workload(targets, jobs=tuple(self.cycle_jobs(len(targets), "s"))),
-                self.config.processes,
+            users = self.load.run(
+                self.workload(targets, jobs=tuple(self.cycle_jobs(len(targets), "s")))
             )
-            groups = loadgen.run(
-                self.workload(targets, jobs=tuple(self.group_jobs(users.created, "s"))),
-                self.config.processes,
+            groups = self.load.run(
+                self.workload(targets, jobs=tuple(self.group_jobs(users.created, "s")))
             )
         finally:
             self.config = saved
@@ -637,7 +643,7 @@ class Bench:
         size = f"{c.large_group:,}"
         # Warm the connection, caches and plans on both groups before timing anything.
         warmup = tuple(("members", 0, {"group": g, "user": spare[0]}) for g in (big, small) * 3)
-        loadgen.run(self.workload([target], jobs=warmup, connections=1), 1)
+        self.load.run(self.workload([target], jobs=warmup, connections=1), 1)
         for query, note in (("", ""), ("?excludedAttributes=members", ", excludedAttributes")):
             for group, label in ((small, "10"), (big, size)):
                 jobs = tuple(
@@ -997,8 +1003,12 @@ def main(argv: list[str] | None = None) -> int:
     if sink is not None:
         service_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
     service_env.update(item.partition("=")[::2] for item in args.service_env)
-    with environment.database() as db, Service(db.dsn, env=service_env) as service:
-        bench = Bench(config, db, service)
+    with (
+        environment.database() as db,
+        Service(db.dsn, env=service_env) as service,
+        loadgen.LoadGenerator(config.processes) as load,
+    ):
+        bench = Bench(config, db, service, load)
         bench.report.meta.update(
             machine=environment.machine(),
             postgres=db.version,

@@ -140,14 +140,32 @@ async def test_the_cpu_window_opens_when_the_load_begins(
 
     target = Target("/scim/v2/t", "token", user_names=("a@x.example",))
     workload = Workload("127.0.0.1", port, (target,), 2, mix=(("lookup", 1.0),), seconds=0.5)
-    called = time.time()
-    samples = await asyncio.to_thread(loadgen.run, workload, 2, Window())
+    with loadgen.LoadGenerator(2) as load:
+        called = time.time()
+        samples = await asyncio.to_thread(load.run, workload, window=Window())
     assert samples.jobs > 0
-    # The processes start for a second or two before they load anything; that is
-    # not the load's, and the window leaves it out.
-    assert marks["start"] - called > 1.0
+    # The processes are handed their jobs before they load anything; that is not
+    # the load's, and the window leaves it out.
+    assert marks["start"] - called >= 0.4
     assert abs(marks["start"] - samples.started) < 0.2
     assert 0 <= marks["stop"] - samples.ended < 0.5
+
+
+async def test_the_load_generators_processes_serve_every_workload(
+    slow_server: tuple[int, list[float]],
+) -> None:
+    port, _ = slow_server
+    target = Target("/scim/v2/t", "token", user_names=("a@x.example",))
+    workload = Workload("127.0.0.1", port, (target,), 2, mix=(("lookup", 1.0),), seconds=0.3)
+    with loadgen.LoadGenerator(2) as load:
+        started = load.pids()
+        assert len(started) == 2
+        # Started once: the same two processes run every workload.
+        for _ in range(2):
+            samples = await asyncio.to_thread(load.run, workload)
+            assert samples.jobs > 0
+            assert samples.errors == {}
+            assert samples.processes == started
 
 
 def test_a_cpu_window_is_the_cores_used_between_its_start_and_stop() -> None:
