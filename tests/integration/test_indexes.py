@@ -46,6 +46,16 @@ async def add_groups(conn: Connection, qualified: str, count: int) -> None:
     )
 
 
+async def join_groups(conn: Connection, qualified: str, user: uuid.UUID, which: str) -> None:
+    """Make ``user`` a direct member of the groups `g` that ``which`` (SQL after the
+    `FROM`: a condition, a limit) selects."""
+    await conn.execute(
+        f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
+        f"SELECT g.id, $1, 'User' FROM {qualified}.groups g {which}",
+        user,
+    )
+
+
 async def users_groups_plan(
     conn: Connection, qualified: str, user: uuid.UUID
 ) -> tuple[str, list[Any]]:
@@ -98,11 +108,7 @@ async def test_a_users_groups_climb_nested_groups_through_an_index(
             f"SELECT g.id, gen_random_uuid(), 'User' FROM {qualified}.groups g, "
             "generate_series(1, 100)"
         )
-        await conn.execute(
-            f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
-            f"SELECT g.id, $1, 'User' FROM {qualified}.groups g LIMIT 3",
-            user,
-        )
+        await join_groups(conn, qualified, user, "LIMIT 3")
         explained, found = await users_groups_plan(conn, qualified, user)
     assert "Seq Scan on group_members" not in explained, explained
     assert "group_members_nested_idx" in explained, explained
@@ -119,12 +125,8 @@ async def test_a_users_groups_are_read_by_key_however_many_the_tenant_has(
     user = uuid.uuid4()
     async with db.acquire() as conn, conn.transaction():
         await add_groups(conn, qualified, 3000)
-        await conn.execute(
-            f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
-            f"SELECT g.id, $1, 'User' FROM {qualified}.groups g "
-            "WHERE g.display_name IN ('group 7', 'group 2999', 'group 12', 'group 400', 'group 5')",
-            user,
-        )
+        names = "'group 7', 'group 2999', 'group 12', 'group 400', 'group 5'"
+        await join_groups(conn, qualified, user, f"WHERE g.display_name IN ({names})")
         explained, found = await users_groups_plan(conn, qualified, user)
     assert "Seq Scan on groups" not in explained, explained
     assert "groups_pkey" in explained, explained
