@@ -18,6 +18,7 @@ from service.settings import Settings
 from service.store.request_log import PurgeReport
 from service.webhooks.worker import WebhookWorker
 from tests.support.application import TenantHandle
+from tests.support.claims import ClaimAsks
 
 pytestmark = pytest.mark.usefixtures("no_chore_claimed")
 
@@ -94,35 +95,22 @@ class CountingLog(RequestLog):
 async def test_of_two_request_logs_one_purges_per_period(
     migrated_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Counted in rounds of asking, not in wall-clock time: the two logs ask together
-    # every 0.4 s, each round purges once at most, and without claims every ask would.
-    # Only these logs' asks: the session's application claims its own chores meanwhile.
+    # The two logs ask every 0.4 s. Only their asks count: the session's application
+    # claims its own chores meanwhile.
     pools = [await create_pool(migrated_database, min_size=1, max_size=2) for _ in range(2)]
-    asks: dict[Pool, int] = {}
-    asked_twice = asyncio.Event()
-    claim = chores.claim
-
-    async def counted_claim(pool: Pool, *args: Any, **kwargs: Any) -> bool:
-        claimed = await claim(pool, *args, **kwargs)
-        if pool in pools:
-            asks[pool] = asks.get(pool, 0) + 1
-            if len(asks) == 2 and min(asks.values()) >= 2:
-                asked_twice.set()
-        return claimed
-
-    monkeypatch.setattr(chores, "claim", counted_claim)
+    asks = ClaimAsks(monkeypatch, lambda pool, _: pool in pools, askers=2, times=2)
     logs = [CountingLog(purge_seconds=0.4), CountingLog(purge_seconds=0.4)]
     try:
         for log, pool in zip(logs, pools, strict=True):
             await log.start(pool)
-        await asyncio.wait_for(asked_twice.wait(), 30)
+        await asyncio.wait_for(asks.enough.wait(), 30)
     finally:
         for log in logs:
             await log.stop()
         for pool in pools:
             await pool.close()
-    purges = sum(log.purges for log in logs)
-    assert 1 <= purges <= max(asks.values()) < sum(asks.values())
+    most, every = asks.bounds()
+    assert 1 <= sum(log.purges for log in logs) <= most < every
 
 
 @pytest.mark.parametrize("purge", ["requests", "events"])

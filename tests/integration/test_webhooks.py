@@ -16,7 +16,6 @@ import pytest
 from litestar.testing import AsyncTestClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from service import chores
 from service.app import create_app
 from service.postgres import Pool, create_pool
 from service.settings import Settings
@@ -31,6 +30,7 @@ from tests.support.application import (
     make_tenant,
     schema_of,
 )
+from tests.support.claims import ClaimAsks
 
 
 def fast(settings: Settings, **overrides: Any) -> Settings:
@@ -403,32 +403,19 @@ async def test_an_event_whose_notify_was_lost_waits_at_most_one_sweep_period(
 async def test_of_the_deployments_workers_one_sweeps_per_period(
     settings: Settings, migrated_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Counted in rounds of asking, not in wall-clock time: both workers ask for the
-    # sweep every 0.5 s, each round sweeps once at most, and without claims every ask
-    # would. Which worker keeps the sweep is `test_purges`' held chore.
-    asks: Counter[Pool] = Counter()
-    asked_thrice = asyncio.Event()
-    claim = chores.claim
-
-    async def counted_claim(pool: Pool, chore: str, *args: Any, **kwargs: Any) -> bool:
-        claimed = await claim(pool, chore, *args, **kwargs)
-        if chore == SWEEP_CHORE:
-            asks[pool] += 1
-            if len(asks) == 2 and min(asks.values()) >= 3:
-                asked_thrice.set()
-        return claimed
-
-    monkeypatch.setattr(chores, "claim", counted_claim)
+    # Both workers ask for the sweep every 0.5 s. Which one keeps it is `test_purges`'
+    # held chore.
+    asks = ClaimAsks(monkeypatch, lambda _, chore: chore == SWEEP_CHORE, askers=2, times=3)
     async with (
         worker(settings, migrated_database, kind=CountingWorker, webhook_sweep_seconds=0.5) as a,
         worker(settings, migrated_database, kind=CountingWorker, webhook_sweep_seconds=0.5) as b,
     ):
-        await asyncio.wait_for(asked_thrice.wait(), 30)
+        await asyncio.wait_for(asks.enough.wait(), 30)
     assert isinstance(a, CountingWorker)
     assert isinstance(b, CountingWorker)
     # Each also sweeps at its start, unasked: it may have missed notifications before.
-    periodic = a.sweeps + b.sweeps - 2
-    assert 1 <= periodic <= max(asks.values()) < sum(asks.values())
+    most, every = asks.bounds()
+    assert 1 <= a.sweeps + b.sweeps - 2 <= most < every
 
 
 async def test_notified_tenants_no_endpoint_receives_are_not_fanned_out(
