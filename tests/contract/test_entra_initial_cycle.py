@@ -24,7 +24,12 @@ GROUPS = 50
 MEMBER_BATCH = 20
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-ENTRA = {"User-Agent": "Microsoft.Identity.Provisioning"}
+# What Entra's requests carry (MicrosoftDocs/azure-docs issue 12728 for the media type's
+# parameter); see data/entra_default.json.
+ENTRA = {
+    "User-Agent": "Microsoft.Identity.Provisioning",
+    "Content-Type": "application/scim+json; charset=utf-8",
+}
 NAMESPACE = uuid.UUID("6ba7b811-9dad-11d1-80b4-00c04fd430c8")
 
 
