@@ -46,6 +46,17 @@ async def add_groups(conn: Connection, qualified: str, count: int) -> None:
     )
 
 
+async def add_strangers(conn: Connection, qualified: str, each: int, which: str = "") -> None:
+    """``each`` members with made-up ids in every group `g` that ``which`` (SQL after the
+    `FROM`: a condition) selects: memberships that only give the planner a tenant's size."""
+    await conn.execute(
+        f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
+        f"SELECT g.id, gen_random_uuid(), 'User' FROM {qualified}.groups g, "
+        f"generate_series(1, $1::int) {which}",
+        each,
+    )
+
+
 async def join_groups(conn: Connection, qualified: str, user: uuid.UUID, which: str) -> None:
     """Make ``user`` a direct member of the groups `g` that ``which`` (SQL after the
     `FROM`: a condition, a limit) selects."""
@@ -103,11 +114,7 @@ async def test_a_users_groups_climb_nested_groups_through_an_index(
     user = uuid.uuid4()
     async with db.acquire() as conn, conn.transaction():
         await add_groups(conn, qualified, 30)
-        await conn.execute(
-            f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
-            f"SELECT g.id, gen_random_uuid(), 'User' FROM {qualified}.groups g, "
-            "generate_series(1, 100)"
-        )
+        await add_strangers(conn, qualified, 100)
         await join_groups(conn, qualified, user, "LIMIT 3")
         explained, found = await users_groups_plan(conn, qualified, user)
     assert "Seq Scan on group_members" not in explained, explained
@@ -164,11 +171,7 @@ async def test_a_groups_members_are_named_without_reading_every_group(
             nested,
         )
         # Groups of twenty members on average: the planner expects as many for any group.
-        await conn.execute(
-            f"INSERT INTO {qualified}.group_members (group_id, member_id, member_type) "
-            f"SELECT g.id, gen_random_uuid(), 'User' FROM {qualified}.groups g, "
-            "generate_series(1, 20) WHERE g.display_name LIKE 'group %'"
-        )
+        await add_strangers(conn, qualified, 20, "WHERE g.display_name LIKE 'group %'")
         await conn.execute(f"ANALYZE {qualified}.groups, {qualified}.group_members")
         explained = "\n".join(
             row[0]
