@@ -6,8 +6,8 @@ code (`service.scim`), store it with its version bump, all or nothing. The
 HTTP routes and `/Bulk` both call these functions. Each write appends its
 events (`service.events`) as the last step of its transaction, or with the
 statement that stores a user's change. The writes IdPs send most need no
-transaction block: the common create and a group's member PATCH are one
-statement each, their state read in it (`_insert_with_state`,
+transaction block: the common create (a group's with its members too) and a
+group's member PATCH are one statement each, their state read in it (`_insert_with_state`,
 `_patch_members_in_one`), and a user's PATCH or PUT reads without a lock,
 then writes with one statement that takes effect only if what it read still
 holds, or runs again the locked way (`_change_user_unlocked`).
@@ -345,15 +345,12 @@ async def create(
     created = resource if table is USERS else None
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         known: WriteState | None = None
-        alone = password_hash is None if table is USERS else not member_ids
+        mapped = write_state.maps_roles(scope.tenant_id)
+        # A group's members move their roles: in a tenant that maps them, the locked way.
+        alone = password_hash is None if table is USERS else not (member_ids and mapped)
         if alone and _may_go_unlocked(scope) and scope.tenant_id is not None:
             known, body = await _insert_with_state(
-                conn,
-                table,
-                scope,
-                resource,
-                created,
-                mapped=write_state.maps_roles(scope.tenant_id),
+                conn, table, scope, resource, created, mapped=mapped, member_ids=member_ids
             )
             if body is not None:
                 instruments.provisioned(table.resource_type.name, ACTION_CREATED)
@@ -501,6 +498,7 @@ async def _insert_with_state(
     created: dict[str, Any] | None,
     *,
     mapped: bool = False,
+    member_ids: list[str] | None = None,
 ) -> tuple[WriteState, dict[str, Any] | None]:
     """The common create as one statement: the write's state, the row and its
     `created` event (`write_state.read_and_write`); the state, and the new
@@ -511,7 +509,10 @@ async def _insert_with_state(
     round). A ``mapped`` create takes the roles lock shared in its state; a
     user's stores the user's roles, the mapping's default ones, and shows them in
     its event (`roles.storing_defaults`, `roles.DEFAULT_ROLES`): a user in no
-    group has no other. A group without members changes nobody's roles.
+    group has no other. A group without members changes nobody's roles; one
+    with ``member_ids`` (never ``mapped``) is stored with its memberships and
+    their events (`groups.inserting_with_members`), or not at all: 400 when a
+    member is not found.
 
     No transaction block, which would cost two round trips (BEGIN, COMMIT) and
     protect nothing here: the statement is atomic by itself, and what the state
@@ -532,20 +533,34 @@ async def _insert_with_state(
     )
     if mapped and table is USERS:
         storing = _storing_new_user(scope.schema, events.created(body, []), resource_id)
+    write = inserting(table, scope.schema, resource, resource_id, storing)
+    ids = groups.new_member_ids(resource_id, member_ids) if member_ids else []
+    if ids:
+        write = groups.inserting_with_members(
+            scope.schema,
+            ids,
+            functools.partial(inserting, table, scope.schema, resource, resource_id),
+            [events.created(body), *_member_events(ids, add=True, group=body)],
+            created_data=_STAMPED_NOW,
+        )
     try:
         state, written = await write_state.read_and_write(
             conn,
             scope.schema,
             scope.tenant_id,
             probe=_probe(scope, created),
-            write=inserting(table, scope.schema, resource, resource_id, storing),
+            write=write,
             mapped=mapped,
         )
     except asyncpg.UniqueViolationError as exc:
         raise conflict(table, resource) from exc
-    if not written:
+    if written is None:
         return state, None
     assert state.now is not None
+    if ids:
+        groups.check_found(ids, written)
+        members = {resource_id: groups.found_members(written)}
+        body = _body(table, scope, _inserted(resource_id, resource, _NOT_YET), members, {})
     return state, resources.stamped(body, state.now)
 
 

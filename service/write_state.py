@@ -177,21 +177,24 @@ async def read_and_write(
     probe: Probe | None,
     write: Along,
     mapped: bool = False,
-) -> tuple[WriteState, bool]:
+) -> tuple[WriteState, asyncpg.Record | None]:
     """The state of a write and the write, in one statement (`unhindered`, ``mapped``
     or not): ``write`` is given the first `$n` its arguments take and the `WITH`
-    query it takes effect with. Returns the state and whether the write took effect."""
+    query it takes effect with. Returns the state and, when the state let the write
+    go, the statement's result row, with the columns the write `returns`; None
+    when the write did not go (or there is no such tenant)."""
     state = unhindered(tenant_id, probe, mapped=mapped)(1)
     statements = write(1 + len(state.args), UNHINDERED)
     row = await conn.fetchrow(
         f"WITH {state.ctes}, {statements.ctes} "
-        f"SELECT s.*, EXISTS (SELECT FROM {UNHINDERED}) AS written FROM state s",
+        f"SELECT s.*, EXISTS (SELECT FROM {UNHINDERED}) AS written{statements.returns} "
+        "FROM state s",
         *state.args,
         *statements.args,
     )
     if row is None:
-        return UNTRACKED, False
-    return _state_of(schema, tenant_id, row, exclusive=False), bool(row["written"])
+        return UNTRACKED, None
+    return _state_of(schema, tenant_id, row, exclusive=False), row if row["written"] else None
 
 
 def _probed(probe: Probe | None, first_param: int) -> tuple[str, list[Any]]:

@@ -236,9 +236,10 @@ MEMBER_EVENT_DATA: Final = "jsonb_set(e.data, '{member,type}', to_jsonb(c.member
 """A membership event's data (`e`) with its member's type from the statement (`c`)."""
 
 
-def member_join(changed: str) -> str:
-    """Each membership event `e` with its member's row `c` of the `WITH` query ``changed``."""
-    return f" JOIN {changed} c ON c.member_id = (e.data #>> '{{member,value}}')::uuid"
+def member_join(changed: str, *, kind: str = "JOIN") -> str:
+    """Each membership event `e` with its member's row `c` of the `WITH` query ``changed``
+    (``kind``: `LEFT JOIN` keeps the events without one, `c` null)."""
+    return f" {kind} {changed} c ON c.member_id = (e.data #>> '{{member,value}}')::uuid"
 
 
 def appending_members(
@@ -263,6 +264,31 @@ def appending_members(
     held = "" if unless is None else f" AND NOT {unless}"
     rows = f"{event_rows(first_param)}{member_join(changed)}{held}"
     storing = _storing(quoted_schema(schema), rows, data=data, numbered=numbered)
+    return AlongStatements(storing, _arrays(events))
+
+
+def appending_created(
+    schema: str,
+    events: Sequence[NewEvent],
+    first_param: int,
+    inserted: str,
+    changed: str,
+    *,
+    created_data: str,
+) -> AlongStatements:
+    """`appending` and `appending_members` in one statement that inserts a group with
+    its members: ``events`` are the group's `created` event, stored only if the
+    `WITH` query ``inserted`` returns a row, its data ``created_data`` (SQL over
+    `e`), then the events of its members, each stored only with its member in
+    ``changed`` and with that member's type. Numbered by the statement, which is
+    its own transaction: one counter update for them all."""
+    _announce_along(schema)
+    rows = (
+        f"{event_rows(first_param)}{member_join(changed, kind='LEFT JOIN')} "
+        f"WHERE EXISTS (SELECT FROM {inserted}) AND (e.n = 1 OR c.member_id IS NOT NULL)"
+    )
+    data = f"CASE WHEN e.n = 1 THEN {created_data} ELSE {MEMBER_EVENT_DATA} END"
+    storing = _storing(quoted_schema(schema), rows, data=data, numbered=True)
     return AlongStatements(storing, _arrays(events))
 
 

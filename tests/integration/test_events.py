@@ -102,6 +102,35 @@ async def test_a_group_created_without_members_records_it_as_stored(
     assert read.headers["etag"] == group["meta"]["version"] == 'W/"1"'
 
 
+async def test_a_group_created_with_members_records_it_then_each_member(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """The group's `created` event as stored, then one `member_added` event per member,
+    in member id order, each with the member's type and the group's name, numbered
+    one after the other (the statement that stores them numbers them)."""
+    ann = await tenant.create_user("ann@example.com")
+    sub = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Sub"}, headers=tenant.auth()
+    )
+    members = {ann["id"]: "User", sub.json()["id"]: "Group"}
+    created = await client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "Both", "members": [{"value": m} for m in members]},
+        headers=tenant.auth(),
+    )
+    assert created.status_code == 201, created.text
+    group = created.json()
+    made, *added = await all_events(client, tenant.slug, after="2")
+    assert made["type"] == "group.created"
+    assert made["data"] == {k: v for k, v in group.items() if k != "members"}
+    assert [event["sequence"] for event in (made, *added)] == [3, 4, 5]
+    ref = {"id": group["id"], "displayName": "Both"}
+    assert [(event["type"], event["data"]) for event in added] == [
+        ("group.member_added", {"group": ref, "member": {"value": m, "type": members[m]}})
+        for m in sorted(members)
+    ]
+
+
 @pytest.mark.parametrize(
     "moment",
     [
