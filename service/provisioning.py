@@ -38,6 +38,8 @@ from service.store.outbox import NewEvent
 from service.store.paging import ListQuery
 from service.store.resources import (
     GROUPS,
+    TO_CHANGE,
+    TO_DELETE,
     USERS,
     Along,
     AlongStatements,
@@ -290,15 +292,18 @@ async def _locked_with_state(
     projection: Projection | None = None,
     *,
     exclusive: bool = False,
+    adding: Sequence[str] = (),
 ) -> tuple[Row, WriteState]:
     """The resource, locked, and the write's state.
 
     A group write takes the roles lock before its row lock, as it may go on to
-    lock other groups; a user write reads its state after locking the user, so
+    lock other groups, and holds the members it is ``adding`` between the two
+    (`groups.hold`); a user write reads its state after locking the user, so
     it sees a guard tripped by the write it waited for.
     """
     if table is GROUPS:
         state = await _state(conn, scope, exclusive=exclusive)
+        await groups.hold(conn, scope.schema, adding)
         return await _locked(conn, table, scope, raw_id), state
     # The response's groups come with the lock: a user's write cannot change them.
     row = await _locked(conn, table, scope, raw_id, _groups_column(table, scope, projection, "r"))
@@ -396,6 +401,8 @@ async def _create_locked(
         shown = await _insert_user_with_roles(conn, scope, state, tracker, resource)
         if shown is not None:
             return _shown(USERS, shown, projection)
+    if member_ids:
+        await groups.hold(conn, scope.schema, member_ids)
     row = claimed or await insert(conn, table, scope.schema, resource)
     if password_hash is not None:
         await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
@@ -818,11 +825,17 @@ async def version_of(pool: Pool, table: Table, scope: Scope, raw_id: str) -> int
 
 
 async def _locked(
-    conn: Connection, table: Table, scope: Scope, raw_id: str, related: str | None = None
+    conn: Connection,
+    table: Table,
+    scope: Scope,
+    raw_id: str,
+    related: str | None = None,
+    *,
+    lock: str = TO_CHANGE,
 ) -> Row:
-    """The resource, locked until the transaction ends, or 404."""
+    """The resource, locked until the transaction ends (``lock``), or 404."""
     row = await get_row(
-        conn, table, scope.schema, resource_id(raw_id, table), lock=True, related=related
+        conn, table, scope.schema, resource_id(raw_id, table), lock=lock, related=related
     )
     if row is None:
         raise _missing(table, raw_id)
@@ -901,7 +914,14 @@ async def replace(
         return after, None if stored is None else stored[1], members
 
     return await _change_locked(
-        pool, table, scope, raw_id, put, if_match=if_match, projection=projection
+        pool,
+        table,
+        scope,
+        raw_id,
+        put,
+        if_match=if_match,
+        projection=projection,
+        adding=member_ids or (),
     )
 
 
@@ -920,16 +940,18 @@ async def _change_locked(
     *,
     if_match: str | None,
     projection: Projection | None,
+    adding: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A PUT or PATCH the locked way: the resource locked with the write's state and
-    its `If-Match` checked, then ``change`` (given the connection, the row, the state
-    and the row's event body), then its response and events (`_finish_change`);
-    under the shared roles lock, and again under the exclusive one if it needs it."""
+    """A PUT or PATCH the locked way: the resource locked with the write's state (and
+    the members a group's write is ``adding`` held) and its `If-Match` checked, then
+    ``change`` (given the connection, the row, the state and the row's event body),
+    then its response and events (`_finish_change`); under the shared roles lock,
+    and again under the exclusive one if it needs it."""
 
     async def locked(exclusive: bool) -> dict[str, Any]:
         async with outbox.announced(pool, scope.announcer) as conn:
             row, state = await _locked_with_state(
-                conn, table, scope, raw_id, projection, exclusive=exclusive
+                conn, table, scope, raw_id, projection, exclusive=exclusive, adding=adding
             )
             _check_if_match(row, if_match)
             before = _event_body(table, scope, row)
@@ -1075,8 +1097,16 @@ async def apply_patch(
                 after, bump = bumped, False
         return after, None if stored is None else stored[1], members
 
+    adding = patch.members_added(table.resource_type, operations) if table is GROUPS else []
     return await _change_locked(
-        pool, table, scope, raw_id, patched_locked, if_match=if_match, projection=projection
+        pool,
+        table,
+        scope,
+        raw_id,
+        patched_locked,
+        if_match=if_match,
+        projection=projection,
+        adding=adding,
     )
 
 
@@ -1324,7 +1354,7 @@ async def delete(
         # too; a group's delete changes which groups are inside which.
         state = await _state(conn, scope, exclusive=table is GROUPS)
         tracker = state.roles
-        row = await _locked(conn, table, scope, raw_id)
+        row = await _locked(conn, table, scope, raw_id, lock=TO_DELETE)
         _check_if_match(row, if_match)
         await groups.lock_containing(conn, scope.schema, row["id"])
         user_roles: list[str] | None = None

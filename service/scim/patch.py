@@ -195,6 +195,21 @@ def member_change_alone(
     return step if step.kind in ("add", "remove") else None
 
 
+def members_added(resource_type: ResourceType, operations: list[Operation]) -> list[str]:
+    """The member ids Group ``operations`` add (by `add` or `replace`), known before the
+    group is read, as `member_change_alone`'s step is; none when they fail so."""
+    try:
+        result = apply_patch(resource_type, _ANY_GROUP, operations)
+    except ScimError:
+        return []
+    return [
+        member_id
+        for step in result.member_steps
+        if step.kind in ("add", "replace")
+        for member_id in step.ids
+    ]
+
+
 class _Patcher:
     def __init__(self, resource_type: ResourceType, resource: dict[str, Any]) -> None:
         self.resource_type = resource_type

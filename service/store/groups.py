@@ -108,8 +108,8 @@ async def add(
 ) -> Change:
     """Add members (already present ones are left alone); its `Change` lists those that were new.
 
-    400 if any is not a user or group of this tenant; the caller's transaction
-    then undoes the others.
+    The caller holds the members (`hold`) and the group. 400 if any is not a user
+    or group of this tenant; the caller's transaction then undoes the others.
     """
     if not ids:
         return _NOTHING
@@ -121,7 +121,7 @@ async def add(
         _inserting(qualified, "found"),
         [group_id, member_ids],
         bump=bump,
-        before=_found(qualified),
+        before=_found(qualified, hold=False),
         also=_FOUND_IDS,
     )
     check_found(member_ids, row)
@@ -155,14 +155,46 @@ def new_member_ids(group_id: uuid.UUID, ids: Sequence[str]) -> list[uuid.UUID]:
     return member_ids
 
 
-def _found(qualified: str, ids: str = "$2") -> str:
+def _found(qualified: str, ids: str = "$2", *, hold: bool = True) -> str:
     """`found(id, type, display)`: which of the ids ``ids`` are users or groups of the
-    tenant, each with the name a group shows for it (`members_query`)."""
+    tenant, each with the name a group shows for it (`members_query`).
+
+    ``hold``: each is held `FOR KEY SHARE` to the end of the transaction, as a
+    foreign key holds what it references (`hold`; the caller holds them already
+    when not), and read as it is once its lock is taken: a delete of one locks
+    it `FOR UPDATE` first, so the membership the statement adds either commits
+    before the delete goes on, which then finds it and takes the member out, or
+    waits for the delete and finds the member gone. Read with the statement's
+    snapshot alone, a member deleted meanwhile was added all the same: a group
+    kept a deleted user."""
+    # A union locks no rows: each table's are locked apart, then joined.
+    lock = " FOR KEY SHARE" if hold else ""
     return (
-        "found AS (SELECT id, 'User' AS type, coalesce(display_name, user_name) AS display "
-        f"FROM {qualified}.users WHERE id = ANY({ids}::uuid[]) AND managed AND deleted_at IS NULL "
-        f"UNION ALL SELECT id, 'Group', display_name FROM {qualified}.groups "
-        f"WHERE id = ANY({ids}::uuid[])), "
+        "found_users AS MATERIALIZED (SELECT id, 'User' AS type, "
+        f"coalesce(display_name, user_name) AS display FROM {qualified}.users "
+        f"WHERE id = ANY({ids}::uuid[]) AND managed AND deleted_at IS NULL{lock}), "
+        "found_groups AS MATERIALIZED (SELECT id, 'Group' AS type, display_name AS display "
+        f"FROM {qualified}.groups WHERE id = ANY({ids}::uuid[]){lock}), "
+        "found AS (SELECT * FROM found_users UNION ALL SELECT * FROM found_groups), "
+    )
+
+
+async def hold(conn: Connection, schema: str, ids: Sequence[str]) -> None:
+    """Hold the users and groups among ``ids`` `FOR KEY SHARE` until the transaction
+    ends: a write that adds them as members the locked way, before it locks the
+    group. In that order (members, then the group) as a delete takes its locks (the
+    member, then the groups it is in): held after the group, a member being deleted
+    would wait for the delete, which waits for the group, when the member is in it
+    already. Values that are not ids are left for the add to refuse."""
+    member_ids = _uuids(ids)
+    if not member_ids:
+        return
+    qualified = quoted_schema(schema)
+    await conn.execute(
+        f"WITH u AS (SELECT FROM {qualified}.users WHERE id = ANY($1::uuid[]) FOR KEY SHARE), "
+        f"g AS (SELECT FROM {qualified}.groups WHERE id = ANY($1::uuid[]) FOR KEY SHARE) "
+        "SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM g)",
+        member_ids,
     )
 
 
@@ -223,10 +255,13 @@ async def change_if(
     condition = ahead(3)
     statements = along(3 + len(condition.args), "changed")
     exists = "EXISTS (SELECT FROM current)"
+    # Members to add are held before the group (`hold` says why): the group's row
+    # passes its condition, so is locked, only once `found` has run.
+    members_first = " AND (SELECT count(*) FROM found) >= 0" if add else ""
     before = (
-        f"{condition.ctes}, current AS (SELECT {RESOURCE_COLUMNS} FROM "
-        f"{qualified}.groups r WHERE r.id = $1 AND EXISTS (SELECT FROM {only_with}) "
-        "FOR UPDATE), "
+        f"{condition.ctes}, {_found(qualified) if add else ''}current AS (SELECT "
+        f"{RESOURCE_COLUMNS} FROM {qualified}.groups r WHERE r.id = $1 "
+        f"AND EXISTS (SELECT FROM {only_with}){members_first} FOR NO KEY UPDATE), "
     )
     also = (
         f", EXISTS (SELECT FROM {only_with}) AS went, {exists} AS current, s.*{statements.returns}"
@@ -236,7 +271,7 @@ async def change_if(
             qualified,
             f"found WHERE {exists} AND (SELECT count(*) FROM found) = cardinality($2::uuid[])",
         )
-        before, also = before + _found(qualified), _FOUND_IDS + also
+        also = _FOUND_IDS + also
     else:
         statement = _deleting(qualified, f"m.member_id = ANY($2::uuid[]) AND {exists}")
     change, row = await _change(

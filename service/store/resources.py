@@ -197,16 +197,24 @@ async def get(
     schema: str,
     resource_id: uuid.UUID,
     *,
-    lock: bool = False,
+    lock: str | None = None,
     related: str | None = None,
 ) -> Row | None:
-    """One resource; with ``lock``, held until the caller's transaction ends.
+    """One resource; with ``lock`` (`TO_CHANGE`, `TO_DELETE`), held until the caller's
+    transaction ends.
 
     ``related``, SQL over the resource `r`, becomes the row's `related` column.
     """
-    return await conn.fetchrow(
-        selecting(table, schema, 1, related) + (" FOR UPDATE OF r" if lock else ""), resource_id
-    )
+    locking = "" if lock is None else f" {lock} OF r"
+    return await conn.fetchrow(selecting(table, schema, 1, related) + locking, resource_id)
+
+
+TO_CHANGE: Final = "FOR NO KEY UPDATE"
+"""The lock of a resource a write changes: its id stays, so the writes that add it to a
+group, which hold it `FOR KEY SHARE` as a foreign key would (`groups.hold`), go on."""
+TO_DELETE: Final = "FOR UPDATE"
+"""The lock of a resource a write deletes (a user's soft delete too): the writes adding
+it to a group wait, then find it gone."""
 
 
 def selecting(table: Table, schema: str, id_param: int, related: str | None = None) -> str:

@@ -415,6 +415,105 @@ async def test_a_delete_of_a_member_a_change_of_its_group_adds_again_finishes_bo
     )
 
 
+async def test_a_member_added_while_it_is_deleted_leaves_the_group_with_it(
+    client: Client, db: Pool, tenant: TenantHandle
+) -> None:
+    """A member PATCH whose statement has begun (it waits here for the group, held by
+    another transaction) holds the user it adds: the user's delete waits for it, then
+    takes the user out of the group. The statement read the user as not deleted;
+    without the hold the delete went ahead, found the user in no group, and the
+    group kept a deleted user."""
+    user = (await tenant.create_user("ada@example.com"))["id"]
+    made = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "G"}, headers=tenant.auth()
+    )
+    group = made.json()["id"]
+    scope = await announced_scope(db, tenant)
+    add = patch_body({"op": "add", "path": "members", "value": [{"value": user}]})
+    async with db.acquire() as holder, holder.transaction():
+        await holder.execute(
+            f"SELECT FROM {quoted_schema(scope.schema)}.groups WHERE id = $1 FOR UPDATE", group
+        )
+        adding = asyncio.create_task(provisioning.apply_patch(db, GROUPS, scope, group, add))
+        await still_waiting(adding, "the add went past the group held")
+        deleting = asyncio.create_task(provisioning.delete(db, USERS, scope, user))
+        await still_waiting(deleting, "the delete went ahead of the add holding the user")
+    await finished(adding)
+    await finished(deleting)
+    read = await client.get(f"{tenant.scim}/Groups/{group}", headers=tenant.auth())
+    assert read.json()["members"] == []
+    found = [
+        (e["type"], e["data"].get("member", {}).get("value"))
+        for e in await all_events(client, tenant.slug)
+    ]
+    assert found[-3:] == [
+        ("group.member_added", user),
+        ("user.deleted", None),
+        ("group.member_removed", user),
+    ]
+
+
+_ADDING_WAYS = {
+    "PATCH in one statement": lambda db, scope, group, user: provisioning.apply_patch(
+        db, GROUPS, scope, group, patch_body({"op": "add", "path": "members", "value": [user]})
+    ),
+    "PATCH the locked way": lambda db, scope, group, user: provisioning.apply_patch(
+        db,
+        GROUPS,
+        scope,
+        group,
+        patch_body({"op": "add", "path": "members", "value": [user]}),
+        if_match="*",
+    ),
+    "PUT": lambda db, scope, group, user: provisioning.replace(
+        db, GROUPS, scope, group, {"displayName": "G", "members": [user]}
+    ),
+    "POST": lambda db, scope, group, user: provisioning.create(
+        db, GROUPS, scope, {"displayName": "New", "members": [user]}
+    ),
+}
+
+
+@pytest.mark.parametrize("way", list(_ADDING_WAYS))
+async def test_a_member_being_deleted_is_not_added(
+    client: Client,
+    db: Pool,
+    tenant: TenantHandle,
+    monkeypatch: pytest.MonkeyPatch,
+    way: str,
+) -> None:
+    """A user's delete, paused once it holds the user, is waited for by every way of
+    adding the user to a group (the locked ways hold the members before the group, as
+    the delete takes the user before its groups), which then finds the user gone: 400,
+    nothing stored. With the user already in the group, as a PUT of all members has it,
+    both finish too: held after the group, the PUT and the delete waited for each other."""
+    user = (await tenant.create_user("ada@example.com"))["id"]
+    member = {"value": user}
+    made = await client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "G", "members": [member] if way == "PUT" else []},
+        headers=tenant.auth(),
+    )
+    group = made.json()["id"]
+    scope = await announced_scope(db, tenant)
+    pause = pause_first_call(monkeypatch, groups, "lock_containing")
+    async with paused_inside(pause, provisioning.delete(db, USERS, scope, user)):
+        adding = asyncio.ensure_future(_ADDING_WAYS[way](db, scope, group, member))
+        await still_waiting(adding, "the add went ahead of the delete holding the user")
+    with pytest.raises(ScimError) as refused:
+        await finished(adding)
+    assert (refused.value.status, refused.value.scim_type) == (400, "invalidValue")
+    qualified = quoted_schema(scope.schema)
+    assert await db.fetchval(f"SELECT count(*) FROM {qualified}.group_members") == 0
+    assert await db.fetchval(f"SELECT count(*) FROM {qualified}.groups") == 1
+    added = [
+        event
+        for event in await all_events(client, tenant.slug)
+        if event["type"] == "group.member_added"
+    ]
+    assert len(added) == (1 if way == "PUT" else 0)
+
+
 async def test_concurrent_member_changes_of_one_group_each_count_once(
     client: Client, db: Pool, tenant: TenantHandle
 ) -> None:
