@@ -514,6 +514,35 @@ async def test_a_member_being_deleted_is_not_added(
     assert len(added) == (1 if way == "PUT" else 0)
 
 
+@pytest.mark.parametrize("way", ["PATCH in one statement", "POST"])
+async def test_a_group_being_deleted_is_not_added_to_another(
+    client: Client,
+    db: Pool,
+    tenant: TenantHandle,
+    monkeypatch: pytest.MonkeyPatch,
+    way: str,
+) -> None:
+    """As for a user: a group's delete, paused once it holds the group, is waited for
+    by a write nesting it in another group, which then finds it gone."""
+    made = [
+        await client.post(
+            f"{tenant.scim}/Groups", json={"displayName": name}, headers=tenant.auth()
+        )
+        for name in ("G", "Doomed")
+    ]
+    group, doomed = (response.json()["id"] for response in made)
+    scope = await announced_scope(db, tenant)
+    pause = pause_first_call(monkeypatch, groups, "lock_containing")
+    async with paused_inside(pause, provisioning.delete(db, GROUPS, scope, doomed)):
+        adding = asyncio.ensure_future(_ADDING_WAYS[way](db, scope, group, {"value": doomed}))
+        await still_waiting(adding, "the add went ahead of the delete holding the group")
+    with pytest.raises(ScimError) as refused:
+        await finished(adding)
+    assert (refused.value.status, refused.value.scim_type) == (400, "invalidValue")
+    qualified = quoted_schema(scope.schema)
+    assert await db.fetchval(f"SELECT count(*) FROM {qualified}.group_members") == 0
+
+
 async def test_concurrent_member_changes_of_one_group_each_count_once(
     client: Client, db: Pool, tenant: TenantHandle
 ) -> None:
