@@ -7,10 +7,13 @@ HTTP routes and `/Bulk` both call these functions. Each write appends its
 events (`service.events`) as the last step of its transaction, or with the
 statement that stores a user's change. The writes IdPs send most need no
 transaction block: the common create (a group's with its members too) and a
-group's member PATCH are one statement each, their state read in it (`_insert_with_state`,
-`_patch_members_in_one`), and a user's PATCH or PUT reads without a lock,
-then writes with one statement that takes effect only if what it read still
-holds, or runs again the locked way (`_change_user_unlocked`).
+group's member PATCH are one statement each, their state read in it
+(`_insert_with_state`, `_patch_members_in_one`), and a user's PATCH or PUT
+reads without a lock, then writes with one statement that takes effect only
+if what it read still holds, or runs again the locked way
+(`_change_user_unlocked`). A write adding members holds them before it locks
+their group, as a delete locks its resource before the groups it leaves
+(`groups.hold`).
 """
 
 from __future__ import annotations
