@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-GUIDE_IDPS: Final = ("entra", "okta")
+GUIDE_IDPS: Final = ("entra", "okta", "onelogin", "jumpcloud")
 
 _ENTRA: Final = """\
 Connecting Microsoft Entra ID to {name}
@@ -89,12 +89,69 @@ You need: the SCIM connector base URL below, and the Secret Token your
    their members, add them on the Push Groups tab.
 """
 
+_ONELOGIN: Final = """\
+Connecting OneLogin to {name}
+=============================
+
+You need: the SCIM Base URL below, and the Secret Token your {name} contact
+sent you separately (it starts with "scimsk_").
+
+  SCIM Base URL:  {url}
+
+1. In the OneLogin administration portal go to Applications > Applications >
+   Add App, search for "SCIM Provisioner with SAML (SCIM v2 Enterprise)",
+   select it, name it (for example "{name}") and Save.
+2. On the Configuration tab:
+     SCIM Base URL:        {url}
+     SCIM Bearer Token:    the Secret Token
+     SCIM JSON Template:   keep OneLogin's default (userName, name, emails
+                           and the enterprise attributes are all understood)
+   Under API Connection select Enable: OneLogin connects to {name} and shows
+   the connection as enabled. Save.
+3. On the Parameters tab make sure "SCIM Username" is the attribute your
+   users sign in to {name} with (usually Email).
+4. On the Provisioning tab check "Enable provisioning", clear the "Require
+   admin approval" boxes for Create, Update and Delete unless you want to
+   approve each change, and choose what a user deleted in OneLogin (or
+   removed from the app) becomes: Delete or Suspend. Save.
+5. Give users the app (on the Access tab through roles, or per user under
+   Users > Applications). OneLogin provisions them at once; follow it under
+   Users > Provisioning.
+"""
+
+_JUMPCLOUD: Final = """\
+Connecting JumpCloud to {name}
+==============================
+
+You need: the Base URL below, and the Secret Token your {name} contact sent
+you separately (it starts with "scimsk_").
+
+  Base URL:  {url}
+
+1. In the JumpCloud Admin Portal open SSO Applications and your {name}
+   application, or Add New Application > Custom Application with "Export
+   users to this app (Identity Management)" selected; name it (for example
+   "{name}"), save it and select Configure Application.
+2. On the Identity Management tab:
+     SCIM Version:       SCIM 2.0
+     Base URL:           {url}
+     Token Key:          the Secret Token
+     Test User Email:    the email address of a user in your directory
+3. Select Test Connection. JumpCloud creates a test user and a test group in
+   {name} and deletes them again; both requests must succeed. Then select
+   Activate, and Save.
+4. On the application's User Groups tab select the groups whose members
+   should have {name}, and Save. JumpCloud provisions their users and pushes
+   the groups with their members; later changes follow within minutes.
+"""
+
 _TROUBLESHOOTING: Final = """\
 Troubleshooting
 ---------------
 - 401 on every request (Entra: "invalid credentials"; Okta: "authentication
-  failed"): the Secret Token is wrong, revoked or expired, or belongs to
-  another Tenant URL. Ask {name} for a new token and paste it again.
+  failed"; OneLogin and JumpCloud: the connection test fails): the Secret
+  Token is wrong, revoked or expired, or belongs to another Tenant URL. Ask
+  {name} for a new token and paste it again.
 - 403 "This tenant is disabled": {name} has paused provisioning for your
   organisation; contact them.
 - Test Connection cannot reach the URL: the Tenant URL must be reachable over
@@ -111,7 +168,7 @@ Troubleshooting
   application, or change Scope under Settings.
 """
 
-_GUIDES: Final = {"entra": _ENTRA, "okta": _OKTA}
+_GUIDES: Final = {"entra": _ENTRA, "okta": _OKTA, "onelogin": _ONELOGIN, "jumpcloud": _JUMPCLOUD}
 
 
 DEFAULT_PRODUCT: Final = "the application"

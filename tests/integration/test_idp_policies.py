@@ -462,8 +462,17 @@ async def test_setup_guide_has_the_tenant_url_and_no_secret(tenant: TenantHandle
     assert response.headers["content-type"].startswith("text/plain")
     assert f"http://scim.test/scim/v2/{tenant.slug}" in response.text
     assert tenant.token not in response.text
-    okta = await tenant.client.get(admin(tenant, "/setup-guide?idp=okta"), headers=admin_headers())
-    assert "SCIM connector base URL" in okta.text
+    for idp, field in (
+        ("okta", "SCIM connector base URL"),
+        ("onelogin", "SCIM Bearer Token"),
+        ("jumpcloud", "Token Key"),
+    ):
+        guide = await tenant.client.get(
+            admin(tenant, f"/setup-guide?idp={idp}"), headers=admin_headers()
+        )
+        assert guide.status_code == 200, guide.text
+        assert field in guide.text
+        assert f"http://scim.test/scim/v2/{tenant.slug}" in guide.text
     bad = await tenant.client.get(admin(tenant, "/setup-guide?idp=ping"), headers=admin_headers())
     assert bad.status_code == 400
 

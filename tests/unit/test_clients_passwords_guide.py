@@ -60,3 +60,35 @@ def test_entra_guide_has_the_documented_mappings() -> None:
         "aadOptscim062020",
     ):
         assert step in text
+
+
+@pytest.mark.parametrize(
+    ("idp", "steps"),
+    [
+        (
+            "onelogin",
+            (
+                "SCIM Provisioner with SAML (SCIM v2 Enterprise)",
+                "SCIM Base URL:        https://x/scim/v2/c",
+                "API Connection select Enable",
+                "Enable provisioning",
+                "Delete or Suspend",
+            ),
+        ),
+        (
+            "jumpcloud",
+            (
+                "Identity Management",
+                "SCIM Version:       SCIM 2.0",
+                "Base URL:           https://x/scim/v2/c",
+                "Test User Email",
+                "Activate",
+                "User Groups",
+            ),
+        ),
+    ],
+)
+def test_onelogin_and_jumpcloud_guides_name_their_fields(idp: str, steps: tuple[str, ...]) -> None:
+    text = render(idp, tenant_url="https://x/scim/v2/c")
+    for step in steps:
+        assert step in text, step
