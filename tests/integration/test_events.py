@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from service import events, provisioning
-from service.postgres import Pool
+from service.postgres import Pool, create_pool
 from service.scim import resources
 from service.scim.errors import ScimError
 from service.settings import Settings
@@ -541,6 +541,62 @@ async def test_a_group_being_deleted_is_not_added_to_another(
     assert (refused.value.status, refused.value.scim_type) == (400, "invalidValue")
     qualified = quoted_schema(scope.schema)
     assert await db.fetchval(f"SELECT count(*) FROM {qualified}.group_members") == 0
+
+
+async def test_members_added_and_deleted_at_once_end_in_no_group_and_no_deadlock(
+    client: Client, tenant: TenantHandle, migrated_database: str
+) -> None:
+    """Every way of adding members (a PATCH in one statement, a PATCH the locked way, a
+    PUT repeating every member, a POST with members) run at once with the deletes of
+    those users, on enough connections for all of them: each write finishes or is
+    refused as a client error (a member gone: 400; a user deleted twice: 404), none
+    is ended as a deadlock, and no group is left with a user that is deleted. With the
+    locked ways holding their members after the group instead, PostgreSQL ended
+    several writes as deadlocks in every run."""
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(8)]
+    members = [{"value": user} for user in users]
+    made = [
+        await client.post(
+            f"{tenant.scim}/Groups",
+            json={"displayName": name, "members": members if name == "All" else []},
+            headers=tenant.auth(),
+        )
+        for name in ("A", "B", "All")
+    ]
+    a, b, everyone = (response.json()["id"] for response in made)
+    pool = await create_pool(migrated_database, min_size=1, max_size=24)
+    try:
+        scope = await announced_scope(pool, tenant)
+        writes = []
+        for n, user in enumerate(users):
+            member = {"value": user}
+            writes += [
+                _ADDING_WAYS["PATCH in one statement"](pool, scope, a, member),
+                _ADDING_WAYS["PATCH the locked way"](pool, scope, b, member),
+                provisioning.replace(
+                    pool, GROUPS, scope, everyone, {"displayName": "All", "members": members}
+                ),
+                provisioning.create(
+                    pool, GROUPS, scope, {"displayName": f"New {n}", "members": [member]}
+                ),
+                provisioning.delete(pool, USERS, scope, user),
+            ]
+        outcomes = await asyncio.wait_for(asyncio.gather(*writes, return_exceptions=True), 60)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        assert all(isinstance(o, ScimError) and o.status in (400, 404) for o in failures), failures
+        qualified = quoted_schema(scope.schema)
+        kept = await pool.fetchval(
+            f"SELECT count(*) FROM {qualified}.group_members m WHERE m.member_type = 'User' "
+            f"AND NOT EXISTS (SELECT FROM {qualified}.users u WHERE u.id = m.member_id "
+            "AND u.managed AND u.deleted_at IS NULL)"
+        )
+        assert kept == 0
+        assert (
+            await pool.fetchval(f"SELECT count(*) FROM {qualified}.users WHERE deleted_at IS NULL")
+            == 0
+        )
+    finally:
+        await pool.close()
 
 
 async def test_concurrent_member_changes_of_one_group_each_count_once(
