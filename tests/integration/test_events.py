@@ -548,7 +548,9 @@ async def test_members_added_and_deleted_at_once_end_in_no_group_and_no_deadlock
 ) -> None:
     """Every way of adding members (a PATCH in one statement, a PATCH the locked way, a
     PUT repeating every member, a POST with members) run at once with the deletes of
-    those users, on enough connections for all of them: each write finishes or is
+    those users, their removal from a group (in one statement and the locked way),
+    their password changes, a group's renames, and a group nested in two others while
+    it is deleted, on enough connections for all of them: each write finishes or is
     refused as a client error (a member gone: 400; a user deleted twice: 404), none
     is ended as a deadlock, and no group is left with a user that is deleted. With the
     locked ways holding their members after the group instead, PostgreSQL ended
@@ -561,13 +563,17 @@ async def test_members_added_and_deleted_at_once_end_in_no_group_and_no_deadlock
             json={"displayName": name, "members": members if name == "All" else []},
             headers=tenant.auth(),
         )
-        for name in ("A", "B", "All")
+        for name in ("A", "B", "All", "Nested")
     ]
-    a, b, everyone = (response.json()["id"] for response in made)
+    a, b, everyone, nested = (response.json()["id"] for response in made)
     pool = await create_pool(migrated_database, min_size=1, max_size=24)
     try:
         scope = await announced_scope(pool, tenant)
-        writes = []
+        writes = [
+            _ADDING_WAYS["PATCH in one statement"](pool, scope, a, {"value": nested}),
+            _ADDING_WAYS["PATCH the locked way"](pool, scope, b, {"value": nested}),
+            provisioning.delete(pool, GROUPS, scope, nested),
+        ]
         for n, user in enumerate(users):
             member = {"value": user}
             writes += [
@@ -580,6 +586,28 @@ async def test_members_added_and_deleted_at_once_end_in_no_group_and_no_deadlock
                     pool, GROUPS, scope, {"displayName": f"New {n}", "members": [member]}
                 ),
                 provisioning.delete(pool, USERS, scope, user),
+                provisioning.apply_patch(
+                    pool,
+                    GROUPS,
+                    scope,
+                    a,
+                    patch_body({"op": "remove", "path": f'members[value eq "{user}"]'}),
+                    if_match="*" if n % 2 else None,
+                ),
+                provisioning.apply_patch(
+                    pool,
+                    USERS,
+                    scope,
+                    user,
+                    patch_body({"op": "replace", "path": "password", "value": "s3cret-enough"}),
+                ),
+                provisioning.apply_patch(
+                    pool,
+                    GROUPS,
+                    scope,
+                    b,
+                    patch_body({"op": "replace", "path": "displayName", "value": f"B{n}"}),
+                ),
             ]
         outcomes = await asyncio.wait_for(asyncio.gather(*writes, return_exceptions=True), 60)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
@@ -591,6 +619,10 @@ async def test_members_added_and_deleted_at_once_end_in_no_group_and_no_deadlock
             "AND u.managed AND u.deleted_at IS NULL)"
         )
         assert kept == 0
+        assert not await pool.fetchval(
+            f"SELECT count(*) FROM {qualified}.group_members WHERE member_id = $1",
+            uuid.UUID(nested),
+        )
         assert (
             await pool.fetchval(f"SELECT count(*) FROM {qualified}.users WHERE deleted_at IS NULL")
             == 0
