@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -474,6 +475,22 @@ _ADDING_WAYS = {
 }
 
 
+async def _refused_while_deleted(
+    monkeypatch: pytest.MonkeyPatch,
+    deleting: Awaitable[None],
+    adding: Callable[[], Awaitable[Any]],
+) -> None:
+    """``adding``, started while ``deleting`` is paused holding what it deletes (before
+    it locks the groups that contain it), waits for the delete, then is refused: 400."""
+    pause = pause_first_call(monkeypatch, groups, "lock_containing")
+    async with paused_inside(pause, deleting):
+        added = asyncio.ensure_future(adding())
+        await still_waiting(added, "the add went ahead of the delete holding its member")
+    with pytest.raises(ScimError) as refused:
+        await finished(added)
+    assert (refused.value.status, refused.value.scim_type) == (400, "invalidValue")
+
+
 @pytest.mark.parametrize("way", list(_ADDING_WAYS))
 async def test_a_member_being_deleted_is_not_added(
     client: Client,
@@ -496,13 +513,11 @@ async def test_a_member_being_deleted_is_not_added(
     )
     group = made.json()["id"]
     scope = await announced_scope(db, tenant)
-    pause = pause_first_call(monkeypatch, groups, "lock_containing")
-    async with paused_inside(pause, provisioning.delete(db, USERS, scope, user)):
-        adding = asyncio.ensure_future(_ADDING_WAYS[way](db, scope, group, member))
-        await still_waiting(adding, "the add went ahead of the delete holding the user")
-    with pytest.raises(ScimError) as refused:
-        await finished(adding)
-    assert (refused.value.status, refused.value.scim_type) == (400, "invalidValue")
+    await _refused_while_deleted(
+        monkeypatch,
+        provisioning.delete(db, USERS, scope, user),
+        lambda: _ADDING_WAYS[way](db, scope, group, member),
+    )
     qualified = quoted_schema(scope.schema)
     assert await db.fetchval(f"SELECT count(*) FROM {qualified}.group_members") == 0
     assert await db.fetchval(f"SELECT count(*) FROM {qualified}.groups") == 1
@@ -532,13 +547,11 @@ async def test_a_group_being_deleted_is_not_added_to_another(
     ]
     group, doomed = (response.json()["id"] for response in made)
     scope = await announced_scope(db, tenant)
-    pause = pause_first_call(monkeypatch, groups, "lock_containing")
-    async with paused_inside(pause, provisioning.delete(db, GROUPS, scope, doomed)):
-        adding = asyncio.ensure_future(_ADDING_WAYS[way](db, scope, group, {"value": doomed}))
-        await still_waiting(adding, "the add went ahead of the delete holding the group")
-    with pytest.raises(ScimError) as refused:
-        await finished(adding)
-    assert (refused.value.status, refused.value.scim_type) == (400, "invalidValue")
+    await _refused_while_deleted(
+        monkeypatch,
+        provisioning.delete(db, GROUPS, scope, doomed),
+        lambda: _ADDING_WAYS[way](db, scope, group, {"value": doomed}),
+    )
     qualified = quoted_schema(scope.schema)
     assert await db.fetchval(f"SELECT count(*) FROM {qualified}.group_members") == 0
 
