@@ -8,10 +8,10 @@ events (`service.events`) as the last step of its transaction, or with the
 statement that stores a user's change. The writes IdPs send most need no
 transaction block: the common create (a group's with its members too) and a
 group's member PATCH are one statement each, their state read in it
-(`_insert_with_state`, `_patch_members_in_one`), and a user's PATCH or PUT
-reads without a lock, then writes with one statement that takes effect only
-if what it read still holds, or runs again the locked way
-(`_change_user_unlocked`). A write adding members holds them before it locks
+(`_insert_with_state`, `_patch_members_in_one`), and a user's PATCH or PUT, or
+a group's PATCH of its attributes alone, reads without a lock, then writes with
+one statement that takes effect only if what it read still holds, or runs
+again the locked way (`_change_user_unlocked`, `_change_group_unlocked`). A write adding members holds them before it locks
 their group, as a delete locks its resource before the groups it leaves
 (`groups.hold`).
 """
@@ -1065,8 +1065,13 @@ async def apply_patch(
         patched = await _change_user_unlocked(
             pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection
         )
-    elif table is GROUPS and _may_go_unlocked(scope) and if_match is None:
-        patched = await _patch_members_in_one(pool, scope, raw_id, operations, projection)
+    elif table is GROUPS and _may_go_unlocked(scope):
+        if patch.attributes_alone(table.resource_type, operations):
+            patched = await _change_group_unlocked(
+                pool, scope, raw_id, operations, if_match=if_match, projection=projection
+            )
+        elif if_match is None:
+            patched = await _patch_members_in_one(pool, scope, raw_id, operations, projection)
     if patched is not None:
         return patched
 
@@ -1168,6 +1173,70 @@ async def _change_user_unlocked(
             return None
         rows = (row, stored[0])
         return await _respond(conn, scope, USERS, rows, (before, stored[1]), projection=projection)
+
+
+async def _change_group_unlocked(
+    pool: Pool,
+    scope: Scope,
+    raw_id: str,
+    operations: list[patch.Operation],
+    *,
+    if_match: str | None,
+    projection: Projection | None,
+) -> dict[str, Any] | None:
+    """A group PATCH of its attributes alone (a rename, as Entra and JumpCloud send it)
+    as a user's PATCH goes (`_change_user_unlocked`): the group and the write's state
+    read in one statement without a lock, then the change and its event in one
+    statement that takes effect only if the group is still at the version read. The
+    locked way took seven round trips (BEGIN, state, lock, update, members, event,
+    COMMIT) with the group locked across them, where member changes wait.
+
+    None, having written nothing, when it needs the locked way: the tenant maps roles
+    (a rename may move them) or its guard is tripped, the event cannot go with the
+    change (`_events_along`), the operations turn out to change members, or the group
+    changed since it was read."""
+    async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
+        read = await _unlocked_with_state(conn, GROUPS, scope, raw_id)
+        if read is None:
+            return None
+        row, state = read
+        now = state.now
+        if state.roles is not None or state.guard_tripped or not _events_along(scope, state):
+            return None
+        assert now is not None
+        _check_if_match(row, if_match)
+        result = patch.apply_patch(GROUPS.resource_type, row["resource"], operations)
+        if result.member_steps:
+            return None
+        before = _event_body(GROUPS, scope, row)
+        stored = {
+            "id": row["id"],
+            "resource": result.resource,
+            "created": row["created"],
+            "last_modified": now,
+            "version": row["version"] + 1,
+        }
+        after = _event_body(GROUPS, scope, stored)
+        event = events.changed(before, after)
+        if event is None:  # nothing to change: answered from the read
+            return await _respond(
+                conn, scope, GROUPS, (row, row), (before, before), projection=projection
+            )
+        updated = await update_unless_changed(
+            conn,
+            GROUPS,
+            scope.schema,
+            row["id"],
+            result.resource,
+            version=row["version"],
+            at=now,
+            along=functools.partial(outbox.appending, scope.schema, [event], numbered=True),
+        )
+        if updated is None:
+            return None
+        return await _respond(
+            conn, scope, GROUPS, (row, updated), (before, after), projection=projection
+        )
 
 
 def _patched(

@@ -195,6 +195,16 @@ def member_change_alone(
     return step if step.kind in ("add", "remove") else None
 
 
+def attributes_alone(resource_type: ResourceType, operations: list[Operation]) -> bool:
+    """Whether Group ``operations`` change no members (a rename, an externalId), as far
+    as they can be told before the group is read; False when they fail so."""
+    try:
+        result = apply_patch(resource_type, _ANY_GROUP, operations)
+    except ScimError:
+        return False
+    return not result.member_steps
+
+
 def members_added(resource_type: ResourceType, operations: list[Operation]) -> list[str]:
     """The member ids Group ``operations`` add (by `add` or `replace`), known before the
     group is read, as `member_change_alone`'s step is; none when they fail so."""

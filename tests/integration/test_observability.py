@@ -572,6 +572,46 @@ async def test_a_user_put_is_its_change_and_event_in_one_statement_without_a_loc
     assert stale.status_code == 412, stale.text
 
 
+async def test_a_group_rename_is_its_change_and_event_in_one_statement_without_a_lock(
+    client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
+) -> None:
+    """Entra and JumpCloud rename a group with a PATCH of its displayName: read with the
+    state without a lock, then one statement stores the change and its event if the
+    group is still at the version read (its If-Match checked against that version).
+    One that also changes members goes the locked way."""
+    made = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Ops"}, headers=tenant.auth()
+    )
+    url = f"{tenant.scim}/Groups/{made.json()['id']}"
+    rename = patch_body({"op": "replace", "path": "displayName", "value": "Operations"})
+    recorded.spans.clear()
+    response = await client.patch(url, json=rename, headers=tenant.auth() | {"If-Match": 'W/"1"'})
+    assert response.status_code == 204, response.text
+    assert response.headers["etag"] == 'W/"2"'
+    spans = await finished_spans(recorded, 1)
+    assert statements_of(spans, server_span(spans, f"PATCH {GROUPS_ROUTE}/{{resource_id}}")) == [
+        "SELECT tenants role_mappings deprovision_guards",
+        "UPDATE groups event_sequence events",
+    ]
+    assert opened == []
+    read = await client.get(url, headers=tenant.auth())
+    assert (read.json()["displayName"], read.headers["etag"]) == ("Operations", 'W/"2"')
+    [*_, renamed] = await all_events(client, tenant.slug)
+    assert (renamed["type"], renamed["previous"]) == ("group.updated", {"displayName": "Ops"})
+    assert renamed["data"] == {k: v for k, v in read.json().items() if k != "members"}
+
+    stale = await client.patch(url, json=rename, headers=tenant.auth() | {"If-Match": 'W/"1"'})
+    assert stale.status_code == 412, stale.text
+    user = await tenant.create_user("lee@example.com")
+    both = patch_body(
+        {"op": "replace", "path": "displayName", "value": "Ops"},
+        {"op": "add", "path": "members", "value": [{"value": user["id"]}]},
+    )
+    changed = await client.patch(url, json=both, headers=tenant.auth())
+    assert changed.status_code == 204, changed.text
+    assert opened == ["transaction"]
+
+
 async def test_a_member_patch_is_one_statement_without_a_transaction_block(
     client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
