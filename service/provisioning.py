@@ -11,9 +11,9 @@ group's member PATCH are one statement each, their state read in it
 (`_insert_with_state`, `_patch_members_in_one`), and a user's PATCH or PUT, or
 a group's PATCH of its attributes alone, reads without a lock, then writes with
 one statement that takes effect only if what it read still holds, or runs
-again the locked way (`_change_user_unlocked`, `_change_group_unlocked`). A write adding members holds them before it locks
-their group, as a delete locks its resource before the groups it leaves
-(`groups.hold`).
+again the locked way (`_change_user_unlocked`, `_change_group_unlocked`). A
+write adding members holds them before it locks their group, as a delete locks
+its resource before the groups it leaves (`groups.hold`).
 """
 
 from __future__ import annotations
