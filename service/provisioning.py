@@ -1066,12 +1066,15 @@ async def apply_patch(
             pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection
         )
     elif table is GROUPS and _may_go_unlocked(scope):
-        if patch.attributes_alone(table.resource_type, operations):
+        tenant_id = scope.tenant_id
+        if not patch.attributes_alone(table.resource_type, operations):
+            if if_match is None:
+                patched = await _patch_members_in_one(pool, scope, raw_id, operations, projection)
+        # A rename where the process saw roles mapped or the guard tripped: the locked way.
+        elif not (write_state.maps_roles(tenant_id) or write_state.guard_tripped(tenant_id)):
             patched = await _change_group_unlocked(
                 pool, scope, raw_id, operations, if_match=if_match, projection=projection
             )
-        elif if_match is None:
-            patched = await _patch_members_in_one(pool, scope, raw_id, operations, projection)
     if patched is not None:
         return patched
 

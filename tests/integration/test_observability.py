@@ -324,6 +324,18 @@ async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
     ]
     assert created["data"]["roles"] == ["member"]
     assert await roles_of(client, tenant.slug, ada["id"]) == ["a", "member"]
+    recorded.spans.clear()
+    rename = patch_body({"op": "replace", "path": "displayName", "value": "B"})
+    moved = await client.patch(
+        f"{tenant.scim}/Groups/{made.json()['id']}", json=rename, headers=tenant.auth()
+    )
+    assert moved.status_code == 204, moved.text
+    spans = await finished_spans(recorded, 1)
+    done = statements_of(spans, server_span(spans, f"PATCH {GROUPS_ROUTE}/{{resource_id}}"))
+    # The locked way at once (a rename may move roles): the state, then the group's lock,
+    # with no read without a lock first.
+    assert done[:2] == ["SELECT tenants role_mappings deprovision_guards", "SELECT groups"]
+    assert await roles_of(client, tenant.slug, ada["id"]) == ["member"]
 
 
 @pytest.fixture
