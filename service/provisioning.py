@@ -1061,15 +1061,18 @@ async def apply_patch(
     operations = patch.parse_patch_request(body)
     request_context.note_patch_operations(len(operations))
     patched = None
+    # What a group's operations do to its members is known before the group is read.
+    foreseen = patch.foreseen(table.resource_type, operations) if table is GROUPS else None
     if table is USERS and _may_go_unlocked(scope):
         patched = await _change_user_unlocked(
             pool, scope, raw_id, _patched(operations), if_match=if_match, projection=projection
         )
     elif table is GROUPS and _may_go_unlocked(scope):
         tenant_id = scope.tenant_id
-        if not patch.attributes_alone(table.resource_type, operations):
+        if not patch.attributes_alone(foreseen):
             if if_match is None:
-                patched = await _patch_members_in_one(pool, scope, raw_id, operations, projection)
+                step = patch.member_change_alone(foreseen)
+                patched = await _patch_members_in_one(pool, scope, raw_id, step, projection)
         # A rename where the process saw roles mapped or the guard tripped: the locked way.
         elif not (write_state.maps_roles(tenant_id) or write_state.guard_tripped(tenant_id)):
             patched = await _change_group_unlocked(
@@ -1108,7 +1111,7 @@ async def apply_patch(
                 after, bump = bumped, False
         return after, None if stored is None else stored[1], members
 
-    adding = patch.members_added(table.resource_type, operations) if table is GROUPS else []
+    adding = patch.members_added(foreseen)
     return await _change_locked(
         pool,
         table,
@@ -1269,7 +1272,7 @@ async def _patch_members_in_one(
     pool: Pool,
     scope: Scope,
     raw_id: str,
-    operations: list[patch.Operation],
+    step: patch.MemberStep | None,
     projection: Projection | None,
     *,
     again: bool = True,
@@ -1295,13 +1298,12 @@ async def _patch_members_in_one(
     corrected them (`write_state.of_row`) and the PATCH runs again this way, once.
 
     None, having written nothing, when the PATCH needs more: its operations do
-    more than that one change (`patch.member_change_alone`), a member to add
+    more than that one change (no ``step``: `patch.member_change_alone`), a member to add
     cannot be one (the error is reported once the group is found), the state
     held it back (events numbered in the insert, a tenant both mapped and
     tripped) or the change nests groups (`roles.ExclusiveNeeded`); the locked
     way then runs it.
     """
-    step = patch.member_change_alone(GROUPS.resource_type, operations)
     mapped = write_state.maps_roles(scope.tenant_id)
     tripped = write_state.guard_tripped(scope.tenant_id)
     if step is None or scope.tenant_id is None or (mapped and tripped):
@@ -1345,7 +1347,7 @@ async def _patch_members_in_one(
     hints = (write_state.maps_roles(scope.tenant_id), write_state.guard_tripped(scope.tenant_id))
     if not again or hints == (mapped, tripped):
         return None
-    return await _patch_members_in_one(pool, scope, raw_id, operations, projection, again=False)
+    return await _patch_members_in_one(pool, scope, raw_id, step, projection, again=False)
 
 
 def _along_members(

@@ -174,43 +174,40 @@ def apply_patch(
 
 
 _ANY_GROUP: Final = {"displayName": "any"}
-"""A group standing in for every group (`member_change_alone`)."""
+"""A group standing in for every group (`foreseen`)."""
 
 
-def member_change_alone(
-    resource_type: ResourceType, operations: list[Operation]
-) -> MemberStep | None:
-    """The one step of Group ``operations`` that only add, or only remove, members by
-    id, what IdPs send most; None when they do anything else, or fail. Members are
-    not among a group's attributes, so what such operations do depends on no
-    attribute: the step is known before the group is read. An error is left to be
-    reported against the group itself, once it is found."""
+def foreseen(resource_type: ResourceType, operations: list[Operation]) -> PatchResult | None:
+    """What Group ``operations`` do as far as it is known before the group is read:
+    their result on a group standing in for every group. Members are not among a
+    group's attributes, so what the operations do to members depends on no
+    attribute. None when they fail there: an error is left to be reported against
+    the group itself, once it is found."""
     try:
-        result = apply_patch(resource_type, _ANY_GROUP, operations)
+        return apply_patch(resource_type, _ANY_GROUP, operations)
     except ScimError:
         return None
-    if result.resource != _ANY_GROUP or len(result.member_steps) != 1:
+
+
+def member_change_alone(result: PatchResult | None) -> MemberStep | None:
+    """The one step of `foreseen` operations that only add, or only remove, members by
+    id, what IdPs send most; None when they do anything else, or fail."""
+    if result is None or result.resource != _ANY_GROUP or len(result.member_steps) != 1:
         return None
     [step] = result.member_steps
     return step if step.kind in ("add", "remove") else None
 
 
-def attributes_alone(resource_type: ResourceType, operations: list[Operation]) -> bool:
-    """Whether Group ``operations`` change no members (a rename, an externalId), as far
-    as they can be told before the group is read; False when they fail so."""
-    try:
-        result = apply_patch(resource_type, _ANY_GROUP, operations)
-    except ScimError:
-        return False
-    return not result.member_steps
+def attributes_alone(result: PatchResult | None) -> bool:
+    """Whether `foreseen` operations change no members (a rename, an externalId);
+    False when they fail."""
+    return result is not None and not result.member_steps
 
 
-def members_added(resource_type: ResourceType, operations: list[Operation]) -> list[str]:
-    """The member ids Group ``operations`` add (by `add` or `replace`), known before the
-    group is read, as `member_change_alone`'s step is; none when they fail so."""
-    try:
-        result = apply_patch(resource_type, _ANY_GROUP, operations)
-    except ScimError:
+def members_added(result: PatchResult | None) -> list[str]:
+    """The member ids `foreseen` operations add (by `add` or `replace`); none when
+    they fail."""
+    if result is None:
         return []
     return [
         member_id
