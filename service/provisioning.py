@@ -500,6 +500,17 @@ def _inserted(resource_id: uuid.UUID, resource: dict[str, Any], at: datetime) ->
     }
 
 
+def _updated(row: Row, resource: dict[str, Any], at: datetime | None) -> dict[str, Any]:
+    """``row`` as an update to ``resource`` stores it, modified ``at``: version one up."""
+    return {
+        "id": row["id"],
+        "resource": resource,
+        "created": row["created"],
+        "last_modified": at,
+        "version": row["version"] + 1,
+    }
+
+
 async def _insert_with_state(
     conn: Connection,
     table: Table,
@@ -624,14 +635,7 @@ async def _update_user_with_event(
     tracker = state.roles
     if not _events_along(scope, state):
         return None
-    stored = {
-        "id": row["id"],
-        "resource": resource,
-        "created": row["created"],
-        "last_modified": state.now,
-        "version": row["version"] + 1,
-    }
-    after = _event_body(USERS, scope, stored)
+    after = _event_body(USERS, scope, _updated(row, resource, state.now))
     # The roles, in a tenant that maps them, are the statement's to set (`_holding_roles`).
     event = events.changed(before, after, None if tracker is None else [])
     if event is None:
@@ -1215,14 +1219,7 @@ async def _change_group_unlocked(
         if result.member_steps:
             return None
         before = _event_body(GROUPS, scope, row)
-        stored = {
-            "id": row["id"],
-            "resource": result.resource,
-            "created": row["created"],
-            "last_modified": now,
-            "version": row["version"] + 1,
-        }
-        after = _event_body(GROUPS, scope, stored)
+        after = _event_body(GROUPS, scope, _updated(row, result.resource, now))
         event = events.changed(before, after)
         if event is None:  # nothing to change: answered from the read
             return await _respond(
