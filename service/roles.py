@@ -35,7 +35,7 @@ recomputes, in id order, and computes them in its next statement, whose
 snapshot shows the memberships of the write it waited for. A user's own
 write reads its stored roles `FOR SHARE` once it holds the user, so its event
 shows what a concurrent member change stores; a user's delete locks the groups it is in
-before it drops them (`groups.lock_containing`), so it never holds roles a
+before it drops them (`resources.leaving_groups`), so it never holds roles a
 member change of one of those groups waits for while it waits for that
 change. A group write cannot know what it changes before it has run: run
 under the shared lock, one that turns out to need the exclusive lock raises

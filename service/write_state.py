@@ -7,8 +7,8 @@ its role mapping, taking the tenant's roles lock when there is one
 user's create also whether a hidden user may be claimed
 (`service.store.lifecycle.claim_probe`), so an ordinary create costs no
 round trip more for the rare adoption; for a PATCH that takes no lock, the
-resource it changes (`read_with`); for the common create, the create itself
-(`read_and_write`).
+resource it changes, and for a delete the resource it locks (`read_with`); for
+the common create, the create itself (`read_and_write`).
 """
 
 from __future__ import annotations
@@ -209,12 +209,12 @@ async def read_with(
     resource: Callable[[int], str],
     resource_args: list[Any],
 ) -> tuple[WriteState, asyncpg.Record | None]:
-    """The state of a write that takes no lock (`read`, without the roles lock: the
-    caller takes another way when the tenant maps roles) and, in the same
-    statement, the resource it writes: ``resource`` is a `SELECT` of at most one
-    row given the first `$n` its arguments (``resource_args``) take. The resource
-    is None when there is none, or when the tenant is not found (the state
-    `UNTRACKED`)."""
+    """The state of a write (`read`, without the roles lock: the caller takes another
+    way when the tenant maps roles) and, in the same statement, the resource it
+    writes: ``resource`` is a `SELECT` of at most one row given the first `$n` its
+    arguments (``resource_args``) take, read without a lock or locked (a delete's).
+    The resource is None when there is none, or when the tenant is not found (the
+    state `UNTRACKED`)."""
     row = await conn.fetchrow(
         _statement("NULL::boolean", resource(3)),
         tenant_id,

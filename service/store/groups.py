@@ -128,23 +128,6 @@ async def add(
     return change
 
 
-async def lock_containing(conn: Connection, schema: str, member_id: uuid.UUID) -> None:
-    """Lock the groups ``member_id`` is directly in, in id order, until the transaction
-    ends: for a delete, before it takes the member out of them.
-
-    A change of one of those groups holds the group's row from its first
-    statement; a delete that removed the membership first would then wait for
-    the group's row to bump it, while the change, adding the same member, waits
-    to see whether that removal commits: PostgreSQL ends one as a deadlock.
-    """
-    qualified = quoted_schema(schema)
-    await conn.execute(
-        f"SELECT 1 FROM {qualified}.groups WHERE id IN (SELECT group_id FROM "
-        f"{qualified}.group_members WHERE member_id = $1) ORDER BY id FOR NO KEY UPDATE",
-        member_id,
-    )
-
-
 def new_member_ids(group_id: uuid.UUID, ids: Sequence[str]) -> list[uuid.UUID]:
     """The ids of members to add, once each; 400 for a value that cannot be one."""
     member_ids = _uuids(ids)

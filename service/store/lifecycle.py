@@ -15,7 +15,7 @@ import asyncpg
 from service.postgres import Connection, Pool
 from service.scim.errors import ScimError
 from service.store.paging import RESOURCE_COLUMNS
-from service.store.resources import USERS, Row
+from service.store.resources import AFTER_CONTAINING, USERS, Row, leaving_groups
 from tenants import policies
 from tenants.schemas import quoted_schema
 
@@ -205,20 +205,18 @@ async def record_link(
 async def soft_delete(
     conn: Connection, schema: str, user_id: uuid.UUID
 ) -> list[tuple[uuid.UUID, str]]:
-    """Hide a user from SCIM, deactivated, keeping its data and the groups it was in.
+    """Hide a held user from SCIM, deactivated, keeping its data and the groups it was in,
+    in one statement that takes it out of them (`resources.leaving_groups`).
 
     Returns the groups it left: (id, displayName) each, as `resources.delete` does.
     """
     qualified = quoted_schema(schema)
     rows = await conn.fetch(
-        f"WITH removed AS (DELETE FROM {qualified}.group_members WHERE member_id = $1 "
-        "RETURNING group_id), "
-        f"bumped AS (UPDATE {qualified}.groups SET version = version + 1, last_modified = now() "
-        "WHERE id IN (SELECT group_id FROM removed) RETURNING id, display_name), "
+        f"WITH {leaving_groups(qualified)}, "
         f"hidden AS (UPDATE {qualified}.users SET deleted_at = now(), active = false, "
         """resource = resource || '{"active": false}'::jsonb, """
         "deleted_groups = (SELECT coalesce(array_agg(group_id), '{}') FROM removed), "
-        "version = version + 1, last_modified = now() WHERE id = $1) "
+        f"version = version + 1, last_modified = now() WHERE id = $1 AND {AFTER_CONTAINING}) "
         "SELECT id, display_name FROM bumped",
         user_id,
     )

@@ -309,20 +309,51 @@ async def _updating(
         raise conflict(table, resource) from exc
 
 
+def leaving_groups(qualified: str) -> str:
+    """`WITH` queries taking the member `$1` out of every group it is directly in, for its
+    delete, in the delete's own statement: `containing` locks those groups in id
+    order, `removed` then drops the memberships, `bumped` (id, display_name) bumps
+    the groups' versions. A write of the delete's that must follow the locks is
+    gated on them as `removed` is, with `AFTER_CONTAINING`.
+
+    The groups are locked before any membership is dropped: a change of one of
+    them holds its row from its first statement, and a delete that dropped the
+    membership first would wait for the row to bump it while the change, adding
+    the same member again, waited to see whether that drop commits; PostgreSQL
+    ends one as a deadlock. The caller holds the member `TO_DELETE` from an
+    earlier statement of its transaction, so this one's snapshot shows every
+    membership: a write adding the member holds it `FOR KEY SHARE` and has
+    committed, or waits for the delete and then finds the member gone.
+    """
+    return (
+        f"containing AS MATERIALIZED (SELECT id FROM {qualified}.groups WHERE id IN "
+        f"(SELECT group_id FROM {qualified}.group_members WHERE member_id = $1) "
+        "ORDER BY id FOR NO KEY UPDATE), "
+        f"removed AS (DELETE FROM {qualified}.group_members WHERE member_id = $1 "
+        f"AND {AFTER_CONTAINING} RETURNING group_id), "
+        f"bumped AS (UPDATE {qualified}.groups SET version = version + 1, "
+        "last_modified = now() WHERE id IN (SELECT group_id FROM removed) "
+        "RETURNING id, display_name)"
+    )
+
+
+AFTER_CONTAINING: Final = "(SELECT count(*) FROM containing) >= 0"
+"""A condition true once `leaving_groups`' locks are taken: PostgreSQL evaluates it
+before the statement it gates scans anything."""
+
+
 async def delete(
     conn: Connection, table: Table, schema: str, resource_id: uuid.UUID
 ) -> list[tuple[uuid.UUID, str]]:
-    """Delete the resource and take it out of every group, in the caller's transaction.
+    """Delete the held resource and take it out of every group (`leaving_groups`), in one
+    statement of the caller's transaction.
 
     Returns the groups it was taken out of: (id, displayName) each.
     """
-    qualified = quoted_schema(schema)
-    await conn.execute(f"DELETE FROM {table.qualified(schema)} WHERE id = $1", resource_id)
     rows = await conn.fetch(
-        f"WITH removed AS (DELETE FROM {qualified}.group_members WHERE member_id = $1 "
-        "RETURNING group_id) "
-        f"UPDATE {qualified}.groups SET version = version + 1, last_modified = now() "
-        "WHERE id IN (SELECT group_id FROM removed) RETURNING id, display_name",
+        f"WITH {leaving_groups(quoted_schema(schema))}, "
+        f"gone AS (DELETE FROM {table.qualified(schema)} WHERE id = $1 AND {AFTER_CONTAINING}) "
+        "SELECT id, display_name FROM bumped",
         resource_id,
     )
     return [(row["id"], row["display_name"]) for row in rows]

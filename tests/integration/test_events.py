@@ -19,8 +19,8 @@ from service.postgres import Pool, create_pool
 from service.scim import resources
 from service.scim.errors import ScimError
 from service.settings import Settings
-from service.store import groups, outbox
-from service.store.resources import GROUPS, USERS
+from service.store import groups, lifecycle, outbox
+from service.store.resources import GROUPS, USERS, Table
 from service.webhooks.worker import WebhookWorker
 from tenants import notifications
 from tenants.migrations import LATEST_VERSION, apply_pending
@@ -475,15 +475,25 @@ _ADDING_WAYS = {
 }
 
 
+_DROPPING: dict[str, tuple[Any, str]] = {
+    "User": (lifecycle, "soft_delete"),
+    "Group": (provisioning, "delete_row"),
+}
+"""What a delete calls, holding what it deletes, to drop it and lock its groups (a user's
+soft delete under the default policy)."""
+
+
 async def _refused_while_deleted(
     monkeypatch: pytest.MonkeyPatch,
-    deleting: Awaitable[None],
+    table: Table,
+    deleting: Callable[[], Awaitable[None]],
     adding: Callable[[], Awaitable[Any]],
 ) -> None:
-    """``adding``, started while ``deleting`` is paused holding what it deletes (before
-    it locks the groups that contain it), waits for the delete, then is refused: 400."""
-    pause = pause_first_call(monkeypatch, groups, "lock_containing")
-    async with paused_inside(pause, deleting):
+    """``adding``, started while ``deleting`` a resource of ``table`` is paused holding
+    it (before it locks the groups that contain it), waits for the delete, then is
+    refused: 400."""
+    pause = pause_first_call(monkeypatch, *_DROPPING[table.resource_type.name])
+    async with paused_inside(pause, deleting()):
         added = asyncio.ensure_future(adding())
         await still_waiting(added, "the add went ahead of the delete holding its member")
     with pytest.raises(ScimError) as refused:
@@ -515,7 +525,8 @@ async def test_a_member_being_deleted_is_not_added(
     scope = await announced_scope(db, tenant)
     await _refused_while_deleted(
         monkeypatch,
-        provisioning.delete(db, USERS, scope, user),
+        USERS,
+        lambda: provisioning.delete(db, USERS, scope, user),
         lambda: _ADDING_WAYS[way](db, scope, group, member),
     )
     qualified = quoted_schema(scope.schema)
@@ -549,7 +560,8 @@ async def test_a_group_being_deleted_is_not_added_to_another(
     scope = await announced_scope(db, tenant)
     await _refused_while_deleted(
         monkeypatch,
-        provisioning.delete(db, GROUPS, scope, doomed),
+        GROUPS,
+        lambda: provisioning.delete(db, GROUPS, scope, doomed),
         lambda: _ADDING_WAYS[way](db, scope, group, {"value": doomed}),
     )
     qualified = quoted_schema(scope.schema)

@@ -26,6 +26,7 @@ from observability import request_context
 from observability.database import TracedConnection
 from observability.logging import JsonFormatter
 from observability.setup import Telemetry
+from service import write_state
 from service.app import create_app
 from service.settings import Settings
 from tests.integration.test_events import all_events, patch_body
@@ -234,10 +235,10 @@ async def test_the_common_create_answers_what_it_stored_without_reading_it_back(
 async def test_a_user_delete_counts_and_stores_its_events_in_one_statement(
     client: Client, tenant: TenantHandle, recorded: Recorded
 ) -> None:
-    """A user's DELETE in a guarded tenant runs in a transaction: the state, the user
-    locked, the groups it leaves locked, the soft delete, then one statement that
-    counts the deprovision on the guard row it locks and stores the events unless
-    the guard holds them."""
+    """A user's DELETE in a guarded tenant runs in a transaction: the user locked with
+    the state read, the groups it leaves locked and the soft delete in one statement,
+    then one statement that counts the deprovision on the guard row it locks and
+    stores the events unless the guard holds them."""
     users = [(await tenant.create_user(f"d{n}@example.com"))["id"] for n in range(3)]
     members = [{"value": user} for user in users]
     made = await client.post(
@@ -253,11 +254,49 @@ async def test_a_user_delete_counts_and_stores_its_events_in_one_statement(
     spans = await finished_spans(recorded, 1)
     assert statements_of(spans, server_span(spans, f"DELETE {USERS_ROUTE}/{{resource_id}}")) == [
         "SELECT tenants role_mappings deprovision_guards",
-        "SELECT users",
-        "SELECT groups group_members",
         "DELETE group_members groups users",
         "UPDATE deprovision_guards events users",
     ]
+
+
+async def test_a_delete_finding_a_role_mapping_runs_again_taking_the_roles_lock_first(
+    client: Client, tenant: TenantHandle, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's delete in a tenant whose role mapping the process has not seen locks the
+    user with the state, finds the mapping, undoes that and runs again taking the roles
+    lock before the user (the order every mapped write takes them in); the next delete
+    goes that way at once. Each user is deleted once, its event with its last roles."""
+    warm, *users = [(await tenant.create_user(f"m{n}@example.com"))["id"] for n in range(3)]
+    mapping = {"default_roles": ["member"], "groups": []}
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+    # The first deprovision creates the tenant's guard row.
+    assert (await client.delete(f"{tenant.scim}/Users/{warm}", headers=tenant.auth())).is_success
+    monkeypatch.setattr(write_state, "_MAPPED", set())
+    route = f"DELETE {USERS_ROUTE}/{{resource_id}}"
+    found = []
+    for user in users:
+        recorded.spans.clear()
+        deleted = await client.delete(f"{tenant.scim}/Users/{user}", headers=tenant.auth())
+        assert deleted.status_code == 204, deleted.text
+        spans = await finished_spans(recorded, 1)
+        found.append(statements_of(spans, server_span(spans, route)))
+    locked_way = [
+        "SELECT tenants role_mappings deprovision_guards",
+        "SELECT users",
+        "DELETE group_members groups users",
+        "DELETE user_roles",
+        "UPDATE deprovision_guards events users",
+    ]
+    assert found == [["SELECT tenants role_mappings deprovision_guards", *locked_way], locked_way]
+    deletes = [
+        (event["resource"]["id"], event["data"]["roles"])
+        for event in await all_events(client, tenant.slug)
+        if event["type"] == "user.deleted"
+    ]
+    assert deletes == [(user, ["member"]) for user in [warm, *users]]
 
 
 async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
