@@ -276,6 +276,42 @@ async def test_a_user_delete_counts_and_stores_its_events_in_one_statement(
     ]
 
 
+async def test_a_group_delete_is_its_lock_then_one_statement_then_its_events(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    """A group's DELETE runs in a transaction: the group locked with the state read, the
+    groups it is in locked, it taken out of them and deleted in one statement, then its
+    events; its parent lists it no more, and its events name the parent it left."""
+    child = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Child"}, headers=tenant.auth()
+    )
+    child_id = child.json()["id"]
+    parent = await client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "Parent", "members": [{"value": child_id}]},
+        headers=tenant.auth(),
+    )
+    parent_id = parent.json()["id"]
+    deleted, statements = await statements_run(
+        recorded,
+        f"DELETE {GROUPS_ROUTE}/{{resource_id}}",
+        client.delete(f"{tenant.scim}/Groups/{child_id}", headers=tenant.auth()),
+    )
+    assert deleted.status_code == 204, deleted.text
+    assert statements == [
+        "SELECT tenants role_mappings deprovision_guards",
+        "DELETE group_members groups containing",
+        "INSERT events",
+    ]
+    read = await client.get(f"{tenant.scim}/Groups/{parent_id}", headers=tenant.auth())
+    assert (read.json()["members"], read.headers["etag"]) == ([], 'W/"2"')
+    found = [
+        (event["type"], event["data"].get("group", {}).get("displayName"))
+        for event in await all_events(client, tenant.slug)
+    ][-2:]
+    assert found == [("group.deleted", None), ("group.member_removed", "Parent")]
+
+
 async def test_a_delete_finding_a_role_mapping_runs_again_taking_the_roles_lock_first(
     client: Client, tenant: TenantHandle, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
