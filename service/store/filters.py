@@ -11,6 +11,7 @@ expression indexes; everything else is evaluated on the `resource` jsonb.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -349,6 +350,48 @@ def _conjuncts(expr: scim_filter.Filter) -> list[scim_filter.Filter]:
 def _path_text(path: scim_filter.AttrPath) -> str:
     text = f"{path.schema}:{path.attr}" if path.schema else path.attr
     return f"{text}.{path.sub_attr}" if path.sub_attr else text
+
+
+_IDENTIFYING: frozenset[tuple[str, str | None]] = frozenset(
+    {("id", None), ("externalid", None), ("username", None), ("displayname", None)}
+    | {("emails", "value")}
+)
+"""(attribute, sub-attribute) of a core schema that resources are looked up by, each
+value shared by few of them."""
+
+
+def names_few(target: Target, expr: scim_filter.Filter) -> bool:
+    """Whether ``expr`` matches few resources by its shape: it requires an `eq` on an
+    attribute resources are looked up by (`_IDENTIFYING`), on each side of any `or`,
+    as an IdP's lookup does (`userName eq "..."`, perhaps with more conditions). Not
+    a guarantee, a choice of plan: `paging.page_statements` reads such a filter's
+    matches once, whole, and counts them as it goes; any other filter may match
+    most of the tenant."""
+    if isinstance(expr, scim_filter.And):
+        return names_few(target, expr.left) or names_few(target, expr.right)
+    if isinstance(expr, scim_filter.Or):
+        return names_few(target, expr.left) and names_few(target, expr.right)
+    if isinstance(expr, scim_filter.ValuePath):
+        path = expr.path
+        return any(
+            isinstance(term, scim_filter.Compare)
+            and _looks_up(target, term, dataclasses.replace(path, sub_attr=term.path.attr))
+            for term in _conjuncts(expr.filter)
+        )
+    return isinstance(expr, scim_filter.Compare) and _looks_up(target, expr, expr.path)
+
+
+def _looks_up(target: Target, term: scim_filter.Compare, path: scim_filter.AttrPath) -> bool:
+    """Whether ``term``, about ``path``, is an `eq` on an `_IDENTIFYING` attribute."""
+    if term.op != "eq" or term.value is None:
+        return False
+    resolved = resolve(target.resource_type, path.schema, path.attr, path.sub_attr)
+    if resolved is None or resolved[0] is not target.resource_type.schema:
+        return False
+    _, attribute, sub = resolved
+    if sub is None and attribute.multi_valued:
+        sub = attribute.sub(_MULTI_VALUED_DEFAULT_SUB)
+    return (attribute.name.lower(), sub.name.lower() if sub else None) in _IDENTIFYING
 
 
 def compile_filter(target: Target, expr: scim_filter.Filter, builder: SqlBuilder) -> str:
