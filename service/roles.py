@@ -45,6 +45,7 @@ under the shared lock, one that turns out to need the exclusive lock raises
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable
 from typing import Any, Final
@@ -448,21 +449,58 @@ async def show(pool: Pool, slug: str) -> RoleMappingView:
     return await role_mappings.view(pool, tenant_id)
 
 
+SETTLE_SECONDS: Final = 0.2
+"""How long after a mapping change `set_mapping` recomputes every user's roles again."""
+
+
 async def set_mapping(
     pool: Pool, slug: str, view: RoleMappingBody | None, *, record_events: bool
 ) -> tuple[RoleMappingView, int]:
     """Replace (None: remove) a tenant's mapping; returns it and how many users' roles changed.
 
     Every provisioned user's roles are recomputed in the same transaction, and
-    each change is a `user.roles_changed` event.
+    each change is a `user.roles_changed` event. Then, `SETTLE_SECONDS` later,
+    once more under the lock: a write that read the mapping before the change
+    committed stored roles by the old one after the recompute. A write's
+    statement reads the mapping and takes the roles lock together, so one that
+    waited for the change's lock read the mapping as it was before (its
+    snapshot is the statement's start); one in a tenant that had no mapping
+    took no lock at all. The second pass waits for the first kind, which hold
+    the lock shared, and sees what both kinds committed by then, and reports
+    what it corrects the same way. A write that read the old mapping and
+    commits later still (a transaction block running longer than the pause
+    after its first statement) keeps what it stored until the user's roles are
+    next recomputed.
     """
     mapping = None if view is None else role_mappings.checked(view)
     tenant_id, schema = await tenant(pool, slug)
+    changed = await _recomputed(
+        pool, tenant_id, schema, record_events=record_events, replacing=True, mapping=mapping
+    )
+    await asyncio.sleep(SETTLE_SECONDS)
+    changed += await _recomputed(pool, tenant_id, schema, record_events=record_events)
+    return await role_mappings.view(pool, tenant_id), changed
+
+
+async def _recomputed(
+    pool: Pool,
+    tenant_id: uuid.UUID,
+    schema: str,
+    *,
+    record_events: bool,
+    replacing: bool = False,
+    mapping: role_mappings.RoleMapping | None = None,
+) -> int:
+    """Every provisioned user's roles recomputed, in a transaction under the exclusive
+    roles lock, by the tenant's mapping, ``replacing`` it with ``mapping`` first; how
+    many moved."""
     qualified = quoted_schema(schema)
     async with pool.acquire() as conn, conn.transaction():
         await role_mappings.lock(conn, tenant_id)
-        await role_mappings.save(conn, tenant_id, mapping)
-        if mapping is None or (not mapping.default_roles and not mapping.rules):
+        if replacing:
+            await role_mappings.save(conn, tenant_id, mapping)
+        summary = await role_mappings.load(conn, tenant_id)
+        if summary is None:
             rows = await conn.fetch(
                 f"WITH gone AS (DELETE FROM {qualified}.user_roles RETURNING user_id, roles) "
                 f"SELECT m.id, {_CHANGED_ROLES_DATA} AS data, "
@@ -482,12 +520,9 @@ async def set_mapping(
             user_ids = await conn.fetch(
                 f"SELECT id FROM {qualified}.users WHERE managed AND deleted_at IS NULL"
             )
+            default_roles, maps_groups = summary
             tracker = Tracker(
-                schema,
-                tenant_id,
-                mapping.default_roles,
-                maps_groups=bool(mapping.rules),
-                exclusive=True,
+                schema, tenant_id, default_roles, maps_groups=maps_groups, exclusive=True
             )
             _, changes = await tracker.refresh(
                 conn, [row["id"] for row in user_ids], unreported_had_none=True
@@ -495,8 +530,7 @@ async def set_mapping(
         if record_events:
             tripped = await guard.tripped(conn, tenant_id)
             await guard.record(conn, schema, tenant_id, changes, was_tripped=tripped)
-        saved = await role_mappings.view(conn, tenant_id)
-    return saved, len(changes)
+    return len(changes)
 
 
 async def effective(

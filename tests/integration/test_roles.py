@@ -7,6 +7,7 @@ import dataclasses
 import functools
 from typing import Any
 
+import msgspec
 import pytest
 
 from service import provisioning, roles, write_state
@@ -699,3 +700,58 @@ async def test_a_member_patch_stores_roles_when_writes_record_no_events(
     )
     assert stored == ["a"]
     assert await db.fetchval(f'SELECT count(*) FROM "{scope.schema}".events') == before
+
+
+@pytest.mark.parametrize(
+    "write", ["create in one statement", "create in a transaction", "member add"]
+)
+async def test_a_write_that_read_the_mapping_before_it_changed_is_corrected_after_it(
+    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch, write: str
+) -> None:
+    """A write waiting for the roles lock while the mapping changes read the mapping as it
+    was (its statement's snapshot predates the change's commit): a user created then
+    got the old default roles, a member added to a group the new mapping grants by got
+    none of its roles, and no one corrected them. The change recomputes every user's
+    roles once more after a pause, and reports what it corrects."""
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles",
+        json={"default_roles": ["old"], "groups": []},
+        headers=admin_headers(),
+    )
+    assert saved.status_code == 200, saved.text
+    ada = (await tenant.create_user("ada@example.com"))["id"]  # the process sees the mapping
+    group = await create_group(tenant, "A")
+    scope = await announced_scope(db, tenant)
+    if write == "create in a transaction":
+        monkeypatch.setattr(write_state, "_MAPPED", set())
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    new = {
+        "default_roles": ["new"],
+        "groups": [{"match": "displayName", "value": "A", "roles": ["a"]}],
+    }
+    pause = pause_first_call(monkeypatch, role_mappings, "save", after=True)
+    changing = roles.set_mapping(
+        db, tenant.slug, msgspec.convert(new, role_mappings.RoleMappingBody), record_events=True
+    )
+    async with paused_inside(pause, changing):
+        if write == "member add":
+            writing = asyncio.ensure_future(_members(db, scope, "add", group, ada))
+        else:
+            writing = asyncio.ensure_future(
+                provisioning.create(db, USERS, scope, {"userName": "bob@example.com"})
+            )
+        await _lock_waiters(db, 1)
+    written = await finished(writing)
+    user = ada if write == "member add" else written["id"]
+    expected = ["a", "new"] if write == "member add" else ["new"]
+    stored = await db.fetchval(
+        f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1::uuid', user
+    )
+    assert stored == expected
+    reported = [
+        event["data"]["roles"]
+        for event in await feed.new()
+        if event["type"] == "user.roles_changed" and event["resource"]["id"] == user
+    ]
+    assert reported[-1:] == [expected]
