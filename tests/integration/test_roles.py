@@ -755,3 +755,42 @@ async def test_a_write_that_read_the_mapping_before_it_changed_is_corrected_afte
         if event["type"] == "user.roles_changed" and event["resource"]["id"] == user
     ]
     assert reported[-1:] == [expected]
+
+
+async def test_a_member_added_as_a_first_mapping_is_made_gets_its_roles(
+    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a tenant without a mapping writes take no roles lock: a member change still
+    open while the first mapping is made is not seen by its recompute, and computes no
+    roles itself. The second recompute, after it committed, gives the user its group's."""
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    group = await create_group(tenant, "A")
+    scope = await announced_scope(db, tenant)
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    adding = provisioning.apply_patch(
+        db,
+        GROUPS,
+        scope,
+        group,
+        patch_body({"op": "add", "path": "members", "value": [{"value": ada}]}),
+        if_match="*",  # the locked way: a transaction block to pause in
+    )
+    added = pause_first_call(monkeypatch, provisioning, "_apply_member_step", after=True)
+    recomputed = pause_first_call(monkeypatch, roles, "_recomputed", after=True)
+    body = {"groups": [{"match": "displayName", "value": "A", "roles": ["a"]}]}
+    mapping = msgspec.convert(body, role_mappings.RoleMappingBody)
+    stored = f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1::uuid'
+    async with paused_inside(added, adding) as add:
+        changing = roles.set_mapping(db, tenant.slug, mapping, record_events=True)
+        async with paused_inside(recomputed, changing):
+            assert await db.fetchval(stored, ada) == []  # the membership was not committed
+            added.resume.set()
+            await finished(add)
+    assert await db.fetchval(stored, ada) == ["a"]
+    reported = [
+        (event["previous"]["roles"], event["data"]["roles"])
+        for event in await feed.new()
+        if event["type"] == "user.roles_changed"
+    ]
+    assert reported == [([], ["a"])]
