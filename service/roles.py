@@ -14,7 +14,8 @@ affect and emits `user.roles_changed` for those whose roles differ:
   through a group it is nested in), and the users inside the groups among them;
 - a group renamed (or its externalId changed) where the old or the new value
   is mapped, and a deleted group that granted roles: the users inside it;
-- a new mapping (`set_mapping`): every provisioned user.
+- a new mapping (`set_mapping`): every provisioned user, and again once the
+  writes that read the old one have committed.
 
 Why a lock: two concurrent writes could each compute roles from a state
 without the other's change (one adds a user to group A, the other nests A in
