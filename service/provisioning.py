@@ -849,15 +849,18 @@ async def _locked(
     return row
 
 
-async def _unlocked_with_state(
+async def _read_with_state(
     conn: Connection,
     table: Table,
     scope: Scope,
     raw_id: str,
     related: str | None = None,
+    *,
+    lock: str | None = None,
 ) -> tuple[Row, WriteState] | None:
-    """The resource, read without a lock, and the write's state, in one statement
-    (`write_state.read_with`), or 404. None without a tenant id: no state to read."""
+    """The resource, read without a lock (or taking ``lock``, a delete's), and the
+    write's state, in one statement (`write_state.read_with`), or 404. None without a
+    tenant id: no state to read."""
     if scope.tenant_id is None:
         return None
     key = resource_id(raw_id, table)
@@ -865,7 +868,7 @@ async def _unlocked_with_state(
         conn,
         scope.schema,
         scope.tenant_id,
-        resource=lambda first: selecting(table, scope.schema, first, related),
+        resource=lambda first: selecting(table, scope.schema, first, related, lock=lock),
         resource_args=[key],
     )
     if row is None:
@@ -1161,7 +1164,7 @@ async def _change_user_unlocked(
     """
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         groups_column = _groups_column(USERS, scope, projection, "r")
-        read = await _unlocked_with_state(conn, USERS, scope, raw_id, groups_column)
+        read = await _read_with_state(conn, USERS, scope, raw_id, groups_column)
         if read is None:
             return None
         row, state = read
@@ -1206,7 +1209,7 @@ async def _change_group_unlocked(
     change (`_events_along`), the operations turn out to change members, or the group
     changed since it was read."""
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
-        read = await _unlocked_with_state(conn, GROUPS, scope, raw_id)
+        read = await _read_with_state(conn, GROUPS, scope, raw_id)
         if read is None:
             return None
         row, state = read
@@ -1462,7 +1465,11 @@ async def _delete(
             state = await _state(conn, scope, exclusive=table is GROUPS)
             row = await _locked(conn, table, scope, raw_id, lock=TO_DELETE)
         else:
-            row, state = await _held_with_state(conn, table, scope, raw_id)
+            read = await _read_with_state(conn, table, scope, raw_id, lock=TO_DELETE)
+            assert read is not None, "a delete without a tenant id takes the roles lock first"
+            row, state = read
+            if state.roles is not None:
+                raise _RolesLockFirst
         tracker = state.roles
         _check_if_match(row, if_match)
         inside: set[uuid.UUID] = set()
@@ -1489,26 +1496,6 @@ async def _delete(
             events.removed_from_groups(member, left),
             role_events,
         )
-
-
-async def _held_with_state(
-    conn: Connection, table: Table, scope: Scope, raw_id: str
-) -> tuple[Row, WriteState]:
-    """The resource, locked `TO_DELETE`, and the write's state, in one statement, or 404;
-    `_RolesLockFirst` when the tenant maps roles."""
-    assert scope.tenant_id is not None
-    state, row = await write_state.read_with(
-        conn,
-        scope.schema,
-        scope.tenant_id,
-        resource=lambda first: f"{selecting(table, scope.schema, first)} {TO_DELETE} OF r",
-        resource_args=[resource_id(raw_id, table)],
-    )
-    if state.roles is not None:
-        raise _RolesLockFirst
-    if row is None:
-        raise _missing(table, raw_id)
-    return row, state
 
 
 def search_statements(

@@ -205,8 +205,7 @@ async def get(
 
     ``related``, SQL over the resource `r`, becomes the row's `related` column.
     """
-    locking = "" if lock is None else f" {lock} OF r"
-    return await conn.fetchrow(selecting(table, schema, 1, related) + locking, resource_id)
+    return await conn.fetchrow(selecting(table, schema, 1, related, lock=lock), resource_id)
 
 
 TO_CHANGE: Final = "FOR NO KEY UPDATE"
@@ -217,12 +216,15 @@ TO_DELETE: Final = "FOR UPDATE"
 it to a group wait, then find it gone."""
 
 
-def selecting(table: Table, schema: str, id_param: int, related: str | None = None) -> str:
-    """The `SELECT` of `get`, the resource's id being `$id_param`."""
+def selecting(
+    table: Table, schema: str, id_param: int, related: str | None = None, *, lock: str | None = None
+) -> str:
+    """The `SELECT` of `get`, the resource's id being `$id_param`, taking ``lock``."""
     columns = RESOURCE_COLUMNS if related is None else f"{RESOURCE_COLUMNS}, {related} AS related"
+    locking = "" if lock is None else f" {lock} OF r"
     return (
         f"SELECT {columns} FROM {table.qualified(schema)} r "
-        f"WHERE r.id = ${id_param} AND {table.visible}"
+        f"WHERE r.id = ${id_param} AND {table.visible}{locking}"
     )
 
 
