@@ -485,15 +485,17 @@ soft delete under the default policy)."""
 
 async def _refused_while_deleted(
     monkeypatch: pytest.MonkeyPatch,
-    table: Table,
-    deleting: Callable[[], Awaitable[None]],
+    db: Pool,
+    scope: provisioning.Scope,
+    deleted: tuple[Table, str],
     adding: Callable[[], Awaitable[Any]],
 ) -> None:
-    """``adding``, started while ``deleting`` a resource of ``table`` is paused holding
-    it (before it locks the groups that contain it), waits for the delete, then is
-    refused: 400."""
+    """``adding``, started while the delete of ``deleted`` (its table and id) is paused
+    holding it (before it locks the groups that contain it), waits for the delete,
+    then is refused: 400."""
+    table, deleted_id = deleted
     pause = pause_first_call(monkeypatch, *_DROPPING[table.resource_type.name])
-    async with paused_inside(pause, deleting()):
+    async with paused_inside(pause, provisioning.delete(db, table, scope, deleted_id)):
         added = asyncio.ensure_future(adding())
         await still_waiting(added, "the add went ahead of the delete holding its member")
     with pytest.raises(ScimError) as refused:
@@ -524,10 +526,7 @@ async def test_a_member_being_deleted_is_not_added(
     group = made.json()["id"]
     scope = await announced_scope(db, tenant)
     await _refused_while_deleted(
-        monkeypatch,
-        USERS,
-        lambda: provisioning.delete(db, USERS, scope, user),
-        lambda: _ADDING_WAYS[way](db, scope, group, member),
+        monkeypatch, db, scope, (USERS, user), lambda: _ADDING_WAYS[way](db, scope, group, member)
     )
     qualified = quoted_schema(scope.schema)
     assert await db.fetchval(f"SELECT count(*) FROM {qualified}.group_members") == 0
@@ -560,8 +559,9 @@ async def test_a_group_being_deleted_is_not_added_to_another(
     scope = await announced_scope(db, tenant)
     await _refused_while_deleted(
         monkeypatch,
-        GROUPS,
-        lambda: provisioning.delete(db, GROUPS, scope, doomed),
+        db,
+        scope,
+        (GROUPS, doomed),
         lambda: _ADDING_WAYS[way](db, scope, group, {"value": doomed}),
     )
     qualified = quoted_schema(scope.schema)

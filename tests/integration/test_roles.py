@@ -80,6 +80,14 @@ async def roles_of(client: Client, slug: str, user_id: str) -> list[str] | None:
     return found
 
 
+async def stored_roles(db: Pool, scope: provisioning.Scope, user: str) -> list[str] | None:
+    """The user's roles as last stored (`user_roles`); None: never stored."""
+    roles: list[str] | None = await db.fetchval(
+        f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1::uuid', user
+    )
+    return roles
+
+
 async def test_roles_follow_group_membership_nesting_renames_and_the_mapping(
     client: Client, tenant: TenantHandle
 ) -> None:
@@ -501,10 +509,7 @@ async def test_a_user_update_reports_the_roles_it_read_or_computes_them_if_none_
     assert [
         (e["type"], e["data"]["displayName"], e["data"]["roles"]) for e in await feed.new()
     ] == [("user.updated", "Ada L.", ["a"])]
-    kept = await db.fetchval(
-        f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1', ada
-    )
-    assert kept == ["a"]
+    assert await stored_roles(db, scope, ada) == ["a"]
 
 
 async def test_a_user_update_racing_the_mappings_removal_reports_no_roles(
@@ -565,10 +570,7 @@ async def test_a_new_users_default_roles_come_from_its_statement_in_the_mappings
     [created] = await feed.new()
     assert (created["type"], created["data"]["roles"]) == ("user.created", expected)
     scope = await announced_scope(db, tenant)
-    stored = await db.fetchval(
-        f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1', ada
-    )
-    assert stored == expected
+    assert await stored_roles(db, scope, ada) == expected
     assert await roles_of(client, tenant.slug, ada) == expected
 
 
@@ -695,10 +697,7 @@ async def test_a_member_patch_stores_roles_when_writes_record_no_events(
     before = await db.fetchval(f'SELECT count(*) FROM "{scope.schema}".events')
     await _members(db, scope, "add", a, ada)
     assert await roles_of(client, tenant.slug, ada) == ["a"]
-    stored = await db.fetchval(
-        f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1', ada
-    )
-    assert stored == ["a"]
+    assert await stored_roles(db, scope, ada) == ["a"]
     assert await db.fetchval(f'SELECT count(*) FROM "{scope.schema}".events') == before
 
 
@@ -745,10 +744,7 @@ async def test_a_write_that_read_the_mapping_before_it_changed_is_corrected_afte
     written = await finished(writing)
     user = ada if write == "member add" else written["id"]
     expected = ["a", "new"] if write == "member add" else ["new"]
-    stored = await db.fetchval(
-        f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1::uuid', user
-    )
-    assert stored == expected
+    assert await stored_roles(db, scope, user) == expected
     reported = [
         event["data"]["roles"]
         for event in await feed.new()
@@ -780,14 +776,13 @@ async def test_a_member_added_as_a_first_mapping_is_made_gets_its_roles(
     recomputed = pause_first_call(monkeypatch, roles, "_recomputed", after=True)
     body = {"groups": [{"match": "displayName", "value": "A", "roles": ["a"]}]}
     mapping = msgspec.convert(body, role_mappings.RoleMappingBody)
-    stored = f'SELECT roles FROM "{scope.schema}".user_roles WHERE user_id = $1::uuid'
     async with paused_inside(added, adding) as add:
         changing = roles.set_mapping(db, tenant.slug, mapping, record_events=True)
         async with paused_inside(recomputed, changing):
-            assert await db.fetchval(stored, ada) == []  # the membership was not committed
+            assert await stored_roles(db, scope, ada) == []  # the membership was not committed
             added.resume.set()
             await finished(add)
-    assert await db.fetchval(stored, ada) == ["a"]
+    assert await stored_roles(db, scope, ada) == ["a"]
     reported = [
         (event["previous"]["roles"], event["data"]["roles"])
         for event in await feed.new()
