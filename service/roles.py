@@ -14,8 +14,8 @@ affect and emits `user.roles_changed` for those whose roles differ:
   through a group it is nested in), and the users inside the groups among them;
 - a group renamed (or its externalId changed) where the old or the new value
   is mapped, and a deleted group that granted roles: the users inside it;
-- a new mapping (`set_mapping`): every provisioned user, and again once the
-  writes that read the old one have committed.
+- a new mapping (`set_mapping`): every provisioned user, and again once every
+  transaction older than it, which may have read the old one, has ended.
 
 Why a lock: two concurrent writes could each compute roles from a state
 without the other's change (one adds a user to group A, the other nests A in
@@ -47,6 +47,7 @@ under the shared lock, one that turns out to need the exclusive lock raises
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Iterable
 from typing import Any, Final
@@ -64,6 +65,8 @@ from tenants.errors import NotFound
 from tenants.registry import tenant_schema_at
 from tenants.role_mappings import RoleMappingBody, RoleMappingView
 from tenants.schemas import quoted_schema
+
+log = logging.getLogger(__name__)
 
 ROLES_SCHEMA_VERSION = 6
 """The tenant schema version that has `user_roles`."""
@@ -450,8 +453,19 @@ async def show(pool: Pool, slug: str) -> RoleMappingView:
     return await role_mappings.view(pool, tenant_id)
 
 
-SETTLE_SECONDS: Final = 0.2
-"""How long after a mapping change `set_mapping` recomputes every user's roles again."""
+SETTLE_LIMIT_SECONDS: Final = 10.0
+"""How long `set_mapping` waits for the transactions older than its change to end
+before it recomputes every user's roles again regardless."""
+
+_RUNNING: Final = (
+    "SELECT l.virtualxid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted "
+    "AND l.pid <> pg_backend_pid() AND a.datname = current_database() "
+    "AND a.usename = current_user"
+)
+"""The transactions running now in the service's database under its role (each holds
+its own virtual transaction id's lock from start to end); only the service's
+connections write its tenants."""
 
 
 async def set_mapping(
@@ -460,27 +474,48 @@ async def set_mapping(
     """Replace (None: remove) a tenant's mapping; returns it and how many users' roles changed.
 
     Every provisioned user's roles are recomputed in the same transaction, and
-    each change is a `user.roles_changed` event. Then, `SETTLE_SECONDS` later,
-    once more under the lock: a write that read the mapping before the change
-    committed stored roles by the old one after the recompute. A write's
-    statement reads the mapping and takes the roles lock together, so one that
-    waited for the change's lock read the mapping as it was before (its
-    snapshot is the statement's start); one in a tenant that had no mapping
-    took no lock at all. The second pass waits for the first kind, which hold
-    the lock shared, and sees what both kinds committed by then, and reports
-    what it corrects the same way. A write that read the old mapping and
-    commits later still (a transaction block running longer than the pause
-    after its first statement) keeps what it stored until the user's roles are
-    next recomputed.
+    each change is a `user.roles_changed` event. Then once more, under the lock,
+    after every transaction running when the change committed has ended
+    (`_settled`): a write that read the mapping before the change committed may
+    have stored roles by the old one after the recompute. A write's statement
+    reads the mapping and takes the roles lock together, so one that waited for
+    the change's lock read the mapping as it was before (PostgreSQL takes a
+    statement's snapshot before it waits for a lock); one in a tenant that had
+    no mapping took no lock at all. Each such write is a transaction that was
+    running at the commit, so the second pass sees what every one of them
+    stored, and reports what it corrects the same way.
     """
     mapping = None if view is None else role_mappings.checked(view)
     tenant_id, schema = await tenant(pool, slug)
     changed = await _recomputed(
         pool, tenant_id, schema, record_events=record_events, replacing=True, mapping=mapping
     )
-    await asyncio.sleep(SETTLE_SECONDS)
+    still_running = await _settled(pool)
+    if still_running:
+        log.warning(
+            "role mapping of tenant %s: %d transactions older than the change still running "
+            "after %.0f s; users they write keep roles by the old mapping until next recomputed",
+            slug,
+            still_running,
+            SETTLE_LIMIT_SECONDS,
+        )
     changed += await _recomputed(pool, tenant_id, schema, record_events=record_events)
     return await role_mappings.view(pool, tenant_id), changed
+
+
+async def _settled(pool: Pool) -> int:
+    """Wait until the transactions running now (`_RUNNING`) have ended, at most
+    `SETTLE_LIMIT_SECONDS`; how many had not by then. Polled: PostgreSQL lets a
+    client wait for no other session's transaction but through a lock it holds."""
+    running = [row["virtualxid"] for row in await pool.fetch(_RUNNING)]
+    deadline = asyncio.get_running_loop().time() + SETTLE_LIMIT_SECONDS
+    pause = 0.005
+    while running and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.1)
+        rows = await pool.fetch(f"{_RUNNING} AND l.virtualxid = ANY($1::text[])", running)
+        running = [row["virtualxid"] for row in rows]
+    return len(running)
 
 
 async def _recomputed(

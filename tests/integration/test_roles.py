@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 from typing import Any
 
 import msgspec
@@ -711,7 +712,8 @@ async def test_a_write_that_read_the_mapping_before_it_changed_is_corrected_afte
     was (its statement's snapshot predates the change's commit): a user created then
     got the old default roles, a member added to a group the new mapping grants by got
     none of its roles, and no one corrected them. The change recomputes every user's
-    roles once more after a pause, and reports what it corrects."""
+    roles once more when the transactions older than it have ended, and reports what
+    it corrects."""
     saved = await client.put(
         f"/admin/v1/tenants/{tenant.slug}/roles",
         json={"default_roles": ["old"], "groups": []},
@@ -753,12 +755,13 @@ async def test_a_write_that_read_the_mapping_before_it_changed_is_corrected_afte
     assert reported[-1:] == [expected]
 
 
-async def test_a_member_added_as_a_first_mapping_is_made_gets_its_roles(
+async def test_a_member_change_open_as_a_first_mapping_is_made_is_waited_for(
     client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In a tenant without a mapping writes take no roles lock: a member change still
     open while the first mapping is made is not seen by its recompute, and computes no
-    roles itself. The second recompute, after it committed, gives the user its group's."""
+    roles itself. The change waits for every transaction older than it, however long
+    it stays open, then recomputes again: the user gets its group's roles."""
     ada = (await tenant.create_user("ada@example.com"))["id"]
     group = await create_group(tenant, "A")
     scope = await announced_scope(db, tenant)
@@ -773,15 +776,18 @@ async def test_a_member_added_as_a_first_mapping_is_made_gets_its_roles(
         if_match="*",  # the locked way: a transaction block to pause in
     )
     added = pause_first_call(monkeypatch, provisioning, "_apply_member_step", after=True)
-    recomputed = pause_first_call(monkeypatch, roles, "_recomputed", after=True)
     body = {"groups": [{"match": "displayName", "value": "A", "roles": ["a"]}]}
     mapping = msgspec.convert(body, role_mappings.RoleMappingBody)
     async with paused_inside(added, adding) as add:
-        changing = roles.set_mapping(db, tenant.slug, mapping, record_events=True)
-        async with paused_inside(recomputed, changing):
-            assert await stored_roles(db, scope, ada) == []  # the membership was not committed
-            added.resume.set()
-            await finished(add)
+        changing = asyncio.ensure_future(
+            roles.set_mapping(db, tenant.slug, mapping, record_events=True)
+        )
+        await still_waiting(changing, "the mapping change did not wait for the member add")
+        assert await stored_roles(db, scope, ada) == []  # the membership was not committed
+        added.resume.set()
+        await finished(add)
+        _, changed = await finished(changing)
+    assert changed == 1
     assert await stored_roles(db, scope, ada) == ["a"]
     reported = [
         (event["previous"]["roles"], event["data"]["roles"])
@@ -789,3 +795,31 @@ async def test_a_member_added_as_a_first_mapping_is_made_gets_its_roles(
         if event["type"] == "user.roles_changed"
     ]
     assert reported == [([], ["a"])]
+
+
+async def test_a_mapping_change_waits_for_older_transactions_no_longer_than_its_limit(
+    client: Client,
+    tenant: TenantHandle,
+    db: Pool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A transaction that never ends (a session left idle in one) delays a mapping change
+    by `SETTLE_LIMIT_SECONDS` at most, and the change says so in the log."""
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    scope = await announced_scope(db, tenant)
+    monkeypatch.setattr(roles, "SETTLE_LIMIT_SECONDS", 0.5)
+    mapping = msgspec.convert({"default_roles": ["member"]}, role_mappings.RoleMappingBody)
+    with caplog.at_level(logging.WARNING, logger="service.roles"):
+        async with db.acquire() as idle, idle.transaction():
+            await idle.execute("SELECT 1")
+            started = asyncio.get_running_loop().time()
+            _, changed = await finished(
+                roles.set_mapping(db, tenant.slug, mapping, record_events=True)
+            )
+            took = asyncio.get_running_loop().time() - started
+    assert changed == 1
+    assert await stored_roles(db, scope, ada) == ["member"]
+    assert 0.5 <= took < 5
+    assert "1 transactions older than the change still running" in caplog.text
+    assert tenant.slug in caplog.text
