@@ -11,7 +11,9 @@ group's member PATCH are one statement each, their state read in it
 (`_insert_with_state`, `_patch_members_in_one`), and a user's PATCH or PUT, or
 a group's PATCH of its attributes alone, reads without a lock, then writes with
 one statement that takes effect only if what it read still holds, or runs
-again the locked way (`_change_user_unlocked`, `_change_group_unlocked`). A
+again the locked way (`_change_user_unlocked`, `_change_group_unlocked`); a
+user this process has just read or written is changed in the statement that
+reads it (`service.recent_users`). A
 write adding members holds them before it locks their group, as a delete locks
 its resource before the groups it leaves (`groups.hold`).
 """
@@ -25,13 +27,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import asyncpg
 
 from observability import instruments, request_context
 from observability.attributes import ACTION_CREATED, ACTION_DELETED, ACTION_UPDATED
-from service import events, guard, passwords, roles, write_state
+from service import events, guard, passwords, recent_users, roles, write_state
 from service.postgres import Connection, Pool
 from service.scim import patch, resources, validation
 from service.scim.errors import ScimError, not_found
@@ -56,6 +58,7 @@ from service.store.resources import (
     selecting,
     update,
     update_unless_changed,
+    updating_unless_changed,
 )
 from service.store.resources import delete as delete_row
 from service.store.resources import get as get_row
@@ -483,6 +486,8 @@ _NOT_YET: Final = datetime.min.replace(tzinfo=UTC)
 """The times of a representation before the statement storing it gives them."""
 _STAMPED_NOW: Final = resources.stamped_sql("e.data", "now()")
 """An event's data `e` with the times its statement gives them."""
+_MODIFIED_NOW: Final = resources.modified_sql("e.data", "now()")
+"""An update's event data `e` with the `lastModified` its statement gives it."""
 _STAMPED_NOW_WITH_DEFAULT_ROLES: Final = (
     f"jsonb_set({_STAMPED_NOW}, '{{roles}}', to_jsonb({roles.DEFAULT_ROLES}))"
 )
@@ -500,7 +505,9 @@ def _inserted(resource_id: uuid.UUID, resource: dict[str, Any], at: datetime) ->
     }
 
 
-def _updated(row: Row, resource: dict[str, Any], at: datetime | None) -> dict[str, Any]:
+def _updated(
+    row: Row | Mapping[str, Any], resource: dict[str, Any], at: datetime | None
+) -> dict[str, Any]:
     """``row`` as an update to ``resource`` stores it, modified ``at``: version one up."""
     return {
         "id": row["id"],
@@ -578,6 +585,8 @@ async def _insert_with_state(
     if written is None:
         return state, None
     assert state.now is not None
+    if table is USERS:
+        recent_users.note(scope.schema, _inserted(resource_id, resource, state.now))
     if ids:
         groups.check_found(ids, written)
         members = {resource_id: groups.found_members(written)}
@@ -820,6 +829,8 @@ async def get(
     row = await get_row(pool, table, scope.schema, resource_id(raw_id, table), related=related)
     if row is None:
         raise _missing(table, raw_id)
+    if table is USERS:
+        recent_users.note(scope.schema, row)
     return await render(pool, table, scope, row, projection), row["version"]
 
 
@@ -857,10 +868,11 @@ async def _read_with_state(
     related: str | None = None,
     *,
     lock: str | None = None,
+    write: Along | None = None,
 ) -> tuple[Row, WriteState] | None:
     """The resource, read without a lock (or taking ``lock``, a delete's), and the
-    write's state, in one statement (`write_state.read_with`), or 404. None without a
-    tenant id: no state to read."""
+    write's state, in one statement (`write_state.read_with`, trying ``write`` in
+    it), or 404. None without a tenant id: no state to read."""
     if scope.tenant_id is None:
         return None
     key = resource_id(raw_id, table)
@@ -870,6 +882,7 @@ async def _read_with_state(
         scope.tenant_id,
         resource=lambda first: selecting(table, scope.schema, first, related, lock=lock),
         resource_args=[key],
+        write=write,
     )
     if row is None:
         raise _missing(table, raw_id)
@@ -1020,10 +1033,21 @@ async def _respond(
     A user's response is its event body with the groups read with ``rows[0]``
     (a user's write cannot change them), not a third rendering of the user; a
     group's members are read."""
-    instruments.changed(table.resource_type.name, *bodies)
     if table is not USERS:
+        instruments.changed(table.resource_type.name, *bodies)
         return await render(conn, table, scope, rows[1], projection)
-    found = _read_groups(rows[0])
+    return _user_response(scope, rows[0], bodies, projection)
+
+
+def _user_response(
+    scope: Scope,
+    read: Row,
+    bodies: tuple[dict[str, Any], dict[str, Any]],
+    projection: Projection | None,
+) -> dict[str, Any]:
+    """`_respond` to a user's change: its event body with the groups ``read`` with it."""
+    instruments.changed(USERS.resource_type.name, *bodies)
+    found = _read_groups(read)
     body = bodies[1] if found is None else {**bodies[1], "groups": _group_entries(scope, found)}
     return _shown(USERS, body, projection)
 
@@ -1164,10 +1188,17 @@ async def _change_user_unlocked(
     """
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         groups_column = _groups_column(USERS, scope, projection, "r")
-        read = await _read_with_state(conn, USERS, scope, raw_id, groups_column)
+        guess = _guessed(scope, resource_id(raw_id, USERS), changed, if_match)
+        write = None if guess is None else guess.write
+        read = await _read_with_state(conn, USERS, scope, raw_id, groups_column, write=write)
         if read is None:
             return None
         row, state = read
+        if guess is not None and row["updated_at"] is not None:
+            after = _updated(guess.row, guess.resource, row["updated_at"])
+            recent_users.note(scope.schema, after)
+            bodies = (guess.before, _event_body(USERS, scope, after))
+            return _user_response(scope, row, bodies, projection)
         _check_if_match(row, if_match)
         resource = changed(row["resource"])
         if resource is None:
@@ -1176,6 +1207,7 @@ async def _change_user_unlocked(
         if resource == row["resource"]:
             if state.roles is not None:
                 return None
+            recent_users.note(scope.schema, row)
             return await _respond(
                 conn, scope, USERS, (row, row), (before, before), projection=projection
             )
@@ -1184,8 +1216,65 @@ async def _change_user_unlocked(
         )
         if stored is None:
             return None
+        recent_users.note(scope.schema, stored[0])
         rows = (row, stored[0])
         return await _respond(conn, scope, USERS, rows, (before, stored[1]), projection=projection)
+
+
+class _Guess(NamedTuple):
+    """A user change tried at the version this process last saw (`_guessed`)."""
+
+    row: dict[str, Any]
+    """The user as last seen (`recent_users.take`)."""
+    resource: dict[str, Any]
+    """Its new resource."""
+    before: dict[str, Any]
+    """The event body of the user as seen."""
+    write: Along
+    """The change and its event, stored only if the user is still as seen."""
+
+
+def _guessed(
+    scope: Scope,
+    user_id: uuid.UUID,
+    changed: Callable[[dict[str, Any]], dict[str, Any] | None],
+    if_match: str | None,
+) -> _Guess | None:
+    """The change of the user as this process last read or wrote it, for the statement
+    that reads the user to try (`recent_users`), when it may go as that statement's
+    one write: a change with an event the guard lets pass as it is (no
+    deprovision: the guard counts those), in a tenant this process last saw
+    without a role mapping or a tripped guard; the statement checks its state
+    too (`write_state.read_with`). None when there is no such change to try; an
+    error ``changed`` raises of the user as seen is the read user's to raise."""
+    tenant_id = scope.tenant_id
+    if (
+        tenant_id is None
+        or write_state.maps_roles(tenant_id)
+        or write_state.guard_tripped(tenant_id)
+        or not outbox.announcing()
+    ):
+        return None
+    seen = recent_users.take(scope.schema, user_id)
+    if seen is None or (if_match is not None and not etag_matches(if_match, seen["version"])):
+        return None
+    try:
+        resource = changed(seen["resource"])
+    except ScimError:
+        return None
+    if resource is None or resource == seen["resource"]:
+        return None
+    before = _event_body(USERS, scope, seen)
+    event = events.changed(before, _event_body(USERS, scope, _updated(seen, resource, _NOT_YET)))
+    if event is None or not guard.passes([event], was_tripped=False):
+        return None
+    storing = functools.partial(
+        outbox.appending, scope.schema, [event], numbered=True, data=_MODIFIED_NOW
+    )
+    write = updating_unless_changed(
+        USERS, scope.schema, user_id, resource, version=seen["version"], along=storing
+    )
+    return _Guess(seen, resource, before, write)
 
 
 async def _change_group_unlocked(
@@ -1515,6 +1604,8 @@ async def search(
     statements = search_statements(table, scope, query, projection)
     total, rows = await paging.page(pool, statements, query)
     request_context.note_results(len(rows), total)
+    if table is USERS and len(rows) == 1:  # an IdP's lookup, before it writes the user
+        recent_users.note(scope.schema, rows[0])
     return total, await _render_rows(pool, table, scope, rows, projection)
 
 

@@ -143,6 +143,20 @@ def unhindered(
     lock_args = [role_mappings.LOCK_CLASS] if mapped else []
     # A mapped write takes the roles lock shared; the others none.
     exclusive = False if mapped else None
+
+    def statements(first_param: int) -> AlongStatements:
+        probed, probe_args = _probed(probe, first_param + 2 + len(lock_args))
+        return AlongStatements(
+            f"state AS ({_statement(probed, exclusive=exclusive, first_param=first_param)}), "
+            f"{_unhindered_if(mapped=mapped, holding=holding)}",
+            [tenant_id, GUARD_SCHEMA_VERSION, *lock_args, *probe_args],
+        )
+
+    return statements
+
+
+def _unhindered_if(*, mapped: bool = False, holding: bool = False) -> str:
+    """The `WITH` query `UNHINDERED` over the query `state` (`unhindered`)."""
     condition = " AND ".join(
         (
             f"s.default_roles IS {'NOT ' if mapped else ''}NULL",
@@ -150,16 +164,7 @@ def unhindered(
             "s.guarded" if holding else _AT_REST_IF,
         )
     )
-
-    def statements(first_param: int) -> AlongStatements:
-        probed, probe_args = _probed(probe, first_param + 2 + len(lock_args))
-        return AlongStatements(
-            f"state AS ({_statement(probed, exclusive=exclusive, first_param=first_param)}), "
-            f"{UNHINDERED} AS (SELECT FROM state s WHERE {condition})",
-            [tenant_id, GUARD_SCHEMA_VERSION, *lock_args, *probe_args],
-        )
-
-    return statements
+    return f"{UNHINDERED} AS (SELECT FROM state s WHERE {condition})"
 
 
 def of_row(schema: str, tenant_id: uuid.UUID, row: asyncpg.Record) -> WriteState:
@@ -208,19 +213,27 @@ async def read_with(
     *,
     resource: Callable[[int], str],
     resource_args: list[Any],
+    write: Along | None = None,
 ) -> tuple[WriteState, asyncpg.Record | None]:
     """The state of a write (`read`, without the roles lock: the caller takes another
     way when the tenant maps roles) and, in the same statement, the resource it
     writes: ``resource`` is a `SELECT` of at most one row given the first `$n` its
     arguments (``resource_args``) take, read without a lock or locked (a delete's).
     The resource is None when there is none, or when the tenant is not found (the
-    state `UNTRACKED`)."""
-    row = await conn.fetchrow(
-        _statement("NULL::boolean", resource(3)),
-        tenant_id,
-        GUARD_SCHEMA_VERSION,
-        *resource_args,
-    )
+    state `UNTRACKED`). ``write``: a write tried in the same statement, given its
+    first `$n` and the `WITH` query it takes effect with, `UNHINDERED` (as
+    `read_and_write`'s without ``mapped``); the row has its `returns` columns, and
+    the resource as it was before it."""
+    read = _statement("NULL::boolean", resource(3))
+    args = [tenant_id, GUARD_SCHEMA_VERSION, *resource_args]
+    if write is not None:
+        tried = write(len(args) + 1, UNHINDERED)
+        read = (
+            f"WITH state AS ({read}), {_unhindered_if()}, {tried.ctes} "
+            f"SELECT s.*{tried.returns} FROM state s"
+        )
+        args += tried.args
+    row = await conn.fetchrow(read, *args)
     if row is None:
         return UNTRACKED, None
     state = _state_of(schema, tenant_id, row, exclusive=False)

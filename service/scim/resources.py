@@ -42,6 +42,13 @@ def stamped_sql(representation: str, moment: str) -> str:
     )
 
 
+def modified_sql(representation: str, moment: str) -> str:
+    """SQL: the `jsonb` ``representation`` with `meta.lastModified` the `timestamptz`
+    ``moment``, as `stamped_sql` sets it."""
+    rendered = timestamp_sql(moment)
+    return f"jsonb_set({representation}, '{{meta,lastModified}}', to_jsonb({rendered}))"
+
+
 def stamped(representation: dict[str, Any], moment: datetime) -> dict[str, Any]:
     """A new resource's ``representation`` with `meta.created` and `meta.lastModified`
     ``moment``, as `stamped_sql` stores it."""

@@ -291,13 +291,48 @@ async def update_unless_changed(
     )
 
 
+def updating_unless_changed(
+    table: Table,
+    schema: str,
+    resource_id: uuid.UUID,
+    resource: dict[str, Any],
+    *,
+    version: int,
+    along: Along,
+) -> Along:
+    """`update_unless_changed` as `WITH` queries of another statement (`updated`), modified
+    at its `now()`, with ``along``, stored only if that statement's query named by
+    ``only_with`` returns a row; its output column `updated_at`, the time stored, is
+    NULL when nothing was (the resource not at ``version``, or not visible). A
+    conflict raises `asyncpg.UniqueViolationError` from that statement."""
+
+    def statements(first_param: int, only_with: str | None) -> AlongStatements:
+        assignments, values = _assignments(table, resource, first_param=first_param + 1)
+        id_param, version_param = first_param, first_param + len(values) + 1
+        condition = "" if only_with is None else f" AND EXISTS (SELECT FROM {only_with})"
+        following = along(version_param + 1, "updated")
+        return AlongStatements(
+            f"updated AS (UPDATE {table.qualified(schema)} AS r SET {assignments} "
+            f"WHERE r.id = ${id_param} AND r.version = ${version_param} AND {table.visible}"
+            f"{condition} RETURNING r.last_modified), {following.ctes}",
+            [resource_id, *values, version, *following.args],
+            f", (SELECT last_modified FROM updated) AS updated_at{following.returns}",
+        )
+
+    return statements
+
+
 def _assignments(
-    table: Table, resource: dict[str, Any], *, modified: str = "now()"
+    table: Table, resource: dict[str, Any], *, modified: str = "now()", first_param: int = 2
 ) -> tuple[str, list[Any]]:
-    """An update's `SET` list, which bumps the version, and its values from `$2` on."""
-    indexed = ", ".join(f"{name} = ${i}" for i, name in enumerate(table.indexed, start=3))
+    """An update's `SET` list, which bumps the version, and its values from
+    `$first_param` on."""
+    indexed = ", ".join(
+        f"{name} = ${i}" for i, name in enumerate(table.indexed, start=first_param + 1)
+    )
     return (
-        f"resource = $2, {indexed}, version = r.version + 1, last_modified = {modified}",
+        f"resource = ${first_param}, {indexed}, version = r.version + 1, "
+        f"last_modified = {modified}",
         [resource, *table.indexed_values(resource)],
     )
 

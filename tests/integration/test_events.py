@@ -863,11 +863,13 @@ async def test_concurrent_patches_of_one_user_lose_no_change(
     assert sorted(len(event["data"]["emails"]) for event in found[1:]) == list(range(1, 13))
 
 
+@pytest.mark.usefixtures("unguessed")
 async def test_a_patch_of_a_user_changed_after_it_was_read_is_applied_to_the_change(
     client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another writer commits between the PATCH's read and its statement: the statement
-    does nothing, stores no event, and the PATCH is applied again to the user as stored."""
+    """Another writer commits between the PATCH's read and its statement (the user not
+    one this process has just seen): the statement does nothing, stores no event, and
+    the PATCH is applied again to the user as stored."""
     user = await tenant.create_user("lu@example.com", displayName="Lu")
     interleaved = interleave(
         monkeypatch,
@@ -891,6 +893,43 @@ async def test_a_patch_of_a_user_changed_after_it_was_read_is_applied_to_the_cha
     assert (created["type"], updated["type"]) == ("user.created", "user.updated")
     assert updated["previous"] == {"displayName": "Lu"}
     assert updated["data"] == {k: v for k, v in patched.items() if k != "groups"}
+
+
+async def test_a_patch_of_a_user_changed_since_this_process_saw_it_applies_to_it_as_stored(
+    client: Client, db: Pool, tenant: TenantHandle
+) -> None:
+    """The process saw the user without a home address (it created it); another writer
+    added one since. A PATCH replacing the home address fails against the user as
+    seen (`noTarget`), but the user as stored has one: the statement tried nothing,
+    read the user, and the PATCH applies to it."""
+    user = await tenant.create_user(
+        "nia@example.com", emails=[{"value": "nia@work.example", "type": "work"}]
+    )
+    await db.execute(
+        f"UPDATE {quoted_schema(await schema_of(db, tenant.slug))}.users SET version = "
+        "version + 1, resource = jsonb_set(resource, '{emails}', resource->'emails' || "
+        """'[{"value": "nia@home.example", "type": "home"}]') WHERE id = $1::uuid""",
+        user["id"],
+    )
+    response = await client.patch(
+        f"{tenant.scim}/Users/{user['id']}",
+        json=patch_body(
+            {
+                "op": "replace",
+                "path": 'emails[type eq "home"]',
+                "value": {"value": "nia@new.example", "type": "home"},
+            }
+        ),
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 200, response.text
+    assert [email["value"] for email in response.json()["emails"]] == [
+        "nia@work.example",
+        "nia@new.example",
+    ]
+    assert response.json()["meta"]["version"] == 'W/"3"'
+    [*_, updated] = await all_events(client, tenant.slug)
+    assert updated["data"]["emails"] == response.json()["emails"]
 
 
 async def test_events_api_errors(client: Client, tenant: TenantHandle) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service import guard, provisioning
+from service import guard, provisioning, write_state
 from service.postgres import Pool, create_pool
 from service.settings import Settings
 from service.store.resources import GROUPS, USERS
@@ -673,6 +673,28 @@ async def test_a_member_change_waiting_for_a_deprovision_of_a_member_holds_its_e
         ("user.deactivated", users[2]),
         ("user.deactivated", users[5]),
         ("group.member_added", users[5]),
+    ]
+
+
+async def test_a_user_change_tried_where_the_process_saw_the_guard_at_rest_is_held(
+    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change of a user this process just saw is tried in the statement that reads it
+    (`service.recent_users`) only where the process last saw the guard at rest; where
+    it has not seen it trip, that statement finds it tripped and writes nothing, and
+    the change of a held user is held behind its deactivation."""
+    users, feed = await trip_the_guard(client, tenant)
+    monkeypatch.setattr(write_state, "_TRIPPED", set())
+    rename = patch_body({"op": "replace", "path": "displayName", "value": "U2"})
+    response = await client.patch(
+        f"{tenant.scim}/Users/{users[2]}", json=rename, headers=tenant.auth()
+    )
+    assert response.status_code == 200, response.text
+    assert await feed.new() == []
+    held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())
+    assert [(e["type"], e["resource"]["id"]) for e in held.json()["events"]] == [
+        ("user.deactivated", users[2]),
+        ("user.updated", users[2]),
     ]
 
 

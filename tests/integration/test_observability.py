@@ -28,12 +28,20 @@ from observability.logging import JsonFormatter
 from observability.setup import Telemetry
 from service import write_state
 from service.app import create_app
+from service.postgres import Pool
 from service.settings import Settings
+from tenants.schemas import quoted_schema
 from tests.integration.test_events import all_events, patch_body
 from tests.integration.test_guard import configure as configure_guard
 from tests.integration.test_guard import deactivate
 from tests.integration.test_roles import roles_of
-from tests.support.application import BASE_URL, TenantHandle, admin_headers, make_tenant
+from tests.support.application import (
+    BASE_URL,
+    TenantHandle,
+    admin_headers,
+    make_tenant,
+    schema_of,
+)
 
 Client = AsyncTestClient[Litestar]
 PASSWORD = "Tr0ub4dor&3-not-in-any-span"
@@ -545,12 +553,14 @@ async def test_a_group_with_members_takes_the_locked_way_where_they_move_roles(
     assert await roles_of(client, tenant.slug, ada["id"]) == ["a", "member"]
 
 
+@pytest.mark.usefixtures("unguessed")
 async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_lock(
     client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
-    """The user and the write's state are read in one statement, then the change and
-    its event are one statement that takes effect only if the user is still at the
-    version read: no transaction block, no lock held across round trips. So is a
+    """The user (one this process has not just seen) and the write's state are read in
+    one statement, then the change and its event are one statement that takes effect
+    only if the user is still at the version read: no transaction block, no lock
+    held across round trips. So is a
     deactivation, which the deprovisioning guard counts in that statement, once the
     tenant's guard row exists; the first deactivation creates it in a transaction."""
     user = await tenant.create_user("noor@example.com", displayName="Noor")
@@ -594,6 +604,82 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
             ]
 
 
+async def test_a_change_of_a_user_this_process_just_saw_is_one_statement(
+    client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str], db: Pool
+) -> None:
+    """A user this process has just created, looked up or changed (`service.recent_users`)
+    is changed by the statement that reads it with the write's state, at the version
+    seen, with its event: Entra ID's lookup then PATCH, Okta's read then PUT. The
+    answer and the event are the user as stored. A user changed elsewhere since it
+    was seen costs what any change does: that statement reads it as it is, writing
+    nothing, and the change follows in a second."""
+    user = await tenant.create_user("kai@example.com", displayName="Kai")
+    team = await client.post(
+        f"{tenant.scim}/Groups",
+        json={"displayName": "Team", "members": [{"value": user["id"]}]},
+        headers=tenant.auth(),
+    )
+    assert team.status_code == 201, team.text
+    url = f"{tenant.scim}/Users/{user['id']}"
+    route = f"PATCH {USERS_ROUTE}/{{resource_id}}"
+    rename = patch_body({"op": "replace", "path": "displayName", "value": "Kai B."})
+    response, statements = await statements_run(
+        recorded, route, client.patch(url, json=rename, headers=tenant.auth())
+    )
+    assert response.status_code == 200, response.text
+    assert statements == ["UPDATE users event_sequence events"]
+    patched = response.json()
+    assert (patched["displayName"], patched["meta"]["version"]) == ("Kai B.", 'W/"2"')
+    assert [group["value"] for group in patched["groups"]] == [team.json()["id"]]
+    stored = await client.get(url, headers=tenant.auth())
+    assert stored.json() == patched
+    [*_, updated] = await all_events(client, tenant.slug)
+    assert (updated["type"], updated["previous"]) == ("user.updated", {"displayName": "Kai"})
+    assert updated["data"] == {k: v for k, v in patched.items() if k != "groups"}
+
+    found = await client.get(
+        f"{tenant.scim}/Users",
+        params={"filter": 'userName eq "kai@example.com"'},
+        headers=OKTA | tenant.auth(),
+    )
+    assert found.json()["totalResults"] == 1
+    whole = {k: v for k, v in patched.items() if k not in ("id", "meta", "groups")}
+    route = f"PUT {USERS_ROUTE}/{{resource_id}}"
+    response, statements = await statements_run(
+        recorded,
+        route,
+        client.put(url, json={**whole, "title": "Lead"}, headers=OKTA | tenant.auth()),
+    )
+    assert response.status_code == 200, response.text
+    assert statements == ["UPDATE users event_sequence events"]
+    assert (response.json()["title"], response.json()["meta"]["version"]) == ("Lead", 'W/"3"')
+
+    schema = quoted_schema(await schema_of(db, tenant.slug))
+    await db.execute(
+        f"UPDATE {schema}.users SET version = version + 1, "
+        """resource = resource || '{"nickName": "K"}' WHERE id = $1::uuid""",
+        user["id"],
+    )
+    route = f"PATCH {USERS_ROUTE}/{{resource_id}}"
+    again = patch_body({"op": "replace", "path": "displayName", "value": "Kai C."})
+    response, statements = await statements_run(
+        recorded, route, client.patch(url, json=again, headers=tenant.auth())
+    )
+    assert response.status_code == 200, response.text
+    # Tried at the version seen, reading the user; then at the version read.
+    assert statements == ["UPDATE users event_sequence events"] * 2
+    changed = response.json()
+    assert (changed["displayName"], changed["nickName"], changed["title"]) == (
+        "Kai C.",
+        "K",
+        "Lead",
+    )
+    assert changed["meta"]["version"] == 'W/"5"'
+    [*_, updated] = await all_events(client, tenant.slug)
+    assert updated["previous"] == {"displayName": "Kai B."}
+    assert opened == []
+
+
 async def test_a_user_patch_that_changes_nothing_is_answered_from_its_read(
     client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
@@ -629,11 +715,13 @@ async def test_a_user_patch_that_changes_nothing_is_answered_from_its_read(
     assert stale.status_code == 412, stale.text
 
 
+@pytest.mark.usefixtures("unguessed")
 async def test_a_user_put_is_its_change_and_event_in_one_statement_without_a_lock(
     client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
     """Okta updates a user with a PUT of the whole user, on every profile push: as a
-    PATCH, it is read with the state, then one statement stores the change and its
+    PATCH of a user this process has not just seen, it is read with the state, then
+    one statement stores the change and its
     event if the user is still at the version read; a PUT repeating what is stored
     writes nothing. One that sets a password goes the locked way (its hash is
     stored apart)."""
