@@ -488,6 +488,8 @@ _STAMPED_NOW: Final = resources.stamped_sql("e.data", "now()")
 """An event's data `e` with the times its statement gives them."""
 _MODIFIED_NOW: Final = resources.modified_sql("e.data", "now()")
 """An update's event data `e` with the `lastModified` its statement gives it."""
+_MODIFIED_NOW_WITH_HELD_ROLES: Final = resources.modified_sql(roles.HELD_ROLES_DATA, "now()")
+"""That, with the user's roles its statement read (`roles.HELD_ROLES_DATA`)."""
 _STAMPED_NOW_WITH_DEFAULT_ROLES: Final = (
     f"jsonb_set({_STAMPED_NOW}, '{{roles}}', to_jsonb({roles.DEFAULT_ROLES}))"
 )
@@ -670,11 +672,9 @@ async def _update_user_with_event(
         )
     else:
         assert scope.tenant_id is not None, "only a tenant's state maps roles"
-        along = _holding_roles(
-            scope.schema, event, tracker, row["id"], locked=locked, deciding=deciding
-        )
+        along = _holding_roles(scope.schema, event, row["id"], locked=locked, deciding=deciding)
         if not locked:
-            only_if = functools.partial(tracker.stored_and_shared, scope.tenant_id)
+            only_if = functools.partial(roles.stored_and_shared, scope.schema, scope.tenant_id)
     updated = await _updated_user(
         conn, scope.schema, state, row, resource, along=along, only_if=only_if, locked=locked
     )
@@ -720,24 +720,25 @@ async def _updated_user(
 def _holding_roles(
     schema: str,
     event: NewEvent,
-    tracker: roles.Tracker,
     user_id: uuid.UUID,
     *,
     locked: bool,
     deciding: Along | None = None,
+    data: str = roles.HELD_ROLES_DATA,
 ) -> Along:
     """A user's update event, with the user's stored roles the update's statement reads
-    `FOR SHARE` (`roles.Tracker.holding_stored`), which the locked way read in a
+    `FOR SHARE` (`roles.holding_stored`), which the locked way read in a
     statement of its own after the update, and stored in a third. ``locked``: the
     user is locked and the statement is not its own transaction; the event is
     stored only if the user has roles stored (else they are computed after).
     Otherwise the statement updates the user only if it has (`_update_user_with_event`
-    asks `roles.Tracker.stored_and_shared`), and reads them once it has; with
+    asks `roles.stored_and_shared`), and reads them once it has; with
     ``deciding`` (`guard.along`), the guard decides whether the event is stored
-    or held once they are read, as the locked way locks the guard row last."""
+    or held once they are read, as the locked way locks the guard row last.
+    ``data``: SQL over the event `e` for the data stored, the roles read in it."""
 
     def statements(first_param: int, written: str | None) -> AlongStatements:
-        held = tracker.holding_stored(user_id, first_param, None if locked else written)
+        held = roles.holding_stored(schema, user_id, first_param, None if locked else written)
         first_free = first_param + len(held.args)
         if deciding is not None:
             # Not a row less: a gate that the guard's statements wait on the roles' read.
@@ -753,7 +754,7 @@ def _holding_roles(
             first_free,
             "held_roles" if locked else written,
             numbered=not locked,
-            data=roles.HELD_ROLES_DATA,
+            data=data,
         )
         return held.then(appended)
 
@@ -869,10 +870,12 @@ async def _read_with_state(
     *,
     lock: str | None = None,
     write: Along | None = None,
+    mapped: bool = False,
 ) -> tuple[Row, WriteState] | None:
     """The resource, read without a lock (or taking ``lock``, a delete's), and the
     write's state, in one statement (`write_state.read_with`, trying ``write`` in
-    it), or 404. None without a tenant id: no state to read."""
+    it where the tenant maps roles if ``mapped``, else where it does not), or 404.
+    None without a tenant id: no state to read."""
     if scope.tenant_id is None:
         return None
     key = resource_id(raw_id, table)
@@ -883,6 +886,7 @@ async def _read_with_state(
         resource=lambda first: selecting(table, scope.schema, first, related, lock=lock),
         resource_args=[key],
         write=write,
+        mapped=mapped,
     )
     if row is None:
         raise _missing(table, raw_id)
@@ -1189,8 +1193,10 @@ async def _change_user_unlocked(
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         groups_column = _groups_column(USERS, scope, projection, "r")
         guess = _guessed(scope, resource_id(raw_id, USERS), changed, if_match)
-        write = None if guess is None else guess.write
-        read = await _read_with_state(conn, USERS, scope, raw_id, groups_column, write=write)
+        write, mapped = (None, False) if guess is None else (guess.write, guess.mapped)
+        read = await _read_with_state(
+            conn, USERS, scope, raw_id, groups_column, write=write, mapped=mapped
+        )
         if read is None:
             return None
         row, state = read
@@ -1232,6 +1238,8 @@ class _Guess(NamedTuple):
     """The event body of the user as seen."""
     write: Along
     """The change and its event, stored only if the user is still as seen."""
+    mapped: bool
+    """Whether it is tried where the tenant maps roles (its event shows the user's)."""
 
 
 def _guessed(
@@ -1244,17 +1252,15 @@ def _guessed(
     that reads the user to try (`recent_users`), when it may go as that statement's
     one write: a change with an event the guard lets pass as it is (no
     deprovision: the guard counts those), in a tenant this process last saw
-    without a role mapping or a tripped guard; the statement checks its state
-    too (`write_state.read_with`). None when there is no such change to try; an
+    without a tripped guard; where it last saw a role mapping, as a change read
+    first goes there (`_update_user_with_event`: the roles lock taken, the user's
+    stored roles read for its event). The statement checks the state it expects
+    (`write_state.read_with`). None when there is no such change to try; an
     error ``changed`` raises of the user as seen is the read user's to raise."""
     tenant_id = scope.tenant_id
-    if (
-        tenant_id is None
-        or write_state.maps_roles(tenant_id)
-        or write_state.guard_tripped(tenant_id)
-        or not outbox.announcing()
-    ):
+    if tenant_id is None or write_state.guard_tripped(tenant_id) or not outbox.announcing():
         return None
+    mapped = write_state.maps_roles(tenant_id)
     seen = recent_users.take(scope.schema, user_id)
     if seen is None or (if_match is not None and not etag_matches(if_match, seen["version"])):
         return None
@@ -1265,16 +1271,31 @@ def _guessed(
     if resource is None or resource == seen["resource"]:
         return None
     before = _event_body(USERS, scope, seen)
-    event = events.changed(before, _event_body(USERS, scope, _updated(seen, resource, _NOT_YET)))
+    after = _event_body(USERS, scope, _updated(seen, resource, _NOT_YET))
+    event = events.changed(before, after, [] if mapped else None)
     if event is None or not guard.passes([event], was_tripped=False):
         return None
-    storing = functools.partial(
-        outbox.appending, scope.schema, [event], numbered=True, data=_MODIFIED_NOW
-    )
+    storing: Along
+    only_if = None
+    if mapped:
+        storing = _holding_roles(
+            scope.schema, event, user_id, locked=False, data=_MODIFIED_NOW_WITH_HELD_ROLES
+        )
+        only_if = functools.partial(roles.stored_and_shared, scope.schema, tenant_id)
+    else:
+        storing = functools.partial(
+            outbox.appending, scope.schema, [event], numbered=True, data=_MODIFIED_NOW
+        )
     write = updating_unless_changed(
-        USERS, scope.schema, user_id, resource, version=seen["version"], along=storing
+        USERS,
+        scope.schema,
+        user_id,
+        resource,
+        version=seen["version"],
+        along=storing,
+        only_if=only_if,
     )
-    return _Guess(seen, resource, before, write)
+    return _Guess(seen, resource, before, write, mapped)
 
 
 async def _change_group_unlocked(

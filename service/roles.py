@@ -77,7 +77,7 @@ HELD_ROLES_DATA: Final = (
     "THEN jsonb_set(e.data, '{roles}', to_jsonb((SELECT roles FROM held_roles))) "
     "ELSE e.data - 'roles' END"
 )
-"""A user's event data `e` with the roles `Tracker.holding_stored` read; none when it read
+"""A user's event data `e` with the roles `holding_stored` read; none when it read
 none: the mapping removed since the write read it (`set_mapping` drops every user's)."""
 
 
@@ -125,6 +125,38 @@ def locking_stored(schema: str, changed: str) -> AlongStatements:
         f"WHERE user_id IN (SELECT member_id FROM {changed}) ORDER BY user_id FOR UPDATE)",
         [],
         ", (SELECT count(*) FROM roles_locked) AS roles_locked",
+    )
+
+
+def holding_stored(
+    schema: str, user_id: uuid.UUID, first_param: int, after: str | None = None
+) -> AlongStatements:
+    """`Tracker.user`'s read of the user's stored roles `FOR SHARE`, as a `WITH` query
+    (`held_roles`) of the statement that updates the user, its argument
+    `$first_param`, and its output column `stored_roles` (NULL: none stored). The
+    statement's event shows them (`HELD_ROLES_DATA`): the user's update, its roles
+    and its event cost one round trip, not three. ``after``: the `WITH` query of
+    the update, when the user is not locked yet: the roles are read once the
+    user is, the order of every other write of the user (`module docstring`)."""
+    updated = "" if after is None else f" AND EXISTS (SELECT FROM {after})"
+    return AlongStatements(
+        f"held_roles AS (SELECT roles FROM {quoted_schema(schema)}.user_roles "
+        f"WHERE user_id = ${first_param}{updated} FOR SHARE)",
+        [user_id],
+        ", (SELECT roles FROM held_roles) AS stored_roles",
+    )
+
+
+def stored_and_shared(schema: str, tenant_id: uuid.UUID, first_param: int) -> tuple[str, list[Any]]:
+    """For the update of a user `r` read without a lock (`holding_stored` after it): a
+    condition that it has stored roles (else the locked way computes them),
+    taking the tenant's roles lock shared for the statement, as the locked way
+    holds it for its transaction; its arguments from `$first_param`."""
+    return (
+        f"EXISTS (SELECT FROM {quoted_schema(schema)}.user_roles s WHERE s.user_id = r.id) AND "
+        + role_mappings.locking(f"${first_param}", f"${first_param + 1}::uuid", exclusive=False)
+        + " IS NOT NULL",
+        [role_mappings.LOCK_CLASS, tenant_id],
     )
 
 
@@ -262,36 +294,6 @@ class Tracker:
             return list(stored), []
         roles, reports = await self.refresh(conn, [user_id])
         return roles.get(user_id, []), reports
-
-    def holding_stored(
-        self, user_id: uuid.UUID, first_param: int, after: str | None = None
-    ) -> AlongStatements:
-        """`user`'s read of the user's stored roles `FOR SHARE`, as a `WITH` query
-        (`held_roles`) of the statement that updates the user, its argument
-        `$first_param`, and its output column `stored_roles` (NULL: none stored). The
-        statement's event shows them (`HELD_ROLES_DATA`): the user's update, its roles
-        and its event cost one round trip, not three. ``after``: the `WITH` query of
-        the update, when the user is not locked yet: the roles are read once the
-        user is, the order of every other write of the user (`module docstring`)."""
-        updated = "" if after is None else f" AND EXISTS (SELECT FROM {after})"
-        return AlongStatements(
-            f"held_roles AS (SELECT roles FROM {self._qualified}.user_roles "
-            f"WHERE user_id = ${first_param}{updated} FOR SHARE)",
-            [user_id],
-            ", (SELECT roles FROM held_roles) AS stored_roles",
-        )
-
-    def stored_and_shared(self, tenant_id: uuid.UUID, first_param: int) -> tuple[str, list[Any]]:
-        """For the update of a user `r` read without a lock (`holding_stored` after it): a
-        condition that it has stored roles (else the locked way computes them),
-        taking the tenant's roles lock shared for the statement, as the locked way
-        holds it for its transaction; its arguments from `$first_param`."""
-        return (
-            f"EXISTS (SELECT FROM {self._qualified}.user_roles s WHERE s.user_id = r.id) AND "
-            + role_mappings.locking(f"${first_param}", f"${first_param + 1}::uuid", exclusive=False)
-            + " IS NOT NULL",
-            [role_mappings.LOCK_CLASS, tenant_id],
-        )
 
     def created(self, user_id: uuid.UUID) -> list[str]:
         """A user just inserted, in no group yet: the default roles, without a query, for

@@ -214,6 +214,7 @@ async def read_with(
     resource: Callable[[int], str],
     resource_args: list[Any],
     write: Along | None = None,
+    mapped: bool = False,
 ) -> tuple[WriteState, asyncpg.Record | None]:
     """The state of a write (`read`, without the roles lock: the caller takes another
     way when the tenant maps roles) and, in the same statement, the resource it
@@ -222,14 +223,15 @@ async def read_with(
     The resource is None when there is none, or when the tenant is not found (the
     state `UNTRACKED`). ``write``: a write tried in the same statement, given its
     first `$n` and the `WITH` query it takes effect with, `UNHINDERED` (as
-    `read_and_write`'s without ``mapped``); the row has its `returns` columns, and
-    the resource as it was before it."""
+    `read_and_write`'s, ``mapped`` or not, but taking no lock: the write takes it
+    if it needs it); the row has its `returns` columns, and the resource as it was
+    before it."""
     read = _statement("NULL::boolean", resource(3))
     args = [tenant_id, GUARD_SCHEMA_VERSION, *resource_args]
     if write is not None:
         tried = write(len(args) + 1, UNHINDERED)
         read = (
-            f"WITH state AS ({read}), {_unhindered_if()}, {tried.ctes} "
+            f"WITH state AS ({read}), {_unhindered_if(mapped=mapped)}, {tried.ctes} "
             f"SELECT s.*{tried.returns} FROM state s"
         )
         args += tried.args

@@ -299,23 +299,29 @@ def updating_unless_changed(
     *,
     version: int,
     along: Along,
+    only_if: Callable[[int], tuple[str, list[Any]]] | None = None,
 ) -> Along:
     """`update_unless_changed` as `WITH` queries of another statement (`updated`), modified
     at its `now()`, with ``along``, stored only if that statement's query named by
-    ``only_with`` returns a row; its output column `updated_at`, the time stored, is
-    NULL when nothing was (the resource not at ``version``, or not visible). A
-    conflict raises `asyncpg.UniqueViolationError` from that statement."""
+    ``only_with`` returns a row (and ``only_if`` holds, as there); its output column
+    `updated_at`, the time stored, is NULL when nothing was (the resource not at
+    ``version``, or not visible). A conflict raises `asyncpg.UniqueViolationError`
+    from that statement."""
 
     def statements(first_param: int, only_with: str | None) -> AlongStatements:
         assignments, values = _assignments(table, resource, first_param=first_param + 1)
         id_param, version_param = first_param, first_param + len(values) + 1
-        condition = "" if only_with is None else f" AND EXISTS (SELECT FROM {only_with})"
         following = along(version_param + 1, "updated")
+        args = [resource_id, *values, version, *following.args]
+        condition = "" if only_with is None else f" AND EXISTS (SELECT FROM {only_with})"
+        if only_if is not None:
+            sql, more = only_if(first_param + len(args))
+            condition, args = f"{condition} AND {sql}", [*args, *more]
         return AlongStatements(
             f"updated AS (UPDATE {table.qualified(schema)} AS r SET {assignments} "
             f"WHERE r.id = ${id_param} AND r.version = ${version_param} AND {table.visible}"
             f"{condition} RETURNING r.last_modified), {following.ctes}",
-            [resource_id, *values, version, *following.args],
+            args,
             f", (SELECT last_modified FROM updated) AS updated_at{following.returns}",
         )
 
