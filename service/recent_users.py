@@ -1,8 +1,8 @@
 """The users this process last read or wrote, for a write to guess what it changes.
 
-Every IdP reads a user before it changes it: Entra ID looks it up by its
+IdPs read a user before they change it: Entra ID looks it up by its
 `userName` to compare it with the source, Okta and JumpCloud read it by id or
-filter before their PUT. The change then read the user again, with its state,
+filter before their PUT; and they change one user several times in a row. The change then read the user again, with its state,
 in a statement of its own (`service.provisioning._change_user_unlocked`).
 With the user as this process last saw it, the change's statement can try
 the update itself, at the version seen: it takes effect only if the user is
