@@ -2,12 +2,13 @@
 
 IdPs read a user before they change it: Entra ID looks it up by its
 `userName` to compare it with the source, Okta and JumpCloud read it by id or
-filter before their PUT; and they change one user several times in a row. The change then read the user again, with its state,
-in a statement of its own (`service.provisioning._change_user_unlocked`).
-With the user as this process last saw it, the change's statement can try
-the update itself, at the version seen: it takes effect only if the user is
-still at that version, and when it is not, the same statement has read the
-user as the change would have, so a wrong guess costs no round trip.
+filter before their PUT; and they change one user several times in a row.
+The change then read the user again, with its state, in a statement of its
+own (`service.provisioning._change_user_unlocked`). With the user as this
+process last saw it, the change's statement can try the update itself, at
+the version seen: it takes effect only if the user is still at that version,
+and when it is not, the same statement has read the user as the change would
+have, so a wrong guess costs no round trip.
 
 Small and short-lived (`LIMIT` users, `MAX_AGE_SECONDS` each), and taken once:
 the write that takes a user notes what it stored. Each user's resource is

@@ -180,6 +180,14 @@ async def statements_run(
     return answer, statements_of(spans, server_span(spans, route))
 
 
+async def user_patch_run(
+    client: Client, tenant: TenantHandle, recorded: Recorded, url: str, *operations: Any
+) -> tuple[Any, list[str]]:
+    """A user PATCH's answer and what its statements did (`statements_run`)."""
+    patching = client.patch(url, json=patch_body(*operations), headers=tenant.auth())
+    return await statements_run(recorded, f"PATCH {USERS_ROUTE}/{{resource_id}}", patching)
+
+
 def start_time(span: ReadableSpan) -> int:
     assert span.start_time is not None
     return span.start_time
@@ -405,11 +413,12 @@ async def test_a_mapped_tenants_writes_know_it_before_they_read_it(
         "INSERT group_members groups events",
         "INSERT user_roles events group_members",
     ]
-    rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
-    renamed, statements = await statements_run(
+    renamed, statements = await user_patch_run(
+        client,
+        tenant,
         recorded,
-        "PATCH /scim/v2/{tenant}/Users/{resource_id}",
-        client.patch(f"{tenant.scim}/Users/{ada['id']}", json=rename, headers=tenant.auth()),
+        f"{tenant.scim}/Users/{ada['id']}",
+        {"op": "replace", "path": "displayName", "value": "Ada L."},
     )
     assert renamed.status_code == 200, renamed.text
     assert statements == ["UPDATE users event_sequence events"]
@@ -564,14 +573,8 @@ async def test_a_user_patch_is_its_change_and_event_in_one_statement_without_a_l
     user = await tenant.create_user("noor@example.com", displayName="Noor")
     other = await tenant.create_user("sam@example.com", displayName="Sam")
     url = f"{tenant.scim}/Users/{user['id']}"
-    response, statements = await statements_run(
-        recorded,
-        f"PATCH {USERS_ROUTE}/{{resource_id}}",
-        client.patch(
-            url,
-            json=patch_body({"op": "replace", "path": "displayName", "value": "Noor A."}),
-            headers=tenant.auth(),
-        ),
+    response, statements = await user_patch_run(
+        client, tenant, recorded, url, {"op": "replace", "path": "displayName", "value": "Noor A."}
     )
     assert response.status_code == 200, response.text
     assert statements == [
@@ -619,10 +622,8 @@ async def test_a_change_of_a_user_this_process_just_saw_is_one_statement(
     )
     assert team.status_code == 201, team.text
     url = f"{tenant.scim}/Users/{user['id']}"
-    route = f"PATCH {USERS_ROUTE}/{{resource_id}}"
-    rename = patch_body({"op": "replace", "path": "displayName", "value": "Kai B."})
-    response, statements = await statements_run(
-        recorded, route, client.patch(url, json=rename, headers=tenant.auth())
+    response, statements = await user_patch_run(
+        client, tenant, recorded, url, {"op": "replace", "path": "displayName", "value": "Kai B."}
     )
     assert response.status_code == 200, response.text
     assert statements == ["UPDATE users event_sequence events"]
@@ -642,10 +643,9 @@ async def test_a_change_of_a_user_this_process_just_saw_is_one_statement(
     )
     assert found.json()["totalResults"] == 1
     whole = {k: v for k, v in patched.items() if k not in ("id", "meta", "groups")}
-    route = f"PUT {USERS_ROUTE}/{{resource_id}}"
     response, statements = await statements_run(
         recorded,
-        route,
+        f"PUT {USERS_ROUTE}/{{resource_id}}",
         client.put(url, json={**whole, "title": "Lead"}, headers=OKTA | tenant.auth()),
     )
     assert response.status_code == 200, response.text
@@ -658,10 +658,8 @@ async def test_a_change_of_a_user_this_process_just_saw_is_one_statement(
         """resource = resource || '{"nickName": "K"}' WHERE id = $1::uuid""",
         user["id"],
     )
-    route = f"PATCH {USERS_ROUTE}/{{resource_id}}"
-    again = patch_body({"op": "replace", "path": "displayName", "value": "Kai C."})
-    response, statements = await statements_run(
-        recorded, route, client.patch(url, json=again, headers=tenant.auth())
+    response, statements = await user_patch_run(
+        client, tenant, recorded, url, {"op": "replace", "path": "displayName", "value": "Kai C."}
     )
     assert response.status_code == 200, response.text
     # Tried at the version seen, reading the user; then at the version read.
@@ -694,10 +692,8 @@ async def test_a_change_of_a_user_just_seen_where_roles_are_mapped_is_one_statem
     user = await tenant.create_user("rio@example.com")
     url = f"{tenant.scim}/Users/{user['id']}"
     assert (await client.get(url, headers=tenant.auth())).status_code == 200
-    route = f"PATCH {USERS_ROUTE}/{{resource_id}}"
-    rename = patch_body({"op": "replace", "path": "displayName", "value": "Rio"})
-    response, statements = await statements_run(
-        recorded, route, client.patch(url, json=rename, headers=tenant.auth())
+    response, statements = await user_patch_run(
+        client, tenant, recorded, url, {"op": "replace", "path": "displayName", "value": "Rio"}
     )
     assert response.status_code == 200, response.text
     assert statements == ["UPDATE users event_sequence events"]
@@ -713,9 +709,8 @@ async def test_a_change_of_a_user_just_seen_where_roles_are_mapped_is_one_statem
         "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
     )
     assert write_state.maps_roles(tenant_id)  # no write has read the state since
-    rename = patch_body({"op": "replace", "path": "displayName", "value": "Rio B."})
-    response, statements = await statements_run(
-        recorded, route, client.patch(url, json=rename, headers=tenant.auth())
+    response, statements = await user_patch_run(
+        client, tenant, recorded, url, {"op": "replace", "path": "displayName", "value": "Rio B."}
     )
     assert response.status_code == 200, response.text
     assert len(statements) == 2

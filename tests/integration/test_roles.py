@@ -489,19 +489,27 @@ async def test_a_user_delete_during_a_member_change_of_its_group_finishes_both(
     ]
 
 
-@pytest.mark.parametrize("stored", [True, False])
+@pytest.mark.parametrize("case", ["stored", "never stored", "mapping unseen"])
 async def test_a_user_update_reports_the_roles_it_read_or_computes_them_if_none_were_stored(
-    client: Client, tenant: TenantHandle, db: Pool, stored: bool
+    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
     """A user's update in a mapped tenant reads its stored roles in its own statement and
     its event shows them; a user whose roles were never stored (created as the mapping
-    was saved) has them computed from its groups, stored, and shown."""
+    was saved) has them computed from its groups, stored, and shown. A change of a
+    user this process just read is tried in the statement that reads it
+    (`service.recent_users`) as the process last saw the tenant: where it has not
+    seen the mapping, that statement finds it and writes nothing, and the change
+    goes on as any mapped tenant's."""
     await _mapped(client, tenant, "A")
     ada = (await tenant.create_user("ada@example.com"))["id"]
     await create_group(tenant, "A", ada)
     scope = await announced_scope(db, tenant)
-    if not stored:
+    if case == "never stored":
         await db.execute(f'DELETE FROM "{scope.schema}".user_roles WHERE user_id = $1', ada)
+    if case == "mapping unseen":
+        looked_up = await client.get(f"{tenant.scim}/Users/{ada}", headers=tenant.auth())
+        assert looked_up.status_code == 200, looked_up.text
+        monkeypatch.setattr(write_state, "_MAPPED", set())
     feed = Feed(client, tenant.slug)
     await feed.new()
     rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
@@ -511,30 +519,6 @@ async def test_a_user_update_reports_the_roles_it_read_or_computes_them_if_none_
         (e["type"], e["data"]["displayName"], e["data"]["roles"]) for e in await feed.new()
     ] == [("user.updated", "Ada L.", ["a"])]
     assert await stored_roles(db, scope, ada) == ["a"]
-
-
-async def test_a_user_change_tried_where_the_process_saw_no_mapping_carries_roles(
-    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A change of a user this process just saw is tried in the statement that reads it
-    (`service.recent_users`) only where the process last saw no mapping; where it has
-    not seen the tenant's yet, that statement finds it and writes nothing, and the
-    change is made as any mapped tenant's: its event shows the user's roles."""
-    await _mapped(client, tenant, "A")
-    ada = (await tenant.create_user("ada@example.com"))["id"]
-    await create_group(tenant, "A", ada)
-    looked_up = await client.get(f"{tenant.scim}/Users/{ada}", headers=tenant.auth())
-    assert looked_up.status_code == 200, looked_up.text
-    monkeypatch.setattr(write_state, "_MAPPED", set())
-    feed = Feed(client, tenant.slug)
-    await feed.new()
-    rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
-    response = await client.patch(f"{tenant.scim}/Users/{ada}", json=rename, headers=tenant.auth())
-    assert response.status_code == 200, response.text
-    assert [
-        (e["type"], e["data"]["displayName"], e["data"]["roles"]) for e in await feed.new()
-    ] == [("user.updated", "Ada L.", ["a"])]
-    assert write_state.maps_roles((await announced_scope(db, tenant)).tenant_id)
 
 
 async def test_a_user_update_racing_the_mappings_removal_reports_no_roles(
