@@ -940,14 +940,12 @@ async def test_a_user_write_while_the_guard_holds_is_held_or_not_in_one_statemen
     ]
     assert opened == []
     for user in (users[3], users[4]):  # held, then not held
-        response, statements = await statements_run(
+        response, statements = await user_patch_run(
+            client,
+            tenant,
             recorded,
-            route,
-            client.patch(
-                f"{tenant.scim}/Users/{user}",
-                json=patch_body({"op": "replace", "path": "displayName", "value": "Renamed"}),
-                headers=tenant.auth(),
-            ),
+            f"{tenant.scim}/Users/{user}",
+            {"op": "replace", "path": "displayName", "value": "Renamed"},
         )
         assert response.status_code == 200, response.text
         assert statements == [
