@@ -680,8 +680,8 @@ async def _update_user_with_event(
     )
     if updated is None:
         return None
-    if guarded_in is not None:
-        guard.noted(guarded_in, updated)
+    if guarded_in is not None and guard.noted(guarded_in, updated):
+        write_state.tripped(guarded_in)
     if tracker is not None and locked and updated["stored_roles"] is None:
         user_roles, role_events = await tracker.user(conn, row["id"])
         await _record(conn, scope, state, [events.changed(before, after, user_roles)], role_events)
@@ -871,11 +871,13 @@ async def _read_with_state(
     lock: str | None = None,
     write: Along | None = None,
     mapped: bool = False,
+    counting: bool = False,
 ) -> tuple[Row, WriteState] | None:
     """The resource, read without a lock (or taking ``lock``, a delete's), and the
     write's state, in one statement (`write_state.read_with`, trying ``write`` in
-    it where the tenant maps roles if ``mapped``, else where it does not), or 404.
-    None without a tenant id: no state to read."""
+    it where the tenant maps roles if ``mapped``, else where it does not; where the
+    guard can count it if ``counting``), or 404. None without a tenant id: no state
+    to read."""
     if scope.tenant_id is None:
         return None
     key = resource_id(raw_id, table)
@@ -887,6 +889,7 @@ async def _read_with_state(
         resource_args=[key],
         write=write,
         mapped=mapped,
+        counting=counting,
     )
     if row is None:
         raise _missing(table, raw_id)
@@ -1193,14 +1196,22 @@ async def _change_user_unlocked(
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         groups_column = _groups_column(USERS, scope, projection, "r")
         guess = _guessed(scope, resource_id(raw_id, USERS), changed, if_match)
-        write, mapped = (None, False) if guess is None else (guess.write, guess.mapped)
         read = await _read_with_state(
-            conn, USERS, scope, raw_id, groups_column, write=write, mapped=mapped
+            conn,
+            USERS,
+            scope,
+            raw_id,
+            groups_column,
+            write=None if guess is None else guess.write,
+            mapped=guess is not None and guess.mapped,
+            counting=guess is not None and guess.guarded_in is not None,
         )
         if read is None:
             return None
         row, state = read
         if guess is not None and row["updated_at"] is not None:
+            if guess.guarded_in is not None and guard.noted(guess.guarded_in, row):
+                write_state.tripped(guess.guarded_in)
             after = _updated(guess.row, guess.resource, row["updated_at"])
             recent_users.note(scope.schema, after)
             bodies = (guess.before, _event_body(USERS, scope, after))
@@ -1240,6 +1251,8 @@ class _Guess(NamedTuple):
     """The change and its event, stored only if the user is still as seen."""
     mapped: bool
     """Whether it is tried where the tenant maps roles (its event shows the user's)."""
+    guarded_in: uuid.UUID | None
+    """The tenant whose guard counts it in the statement: it deprovisions the user."""
 
 
 def _guessed(
@@ -1250,13 +1263,14 @@ def _guessed(
 ) -> _Guess | None:
     """The change of the user as this process last read or wrote it, for the statement
     that reads the user to try (`recent_users`), when it may go as that statement's
-    one write: a change with an event the guard lets pass as it is (no
-    deprovision: the guard counts those), in a tenant this process last saw
-    without a tripped guard; where it last saw a role mapping, as a change read
-    first goes there (`_update_user_with_event`: the roles lock taken, the user's
-    stored roles read for its event). The statement checks the state it expects
-    (`write_state.read_with`). None when there is no such change to try; an
-    error ``changed`` raises of the user as seen is the read user's to raise."""
+    one write: a change with an event, in a tenant this process last saw without
+    a tripped guard, as a change read first goes (`_update_user_with_event`):
+    where it last saw a role mapping, taking the roles lock and reading the
+    user's stored roles for its event; a deactivation counted by the guard,
+    which stores or holds its event (`guard.along`). The statement checks the
+    state it expects (`write_state.read_with`). None when there is no such change
+    to try; an error ``changed`` raises of the user as seen is the read user's
+    to raise."""
     tenant_id = scope.tenant_id
     if tenant_id is None or write_state.guard_tripped(tenant_id) or not outbox.announcing():
         return None
@@ -1273,18 +1287,26 @@ def _guessed(
     before = _event_body(USERS, scope, seen)
     after = _event_body(USERS, scope, _updated(seen, resource, _NOT_YET))
     event = events.changed(before, after, [] if mapped else None)
-    if event is None or not guard.passes([event], was_tripped=False):
+    if event is None:
         return None
+    data = _MODIFIED_NOW_WITH_HELD_ROLES if mapped else _MODIFIED_NOW
+    guarded_in = None if guard.passes([event], was_tripped=False) else tenant_id
+    deciding = None
+    if guarded_in is not None:
+        # The statement checks the guard row is there to count on (`write_state`).
+        deciding = guard.along(scope.schema, tenant_id, [event], False, True, data=data)
+        if deciding is None:
+            return None
     storing: Along
     only_if = None
     if mapped:
         storing = _holding_roles(
-            scope.schema, event, user_id, locked=False, data=_MODIFIED_NOW_WITH_HELD_ROLES
+            scope.schema, event, user_id, locked=False, deciding=deciding, data=data
         )
         only_if = functools.partial(roles.stored_and_shared, scope.schema, tenant_id)
     else:
-        storing = functools.partial(
-            outbox.appending, scope.schema, [event], numbered=True, data=_MODIFIED_NOW
+        storing = deciding or functools.partial(
+            outbox.appending, scope.schema, [event], numbered=True, data=data
         )
     write = updating_unless_changed(
         USERS,
@@ -1295,7 +1317,7 @@ def _guessed(
         along=storing,
         only_if=only_if,
     )
-    return _Guess(seen, resource, before, write, mapped)
+    return _Guess(seen, resource, before, write, mapped, guarded_in)
 
 
 async def _change_group_unlocked(

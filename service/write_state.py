@@ -67,10 +67,17 @@ def maps_roles(tenant_id: uuid.UUID | None) -> bool:
 
 
 def guard_tripped(tenant_id: uuid.UUID | None) -> bool:
-    """Whether the tenant's state, last read in this process, had its guard tripped: a
-    hint, as `maps_roles`, for the writes that would only learn it from a statement
-    that then does nothing (`unhindered`)."""
+    """Whether the tenant's state, last read in this process, had its guard tripped, or a
+    count of this process tripped it since (`tripped`): a hint, as `maps_roles`, for
+    the writes that would only learn it from a statement that then does nothing
+    (`unhindered`)."""
     return tenant_id in _TRIPPED
+
+
+def tripped(tenant_id: uuid.UUID) -> None:
+    """A write's count tripped the tenant's guard, or found it tripped
+    (`service.guard.noted`): the next writes need not read that first."""
+    _TRIPPED.add(tenant_id)
 
 
 _POLICY_COLUMNS: Final = ", ".join(f"p.{field}" for field in policies.FIELDS)
@@ -155,14 +162,17 @@ def unhindered(
     return statements
 
 
-def _unhindered_if(*, mapped: bool = False, holding: bool = False) -> str:
-    """The `WITH` query `UNHINDERED` over the query `state` (`unhindered`)."""
+_COUNTING_IF: Final = "s.guarded AND s.guard_row"
+"""The guard can count a deprovision in the write's statement (`service.guard.along`),
+which then decides itself whether to hold its events, tripped or not."""
+
+
+def _unhindered_if(*, mapped: bool = False, holding: bool = False, counting: bool = False) -> str:
+    """The `WITH` query `UNHINDERED` over the query `state` (`unhindered`; ``counting``:
+    for a write that deprovisions its user, `_COUNTING_IF` instead of the guard at rest)."""
+    guard = _COUNTING_IF if counting else "s.guarded" if holding else _AT_REST_IF
     condition = " AND ".join(
-        (
-            f"s.default_roles IS {'NOT ' if mapped else ''}NULL",
-            _FREE_IF,
-            "s.guarded" if holding else _AT_REST_IF,
-        )
+        (f"s.default_roles IS {'NOT ' if mapped else ''}NULL", _FREE_IF, guard)
     )
     return f"{UNHINDERED} AS (SELECT FROM state s WHERE {condition})"
 
@@ -215,6 +225,7 @@ async def read_with(
     resource_args: list[Any],
     write: Along | None = None,
     mapped: bool = False,
+    counting: bool = False,
 ) -> tuple[WriteState, asyncpg.Record | None]:
     """The state of a write (`read`, without the roles lock: the caller takes another
     way when the tenant maps roles) and, in the same statement, the resource it
@@ -224,14 +235,16 @@ async def read_with(
     state `UNTRACKED`). ``write``: a write tried in the same statement, given its
     first `$n` and the `WITH` query it takes effect with, `UNHINDERED` (as
     `read_and_write`'s, ``mapped`` or not, but taking no lock: the write takes it
-    if it needs it); the row has its `returns` columns, and the resource as it was
-    before it."""
+    if it needs it; ``counting``: it deprovisions its user, and the guard counts
+    it in the statement); the row has its `returns` columns, and the resource as
+    it was before it."""
     read = _statement("NULL::boolean", resource(3))
     args = [tenant_id, GUARD_SCHEMA_VERSION, *resource_args]
     if write is not None:
         tried = write(len(args) + 1, UNHINDERED)
         read = (
-            f"WITH state AS ({read}), {_unhindered_if(mapped=mapped)}, {tried.ctes} "
+            f"WITH state AS ({read}), {_unhindered_if(mapped=mapped, counting=counting)}, "
+            f"{tried.ctes} "
             f"SELECT s.*{tried.returns} FROM state s"
         )
         args += tried.args

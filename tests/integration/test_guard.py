@@ -470,6 +470,7 @@ async def test_a_tenants_first_deprovision_the_locked_way_creates_the_guard_row_
         assert (state["window_users"], state["window_deprovisions"]) == (4, n)
 
 
+@pytest.mark.usefixtures("unguessed")
 async def test_a_deactivation_of_a_user_changed_after_it_was_read_counts_once(
     client: Client, db: Pool, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,7 +33,7 @@ from service.settings import Settings
 from tenants.schemas import quoted_schema
 from tests.integration.test_events import all_events, patch_body
 from tests.integration.test_guard import configure as configure_guard
-from tests.integration.test_guard import deactivate
+from tests.integration.test_guard import deactivate, guard_of
 from tests.integration.test_roles import roles_of
 from tests.support.application import (
     BASE_URL,
@@ -719,6 +719,55 @@ async def test_a_change_of_a_user_just_seen_where_roles_are_mapped_is_one_statem
     assert updated["data"]["displayName"] == "Rio B."
 
 
+@pytest.mark.parametrize("mapped", [False, True], ids=["unmapped", "mapped"])
+async def test_a_deactivation_of_a_user_just_seen_is_one_statement_the_guard_counts(
+    client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str], mapped: bool
+) -> None:
+    """A deactivation of a user this process just read is tried by the statement that
+    reads it again too: the guard counts it there and stores its event, or holds it
+    when that count trips the guard, as the deactivation's second statement does.
+    Once the process has seen the trip, a deactivation is read first, as any write
+    while the guard holds."""
+    if mapping := {"default_roles": ["member"]} if mapped else None:
+        saved = await client.put(
+            f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
+        )
+        assert saved.status_code == 200, saved.text
+    await configure_guard(client, tenant.slug, threshold_percent=30, min_users=1)
+    users = [(await tenant.create_user(f"g{n}@example.com"))["id"] for n in range(4)]
+    opened.clear()
+    for n, user in enumerate(users[:2], start=1):
+        url = f"{tenant.scim}/Users/{user}"
+        assert (await client.get(url, headers=tenant.auth())).status_code == 200
+        response, statements = await user_patch_run(
+            client, tenant, recorded, url, {"op": "replace", "path": "active", "value": False}
+        )
+        assert response.status_code == 200, response.text
+        assert statements == ["UPDATE users deprovision_guards event_sequence"]
+        assert response.json()["active"] is False
+        assert (await client.get(url, headers=tenant.auth())).json() == response.json()
+        state = await guard_of(client, tenant.slug)
+        assert (state["window_users"], state["window_deprovisions"]) == (4, n)
+    assert state["tripped_at"] is not None  # by the second: 2 of 4 users
+    [*_, stored] = await all_events(client, tenant.slug)
+    assert (stored["type"], stored["resource"]["id"]) == ("user.deactivated", users[0])
+    assert stored["data"].get("roles") == (["member"] if mapped else None)
+    held = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard/held", headers=admin_headers())
+    assert [(e["type"], e["resource"]["id"]) for e in held.json()["events"]] == [
+        ("user.deactivated", users[1])
+    ]
+    assert opened == []
+    for user in users[2:]:  # this process counted the trip
+        url = f"{tenant.scim}/Users/{user}"
+        assert (await client.get(url, headers=tenant.auth())).status_code == 200
+        response, statements = await user_patch_run(
+            client, tenant, recorded, url, {"op": "replace", "path": "active", "value": False}
+        )
+        assert response.status_code == 200, response.text
+        assert len(statements) == 2
+    assert opened == []
+
+
 async def test_a_user_patch_that_changes_nothing_is_answered_from_its_read(
     client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
@@ -878,14 +927,19 @@ async def test_a_member_patch_is_one_statement_without_a_transaction_block(
 
 
 async def test_a_member_patch_while_the_guard_holds_is_one_statement(
-    client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
+    client: Client,
+    tenant: TenantHandle,
+    recorded: Recorded,
+    opened: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """While the guard is tripped, one statement locks the group, changes the members,
     shares the guard row and stores their events, holding those of held members; it
     took a read of the group with the state first, before that a transaction block
     (the group's lock, the guard's, the change: four round trips with the commit),
-    and the locked way before that, the group held across eight. The first PATCH
-    after the trip learns of it from the common statement, which writes nothing."""
+    and the locked way before that, the group held across eight. The process whose
+    count tripped the guard knows it; in another, the first PATCH after the trip
+    learns of it from the common statement, which writes nothing."""
     await configure_guard(client, tenant.slug, threshold_percent=20, min_users=5)
     users = [(await tenant.create_user(f"h{n}@example.com"))["id"] for n in range(6)]
     created = await client.post(
@@ -901,8 +955,10 @@ async def test_a_member_patch_while_the_guard_holds_is_one_statement(
         change,  # the guard row shared, events held or not
     ]
     route = "PATCH /scim/v2/{tenant}/Groups/{resource_id}"
-    # The first PATCH learns that the guard is tripped; the next ones know it.
-    for added, statements in (([users[5]], first), ([users[1], users[4]], first[1:])):
+    steps = [([users[3]], first[1:]), ([users[5]], first), ([users[1], users[4]], first[1:])]
+    for n, (added, statements) in enumerate(steps):
+        if n == 1:  # as in a process that did not count the trip
+            monkeypatch.setattr(write_state, "_TRIPPED", set())
         response, ran = await statements_run(
             recorded,
             route,
@@ -919,11 +975,13 @@ async def test_a_member_patch_while_the_guard_holds_is_one_statement(
     assert opened == []
 
 
+@pytest.mark.usefixtures("unguessed")
 async def test_a_user_write_while_the_guard_holds_is_held_or_not_in_one_statement(
     client: Client, tenant: TenantHandle, recorded: Recorded, opened: list[str]
 ) -> None:
-    """Once the guard is tripped, a deactivation is still read with the state, then
-    counted and held by the statement that changes the user, and any other change of
+    """Once the guard is tripped, a deactivation of a user this process has not just seen
+    is still read with the state, then counted and held by the statement that
+    changes the user, and any other change of
     a user is held, or not, by its own statement too. Both took the locked way, the
     tenant's guard row locked across three or four round trips, for which every
     other deprovision and every write about a held user waited."""
