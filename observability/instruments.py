@@ -50,6 +50,7 @@ SCIM_DURATION_LABELS: Final = (
     attr.LABEL_STATUS_CLASS,
 )
 PROVISIONING_LABELS: Final = (attr.LABEL_TENANT, attr.LABEL_RESOURCE_TYPE, attr.LABEL_ACTION)
+USER_CHANGE_LABELS: Final = (attr.LABEL_TENANT, attr.LABEL_FOUND)
 
 
 class CounterInstrument(Protocol):
@@ -138,6 +139,13 @@ class Instruments:
             "Users and groups created, updated, deactivated, reactivated and deleted, by tenant.",
             PROVISIONING_LABELS,
         )
+        self.user_changes = counter(
+            attr.SCIM_USER_CHANGES,
+            "{change}",
+            "User PATCHes and PUTs without a lock, by tenant and by how they found the user: "
+            "seen (one statement), stale or read (two).",
+            USER_CHANGE_LABELS,
+        )
 
         def observe_active(options: CallbackOptions) -> Iterable[Observation]:
             del options
@@ -159,6 +167,17 @@ def provisioned(resource_type: str, action: str) -> None:
         return
     info.telemetry.instruments.provisioning.add(
         1, (info.tenant_label or attr.OTHER_TENANT, resource_type, action), info.span
+    )
+
+
+def user_change_found(found: str) -> None:
+    """A user's change without a lock found its user as ``found`` says (`attr.FOUND_SEEN`,
+    `attr.FOUND_STALE`, `attr.FOUND_READ`)."""
+    info = request_context.current()
+    if info is None:
+        return
+    info.telemetry.instruments.user_changes.add(
+        1, (info.tenant_label or attr.OTHER_TENANT, found), info.span
     )
 
 

@@ -32,7 +32,14 @@ from typing import Any, Final, NamedTuple, TypeVar
 import asyncpg
 
 from observability import instruments, request_context
-from observability.attributes import ACTION_CREATED, ACTION_DELETED, ACTION_UPDATED
+from observability.attributes import (
+    ACTION_CREATED,
+    ACTION_DELETED,
+    ACTION_UPDATED,
+    FOUND_READ,
+    FOUND_SEEN,
+    FOUND_STALE,
+)
 from service import events, guard, passwords, recent_users, roles, write_state
 from service.postgres import Connection, Pool
 from service.scim import patch, resources, validation
@@ -410,6 +417,8 @@ async def _create_locked(
     if member_ids:
         await groups.hold(conn, scope.schema, member_ids)
     row = claimed or await insert(conn, table, scope.schema, resource)
+    if table is USERS:
+        recent_users.note(scope.schema, row)
     if password_hash is not None:
         await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
     members = events.MembershipChanges()
@@ -457,9 +466,10 @@ async def _insert_user_with_roles(
         first_free = first_param + len(stored_roles.args)
         return stored_roles.then(outbox.appending(scope.schema, [event], first_free))
 
-    await insert(
+    row = await insert(
         conn, USERS, scope.schema, resource, resource_id=resource_id, at=state.now, along=along
     )
+    recent_users.note(scope.schema, row)
     return body
 
 
@@ -1209,7 +1219,10 @@ async def _change_user_unlocked(
         if read is None:
             return None
         row, state = read
-        if guess is not None and row["updated_at"] is not None:
+        if guess is None or row["updated_at"] is None:
+            instruments.user_change_found(FOUND_READ if guess is None else FOUND_STALE)
+        else:
+            instruments.user_change_found(FOUND_SEEN)
             if guess.guarded_in is not None and guard.noted(guess.guarded_in, row):
                 write_state.tripped(guess.guarded_in)
             after = _updated(guess.row, guess.resource, row["updated_at"])

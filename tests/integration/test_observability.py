@@ -26,7 +26,7 @@ from observability import request_context
 from observability.database import TracedConnection
 from observability.logging import JsonFormatter
 from observability.setup import Telemetry
-from service import write_state
+from service import recent_users, write_state
 from service.app import create_app
 from service.postgres import Pool
 from service.settings import Settings
@@ -676,6 +676,26 @@ async def test_a_change_of_a_user_this_process_just_saw_is_one_statement(
     assert opened == []
 
 
+async def test_a_change_of_a_user_created_the_locked_way_is_one_statement(
+    client: Client, tenant: TenantHandle, recorded: Recorded
+) -> None:
+    """A create that takes the locked way (a password to hash: Okta's, with password
+    sync on) notes its user too, so the IdP's next change of it is one statement."""
+    created = await client.post(
+        f"{tenant.scim}/Users",
+        json={"userName": "pat@example.com", "password": "correct horse battery"},
+        headers=OKTA | tenant.auth(),
+    )
+    assert created.status_code == 201, created.text
+    url = f"{tenant.scim}/Users/{created.json()['id']}"
+    response, statements = await user_patch_run(
+        client, tenant, recorded, url, {"op": "replace", "path": "displayName", "value": "Pat"}
+    )
+    assert response.status_code == 200, response.text
+    assert statements == ["UPDATE users event_sequence events"]
+    assert (await client.get(url, headers=tenant.auth())).json() == response.json()
+
+
 async def test_a_change_of_a_user_just_seen_where_roles_are_mapped_is_one_statement(
     client: Client, tenant: TenantHandle, recorded: Recorded, db: Pool
 ) -> None:
@@ -1271,6 +1291,43 @@ async def test_metrics_by_tenant_operation_and_status(
     assert active.value >= 1
 
 
+async def test_user_changes_are_counted_by_how_they_found_the_user(
+    client: Client,
+    tenant: TenantHandle,
+    recorded: Recorded,
+    db: Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """How often IdP writes find their user in this process's memory, per tenant: what
+    tells an operator whether the one-statement change serves them (`recent_users`)."""
+    user = await tenant.create_user("counted@example.com")
+    url = f"{tenant.scim}/Users/{user['id']}"
+
+    async def rename(to: str) -> None:
+        response = await client.patch(
+            url,
+            json=patch_body({"op": "replace", "path": "displayName", "value": to}),
+            headers=tenant.auth(),
+        )
+        assert response.status_code == 200, response.text
+
+    await rename("Seen")
+    schema = quoted_schema(await schema_of(db, tenant.slug))
+    await db.execute(
+        f"UPDATE {schema}.users SET version = version + 1 WHERE id = $1::uuid", user["id"]
+    )
+    await rename("Stale")
+    await rename("Seen again")
+    monkeypatch.setattr(recent_users, "take", lambda schema, user_id: None)
+    await rename("Read")
+    found = {
+        labels["found"]: point.value
+        for labels, point in metric_points(recorded, "scim.user_changes")
+        if labels["tenant"] == tenant.slug
+    }
+    assert found == {"seen": 2, "stale": 1, "read": 1}
+
+
 async def scrape(client: Client) -> dict[str, Any]:
     response = await client.get("/metrics")
     assert response.status_code == 200
@@ -1359,8 +1416,14 @@ def test_promql_reader() -> None:
 async def test_dashboards_and_alerts_query_only_exported_metrics(
     client: Client, tenant: TenantHandle
 ) -> None:
-    await tenant.create_user("dashboarded@example.com")
+    user = await tenant.create_user("dashboarded@example.com")
     await client.get(f"{tenant.scim}/Users", headers=tenant.auth())
+    renamed = await client.patch(
+        f"{tenant.scim}/Users/{user['id']}",
+        json=patch_body({"op": "replace", "path": "displayName", "value": "Dashboarded"}),
+        headers=tenant.auth(),
+    )
+    assert renamed.status_code == 200, renamed.text
     assert (await client.get("/readyz")).status_code == 200
     families = await scrape(client)
     exported = {sample.name for family in families.values() for sample in family.samples}
