@@ -1307,7 +1307,9 @@ def _guessed(
     deciding = None
     if guarded_in is not None:
         # The statement checks the guard row is there to count on (`write_state`).
-        deciding = guard.along(scope.schema, tenant_id, [event], False, True, data=data)
+        deciding = guard.along(
+            scope.schema, tenant_id, [event], was_tripped=False, has_row=True, data=data
+        )
         if deciding is None:
             return None
     storing: Along
