@@ -15,6 +15,9 @@ from service.webhooks.signing import SecretBox, generate_secret
 from tenants.errors import ControlPlaneError, InvalidInput, NotFound
 
 DEFAULT_ROTATION_OVERLAP_SECONDS = 24 * 60 * 60
+RECEIVERS_CHANNEL = "scim_webhook_receivers"
+"""NOTIFYed by the statement that adds or deletes an endpoint: the webhook workers ask
+again which tenants some endpoint receives (`service.webhooks.worker`)."""
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
 _MAX_LIST = 1000
 
@@ -141,13 +144,15 @@ class WebhookStore:
         endpoint_id = uuid.uuid4()
         secret = generate_secret()
         await self._pool.execute(
-            "INSERT INTO scim_control.webhook_endpoints (id, tenant, url, event_types, secret) "
-            "VALUES ($1, $2, $3, $4, $5)",
+            "WITH added AS (INSERT INTO scim_control.webhook_endpoints "
+            "(id, tenant, url, event_types, secret) VALUES ($1, $2, $3, $4, $5) RETURNING id) "
+            "SELECT pg_notify($6, '') FROM added",
             endpoint_id,
             tenant_id,
             _validate_url(url),
             _validate_events(events),
             box.seal(secret, endpoint_id),
+            RECEIVERS_CHANNEL,
         )
         return await self._with_secret(endpoint_id, secret)
 
@@ -173,10 +178,13 @@ class WebhookStore:
         return _endpoint(row)
 
     async def delete(self, raw_id: str) -> None:
-        result = await self._pool.execute(
-            "DELETE FROM scim_control.webhook_endpoints WHERE id = $1", _endpoint_id(raw_id)
+        deleted = await self._pool.fetch(
+            "WITH deleted AS (DELETE FROM scim_control.webhook_endpoints WHERE id = $1 "
+            "RETURNING id) SELECT pg_notify($2, '') FROM deleted",
+            _endpoint_id(raw_id),
+            RECEIVERS_CHANNEL,
         )
-        if result.endswith(" 0"):
+        if not deleted:
             raise NotFound(f"no webhook endpoint {raw_id!r}")
 
     async def rotate(self, raw_id: str, *, overlap_seconds: int | None) -> EndpointWithSecret:

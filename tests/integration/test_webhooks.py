@@ -63,12 +63,18 @@ def make_tenants(client: Client) -> Callable[[int], Awaitable[list[TenantHandle]
 
 
 class CountingWorker(WebhookWorker):
-    """A worker that counts the fan-outs it runs, per tenant, and its sweeps."""
+    """A worker that counts the fan-outs it runs, per tenant, its sweeps and its reads of
+    the receivers."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fanned_out: Counter[uuid.UUID] = Counter()
         self.sweeps = 0
+        self.receiver_reads = 0
+
+    async def _read_receivers(self) -> set[uuid.UUID | None]:
+        self.receiver_reads += 1
+        return await super()._read_receivers()
 
     async def fan_out(self, tenant_id: uuid.UUID, schema: str) -> bool:
         self.fanned_out[tenant_id] += 1
@@ -447,6 +453,40 @@ async def test_notified_tenants_no_endpoint_receives_are_not_fanned_out(
     assert {r.event["tenant"]["slug"] for r in receiver.accepted} == {received.slug}
     assert running.fanned_out[ids[received.slug]] >= 2
     assert running.fanned_out[ids[ignored.slug]] == 0
+
+
+async def test_a_worker_reads_the_receivers_again_only_once_an_endpoint_is_added_or_deleted(
+    client: Client, settings: Settings, migrated_database: str, tenant: TenantHandle
+) -> None:
+    """Rounds with notified tenants and no endpoint read the receivers once; an endpoint
+    registered meanwhile is heard of at once (its tenant's next event is delivered
+    without waiting for a sweep, an hour away here), and so is its deletion."""
+    async with (
+        receivers.running() as receiver,
+        worker(
+            settings, migrated_database, kind=CountingWorker, webhook_sweep_seconds=3600.0
+        ) as running,
+    ):
+        assert isinstance(running, CountingWorker)
+        for n in range(3):
+            await tenant.create_user(f"unheard{n}@example.com")
+            await asyncio.sleep(0.15)  # a few of the worker's rounds
+        assert running.receiver_reads == 1
+        endpoint = await register(client, receiver.url, slug=tenant.slug)
+        await asyncio.sleep(0.15)
+        await tenant.create_user("heard@example.com")
+        await receiver.wait_for(1)
+        assert [r.event["data"]["userName"] for r in receiver.accepted] == ["heard@example.com"]
+        assert running.receiver_reads == 2
+        deleted = await client.delete(
+            f"/admin/v1/webhooks/{endpoint['id']}", headers=admin_headers()
+        )
+        assert deleted.status_code == 204, deleted.text
+        await asyncio.sleep(0.15)
+        await tenant.create_user("gone@example.com")
+        await asyncio.sleep(0.3)
+        assert running.receiver_reads == 3
+    assert len(receiver.accepted) == 1
 
 
 async def test_a_slow_receiver_does_not_slow_scim_down(
