@@ -690,12 +690,19 @@ async def _update_user_with_event(
     )
     if updated is None:
         return None
-    if guarded_in is not None and guard.noted(guarded_in, updated):
-        write_state.tripped(guarded_in)
+    if guarded_in is not None:
+        _counted(guarded_in, updated)
     if tracker is not None and locked and updated["stored_roles"] is None:
         user_roles, role_events = await tracker.user(conn, row["id"])
         await _record(conn, scope, state, [events.changed(before, after, user_roles)], role_events)
     return updated, after
+
+
+def _counted(tenant_id: uuid.UUID, row: Row) -> None:
+    """What the guard decided in a user's statement that it counted in (`guard.noted`);
+    a trip there is this process's hint from then on (`write_state.tripped`)."""
+    if guard.noted(tenant_id, row):
+        write_state.tripped(tenant_id)
 
 
 async def _updated_user(
@@ -1223,8 +1230,8 @@ async def _change_user_unlocked(
             instruments.user_change_found(FOUND_READ if guess is None else FOUND_STALE)
         else:
             instruments.user_change_found(FOUND_SEEN)
-            if guess.guarded_in is not None and guard.noted(guess.guarded_in, row):
-                write_state.tripped(guess.guarded_in)
+            if guess.guarded_in is not None:
+                _counted(guess.guarded_in, row)
             after = _updated(guess.row, guess.resource, row["updated_at"])
             recent_users.note(scope.schema, after)
             bodies = (guess.before, _event_body(USERS, scope, after))

@@ -110,10 +110,11 @@ class WebhookWorker:
         """Notifications may have been lost (before the start, or while the listener was
         down): this worker sweeps at once, whether or not another swept lately."""
         self._next_purge = 0.0
-        self._known_receivers: set[uuid.UUID | None] | None = None
-        """`_receivers` as last read while listening; None once an endpoint was added or
-        deleted (`RECEIVERS_CHANNEL`), or the listener dropped."""
         self._receiver_changes = 0
+        """Endpoints added or deleted (`RECEIVERS_CHANNEL`) and listeners dropped so far."""
+        self._known_receivers: tuple[int, set[uuid.UUID | None]] | None = None
+        """`_receivers` as last read while listening, with `_receiver_changes` then: kept
+        while that count stands."""
 
     async def start(self) -> None:
         if self._box is None:
@@ -156,7 +157,6 @@ class WebhookWorker:
             self._wake.set()
 
         def on_receivers_changed(_conn: object, _pid: int, _channel: str, _payload: object) -> None:
-            self._known_receivers = None
             self._receiver_changes += 1
 
         def on_termination(_conn: object) -> None:
@@ -164,7 +164,7 @@ class WebhookWorker:
             self._listener = None
             self._missed = True
             self._next_sweep = 0.0
-            on_receivers_changed(_conn, 0, RECEIVERS_CHANNEL, None)
+            self._receiver_changes += 1
 
         conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(self._dsn)
         await conn.add_listener(outbox.CHANNEL, on_notification)
@@ -245,12 +245,12 @@ class WebhookWorker:
         with no endpoint at all. A round that used them just before a change committed
         leaves its tenants to the sweep, as a read just before it did.
         """
-        if self._known_receivers is not None:
-            return self._known_receivers
         changes = self._receiver_changes
+        if self._known_receivers is not None and self._known_receivers[0] == changes:
+            return self._known_receivers[1]
         found = await self._read_receivers()
-        if self._listener is not None and changes == self._receiver_changes:
-            self._known_receivers = found
+        if self._listener is not None:
+            self._known_receivers = (changes, found)
         return found
 
     async def _read_receivers(self) -> set[uuid.UUID | None]:
