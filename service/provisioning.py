@@ -1430,6 +1430,7 @@ async def _patch_members_in_one(
     projection: Projection | None,
     *,
     again: bool = True,
+    settle: bool = True,
 ) -> dict[str, Any] | None:
     """The IdPs' common group PATCH, members added or removed by id, as one statement:
     the write's state, the group locked, the change, the version bump and the
@@ -1437,15 +1438,21 @@ async def _patch_members_in_one(
     lets it (`write_state.unhindered`).
 
     In a tenant the process last saw mapping roles (`write_state.maps_roles`)
-    the statement opens a transaction block: its state takes the roles lock
-    shared and requires a mapping, it also locks the stored roles of the users
-    it changes (`roles.locking_stored`), and the roles it moved follow it
-    (`roles.Tracker.members_changed`: computed, stored and reported in one
-    statement), numbered as the block commits. The group is held from the
-    statement to the commit. In a tenant whose guard the process last saw tripped
-    (`write_state.guard_tripped`), the statement shares the guard row and holds
-    the events of the members with held events (`guard.appending_members`); a
-    tenant both mapped and tripped goes the locked way.
+    the state takes the roles lock shared and requires a mapping, and the
+    statement computes, stores and reports the roles of the users it changes
+    too (`roles.following`), if what its snapshot shows of them is still so once
+    it holds the locks (`roles.settling`). If it is not (a write it waited for,
+    or one that committed since its snapshot, changed them: rare), it changes
+    nothing, and the PATCH opens a transaction block instead (``settle`` false):
+    the statement locks the stored roles of the users it changes
+    (`roles.locking_stored`) and the roles follow in the next statement
+    (`roles.Tracker.members_changed`), whose snapshot shows what a write it
+    waited for did; the events are numbered as the block commits and the group
+    is held from the statement to the commit. In a tenant whose guard the
+    process last saw tripped (`write_state.guard_tripped`), the statement
+    shares the guard row and holds the events of the members with held events
+    (`guard.appending_members`); a tenant both mapped and tripped goes the
+    locked way.
 
     When the state holds the statement back because the process's hints were
     stale (a mapping made or removed, the guard tripped elsewhere), it has
@@ -1469,9 +1476,19 @@ async def _patch_members_in_one(
     except ScimError:
         return None
     new = _member_events(ids, add=add, group={"id": str(group_id)})
-    along = _along_members(scope.schema, scope.tenant_id, new, mapped=mapped, tripped=tripped)
+    alone = mapped and settle
+    settling = roles.settling(scope.schema, scope.tenant_id) if alone else None
+    along = (
+        roles.following(
+            scope.schema, scope.tenant_id, new, ids, add=add, data=groups.NAMED_MEMBER_EVENT_DATA
+        )
+        if alone
+        else _along_members(scope.schema, scope.tenant_id, new, mapped=mapped, tripped=tripped)
+    )
     try:
-        async with outbox.announced(pool, scope.announcer, transaction=mapped) as conn:
+        async with outbox.announced(
+            pool, scope.announcer, transaction=mapped and not alone
+        ) as conn:
             change, after = await groups.change_if(
                 conn,
                 scope.schema,
@@ -1481,6 +1498,7 @@ async def _patch_members_in_one(
                 ahead=write_state.unhindered(scope.tenant_id, mapped=mapped, holding=tripped),
                 only_with=write_state.UNHINDERED,
                 along=along,
+                settling=settling,
             )
             if after["now"] is None:
                 return None  # no state: the tenant is gone
@@ -1488,16 +1506,20 @@ async def _patch_members_in_one(
             if mapped or tripped or not after["went"]:
                 # For the roles, and to correct the hints where they may be wrong.
                 state = write_state.of_row(scope.schema, scope.tenant_id, after)
-            if after["went"]:
-                if not after["current"]:
-                    raise _missing(GROUPS, raw_id)
-                if state is not None and state.roles is not None:
+            if after["went"] and not after["current"]:
+                raise _missing(GROUPS, raw_id)
+            if after["went"] and after["settled"]:
+                if state is not None and state.roles is not None and not alone:
                     await state.roles.members_changed(conn, change.members, reported=scope.events)
                 if change.bumped is not None:
                     instruments.provisioned(GROUPS.resource_type.name, ACTION_UPDATED)
                 return await render(conn, GROUPS, scope, after, projection)
     except roles.ExclusiveNeeded:
         return None  # undone; the locked way runs it again under the exclusive lock
+    if after["went"]:  # not settled: nothing written
+        return await _patch_members_in_one(
+            pool, scope, raw_id, step, projection, again=again, settle=False
+        )
     hints = (write_state.maps_roles(scope.tenant_id), write_state.guard_tripped(scope.tenant_id))
     if not again or hints == (mapped, tripped):
         return None

@@ -49,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import asyncpg
@@ -125,6 +125,137 @@ def locking_stored(schema: str, changed: str) -> AlongStatements:
         f"WHERE user_id IN (SELECT member_id FROM {changed}) ORDER BY user_id FOR UPDATE)",
         [],
         ", (SELECT count(*) FROM roles_locked) AS roles_locked",
+    )
+
+
+def settling(schema: str, tenant_id: uuid.UUID) -> Callable[[int], AlongStatements]:
+    """For a member change that computes its users' roles in its own statement, under the
+    shared lock (`following`): the `WITH` queries `groups.change_if` runs once the group
+    is locked, given their first `$n`, over the statement's `$2` (the members' ids). They
+    lock the members' stored roles in id order, as every member change does after its
+    group (`locking_stored`), and their last, `settled`, returns a row only if what the
+    statement's snapshot shows of the users' roles is still so:
+
+    - no write under the exclusive lock committed since the snapshot: the mapping's
+      generation (`role_mappings.bumping`) is what `scim_control.roles_generation()`
+      reads now, with a snapshot taken once the statement holds the lock shared
+      (PostgreSQL takes a statement's snapshot before it waits for a lock);
+    - no write changed a member's memberships since: each member's stored roles are
+      locked at the version the snapshot shows. Every write that changes a user's
+      memberships under the shared lock where they may grant roles stores the user's
+      roles, moved or not (``touching``), so a new version tells it; a user's delete
+      deletes them;
+    - every member is a user with roles stored: a group as a member changes which
+      groups are inside which (the exclusive lock's), a user without stored roles
+      was never reported (its own event carries them).
+
+    Otherwise the statement changes nothing, and the change takes the transaction
+    block (`Tracker.members_changed`), whose second statement has a fresh snapshot.
+    """
+
+    def statements(first_param: int) -> AlongStatements:
+        qualified = quoted_schema(schema)
+        members = "ANY($2::uuid[])"
+        return AlongStatements(
+            f"roles_seen AS (SELECT user_id, xmin::text AS version FROM {qualified}.user_roles "
+            f"WHERE user_id = {members}), "
+            "roles_locked AS (SELECT user_id, xmin::text AS version "
+            f"FROM {qualified}.user_roles WHERE user_id = {members} "
+            "AND EXISTS (SELECT FROM current) ORDER BY user_id FOR UPDATE), "
+            "settled AS (SELECT FROM state s "
+            f"WHERE s.roles_generation = scim_control.roles_generation(${first_param}::uuid) "
+            "AND (SELECT count(*) FROM roles_locked) = (SELECT count(*) FROM roles_seen) "
+            "AND NOT EXISTS (SELECT FROM roles_seen v LEFT JOIN roles_locked l "
+            "ON l.user_id = v.user_id WHERE l.version IS DISTINCT FROM v.version) "
+            f"AND NOT EXISTS (SELECT FROM {qualified}.users u WHERE u.id = {members} "
+            "AND u.managed AND u.deleted_at IS NULL "
+            "AND NOT EXISTS (SELECT FROM roles_seen v WHERE v.user_id = u.id)) "
+            f"AND NOT EXISTS (SELECT FROM {qualified}.groups g WHERE g.id = {members}))",
+            [tenant_id],
+        )
+
+    return statements
+
+
+def following(
+    schema: str,
+    tenant_id: uuid.UUID,
+    new: list[NewEvent],
+    candidates: list[uuid.UUID],
+    *,
+    add: bool,
+    data: str,
+) -> Callable[[int, str], AlongStatements]:
+    """What a member change settled by `settling` stores along, in its statement: the
+    roles of the users it changed (its `WITH` query given as `changed`, whose group is
+    `$1`), computed from their memberships in the statement's snapshot with the change
+    applied, stored, moved or not (`settling` says why), and a `user.roles_changed` for
+    each whose roles moved, among ``candidates`` (the members' ids), numbered after
+    the change's own events ``new`` (`outbox.appending_members`, their data ``data``)
+    by the same insert."""
+    qualified = quoted_schema(schema)
+
+    def statements(first_param: int, changed: str) -> AlongStatements:
+        users = f"SELECT member_id FROM {changed} WHERE member_type = 'User'"
+        direct = (
+            f"SELECT m.member_id, m.group_id FROM {qualified}.group_members m "
+            f"WHERE m.member_id IN ({users}) AND m.group_id <> $1"
+        )
+        if add:
+            direct += f" UNION ALL SELECT member_id, $1 FROM {changed} WHERE member_type = 'User'"
+        computing = _computing_from(
+            qualified, f"${first_param}::uuid", direct, f"u.id IN ({users})"
+        )
+        ids, event_ids, kind = (f"${first_param + n}" for n in (1, 2, 3))
+        reports = (
+            f"SELECT n.event_id, {kind}::text, 'User', r.id, r.data, r.previous, "
+            f"{len(new)} + row_number() OVER (ORDER BY r.id) FROM reported r "
+            f"JOIN unnest({ids}::uuid[], {event_ids}::uuid[]) AS n(user_id, event_id) "
+            "ON n.user_id = r.id"
+        )
+        stored = outbox.appending_members(
+            schema, new, first_param + 4, changed, numbered=True, data=data, also=reports
+        )
+        return AlongStatements(
+            f"{computing}, stored_roles AS (UPDATE {qualified}.user_roles s "
+            f"SET roles = c.roles FROM computed c WHERE s.user_id = c.id), {stored.ctes}",
+            [
+                tenant_id,
+                candidates,
+                events.new_event_ids(len(candidates)),
+                events.USER_ROLES_CHANGED,
+                *stored.args,
+            ],
+            stored.returns,
+        )
+
+    return statements
+
+
+def _computing_from(
+    qualified: str, tenant: str, direct: str, users: str, *, unreported_had_none: bool = False
+) -> str:
+    """`WITH` queries (the first recursive) over the provisioned users `u` for whom
+    ``users`` holds, whose memberships the query ``direct`` gives (`member_id,
+    group_id`), by the mapping of the tenant whose id is the SQL ``tenant``:
+    `computed(id, user_name, stored, roles)`, their roles now and as last stored
+    (NULL: never); `reported(id, data, previous)`, the data of a `user.roles_changed`
+    for each whose reported roles moved. A user whose roles were never reported
+    (just created or linked) has none reported, as its own event carries them; with
+    ``unreported_had_none`` (a new mapping) it had none until now."""
+    before = "coalesce(c.stored, '{}')" if unreported_had_none else "c.stored"
+    return (
+        groups.climbing(qualified, direct)
+        + f", {role_mappings.granting(qualified, tenant, 'reach')}, "
+        "computed AS (SELECT u.id, u.user_name, r.roles AS stored, "
+        f"{role_mappings.roles_of('g.roles')} AS roles FROM {qualified}.users u "
+        f"LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id "
+        "LEFT JOIN granted g ON g.member_id = u.id "
+        f"WHERE {users} AND u.managed AND u.deleted_at IS NULL), "
+        f"reported AS (SELECT m.id, {_CHANGED_ROLES_DATA} AS data, "
+        "jsonb_build_object('roles', m.before) AS previous "
+        f"FROM (SELECT c.*, {before} AS before FROM computed c) m "
+        "WHERE m.before IS DISTINCT FROM m.roles AND m.before IS NOT NULL)"
     )
 
 
@@ -212,30 +343,22 @@ class Tracker:
         qualified = self._qualified
         members, arg = groups.one_of("member_id", user_ids)
         users, _ = groups.one_of("u.id", user_ids)
-        before = "coalesce(c.stored, '{}')" if unreported_had_none else "c.stored"
-        return (
-            groups.reach(qualified, members)
-            + f", {role_mappings.granting(qualified, '$2::uuid', 'reach')}, "
-            "computed AS (SELECT u.id, u.user_name, r.roles AS stored, "
-            f"{role_mappings.roles_of('g.roles')} AS roles FROM {qualified}.users u "
-            f"LEFT JOIN {qualified}.user_roles r ON r.user_id = u.id "
-            "LEFT JOIN granted g ON g.member_id = u.id "
-            f"WHERE {users} AND u.managed AND u.deleted_at IS NULL), "
-            f"reported AS (SELECT m.id, {_CHANGED_ROLES_DATA} AS data, "
-            "jsonb_build_object('roles', m.before) AS previous "
-            f"FROM (SELECT c.*, {before} AS before FROM computed c) m "
-            "WHERE m.before IS DISTINCT FROM m.roles AND m.before IS NOT NULL)",
-            [arg, self.tenant_id],
-        )
+        direct = f"SELECT member_id, group_id FROM {qualified}.group_members WHERE {members}"
+        return "WITH RECURSIVE " + _computing_from(
+            qualified, "$2::uuid", direct, users, unreported_had_none=unreported_had_none
+        ), [arg, self.tenant_id]
 
     def _recomputing(
-        self, user_ids: list[uuid.UUID], *, unreported_had_none: bool = False
+        self, user_ids: list[uuid.UUID], *, unreported_had_none: bool = False, touching: bool
     ) -> tuple[str, list[Any]]:
-        """`_computing`, and a `WITH` query storing the roles that moved."""
+        """`_computing`, and a `WITH` query storing the roles that moved; ``touching``:
+        every user's, moved or not (`settling` says why a write under the shared lock
+        that changes memberships must)."""
         sql, args = self._computing(user_ids, unreported_had_none=unreported_had_none)
+        which = "" if touching else " WHERE stored IS DISTINCT FROM roles"
         return (
             f"{sql}, stored_roles AS (INSERT INTO {self._qualified}.user_roles (user_id, roles) "
-            "SELECT id, roles FROM computed WHERE stored IS DISTINCT FROM roles "
+            f"SELECT id, roles FROM computed{which} "
             "ON CONFLICT (user_id) DO UPDATE SET roles = EXCLUDED.roles)",
             args,
         )
@@ -262,15 +385,22 @@ class Tracker:
             await conn.execute(f"WITH {stored.ctes} SELECT 1", *stored.args)
 
     async def refresh(
-        self, conn: Connection, user_ids: Iterable[uuid.UUID], *, unreported_had_none: bool = False
+        self,
+        conn: Connection,
+        user_ids: Iterable[uuid.UUID],
+        *,
+        unreported_had_none: bool = False,
+        touching: bool = False,
     ) -> tuple[dict[uuid.UUID, list[str]], list[NewEvent]]:
-        """Recompute these users' roles and store those that moved, in one statement: each
-        user's roles, and the `user.roles_changed` events for the write to record
-        (`_computing` says which users have one)."""
+        """Recompute these users' roles and store those that moved (``touching``: all), in
+        one statement: each user's roles, and the `user.roles_changed` events for the
+        write to record (`_computing` says which users have one)."""
         ids = sorted(set(user_ids))
         if not ids:
             return {}, []
-        sql, args = self._recomputing(ids, unreported_had_none=unreported_had_none)
+        sql, args = self._recomputing(
+            ids, unreported_had_none=unreported_had_none, touching=touching
+        )
         rows = await conn.fetch(
             f"{sql} SELECT c.id, c.roles, r.data, r.previous FROM computed c "
             "LEFT JOIN reported r ON r.id = c.id ORDER BY c.id",
@@ -373,7 +503,7 @@ class Tracker:
         user_ids |= await groups.users_under(conn, self.schema, inner_groups)
         if not self.exclusive:
             await self._lock_stored(conn, user_ids)
-        return (await self.refresh(conn, user_ids))[1]
+        return (await self.refresh(conn, user_ids, touching=not self.exclusive))[1]
 
     async def members_changed(
         self, conn: Connection, changed: list[events.Member], *, reported: bool
@@ -392,7 +522,7 @@ class Tracker:
         user_ids = sorted(member for member, kind in changed if kind == "User")
         if not user_ids:
             return
-        sql, args = self._recomputing(user_ids)
+        sql, args = self._recomputing(user_ids, touching=True)
         if reported:
             sql += ", " + outbox.built(
                 self.schema,

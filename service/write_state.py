@@ -96,16 +96,21 @@ async def read(
     exclusive: bool,
     probe: Probe | None = None,
 ) -> WriteState:
-    """The write's state, taking the tenant's roles lock ``exclusive``ly or shared
-    (`service.roles` says which write takes which).
+    """The write's state, taking the tenant's roles lock ``exclusive``ly (bumping the
+    mapping's generation, `role_mappings.bumping`) or shared (`service.roles` says
+    which write takes which).
 
     The lock is taken only when the tenant has a role mapping.
     """
     if tenant_id is None:
         return UNTRACKED
     probed, probe_args = _probed(probe, 4)
+    statement = _statement(probed, exclusive=exclusive)
+    if exclusive:
+        statement = f"WITH state AS ({statement}), {role_mappings.bumping('$1', 'state')} "
+        statement += "SELECT * FROM state"
     row = await conn.fetchrow(
-        _statement(probed, exclusive=exclusive),
+        statement,
         tenant_id,
         GUARD_SCHEMA_VERSION,
         role_mappings.LOCK_CLASS,
@@ -278,7 +283,8 @@ def _statement(
         f"SELECT t.schema_version >= {guard_version} AS guarded, "
         "g.tripped_at IS NOT NULL AS tripped, "
         "g.tenant IS NOT NULL AS guard_row, "
-        f"{role_mappings.summary('m')}, {_POLICY_COLUMNS}, {probed} AS may_claim, "
+        f"{role_mappings.summary('m')}, m.generation AS roles_generation, "
+        f"{_POLICY_COLUMNS}, {probed} AS may_claim, "
         f"t.schema_version >= {outbox.NUMBERED_AT_COMMIT_VERSION:d} AS numbers_at_commit, "
         f"now(){locking}{'' if resource is None else ', w.*'} "
         "FROM scim_control.tenants t "

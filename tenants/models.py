@@ -143,6 +143,8 @@ class RoleMapping(Table, tablename="role_mappings", schema=CONTROL_SCHEMA):
     default_roles = Array(base_column=Text(), default=[])
     group_rules = JSONB(default=[])
     updated_at = Timestamptz(default=TimestamptzNow())
+    generation = BigInt(default=0)
+    """Bumped by every write under the exclusive roles lock (`role_mappings.BUMPING`)."""
 
 
 class DeprovisionGuard(Table, tablename="deprovision_guards", schema=CONTROL_SCHEMA):

@@ -206,9 +206,27 @@ def locking(lock_class: str, tenant: str, *, exclusive: bool) -> str:
     return f"{function}({lock_class}, hashtext(({tenant})::text))"
 
 
+def bumping(tenant: str, locked: str) -> str:
+    """A `WITH` query (`generation_bumped`) bumping the `generation` of the mapping of the
+    tenant whose id is the SQL ``tenant`` once the query ``locked`` has taken its roles
+    lock exclusively: every write under that lock bumps it, so a statement that took the
+    lock shared after its snapshot can tell whether one committed unseen
+    (`service.roles.settling`). A tenant without a mapping has nothing to bump."""
+    return (
+        "generation_bumped AS (UPDATE scim_control.role_mappings SET generation = generation + 1 "
+        f"WHERE tenant = {tenant} AND EXISTS (SELECT FROM {locked}))"
+    )
+
+
 async def lock(conn: Connection, tenant_id: uuid.UUID) -> None:
-    """Take the tenant's roles lock exclusively, whether or not it has a mapping."""
-    await conn.execute(f"SELECT {locking('$1', '$2::uuid', exclusive=True)}", LOCK_CLASS, tenant_id)
+    """Take the tenant's roles lock exclusively, whether or not it has a mapping, and bump
+    its generation (`bumping`)."""
+    await conn.execute(
+        f"WITH locked AS (SELECT {locking('$1', '$2::uuid', exclusive=True)}), "
+        f"{bumping('$2::uuid', 'locked')} SELECT count(*) FROM locked",
+        LOCK_CLASS,
+        tenant_id,
+    )
 
 
 async def save(conn: Connection, tenant_id: uuid.UUID, mapping: RoleMapping | None) -> None:

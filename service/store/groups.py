@@ -63,6 +63,7 @@ async def _change(
     along: str = "",
     joined: str = "",
     unchanged: str | None = None,
+    recursive: bool = False,
 ) -> tuple[Change, Row]:
     """Run ``statement``, a DML on the memberships of group `$1` that returns
     ``member_id, member_type``, as one statement with, when ``bump``, the
@@ -75,7 +76,8 @@ async def _change(
     `changed`; ``also``, more columns of the result row (returned too), which may
     read the relations ``joined`` (` LEFT JOIN ... ON true`) adds; ``unchanged``,
     a `WITH` query of ``before`` with the group's columns, which the result row
-    shows when the statement changed nothing.
+    shows when the statement changed nothing; ``recursive``, whether any of these
+    queries is.
     """
     bumped = (
         f"UPDATE {qualified}.groups AS r SET version = r.version + 1, last_modified = now() "
@@ -90,7 +92,8 @@ async def _change(
         "WHERE NOT EXISTS (SELECT FROM bumped))"
     )
     row = await conn.fetchrow(
-        f"WITH {before}changed AS ({statement}), bumped AS ({bumped}){along} "
+        f"WITH {'RECURSIVE ' if recursive else ''}{before}changed AS ({statement}), "
+        f"bumped AS ({bumped}){along} "
         "SELECT (SELECT array_agg(member_id ORDER BY member_id) FROM changed) AS member_ids, "
         "(SELECT array_agg(member_type ORDER BY member_id) FROM changed) AS member_types, "
         f"b.*{also} FROM (SELECT) AS one LEFT JOIN {group} b ON true{joined}",
@@ -220,6 +223,7 @@ async def change_if(
     ahead: Callable[[int], AlongStatements],
     only_with: str,
     along: Callable[[int, str], AlongStatements],
+    settling: Callable[[int], AlongStatements] | None = None,
 ) -> tuple[Change, Row]:
     """Add (``add``: `new_member_ids`) or remove (`member_ids`) these members of a group,
     with its version bump and ``along``, in one statement (its own transaction unless
@@ -228,16 +232,24 @@ async def change_if(
     ``only_with`` returns a row. ``along`` is given its first free `$n` and
     `changed` (`member_id, member_type`: what the statement changed) and may read
     `current`, the group as it was; its `returns` are columns of the statement's
-    result.
+    result. ``settling``: `WITH` queries (given their first `$n`) run once the group
+    is locked, before the change, which is made only if their last, `settled`,
+    returns a row; ``along``'s may then be recursive.
 
     The change and the statement's result row: the group after the change (its
     `current` false: there is no such group), `went` (false: ``ahead`` held the
-    change back, nothing written) and the columns of ``ahead``'s query `state`.
+    change back, nothing written), `settled` (false: ``settling`` did, once the
+    group was locked) and the columns of ``ahead``'s query `state`.
     400, nothing written, when a member to add does not exist."""
     qualified = quoted_schema(schema)
     condition = ahead(3)
-    statements = along(3 + len(condition.args), "changed")
+    settle = AlongStatements("", []) if settling is None else settling(3 + len(condition.args))
+    statements = along(3 + len(condition.args) + len(settle.args), "changed")
     exists = "EXISTS (SELECT FROM current)"
+    settled = "true"
+    if settling is not None:
+        exists += " AND EXISTS (SELECT FROM settled)"
+        settled = "EXISTS (SELECT FROM settled)"
     # Members to add are held before the group (`hold` says why): the group's row
     # passes its condition, so is locked, only once `found` has run.
     members_first = " AND (SELECT count(*) FROM found) >= 0" if add else ""
@@ -245,9 +257,11 @@ async def change_if(
         f"{condition.ctes}, {_found(qualified) if add else ''}current AS (SELECT "
         f"{RESOURCE_COLUMNS} FROM {qualified}.groups r WHERE r.id = $1 "
         f"AND EXISTS (SELECT FROM {only_with}){members_first} FOR NO KEY UPDATE), "
+        f"{settle.ctes}{'' if settling is None else ', '}"
     )
     also = (
-        f", EXISTS (SELECT FROM {only_with}) AS went, {exists} AS current, s.*{statements.returns}"
+        f", EXISTS (SELECT FROM {only_with}) AS went, EXISTS (SELECT FROM current) AS current, "
+        f"{settled} AS settled, s.*{statements.returns}"
     )
     if add:
         statement = _inserting(
@@ -261,8 +275,9 @@ async def change_if(
         conn,
         qualified,
         statement,
-        [group_id, ids, *condition.args, *statements.args],
+        [group_id, ids, *condition.args, *settle.args, *statements.args],
         bump=True,
+        recursive=settling is not None,
         before=before,
         also=also,
         along=f", {statements.ctes}",
@@ -430,21 +445,29 @@ def one_of(column: str, ids: Sequence[uuid.UUID]) -> tuple[str, Any]:
 
 def reach(qualified: str, members: str) -> str:
     """`reach(member_id, group_id, depth)`: each group the members chosen by the
-    condition ``members`` (over `group_members`) are in, through nesting.
+    condition ``members`` (over `group_members`) are in, through nesting; the
+    statement's `WITH RECURSIVE`, which must come first."""
+    direct = f"SELECT member_id, group_id FROM {qualified}.group_members WHERE {members}"
+    return f"WITH RECURSIVE {climbing(qualified, direct)} "
+
+
+def climbing(qualified: str, direct: str) -> str:
+    """The recursive `WITH` query `reach(member_id, group_id, depth)`: each group the
+    members are in, through nesting, from the memberships (`member_id, group_id`) the
+    query ``direct`` gives (the statement's `WITH` must be `RECURSIVE`).
 
     Only memberships of groups lead further up, and their partial index keeps
     the climb a probe rather than a scan of every membership (tenant migration
     7); the depth bound keeps a membership cycle from recursing forever.
     """
     return (
-        "WITH RECURSIVE reach(member_id, group_id, depth) AS ("
-        f" SELECT member_id, group_id, 1 FROM {qualified}.group_members WHERE {members}"
+        "reach(member_id, group_id, depth) AS ("
+        f" SELECT member_id, group_id, 1 FROM ({direct}) AS direct"
         " UNION"
         " SELECT r.member_id, m.group_id, r.depth + 1 FROM reach r"
         f" JOIN {qualified}.group_members m"
         " ON m.member_id = r.group_id AND m.member_type = 'Group'"
-        " WHERE r.depth < 32"
-        ") "
+        " WHERE r.depth < 32)"
     )
 
 

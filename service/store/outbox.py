@@ -251,6 +251,7 @@ def appending_members(
     numbered: bool = False,
     unless: str | None = None,
     data: str = MEMBER_EVENT_DATA,
+    also: str | None = None,
 ) -> AlongStatements:
     """As `appending`, for membership events (`service.events.MembershipChanges.events`)
     of members a statement may or may not change: each is stored only if the
@@ -259,10 +260,18 @@ def appending_members(
     which only the statement knows (``data``: SQL over the event `e` and its
     member's row `c`, `MEMBER_EVENT_DATA` or more). ``unless``: SQL over `c`; the
     events of the members it holds for are left to the caller
-    (`guard.appending_members` holds them)."""
+    (`guard.appending_members` holds them). ``also``: a query of more events the
+    statement builds itself, stored after these (the columns of `event_rows`, its
+    `n` past theirs): one insert, so ``numbered`` numbers them all at once."""
     _announce_along(schema)
     held = "" if unless is None else f" AND NOT {unless}"
     rows = f"{event_rows(first_param)}{member_join(changed)}{held}"
+    if also is not None:
+        rows = (
+            f"(SELECT e.id, e.type, e.resource_type, e.resource_id, {data} AS data, e.previous, "
+            f"e.n FROM {rows} UNION ALL {also}) AS e"
+        )
+        data = "e.data"
     storing = _storing(quoted_schema(schema), rows, data=data, numbered=numbered)
     return AlongStatements(storing, _arrays(events))
 

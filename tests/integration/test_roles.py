@@ -13,6 +13,7 @@ import pytest
 
 from service import provisioning, roles, write_state
 from service.postgres import Pool
+from service.scim import patch
 from service.store.resources import GROUPS, USERS
 from tenants import role_mappings
 from tests.integration.test_events import all_events, announced_scope, patch_body
@@ -321,6 +322,15 @@ async def _lock_waiters(db: Pool, at_least: int) -> None:
     raise AssertionError("the writes never queued")
 
 
+@pytest.fixture
+def in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mapped member PATCHes take the transaction block, as one whose statement found
+    its users' roles moved since its snapshot does (`roles.settling`): the block's
+    roles statement (`Tracker.members_changed`) is where a test can pause one."""
+    settle_never = functools.partial(provisioning._patch_members_in_one, settle=False)
+    monkeypatch.setattr(provisioning, "_patch_members_in_one", settle_never)
+
+
 async def test_concurrent_nesting_and_membership_changes_report_every_role_change(
     client: Client, tenant: TenantHandle, db: Pool
 ) -> None:
@@ -352,6 +362,7 @@ async def test_concurrent_nesting_and_membership_changes_report_every_role_chang
     assert await roles_of(client, tenant.slug, user) == ["outer"]
 
 
+@pytest.mark.usefixtures("in_blocks")
 async def test_member_changes_of_two_groups_of_a_mapped_tenant_run_at_once(
     client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -369,6 +380,7 @@ async def test_member_changes_of_two_groups_of_a_mapped_tenant_run_at_once(
     assert await roles_of(client, tenant.slug, bob) == ["b"]
 
 
+@pytest.mark.usefixtures("in_blocks")
 @pytest.mark.parametrize("way", ["one statement", "transaction", "with a user"])
 async def test_a_granting_group_created_without_groups_waits_for_no_member_change(
     client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch, way: str
@@ -397,6 +409,7 @@ async def test_a_granting_group_created_without_groups_waits_for_no_member_chang
     assert await roles_of(client, tenant.slug, bob) == (["b"] if members else [])
 
 
+@pytest.mark.usefixtures("in_blocks")
 async def test_member_changes_reaching_one_user_at_once_leave_its_roles_right(
     client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -424,6 +437,143 @@ async def test_member_changes_reaching_one_user_at_once_leave_its_roles_right(
     assert await roles_of(client, tenant.slug, ada) == ["a"]
 
 
+async def test_a_member_change_settles_its_users_roles_in_its_one_statement(
+    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mapped tenant's member PATCH is one statement: the change, the roles it moved
+    stored and reported after the membership event, numbered together; the block's
+    roles statement never runs."""
+    await _mapped(client, tenant, "A")
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    a = await create_group(tenant, "A")
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await announced_scope(db, tenant)
+    blocks = []
+    monkeypatch.setattr(roles.Tracker, "members_changed", lambda *args, **_: blocks.append(args))
+    for op in ("add", "remove"):
+        await finished(_members(db, scope, op, a, ada))
+    assert blocks == []
+    assert [(e["type"], e["data"].get("roles")) for e in await feed.new()] == [
+        ("group.member_added", None),
+        ("user.roles_changed", ["a"]),
+        ("group.member_removed", None),
+        ("user.roles_changed", []),
+    ]
+    assert await stored_roles(db, scope, ada) == []
+
+
+@pytest.mark.parametrize(
+    "race",
+    [
+        "a member change",
+        "a member change in a block",
+        "a locked member change",
+        "an exclusive write",
+    ],
+)
+async def test_a_member_change_whose_snapshot_a_committed_write_outdated_takes_the_block(
+    client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch, race: str
+) -> None:
+    """The user's roles computed in a member change's one statement come from its
+    snapshot, taken before the statement waits for its locks; a write that commits
+    meanwhile is not in it.
+
+    - ``a member change``: the user, in C, is added to A while it is removed from C,
+      and both grant the role x. The addition, paused before it commits, moves no
+      role, yet stores them: the removal, waiting for them, finds them at a newer
+      version than its snapshot's and goes the transaction block's way, whose roles
+      statement sees the addition: x stays. From its snapshot it would store none.
+    - ``a member change in a block``: the same, the addition taking the block.
+    - ``a locked member change``: the same, the addition taking the locked way (an
+      `If-Match`), paused once it stored the roles (`Tracker.group_changed`).
+    - ``an exclusive write``: G is nested in P (which grants p) under the exclusive
+      roles lock while the user is added to G; the addition waits for the lock,
+      then finds the mapping's generation moved since its snapshot: the block, p
+      (and x, from C). From its snapshot (G in nothing) the user would not get p.
+    """
+    rules = [
+        {"match": "displayName", "value": name, "roles": [role]}
+        for name, role in (("A", "x"), ("C", "x"), ("P", "p"))
+    ]
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/roles", json={"groups": rules}, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    a, c = await create_group(tenant, "A"), await create_group(tenant, "C", ada)
+    g, p = await create_group(tenant, "G"), await create_group(tenant, "P")
+    scope = await announced_scope(db, tenant)
+    blocks: list[object] = []
+    members_changed = roles.Tracker.members_changed
+
+    async def in_block(*args: Any, **kwargs: Any) -> None:
+        blocks.append(args)
+        await members_changed(*args, **kwargs)
+
+    monkeypatch.setattr(roles.Tracker, "members_changed", in_block)
+    if race == "a locked member change":
+        stored = pause_first_call(monkeypatch, roles.Tracker, "group_changed", after=True)
+        add = patch_body({"op": "add", "path": "members", "value": [{"value": ada}]})
+        adding = provisioning.apply_patch(db, GROUPS, scope, a, add, if_match="*")
+        async with paused_inside(stored, adding):
+            removing = asyncio.ensure_future(_members(db, scope, "remove", c, ada))
+            await _lock_waiters(db, 1)
+    else:
+        async with db.acquire() as blocker:
+            holding = blocker.transaction()
+            await holding.start()
+            try:
+                removing = await _racing(blocker, db, scope, race, ada=ada, groups=(a, c, g, p))
+            finally:
+                await holding.commit()
+    await finished(removing)
+    assert await stored_roles(db, scope, ada) == (
+        ["p", "x"] if race == "an exclusive write" else ["x"]
+    )
+    assert await roles_of(client, tenant.slug, ada) == await stored_roles(db, scope, ada)
+    assert len(blocks) == (2 if race == "a member change in a block" else 1)
+
+
+async def _racing(
+    blocker: Any,
+    db: Pool,
+    scope: provisioning.Scope,
+    race: str,
+    *,
+    ada: str,
+    groups: tuple[str, ...],
+) -> asyncio.Future[Any]:
+    """`test_a_member_change_whose_snapshot_a_committed_write_outdated_takes_the_block`'s
+    first write, held by ``blocker``'s transaction, and its second, waiting for it."""
+    a, c, g, p = groups
+    assert scope.tenant_id is not None
+    if race == "an exclusive write":
+        await role_mappings.lock(blocker, scope.tenant_id)
+        await blocker.execute(
+            f'INSERT INTO "{scope.schema}".group_members (group_id, member_id, member_type) '
+            "VALUES ($1::uuid, $2::uuid, 'Group')",
+            p,
+            g,
+        )
+        adding: asyncio.Future[Any] = asyncio.ensure_future(_members(db, scope, "add", g, ada))
+        await _lock_waiters(db, 1)
+        return adding
+    # The addition numbers its events last (in its statement, or as its block commits):
+    # it waits here, all else done, and commits as the blocker does.
+    await blocker.execute(f'SELECT FROM "{scope.schema}".event_sequence FOR UPDATE')
+    step = patch.MemberStep("add", (ada,))
+    in_block = race == "a member change in a block"
+    adding = asyncio.ensure_future(
+        provisioning._patch_members_in_one(db, scope, a, step, None, settle=not in_block)
+    )
+    await _lock_waiters(db, 1)
+    removing = asyncio.ensure_future(_members(db, scope, "remove", c, ada))
+    await _lock_waiters(db, 2)
+    return asyncio.gather(adding, removing)
+
+
+@pytest.mark.usefixtures("in_blocks")
 async def test_a_user_write_waiting_for_a_member_change_shows_the_roles_it_stored(
     client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -445,6 +595,7 @@ async def test_a_user_write_waiting_for_a_member_change_shows_the_roles_it_store
     assert changes == [("user.roles_changed", ["a"]), ("user.updated", ["a"])]
 
 
+@pytest.mark.usefixtures("in_blocks")
 @pytest.mark.parametrize(
     "removal",
     [
