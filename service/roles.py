@@ -203,8 +203,10 @@ def following(
         )
         if add:
             direct += f" UNION ALL SELECT member_id, $1 FROM {changed} WHERE member_type = 'User'"
+        # An array, not `IN`: the planner then probes users by key rather than reading
+        # every user of the tenant to semi-join a handful.
         computing = _computing_from(
-            qualified, f"${first_param}::uuid", direct, f"u.id IN ({users})"
+            qualified, f"${first_param}::uuid", direct, f"u.id = ANY(ARRAY({users}))"
         )
         ids, event_ids, kind = (f"${first_param + n}" for n in (1, 2, 3))
         reports = (
