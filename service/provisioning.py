@@ -1477,11 +1477,9 @@ async def _patch_members_in_one(
         return None
     new = _member_events(ids, add=add, group={"id": str(group_id)})
     alone = mapped and settle
-    settling = roles.settling(scope.schema, scope.tenant_id) if alone else None
+    settling = roles.settling(scope.schema, scope.tenant_id, add=add) if alone else None
     along = (
-        roles.following(
-            scope.schema, scope.tenant_id, new, ids, add=add, data=groups.NAMED_MEMBER_EVENT_DATA
-        )
+        roles.following(scope.schema, new, ids, data=groups.NAMED_MEMBER_EVENT_DATA)
         if alone
         else _along_members(scope.schema, scope.tenant_id, new, mapped=mapped, tripped=tripped)
     )
@@ -1529,12 +1527,13 @@ async def _patch_members_in_one(
 def _along_members(
     schema: str, tenant_id: uuid.UUID, new: list[NewEvent], *, mapped: bool, tripped: bool
 ) -> Callable[[int, str], AlongStatements]:
-    """What a member change's statement stores along (`_patch_members_in_one`): the
-    events ``new`` of the members it changes, with each member's type and the group's
-    name as it finds them, held where the guard holds them (``tripped``); ``mapped``,
-    numbered at the commit of the transaction block (numbered by the statement they
-    would hold the tenant's event counter to the commit), and the stored roles of the
-    users it changes locked (`roles.locking_stored`)."""
+    """What a member change's statement stores along (`_patch_members_in_one`, unless it
+    settles its users' roles itself): the events ``new`` of the members it changes,
+    with each member's type and the group's name as it finds them, held where the
+    guard holds them (``tripped``); ``mapped``, in a transaction block, numbered at
+    its commit (numbered by the statement they would hold the tenant's event counter
+    to the commit), and the stored roles of the users it changes locked
+    (`roles.locking_stored`)."""
     data = groups.NAMED_MEMBER_EVENT_DATA
     along: Callable[[int, str], AlongStatements]
     if tripped:

@@ -9,8 +9,9 @@ the tenant's `user_roles`; a change recomputes the roles of the users it can
 affect and emits `user.roles_changed` for those whose roles differ:
 
 - members added to or removed from a group: the users among them (the IdPs'
-  member PATCH recomputes them in the statement after its change, whether the
-  group grants roles or not; the locked way only when it does, itself or
+  member PATCH recomputes them in the statement of its change, `settling` and
+  `following`, or in the statement after it, `Tracker.members_changed`, whether
+  the group grants roles or not; the locked way only when it does, itself or
   through a group it is nested in), and the users inside the groups among them;
 - a group renamed (or its externalId changed) where the old or the new value
   is mapped, and a deleted group that granted roles: the users inside it;
@@ -32,8 +33,11 @@ create answers: its only members are those it is created with).
 
 Two shared writes may reach the same user at once (added to A while removed
 from C): a shared group write locks the stored roles of the users it
-recomputes, in id order, and computes them in its next statement, whose
-snapshot shows the memberships of the write it waited for. A user's own
+recomputes, in id order, after the group, and stores them, moved or not. It
+computes them in its next statement, whose snapshot shows the memberships of
+the write it waited for, or, the IdPs' member PATCH, in the same statement,
+which changes nothing when it finds them stored since its snapshot
+(`settling`) and then takes the first way. A user's own
 write reads its stored roles `FOR SHARE` once it holds the user, so its event
 shows what a concurrent member change stores; a user's delete locks the groups it is in
 before it drops them (`resources.leaving_groups`), so it never holds roles a
@@ -128,13 +132,19 @@ def locking_stored(schema: str, changed: str) -> AlongStatements:
     )
 
 
-def settling(schema: str, tenant_id: uuid.UUID) -> Callable[[int], AlongStatements]:
-    """For a member change that computes its users' roles in its own statement, under the
-    shared lock (`following`): the `WITH` queries `groups.change_if` runs once the group
-    is locked, given their first `$n`, over the statement's `$2` (the members' ids). They
-    lock the members' stored roles in id order, as every member change does after its
-    group (`locking_stored`), and their last, `settled`, returns a row only if what the
-    statement's snapshot shows of the users' roles is still so:
+def settling(schema: str, tenant_id: uuid.UUID, *, add: bool) -> Callable[[int], groups.Settling]:
+    """For a member change that settles its users' roles in its own statement, under the
+    shared lock (`following` stores them): the `WITH` queries `groups.change_if` runs
+    around the group's lock, given their first `$n`, over the statement's `$1` (the
+    group) and `$2` (the members' ids).
+
+    Before the lock, the roles of the members that are users, computed from their
+    memberships in the statement's snapshot with the change applied (`computed`,
+    `reported`, as `Tracker` computes them): the snapshot is the statement's
+    whenever they run, and computed first they are not computed while the group is
+    held. After it, the members' stored roles locked in id order, as every member
+    change locks them after its group (`locking_stored`), and `settled`, which
+    returns a row only if what the snapshot shows of their roles is still so:
 
     - no write under the exclusive lock committed since the snapshot: the mapping's
       generation (`role_mappings.bumping`) is what `scim_control.roles_generation()`
@@ -152,18 +162,27 @@ def settling(schema: str, tenant_id: uuid.UUID) -> Callable[[int], AlongStatemen
     Otherwise the statement changes nothing, and the change takes the transaction
     block (`Tracker.members_changed`), whose second statement has a fresh snapshot.
     """
+    qualified = quoted_schema(schema)
+    members = "ANY($2::uuid[])"
+    direct = (
+        f"SELECT member_id, group_id FROM {qualified}.group_members "
+        f"WHERE member_id = {members} AND group_id <> $1"
+    )
+    if add:
+        direct += " UNION ALL SELECT unnest($2::uuid[]), $1"
 
-    def statements(first_param: int) -> AlongStatements:
-        qualified = quoted_schema(schema)
-        members = "ANY($2::uuid[])"
-        return AlongStatements(
+    def statements(first_param: int) -> groups.Settling:
+        tenant = f"${first_param}::uuid"
+        return groups.Settling(
+            _computing_from(qualified, tenant, direct, f"u.id = {members}"),
+            "computed",
             f"roles_seen AS (SELECT user_id, xmin::text AS version FROM {qualified}.user_roles "
             f"WHERE user_id = {members}), "
             "roles_locked AS (SELECT user_id, xmin::text AS version "
             f"FROM {qualified}.user_roles WHERE user_id = {members} "
             "AND EXISTS (SELECT FROM current) ORDER BY user_id FOR UPDATE), "
             "settled AS (SELECT FROM state s "
-            f"WHERE s.roles_generation = scim_control.roles_generation(${first_param}::uuid) "
+            f"WHERE s.roles_generation = scim_control.roles_generation({tenant}) "
             "AND (SELECT count(*) FROM roles_locked) = (SELECT count(*) FROM roles_seen) "
             "AND NOT EXISTS (SELECT FROM roles_seen v LEFT JOIN roles_locked l "
             "ON l.user_id = v.user_id WHERE l.version IS DISTINCT FROM v.version) "
@@ -178,51 +197,32 @@ def settling(schema: str, tenant_id: uuid.UUID) -> Callable[[int], AlongStatemen
 
 
 def following(
-    schema: str,
-    tenant_id: uuid.UUID,
-    new: list[NewEvent],
-    candidates: list[uuid.UUID],
-    *,
-    add: bool,
-    data: str,
+    schema: str, new: list[NewEvent], candidates: list[uuid.UUID], *, data: str
 ) -> Callable[[int, str], AlongStatements]:
     """What a member change settled by `settling` stores along, in its statement: the
-    roles of the users it changed (its `WITH` query given as `changed`, whose group is
-    `$1`), computed from their memberships in the statement's snapshot with the change
-    applied, stored, moved or not (`settling` says why), and a `user.roles_changed` for
-    each whose roles moved, among ``candidates`` (the members' ids), numbered after
-    the change's own events ``new`` (`outbox.appending_members`, their data ``data``)
-    by the same insert."""
+    roles `settling` computed of the users it changed (its `WITH` query given as
+    `changed`), stored, moved or not (`settling` says why), and a
+    `user.roles_changed` for each whose roles moved, among ``candidates`` (the
+    members' ids), numbered after the change's own events ``new``
+    (`outbox.appending_members`, their data ``data``) by the same insert."""
     qualified = quoted_schema(schema)
 
     def statements(first_param: int, changed: str) -> AlongStatements:
-        users = f"SELECT member_id FROM {changed} WHERE member_type = 'User'"
-        direct = (
-            f"SELECT m.member_id, m.group_id FROM {qualified}.group_members m "
-            f"WHERE m.member_id IN ({users}) AND m.group_id <> $1"
-        )
-        if add:
-            direct += f" UNION ALL SELECT member_id, $1 FROM {changed} WHERE member_type = 'User'"
-        # An array, not `IN`: the planner then probes users by key rather than reading
-        # every user of the tenant to semi-join a handful.
-        computing = _computing_from(
-            qualified, f"${first_param}::uuid", direct, f"u.id = ANY(ARRAY({users}))"
-        )
-        ids, event_ids, kind = (f"${first_param + n}" for n in (1, 2, 3))
+        ids, event_ids, kind = (f"${first_param + n}" for n in range(3))
         reports = (
             f"SELECT n.event_id, {kind}::text, 'User', r.id, r.data, r.previous, "
             f"{len(new)} + row_number() OVER (ORDER BY r.id) FROM reported r "
             f"JOIN unnest({ids}::uuid[], {event_ids}::uuid[]) AS n(user_id, event_id) "
-            "ON n.user_id = r.id"
+            f"ON n.user_id = r.id WHERE r.id IN (SELECT member_id FROM {changed})"
         )
         stored = outbox.appending_members(
-            schema, new, first_param + 4, changed, numbered=True, data=data, also=reports
+            schema, new, first_param + 3, changed, numbered=True, data=data, also=reports
         )
         return AlongStatements(
-            f"{computing}, stored_roles AS (UPDATE {qualified}.user_roles s "
-            f"SET roles = c.roles FROM computed c WHERE s.user_id = c.id), {stored.ctes}",
+            f"stored_roles AS (UPDATE {qualified}.user_roles s SET roles = c.roles "
+            f"FROM computed c WHERE s.user_id = c.id "
+            f"AND c.id IN (SELECT member_id FROM {changed})), {stored.ctes}",
             [
-                tenant_id,
                 candidates,
                 events.new_event_ids(len(candidates)),
                 events.USER_ROLES_CHANGED,
@@ -510,13 +510,15 @@ class Tracker:
     async def members_changed(
         self, conn: Connection, changed: list[events.Member], *, reported: bool
     ) -> None:
-        """After the IdPs' member change (`service.provisioning`): in one statement, the
-        roles of the users it changed computed, those that moved stored and, if
-        ``reported``, a `user.roles_changed` event for each whose stored roles moved
-        (`_computing`, as for the other writes, `refresh`). The change's
-        statement locked their stored roles (`locking_stored`), under the shared lock,
-        with the guard at rest (it holds no event); this one's snapshot shows what a
-        write it waited for did. A group among ``changed`` is `ExclusiveNeeded`."""
+        """After the IdPs' member change in a transaction block (`service.provisioning`,
+        when its one statement did not settle, `settling`): in one statement, the
+        roles of the users it changed computed and stored, moved or not (`settling`
+        says why) and, if ``reported``, a `user.roles_changed` event for each whose
+        stored roles moved (`_computing`, as for the other writes, `refresh`). The
+        change's statement locked their stored roles (`locking_stored`), under the
+        shared lock, with the guard at rest (it holds no event); this one's snapshot
+        shows what a write it waited for did. A group among ``changed`` is
+        `ExclusiveNeeded`."""
         if not self.maps_groups:
             return  # default roles only: membership changes nothing
         if not self.exclusive and any(kind == "Group" for _, kind in changed):

@@ -32,6 +32,21 @@ Members = list[tuple[uuid.UUID, str]]
 
 
 @dataclass(frozen=True, slots=True)
+class Settling:
+    """`WITH` queries of a change that settles more than the group before it is made
+    (`change_if`), and their arguments."""
+
+    before: str
+    """Run before the group is locked, which waits for their query `waited`: what
+    needs the statement's snapshot alone is not done while the group is held."""
+    waited: str
+    after: str
+    """Run once the group is locked, before the change; the change is made only if
+    their last, `settled`, returns a row."""
+    args: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """What one membership statement did."""
 
@@ -223,7 +238,7 @@ async def change_if(
     ahead: Callable[[int], AlongStatements],
     only_with: str,
     along: Callable[[int, str], AlongStatements],
-    settling: Callable[[int], AlongStatements] | None = None,
+    settling: Callable[[int], Settling] | None = None,
 ) -> tuple[Change, Row]:
     """Add (``add``: `new_member_ids`) or remove (`member_ids`) these members of a group,
     with its version bump and ``along``, in one statement (its own transaction unless
@@ -232,9 +247,9 @@ async def change_if(
     ``only_with`` returns a row. ``along`` is given its first free `$n` and
     `changed` (`member_id, member_type`: what the statement changed) and may read
     `current`, the group as it was; its `returns` are columns of the statement's
-    result. ``settling``: `WITH` queries (given their first `$n`) run once the group
-    is locked, before the change, which is made only if their last, `settled`,
-    returns a row; ``along``'s may then be recursive.
+    result. ``settling``: more `WITH` queries (given their first `$n`), before and
+    after the group's lock, that the change may have to wait for (`Settling`); any
+    of the statement's queries may then be recursive.
 
     The change and the statement's result row: the group after the change (its
     `current` false: there is no such group), `went` (false: ``ahead`` held the
@@ -243,21 +258,25 @@ async def change_if(
     400, nothing written, when a member to add does not exist."""
     qualified = quoted_schema(schema)
     condition = ahead(3)
-    settle = AlongStatements("", []) if settling is None else settling(3 + len(condition.args))
+    settle = Settling("", "", "", []) if settling is None else settling(3 + len(condition.args))
     statements = along(3 + len(condition.args) + len(settle.args), "changed")
     exists = "EXISTS (SELECT FROM current)"
     settled = "true"
+    first = ["found"] if add else []
     if settling is not None:
         exists += " AND EXISTS (SELECT FROM settled)"
         settled = "EXISTS (SELECT FROM settled)"
+        first.append(settle.waited)
     # Members to add are held before the group (`hold` says why): the group's row
-    # passes its condition, so is locked, only once `found` has run.
-    members_first = " AND (SELECT count(*) FROM found) >= 0" if add else ""
+    # passes its condition, so is locked, only once `found` (and what else it waits
+    # for) has run.
+    waits = "".join(f" AND (SELECT count(*) FROM {query}) >= 0" for query in first)
     before = (
-        f"{condition.ctes}, {_found(qualified) if add else ''}current AS (SELECT "
+        f"{condition.ctes}, {_found(qualified) if add else ''}"
+        f"{settle.before}{'' if settling is None else ', '}current AS (SELECT "
         f"{RESOURCE_COLUMNS} FROM {qualified}.groups r WHERE r.id = $1 "
-        f"AND EXISTS (SELECT FROM {only_with}){members_first} FOR NO KEY UPDATE), "
-        f"{settle.ctes}{'' if settling is None else ', '}"
+        f"AND EXISTS (SELECT FROM {only_with}){waits} FOR NO KEY UPDATE), "
+        f"{settle.after}{'' if settling is None else ', '}"
     )
     also = (
         f", EXISTS (SELECT FROM {only_with}) AS went, EXISTS (SELECT FROM current) AS current, "

@@ -737,11 +737,12 @@ async def test_a_new_users_default_roles_come_from_its_statement_in_the_mappings
 async def test_a_mapped_member_change_undone_or_held_back_by_its_statement_runs_again_once(
     client: Client, tenant: TenantHandle
 ) -> None:
-    """A mapped tenant's member PATCH changes the members in its first statement, inside a
-    transaction block. Nesting a group (found only then) is undone and runs again under
-    the exclusive lock; after the mapping is removed, the statement requiring it writes
-    nothing and the PATCH runs again as an unmapped tenant's. Each change is stored,
-    versioned and reported once."""
+    """A mapped tenant's member PATCH is one statement, which writes nothing when a member
+    is a group (nesting: the statement cannot settle its users' roles); the transaction
+    block it then takes finds the nesting once it changed the members, is undone and
+    runs again under the exclusive lock. After the mapping is removed, the statement
+    requiring it writes nothing and the PATCH runs again as an unmapped tenant's.
+    Each change is stored, versioned and reported once."""
     saved = await client.put(
         f"/admin/v1/tenants/{tenant.slug}/roles", json=MAPPING, headers=admin_headers()
     )
