@@ -640,6 +640,40 @@ async def test_a_user_delete_during_a_member_change_of_its_group_finishes_both(
     ]
 
 
+async def test_a_user_delete_during_a_one_statement_member_change_finishes_both(
+    client: Client, tenant: TenantHandle, db: Pool
+) -> None:
+    """As above, the removal in its one statement, held before it numbers its events
+    (the group and the user's stored roles locked): the delete locks the user, then
+    waits for the group; once the removal commits, it drops the user from its
+    groups and its stored roles."""
+    await _mapped(client, tenant, "A")
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    a = await create_group(tenant, "A", ada)
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    scope = await announced_scope(db, tenant)
+    async with db.acquire() as blocker:
+        holding = blocker.transaction()
+        await holding.start()
+        try:
+            await blocker.execute(f'SELECT FROM "{scope.schema}".event_sequence FOR UPDATE')
+            removing = asyncio.ensure_future(_members(db, scope, "remove", a, ada))
+            await _lock_waiters(db, 1)
+            deleting = asyncio.ensure_future(provisioning.delete(db, USERS, scope, ada))
+            await _lock_waiters(db, 2)
+        finally:
+            await holding.commit()
+    await finished(removing)
+    await finished(deleting)
+    assert [(e["type"], e["data"].get("roles")) for e in await feed.new()] == [
+        ("group.member_removed", None),
+        ("user.roles_changed", []),
+        ("user.deleted", []),
+    ]
+    assert await stored_roles(db, scope, ada) is None
+
+
 @pytest.mark.parametrize("case", ["stored", "never stored", "mapping unseen"])
 async def test_a_user_update_reports_the_roles_it_read_or_computes_them_if_none_were_stored(
     client: Client, tenant: TenantHandle, db: Pool, monkeypatch: pytest.MonkeyPatch, case: str
