@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, ParamSpec, TypeVar
 
 import asyncpg
 
@@ -92,6 +93,49 @@ class Scope:
     write's transaction NOTIFYs itself."""
     schema_version: int = LATEST_VERSION
     """The tenant schema's version, for SQL that differs across versions."""
+
+
+log = logging.getLogger(__name__)
+
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
+
+DEADLOCK_ATTEMPTS: Final = 3
+"""How many times a write runs when PostgreSQL ends it as a deadlock's victim."""
+
+
+def _deadlock_retried(
+    write: Callable[_Params, Coroutine[Any, Any, _Result]],
+) -> Callable[_Params, Coroutine[Any, Any, _Result]]:
+    """``write`` run again, up to `DEADLOCK_ATTEMPTS` times in all, when PostgreSQL ends
+    it as a deadlock's victim (40P01): the write's transaction, or its one statement,
+    was rolled back whole, so nothing of it stays, and the other side of the deadlock
+    has gone on. Even writes that take their locks in one order meet one in
+    PostgreSQL itself: a statement that locks a group's row, then updates it,
+    chases the row from the version its snapshot shows to the one it locked, and
+    may wait in line on the old version behind a writer that waits for it (a member
+    change's statement, when three or more change one group at once; see
+    `test_roles`'s concurrent test). The victim waited PostgreSQL's
+    `deadlock_timeout` (1 s by default) first."""
+
+    @functools.wraps(write)
+    async def retried(*args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
+        attempt = 1
+        while True:
+            try:
+                return await write(*args, **kwargs)
+            except asyncpg.DeadlockDetectedError:
+                if attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                attempt += 1
+                log.warning(
+                    "%s ended by a deadlock, nothing written; running it again (%d of %d)",
+                    write.__name__,
+                    attempt,
+                    DEADLOCK_ATTEMPTS,
+                )
+
+    return retried
 
 
 def resource_id(raw: str, table: Table) -> uuid.UUID:
@@ -354,6 +398,7 @@ async def _password_hash(table: Table, payload: Any) -> str | None:
     return None if password is None else await asyncio.to_thread(passwords.hash_password, password)
 
 
+@_deadlock_retried
 async def create(
     pool: Pool, table: Table, scope: Scope, payload: Any, projection: Projection | None = None
 ) -> dict[str, Any]:
@@ -913,6 +958,7 @@ async def _read_with_state(
     return row, state
 
 
+@_deadlock_retried
 async def replace(
     pool: Pool,
     table: Table,
@@ -1102,6 +1148,7 @@ async def _record_change(
     await _record(conn, scope, state, [events.changed(before, after, user_roles)], role_events)
 
 
+@_deadlock_retried
 async def apply_patch(
     pool: Pool,
     table: Table,
@@ -1603,6 +1650,7 @@ class _RolesLockFirst(Exception):
     must take the roles lock before the row's, so it runs again that way."""
 
 
+@_deadlock_retried
 async def delete(
     pool: Pool, table: Table, scope: Scope, raw_id: str, *, if_match: str | None = None
 ) -> None:

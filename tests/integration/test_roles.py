@@ -6,14 +6,18 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import random
+import uuid
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
 from service import provisioning, roles, write_state
-from service.postgres import Pool
+from service.postgres import Pool, create_pool
 from service.scim import patch
+from service.store import groups as groups_store
 from service.store.resources import GROUPS, USERS
 from tenants import role_mappings
 from tests.integration.test_events import all_events, announced_scope, patch_body
@@ -1017,3 +1021,112 @@ async def test_a_mapping_change_waits_for_older_transactions_no_longer_than_its_
     assert 0.5 <= took < 5
     assert "1 transactions older than the change still running" in caplog.text
     assert tenant.slug in caplog.text
+
+
+@pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "unmapped"])
+async def test_concurrent_member_changes_and_nesting_leave_what_their_events_say(
+    client: Client, tenant: TenantHandle, migrated_database: str, mapped: bool
+) -> None:
+    """Many member changes at once, through every way (one statement, the block, the
+    locked way by a filter, nesting), over a few users and groups so that they meet,
+    deadlocks among them run again (`provisioning._deadlock_retried`): afterwards
+    each group's members are those its membership events leave, and, mapped, each
+    user's stored roles are what its memberships grant, its `user.roles_changed`
+    events chaining from no roles to them, each event's previous roles the last
+    one's."""
+    granting = ["A", "B", "C", "P"]
+    if mapped:
+        await _mapped(client, tenant, *granting)
+    users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(6)]
+    names = [*granting, "N"]  # N grants nothing; nested in P it grants p
+    groups = {name: await create_group(tenant, name) for name in names}
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    pool = await create_pool(migrated_database, min_size=1, max_size=12)
+    try:
+        scope = await announced_scope(pool, tenant)
+        assert scope.tenant_id is not None
+        rng = random.Random(7)  # noqa: S311 - test data, not a secret
+
+        async def writer(steps: int) -> None:
+            for _ in range(steps):
+                pick = rng.random()
+                if pick < 0.1:
+                    op = rng.choice(["add", "remove"])
+                    await _members(pool, scope, op, groups["P"], groups["N"])
+                elif pick < 0.2:
+                    user = rng.choice(users)
+                    by_filter = {"op": "remove", "path": f'members[value eq "{user}"]'}
+                    group = groups[rng.choice(names)]
+                    await provisioning.apply_patch(
+                        pool, GROUPS, scope, group, patch_body(by_filter)
+                    )
+                else:
+                    op = rng.choice(["add", "remove"])
+                    await _members(pool, scope, op, groups[rng.choice(names)], rng.choice(users))
+
+        await asyncio.wait_for(asyncio.gather(*(writer(25) for _ in range(10))), 120)
+        members = {
+            (str(row["group_id"]), str(row["member_id"]))
+            for row in await pool.fetch(f'SELECT * FROM "{scope.schema}".group_members')
+        }
+        computed = await roles.effective(pool, scope.schema, scope.tenant_id, users)
+        stored = {user: await stored_roles(pool, scope, user) for user in users}
+    finally:
+        await pool.close()
+    added: dict[tuple[str, str], bool] = {}
+    chains: dict[str, list[list[str]]] = {user: [[]] for user in users}
+    for event in await feed.new():
+        if event["type"] in ("group.member_added", "group.member_removed"):
+            pair = (event["resource"]["id"], event["data"]["member"]["value"])
+            added[pair] = event["type"] == "group.member_added"
+        elif event["type"] == "user.roles_changed":
+            chain = chains[event["resource"]["id"]]
+            assert event["previous"]["roles"] == chain[-1], event
+            chain.append(event["data"]["roles"])
+    assert {pair for pair, present in added.items() if present} == members
+    if not mapped:
+        assert computed is None
+        return
+    assert computed is not None
+    assert stored == {user: computed[uuid.UUID(user)] for user in users}
+    assert {user: chain[-1] for user, chain in chains.items()} == stored
+    assert sum(len(chain) for chain in chains.values()) > 2 * len(users)
+
+
+@pytest.mark.parametrize("deadlocks", [1, provisioning.DEADLOCK_ATTEMPTS])
+async def test_a_write_ended_by_a_deadlock_runs_again_whole(
+    tenant: TenantHandle,
+    db: Pool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    deadlocks: int,
+) -> None:
+    """A member PATCH whose statement PostgreSQL ends as a deadlock's victim (nothing
+    written) runs again, and its change is made and reported once; ended as often as
+    it may run, the deadlock reaches the caller."""
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    group = await create_group(tenant, "A")
+    scope = await announced_scope(db, tenant)
+    feed = Feed(tenant.client, tenant.slug)
+    await feed.new()
+    change_if = groups_store.change_if
+    ended: list[object] = []
+
+    async def deadlocked(*args: Any, **kwargs: Any) -> Any:
+        if len(ended) < deadlocks:
+            ended.append(args)
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+        return await change_if(*args, **kwargs)
+
+    monkeypatch.setattr(groups_store, "change_if", deadlocked)
+    with caplog.at_level(logging.WARNING, logger="service.provisioning"):
+        if deadlocks == provisioning.DEADLOCK_ATTEMPTS:
+            with pytest.raises(asyncpg.DeadlockDetectedError):
+                await _members(db, scope, "add", group, ada)
+            assert await feed.new() == []
+        else:
+            await _members(db, scope, "add", group, ada)
+            assert [e["type"] for e in await feed.new()] == ["group.member_added"]
+    retries = [r for r in caplog.records if "deadlock" in r.getMessage()]
+    assert len(retries) == deadlocks - (deadlocks == provisioning.DEADLOCK_ATTEMPTS)
