@@ -314,6 +314,19 @@ async def _mapped(client: Client, tenant: TenantHandle, *names: str) -> None:
     assert saved.status_code == 200, saved.text
 
 
+async def _ada_and_mapped_a(
+    client: Client, tenant: TenantHandle, db: Pool, *, member: bool
+) -> tuple[str, str, Feed, provisioning.Scope]:
+    """A mapping where group A grants role a, the user ada (in A if ``member``) and A's
+    id, the tenant's events read to here, and its scope."""
+    await _mapped(client, tenant, "A")
+    ada = (await tenant.create_user("ada@example.com"))["id"]
+    a = await create_group(tenant, "A", *([ada] if member else []))
+    feed = Feed(client, tenant.slug)
+    await feed.new()
+    return ada, a, feed, await announced_scope(db, tenant)
+
+
 async def _lock_waiters(db: Pool, at_least: int) -> None:
     for _ in range(200):
         waiting = await db.fetchval(
@@ -447,12 +460,7 @@ async def test_a_member_change_settles_its_users_roles_in_its_one_statement(
     """A mapped tenant's member PATCH is one statement: the change, the roles it moved
     stored and reported after the membership event, numbered together; the block's
     roles statement never runs."""
-    await _mapped(client, tenant, "A")
-    ada = (await tenant.create_user("ada@example.com"))["id"]
-    a = await create_group(tenant, "A")
-    feed = Feed(client, tenant.slug)
-    await feed.new()
-    scope = await announced_scope(db, tenant)
+    ada, a, feed, scope = await _ada_and_mapped_a(client, tenant, db, member=False)
     blocks = []
     monkeypatch.setattr(roles.Tracker, "members_changed", lambda *args, **_: blocks.append(args))
     for op in ("add", "remove"):
@@ -583,12 +591,7 @@ async def test_a_user_write_waiting_for_a_member_change_shows_the_roles_it_store
 ) -> None:
     """A user's PATCH reads its stored roles `FOR SHARE`: it waits for the member change
     that stored new ones, and its event, numbered after that change's, carries them."""
-    await _mapped(client, tenant, "A")
-    ada = (await tenant.create_user("ada@example.com"))["id"]
-    a = await create_group(tenant, "A")
-    feed = Feed(client, tenant.slug)
-    await feed.new()
-    scope = await announced_scope(db, tenant)
+    ada, a, feed, scope = await _ada_and_mapped_a(client, tenant, db, member=False)
     pause = pause_first_call(monkeypatch, roles.Tracker, "members_changed", after=True)
     rename = patch_body({"op": "replace", "path": "displayName", "value": "Ada L."})
     async with paused_inside(pause, _members(db, scope, "add", a, ada)):
@@ -621,12 +624,7 @@ async def test_a_user_delete_during_a_member_change_of_its_group_finishes_both(
     so it waits for the change: dropping them first, it would hold what the change
     locks (or waits for) while it waits for the change, and PostgreSQL would end
     one of them as a deadlock."""
-    await _mapped(client, tenant, "A")
-    ada = (await tenant.create_user("ada@example.com"))["id"]
-    a = await create_group(tenant, "A", ada)
-    feed = Feed(client, tenant.slug)
-    await feed.new()
-    scope = await announced_scope(db, tenant)
+    ada, a, feed, scope = await _ada_and_mapped_a(client, tenant, db, member=True)
     path, pause_at = removal
     pause = pause_first_call(monkeypatch, roles.Tracker, pause_at)
     operation: dict[str, Any] = {"op": "remove", "path": path}
@@ -651,12 +649,7 @@ async def test_a_user_delete_during_a_one_statement_member_change_finishes_both(
     (the group and the user's stored roles locked): the delete locks the user, then
     waits for the group; once the removal commits, it drops the user from its
     groups and its stored roles."""
-    await _mapped(client, tenant, "A")
-    ada = (await tenant.create_user("ada@example.com"))["id"]
-    a = await create_group(tenant, "A", ada)
-    feed = Feed(client, tenant.slug)
-    await feed.new()
-    scope = await announced_scope(db, tenant)
+    ada, a, feed, scope = await _ada_and_mapped_a(client, tenant, db, member=True)
     async with db.acquire() as blocker:
         holding = blocker.transaction()
         await holding.start()
