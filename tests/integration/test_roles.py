@@ -1016,24 +1016,28 @@ async def test_a_mapping_change_waits_for_older_transactions_no_longer_than_its_
     assert tenant.slug in caplog.text
 
 
-@pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "unmapped"])
+@pytest.mark.parametrize("way", ["mapped", "mapped, in blocks", "unmapped"])
 async def test_concurrent_member_changes_and_nesting_leave_what_their_events_say(
-    client: Client, tenant: TenantHandle, migrated_database: str, mapped: bool
+    tenant: TenantHandle, migrated_database: str, request: pytest.FixtureRequest, way: str
 ) -> None:
     """Many member changes at once, through every way (one statement, the block, the
-    locked way by a filter, nesting), over a few users and groups so that they meet,
-    deadlocks among them run again (`provisioning._deadlock_retried`): afterwards
-    each group's members are those its membership events leave, and, mapped, each
-    user's stored roles are what its memberships grant, its `user.roles_changed`
-    events chaining from no roles to them, each event's previous roles the last
-    one's."""
+    locked way by a filter, nesting), and users' own PATCHes, over a few users and
+    groups so that they meet, deadlocks among them run again
+    (`provisioning._deadlock_retried`): afterwards each group's members are those
+    its membership events leave, and, mapped, each user's stored roles are what its
+    memberships grant, its `user.roles_changed` events chaining from no roles to
+    them, each event's previous roles the last one's, and each of its own updates
+    showing the roles it had at that point of the chain."""
     granting = ["A", "B", "C", "P"]
+    mapped = way != "unmapped"
     if mapped:
-        await _mapped(client, tenant, *granting)
+        await _mapped(tenant.client, tenant, *granting)
+    if way == "mapped, in blocks":
+        request.getfixturevalue("in_blocks")
     users = [(await tenant.create_user(f"u{n}@example.com"))["id"] for n in range(6)]
     names = [*granting, "N"]  # N grants nothing; nested in P it grants p
     groups = {name: await create_group(tenant, name) for name in names}
-    feed = Feed(client, tenant.slug)
+    feed = Feed(tenant.client, tenant.slug)
     await feed.new()
     pool = await create_pool(migrated_database, min_size=1, max_size=12)
     try:
@@ -1042,11 +1046,15 @@ async def test_concurrent_member_changes_and_nesting_leave_what_their_events_say
         rng = random.Random(7)  # noqa: S311 - test data, not a secret
 
         async def writer(steps: int) -> None:
-            for _ in range(steps):
+            for step in range(steps):
                 pick = rng.random()
                 if pick < 0.1:
                     op = rng.choice(["add", "remove"])
                     await _members(pool, scope, op, groups["P"], groups["N"])
+                elif pick < 0.15:
+                    rename = {"op": "replace", "path": "displayName", "value": f"U {step}"}
+                    user = rng.choice(users)
+                    await provisioning.apply_patch(pool, USERS, scope, user, patch_body(rename))
                 elif pick < 0.2:
                     user = rng.choice(users)
                     by_filter = {"op": "remove", "path": f'members[value eq "{user}"]'}
@@ -1068,6 +1076,7 @@ async def test_concurrent_member_changes_and_nesting_leave_what_their_events_say
     finally:
         await pool.close()
     added: dict[tuple[str, str], bool] = {}
+    updates = 0
     chains: dict[str, list[list[str]]] = {user: [[]] for user in users}
     for event in await feed.new():
         if event["type"] in ("group.member_added", "group.member_removed"):
@@ -1077,6 +1086,10 @@ async def test_concurrent_member_changes_and_nesting_leave_what_their_events_say
             chain = chains[event["resource"]["id"]]
             assert event["previous"]["roles"] == chain[-1], event
             chain.append(event["data"]["roles"])
+        elif event["type"] == "user.updated" and mapped:
+            # A user's write shows the roles its user has at its place in the sequence.
+            assert event["data"]["roles"] == chains[event["resource"]["id"]][-1], event
+            updates += 1
     assert {pair for pair, present in added.items() if present} == members
     if not mapped:
         assert computed is None
@@ -1085,6 +1098,7 @@ async def test_concurrent_member_changes_and_nesting_leave_what_their_events_say
     assert stored == {user: computed[uuid.UUID(user)] for user in users}
     assert {user: chain[-1] for user, chain in chains.items()} == stored
     assert sum(len(chain) for chain in chains.values()) > 2 * len(users)
+    assert updates > 0
 
 
 @pytest.mark.parametrize("deadlocks", [1, provisioning.DEADLOCK_ATTEMPTS])
