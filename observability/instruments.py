@@ -51,6 +51,7 @@ SCIM_DURATION_LABELS: Final = (
 )
 PROVISIONING_LABELS: Final = (attr.LABEL_TENANT, attr.LABEL_RESOURCE_TYPE, attr.LABEL_ACTION)
 USER_CHANGE_LABELS: Final = (attr.LABEL_TENANT, attr.LABEL_FOUND)
+WRITE_DEADLOCK_LABELS: Final = (attr.LABEL_TENANT,)
 
 
 class CounterInstrument(Protocol):
@@ -146,6 +147,13 @@ class Instruments:
             "seen (one statement), stale or read (two).",
             USER_CHANGE_LABELS,
         )
+        self.write_deadlocks = counter(
+            attr.SCIM_WRITE_DEADLOCKS,
+            "{write}",
+            "SCIM writes PostgreSQL ended as a deadlock's victim, nothing written, by tenant; "
+            "each runs again, up to 3 times in all.",
+            WRITE_DEADLOCK_LABELS,
+        )
 
         def observe_active(options: CallbackOptions) -> Iterable[Observation]:
             del options
@@ -178,6 +186,17 @@ def user_change_found(found: str) -> None:
         return
     info.telemetry.instruments.user_changes.add(
         1, (info.tenant_label or attr.OTHER_TENANT, found), info.span
+    )
+
+
+def write_deadlocked() -> None:
+    """PostgreSQL ended this request's write as a deadlock's victim (it runs again, or
+    fails if that was its last attempt)."""
+    info = request_context.current()
+    if info is None:
+        return
+    info.telemetry.instruments.write_deadlocks.add(
+        1, (info.tenant_label or attr.OTHER_TENANT,), info.span
     )
 
 

@@ -116,7 +116,8 @@ def _deadlock_retried(
     may wait in line on the old version behind a writer that waits for it (a member
     change's statement, when three or more change one group at once; see
     `test_roles`'s concurrent test). The victim waited PostgreSQL's
-    `deadlock_timeout` (1 s by default) first."""
+    `deadlock_timeout` (1 s by default) first. Each is counted
+    (`scim_write_deadlocks_total`)."""
 
     @functools.wraps(write)
     async def retried(*args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
@@ -125,6 +126,7 @@ def _deadlock_retried(
             try:
                 return await write(*args, **kwargs)
             except asyncpg.DeadlockDetectedError:
+                instruments.write_deadlocked()
                 if attempt == DEADLOCK_ATTEMPTS:
                     raise
                 attempt += 1

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import msgspec
 import pytest
 import yaml
@@ -30,6 +31,7 @@ from service import recent_users, write_state
 from service.app import create_app
 from service.postgres import Pool
 from service.settings import Settings
+from service.store import groups
 from tenants.schemas import quoted_schema
 from tests.integration.test_events import all_events, patch_body
 from tests.integration.test_guard import configure as configure_guard
@@ -1411,7 +1413,7 @@ def test_promql_reader() -> None:
 
 
 async def test_dashboards_and_alerts_query_only_exported_metrics(
-    client: Client, tenant: TenantHandle
+    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = await tenant.create_user("dashboarded@example.com")
     await client.get(f"{tenant.scim}/Users", headers=tenant.auth())
@@ -1421,6 +1423,27 @@ async def test_dashboards_and_alerts_query_only_exported_metrics(
         headers=tenant.auth(),
     )
     assert renamed.status_code == 200, renamed.text
+    # A member change PostgreSQL ends once as a deadlock's victim, then made.
+    group = await client.post(
+        f"{tenant.scim}/Groups", json={"displayName": "Dashboarded"}, headers=tenant.auth()
+    )
+    change_if = groups.change_if
+    ended: list[object] = []
+
+    async def deadlocked_once(*args: Any, **kwargs: Any) -> Any:
+        if not ended:
+            ended.append(args)
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+        return await change_if(*args, **kwargs)
+
+    monkeypatch.setattr(groups, "change_if", deadlocked_once)
+    added = await client.patch(
+        f"{tenant.scim}/Groups/{group.json()['id']}",
+        json=patch_body({"op": "add", "path": "members", "value": [{"value": user["id"]}]}),
+        headers=tenant.auth(),
+    )
+    assert added.status_code in (200, 204), added.text
+    assert ended
     assert (await client.get("/readyz")).status_code == 200
     families = await scrape(client)
     exported = {sample.name for family in families.values() for sample in family.samples}
