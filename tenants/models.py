@@ -144,7 +144,7 @@ class RoleMapping(Table, tablename="role_mappings", schema=CONTROL_SCHEMA):
     group_rules = JSONB(default=[])
     updated_at = Timestamptz(default=TimestamptzNow())
     generation = BigInt(default=0)
-    """Bumped by every write under the exclusive roles lock (`role_mappings.BUMPING`)."""
+    """Bumped by every write under the exclusive roles lock (`role_mappings.bumping`)."""
 
 
 class DeprovisionGuard(Table, tablename="deprovision_guards", schema=CONTROL_SCHEMA):
