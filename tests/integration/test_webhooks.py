@@ -70,11 +70,36 @@ class CountingWorker(WebhookWorker):
         super().__init__(*args, **kwargs)
         self.fanned_out: Counter[uuid.UUID] = Counter()
         self.sweeps = 0
+        self.receiver_asks = 0
+        """Rounds that needed the receivers: rounds with notified tenants."""
         self.receiver_reads = 0
+
+    async def _receivers(self) -> set[uuid.UUID | None]:
+        self.receiver_asks += 1
+        return await super()._receivers()
 
     async def _read_receivers(self) -> set[uuid.UUID | None]:
         self.receiver_reads += 1
         return await super()._read_receivers()
+
+    async def asked_after(self, write: Awaitable[Any]) -> None:
+        """Run ``write`` and wait for a round that asks for the receivers after it: the
+        round its notification wakes (none is lost to a sweep once the first is past)."""
+        asks = self.receiver_asks
+        await write
+        for _ in range(500):
+            if self.receiver_asks > asks:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("no round asked for the receivers after the write")
+
+    async def past_first_sweep(self) -> None:
+        """Wait until the worker's first round has swept (clearing notifications before it)."""
+        for _ in range(500):
+            if self.sweeps:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the worker never swept")
 
     async def fan_out(self, tenant_id: uuid.UUID, schema: str) -> bool:
         self.fanned_out[tenant_id] += 1
@@ -468,12 +493,12 @@ async def test_a_worker_reads_the_receivers_again_only_once_an_endpoint_is_added
         ) as running,
     ):
         assert isinstance(running, CountingWorker)
+        await running.past_first_sweep()
         for n in range(3):
-            await tenant.create_user(f"unheard{n}@example.com")
-            await asyncio.sleep(0.15)  # a few of the worker's rounds
+            await running.asked_after(tenant.create_user(f"unheard{n}@example.com"))
         assert running.receiver_reads == 1
         endpoint = await register(client, receiver.url, slug=tenant.slug)
-        await asyncio.sleep(0.15)
+        # Its NOTIFY committed before the next write's: the listener hears it first.
         await tenant.create_user("heard@example.com")
         await receiver.wait_for(1)
         assert [r.event["data"]["userName"] for r in receiver.accepted] == ["heard@example.com"]
@@ -482,9 +507,7 @@ async def test_a_worker_reads_the_receivers_again_only_once_an_endpoint_is_added
             f"/admin/v1/webhooks/{endpoint['id']}", headers=admin_headers()
         )
         assert deleted.status_code == 204, deleted.text
-        await asyncio.sleep(0.15)
-        await tenant.create_user("gone@example.com")
-        await asyncio.sleep(0.3)
+        await running.asked_after(tenant.create_user("gone@example.com"))
         assert running.receiver_reads == 3
     assert len(receiver.accepted) == 1
 
