@@ -87,19 +87,13 @@ class CountingWorker(WebhookWorker):
         round its notification wakes (none is lost to a sweep once the first is past)."""
         asks = self.receiver_asks
         await write
-        for _ in range(500):
-            if self.receiver_asks > asks:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("no round asked for the receivers after the write")
+        await _until(
+            lambda: self.receiver_asks > asks, "no round asked for the receivers after the write"
+        )
 
     async def past_first_sweep(self) -> None:
         """Wait until the worker's first round has swept (clearing notifications before it)."""
-        for _ in range(500):
-            if self.sweeps:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("the worker never swept")
+        await _until(lambda: self.sweeps > 0, "the worker never swept")
 
     async def fan_out(self, tenant_id: uuid.UUID, schema: str) -> bool:
         self.fanned_out[tenant_id] += 1
@@ -108,6 +102,15 @@ class CountingWorker(WebhookWorker):
     async def _tenants_behind(self) -> list[tuple[uuid.UUID, str]]:
         self.sweeps += 1
         return await super()._tenants_behind()
+
+
+async def _until(done: Callable[[], bool], why: str) -> None:
+    """Wait up to 5 s, polling every 10 ms, for ``done``; fail with ``why``."""
+    for _ in range(500):
+        if done():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(why)
 
 
 @asynccontextmanager
