@@ -110,14 +110,12 @@ def _deadlock_retried(
     """``write`` run again, up to `DEADLOCK_ATTEMPTS` times in all, when PostgreSQL ends
     it as a deadlock's victim (40P01): the write's transaction, or its one statement,
     was rolled back whole, so nothing of it stays, and the other side of the deadlock
-    has gone on. Even writes that take their locks in one order meet one in
-    PostgreSQL itself: a statement that locks a group's row, then updates it,
-    chases the row from the version its snapshot shows to the one it locked, and
-    may wait in line on the old version behind a writer that waits for it (a member
-    change's statement, when three or more change one group at once; see
-    `test_roles`'s concurrent test). The victim waited PostgreSQL's
-    `deadlock_timeout` (1 s by default) first. Each is counted
-    (`scim_write_deadlocks_total`)."""
+    has gone on. The writes take their locks in orders meant to leave no cycle
+    (members before their group, groups in id order, `groups.GROUP_HOLD` says what
+    PostgreSQL's own row-version locks once added to them), and `test_roles`'s and
+    `test_events`' concurrent tests count none; this is the net under what they do
+    not reach. The victim waited PostgreSQL's `deadlock_timeout` (1 s by default)
+    first. Each is counted (`scim_write_deadlocks_total`)."""
 
     @functools.wraps(write)
     async def retried(*args: _Params.args, **kwargs: _Params.kwargs) -> _Result:

@@ -156,44 +156,60 @@ def new_member_ids(group_id: uuid.UUID, ids: Sequence[str]) -> list[uuid.UUID]:
     return member_ids
 
 
+USER_HOLD: Final = "FOR KEY SHARE"
+"""How a write adding a user as a member holds it: as a foreign key would, so that the
+user is not deleted meanwhile while its own changes (`FOR NO KEY UPDATE`) go on."""
+GROUP_HOLD: Final = "FOR SHARE"
+"""How a write adding a group as a member (nesting it) holds it: not deleted meanwhile,
+and not changed either. Held `FOR KEY SHARE`, the hold of a group whose own members
+were changing at that moment followed the change's new row version: it waited for
+the change while holding the lock of the row's older version, which the change
+could need before it finished (PostgreSQL: "while locking updated version ... of
+tuple in relation groups"), and PostgreSQL ended one of them as a deadlock after a
+second; `test_events` nests a group while its members change, both ways, and
+counts none. `FOR SHARE` makes them queue on the row: a nesting waits for a change
+of the group's members in flight, or the change for the nesting."""
+
+
 def _found(qualified: str, ids: str = "$2", *, hold: bool = True) -> str:
     """`found(id, type, display)`: which of the ids ``ids`` are users or groups of the
     tenant, each with the name a group shows for it (`members_query`).
 
-    ``hold``: each is held `FOR KEY SHARE` to the end of the transaction, as a
-    foreign key holds what it references (`hold`; the caller holds them already
-    when not), and read as it is once its lock is taken: a delete of one locks
-    it `FOR UPDATE` first, so the membership the statement adds either commits
+    ``hold``: each is held to the end of the transaction, as a foreign key holds
+    what it references (`hold`, which says how; the caller holds them already when
+    not), and read as it is once its lock is taken: a delete of one locks it
+    `FOR UPDATE` first, so the membership the statement adds either commits
     before the delete goes on, which then finds it and takes the member out, or
     waits for the delete and finds the member gone. Read with the statement's
     snapshot alone, a member deleted meanwhile was added all the same: a group
     kept a deleted user."""
     # A union locks no rows: each table's are locked apart, then joined.
-    lock = " FOR KEY SHARE" if hold else ""
+    users_lock, groups_lock = (f" {USER_HOLD}", f" {GROUP_HOLD}") if hold else ("", "")
     return (
         "found_users AS MATERIALIZED (SELECT id, 'User' AS type, "
         f"coalesce(display_name, user_name) AS display FROM {qualified}.users "
-        f"WHERE id = ANY({ids}::uuid[]) AND managed AND deleted_at IS NULL{lock}), "
+        f"WHERE id = ANY({ids}::uuid[]) AND managed AND deleted_at IS NULL{users_lock}), "
         "found_groups AS MATERIALIZED (SELECT id, 'Group' AS type, display_name AS display "
-        f"FROM {qualified}.groups WHERE id = ANY({ids}::uuid[]){lock}), "
+        f"FROM {qualified}.groups WHERE id = ANY({ids}::uuid[]){groups_lock}), "
         "found AS (SELECT * FROM found_users UNION ALL SELECT * FROM found_groups), "
     )
 
 
 async def hold(conn: Connection, schema: str, ids: Sequence[str]) -> None:
-    """Hold the users and groups among ``ids`` `FOR KEY SHARE` until the transaction
-    ends: a write that adds them as members the locked way, before it locks the
-    group. In that order (members, then the group) as a delete takes its locks (the
-    member, then the groups it is in): held after the group, a member being deleted
-    would wait for the delete, which waits for the group, when the member is in it
-    already. Values that are not ids are left for the add to refuse."""
+    """Hold the users (`USER_HOLD`) and groups (`GROUP_HOLD`) among ``ids`` until the
+    transaction ends: a write that adds them as members the locked way, before it
+    locks the group. In that order (members, then the group) as a delete takes its
+    locks (the member, then the groups it is in): held after the group, a member
+    being deleted would wait for the delete, which waits for the group, when the
+    member is in it already. Values that are not ids are left for the add to
+    refuse."""
     member_ids = _uuids(ids)
     if not member_ids:
         return
     qualified = quoted_schema(schema)
     await conn.execute(
-        f"WITH u AS (SELECT FROM {qualified}.users WHERE id = ANY($1::uuid[]) FOR KEY SHARE), "
-        f"g AS (SELECT FROM {qualified}.groups WHERE id = ANY($1::uuid[]) FOR KEY SHARE) "
+        f"WITH u AS (SELECT FROM {qualified}.users WHERE id = ANY($1::uuid[]) {USER_HOLD}), "
+        f"g AS (SELECT FROM {qualified}.groups WHERE id = ANY($1::uuid[]) {GROUP_HOLD}) "
         "SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM g)",
         member_ids,
     )

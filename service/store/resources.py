@@ -209,8 +209,9 @@ async def get(
 
 
 TO_CHANGE: Final = "FOR NO KEY UPDATE"
-"""The lock of a resource a write changes: its id stays, so the writes that add it to a
-group, which hold it `FOR KEY SHARE` as a foreign key would (`groups.hold`), go on."""
+"""The lock of a resource a write changes: its id stays, so the writes that add a user to
+a group, which hold it `FOR KEY SHARE` as a foreign key would (`groups.USER_HOLD`), go
+on; a write nesting a group waits (`groups.GROUP_HOLD`)."""
 TO_DELETE: Final = "FOR UPDATE"
 """The lock of a resource a write deletes (a user's soft delete too): the writes adding
 it to a group wait, then find it gone."""
@@ -365,7 +366,7 @@ def leaving_groups(qualified: str) -> str:
     the same member again, waited to see whether that drop commits; PostgreSQL
     ends one as a deadlock. The caller holds the member `TO_DELETE` from an
     earlier statement of its transaction, so this one's snapshot shows every
-    membership: a write adding the member holds it `FOR KEY SHARE` and has
+    membership: a write adding the member holds it (`groups.hold`) and has
     committed, or waits for the delete and then finds the member gone.
     """
     return (

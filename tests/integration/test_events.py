@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from observability import instruments
 from service import events, provisioning
 from service.postgres import Pool, create_pool
 from service.scim import resources
@@ -654,6 +656,50 @@ async def test_members_added_and_deleted_at_once_end_in_no_group_and_no_deadlock
         )
     finally:
         await pool.close()
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["in one statement", "the locked way"])
+async def test_a_group_nested_while_its_members_change_ends_no_write_as_a_deadlock(
+    tenant: TenantHandle,
+    migrated_database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    locked: bool,
+) -> None:
+    """Writers nesting group N in others and taking it out again while others change N's
+    own members, all at once: no write is ended as a deadlock. With the member groups
+    held `FOR KEY SHARE` (as users are), such a hold waited for a change of N while
+    holding the lock of N's older row version, which the change could need before it
+    finished: PostgreSQL ended writes as deadlocks in most runs."""
+    users = [(await tenant.create_user(f"n{n}@example.com"))["id"] for n in range(6)]
+    made = [
+        await tenant.client.post(
+            f"{tenant.scim}/Groups", json={"displayName": name}, headers=tenant.auth()
+        )
+        for name in ("N", "P1", "P2", "P3")
+    ]
+    nested, *parents = (response.json()["id"] for response in made)
+    deadlocks: list[None] = []
+    monkeypatch.setattr(instruments, "write_deadlocked", lambda: deadlocks.append(None))
+    if_match = "*" if locked else None
+    pool = await create_pool(migrated_database, min_size=1, max_size=12)
+    try:
+        scope = await announced_scope(pool, tenant)
+        rng = random.Random(11)  # noqa: S311 - test data, not a secret
+
+        async def writer(nesting: bool) -> None:
+            for _ in range(20):
+                op = rng.choice(["add", "remove"])
+                group, member = (
+                    (rng.choice(parents), nested) if nesting else (nested, rng.choice(users))
+                )
+                body = patch_body({"op": op, "path": "members", "value": [{"value": member}]})
+                way = if_match if nesting else None
+                await provisioning.apply_patch(pool, GROUPS, scope, group, body, if_match=way)
+
+        await asyncio.wait_for(asyncio.gather(*(writer(n % 2 == 0) for n in range(10))), 120)
+    finally:
+        await pool.close()
+    assert deadlocks == []
 
 
 async def test_concurrent_member_changes_of_one_group_each_count_once(
