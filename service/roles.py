@@ -60,7 +60,7 @@ import asyncpg
 
 from service import events, guard
 from service.postgres import Connection, Pool
-from service.store import groups, outbox
+from service.store import groups, nesting, outbox
 from service.store.groups import GroupKeys
 from service.store.outbox import NewEvent
 from service.store.resources import AlongStatements
@@ -247,7 +247,7 @@ def _computing_from(
     ``unreported_had_none`` (a new mapping) it had none until now."""
     before = "coalesce(c.stored, '{}')" if unreported_had_none else "c.stored"
     return (
-        groups.climbing(qualified, direct)
+        nesting.climbing(qualified, direct)
         + f", {role_mappings.granting(qualified, tenant, 'reach')}, "
         "computed AS (SELECT u.id, u.user_name, r.roles AS stored, "
         f"{role_mappings.roles_of('g.roles')} AS roles FROM {qualified}.users u "
@@ -446,7 +446,7 @@ class Tracker:
         """Whether the group, or any group it is nested in, grants roles."""
         qualified = self._qualified
         granted: bool = await conn.fetchval(
-            groups.reach(qualified, "member_id = $1::uuid")
+            nesting.reach(qualified, "member_id = $1::uuid")
             + ", above(member_id, group_id) AS (SELECT member_id, group_id FROM reach "
             "UNION ALL SELECT $1::uuid, $1::uuid), "
             f"{role_mappings.granting(qualified, '$2::uuid', 'above')} "

@@ -717,6 +717,18 @@ def _compare(
     return any(_compare_one(value, expr.op, expr.value, implied_exact) for value in implied)
 
 
+_SIMPLE_LOWER: Final = {0x0130: "i"}
+"""The one letter whose lower case Python's `str.lower()` makes two code points ("İ" is
+"i" and a combining dot), where PostgreSQL's `lower()` maps it to one."""
+
+
+def _lowered(text: str) -> str:
+    """``text`` lower-cased as PostgreSQL's `lower()` does it, which a list's filters and
+    the index userName is unique on use: not by full case folding ("STRASSE" is not
+    "straße"), so that a PATCH path's filter and a list's agree."""
+    return text.translate(_SIMPLE_LOWER).lower()
+
+
 def _compare_one(actual: Any, op: str, expected: str | int | float | bool, exact: bool) -> bool:
     # bool is an int in Python, but SCIM keeps booleans and numbers apart.
     if isinstance(expected, bool):
@@ -730,5 +742,5 @@ def _compare_one(actual: Any, op: str, expected: str | int | float | bool, exact
     else:
         same_type = isinstance(actual, str)
         if same_type and not exact:
-            actual, expected = actual.casefold(), expected.casefold()
+            actual, expected = _lowered(actual), _lowered(expected)
     return same_type and _COMPARATORS[op](actual, expected)

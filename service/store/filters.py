@@ -20,6 +20,7 @@ from typing import Any, Literal
 from service.scim import filter as scim_filter
 from service.scim.attributes import Attribute, ResourceType, resolve, resolve_path
 from service.scim.errors import ScimError
+from service.store import nesting
 
 ColumnKind = Literal["text", "uuid", "bool", "timestamp"]
 _ORDERING_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -117,7 +118,8 @@ def _text_condition(
     if op == "eq":
         return f"{text} = {param}"
     if op == "ne":
-        return f"({text_sql} IS NULL OR {text} <> {param})"
+        # NULL where there is no value: as every comparison, `ne` needs one to match.
+        return f"{text} <> {param}"
     if op == "co":
         return f"strpos({text}, {param}) > 0"
     if op == "sw":
@@ -153,7 +155,7 @@ def _column_condition(column: Column, op: str, value: Any, builder: SqlBuilder) 
     if column.kind == "bool":
         if op not in ("eq", "ne") or not isinstance(value, bool):
             raise invalid_filter("a boolean attribute takes eq or ne with true or false")
-        return f"{column.sql} IS {'NOT ' if op == 'ne' else ''}{'TRUE' if value else 'FALSE'}"
+        return f"{column.sql} = {'TRUE' if value != (op == 'ne') else 'FALSE'}"
     if op in ("co", "sw", "ew"):
         raise invalid_filter(f"{op} does not apply to a dateTime")
     sql_op = {"eq": "=", "ne": "<>", **_ORDERING_OPS}[op]
@@ -174,8 +176,8 @@ def _json_condition(
     if attribute.type == "boolean":
         if op not in ("eq", "ne") or not isinstance(value, bool):
             raise invalid_filter(f"{attribute.name} takes eq or ne with true or false")
-        match = f"{json_value} = '{'true' if value else 'false'}'::jsonb"
-        return match if op == "eq" else f"NOT coalesce({match}, FALSE)"
+        wanted = value != (op == "ne")
+        return f"{json_value} = '{'true' if wanted else 'false'}'::jsonb"
     if attribute.type in ("integer", "decimal"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise invalid_filter(f"{attribute.name} compares with a number")
@@ -186,7 +188,7 @@ def _json_condition(
             f"THEN ({container} ->> {key})::numeric END)"
         )
         sql_op = {"eq": "=", "ne": "<>", **_ORDERING_OPS}[op]
-        return f"coalesce({number} {sql_op} {builder.bind(value)}::numeric, {op == 'ne'})"
+        return f"coalesce({number} {sql_op} {builder.bind(value)}::numeric, FALSE)"
     if attribute.type == "complex":
         raise invalid_filter(f"name a sub-attribute of {attribute.name} to compare it")
     return _text_condition(f"({container} ->> {key})", attribute.case_exact, op, value, builder)
@@ -249,9 +251,13 @@ class FilterCompiler:
                 raise invalid_filter(f"name a sub-attribute of {attribute.name}")
             if self._uses_email_index(attribute, sub, op, value):
                 return self._email_index(value)
-            array = f"({container} -> {_literal(attribute.name)})"
+            elements = self._elements_of(core, attribute, container)
+            if op == "eq" and value is None:
+                # Unassigned (RFC 7643 section 2.5): no element has a value, if any element.
+                held = _json_condition("e.v", sub, "ne", None, self._builder)
+                return f"NOT EXISTS (SELECT 1 FROM {elements} WHERE {held})"
             matching = _json_condition("e.v", sub, op, value, self._builder)
-            return f"EXISTS (SELECT 1 FROM {_elements(array)} AS e(v) WHERE {matching})"
+            return f"EXISTS (SELECT 1 FROM {elements} WHERE {matching})"
         if sub is not None:
             container = f"({container} -> {_literal(attribute.name)})"
             return _json_condition(container, sub, op, value, self._builder)
@@ -281,11 +287,12 @@ class FilterCompiler:
         if core and attribute.name == "members":
             return self._members_exists(expr.filter)
         container = "r.resource" if core else f"(r.resource -> {_literal(schema.id)})"
-        json_value = f"({container} -> {_literal(attribute.name)})"
         if not attribute.multi_valued:
+            json_value = f"({container} -> {_literal(attribute.name)})"
             return self._expr(expr.filter, _Element(json_value, attribute))
         inner = self._expr(expr.filter, _Element("e.v", attribute))
-        exists = f"EXISTS (SELECT 1 FROM {_elements(json_value)} AS e(v) WHERE {inner})"
+        elements = self._elements_of(core, attribute, container)
+        exists = f"EXISTS (SELECT 1 FROM {elements} WHERE {inner})"
         # emails[value eq "x" and ...]: let the expression index find candidates first.
         shortcuts = [
             self._email_index(str(term.value))
@@ -297,6 +304,25 @@ class FilterCompiler:
             )
         ]
         return f"({' AND '.join([*shortcuts, exists])})"
+
+    def _elements_of(self, core: bool, attribute: Attribute, container: str) -> str:
+        """The elements `e(v)` of the multi-valued complex ``attribute``, each an object.
+
+        A user's `groups` are not stored with it but read from its memberships,
+        direct and through nesting, as a response shows them
+        (`groups.groups_column`): looked for in the document, a filter on them
+        found no user. Their `$ref` is the service's URL, which no filter here
+        knows."""
+        if not (core and attribute.name == "groups"):
+            return f"{_elements(f'({container} -> {_literal(attribute.name)})')} AS e(v)"
+        qualified = self._target.schema_sql
+        return (
+            f"({nesting.reach(qualified, 'member_id = r.id')}"
+            "SELECT jsonb_build_object('value', g.id::text, 'display', g.display_name, "
+            "'type', CASE WHEN d.depth = 1 THEN 'direct' ELSE 'indirect' END) "
+            "FROM (SELECT group_id, min(depth) AS depth FROM reach GROUP BY group_id) d "
+            f"JOIN {qualified}.groups g ON g.id = d.group_id) AS e(v)"
+        )
 
     def _uses_email_index(
         self, attribute: Attribute, sub: Attribute | None, op: str, value: Any

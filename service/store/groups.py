@@ -14,6 +14,7 @@ from service.scim.filter import Filter
 from service.scim.resources import Member
 from service.store import outbox
 from service.store.filters import SqlBuilder, compile_member_filter
+from service.store.nesting import reach
 from service.store.outbox import NewEvent
 from service.store.paging import RESOURCE_COLUMNS
 from service.store.resources import Along, AlongStatements, Row
@@ -476,34 +477,6 @@ def one_of(column: str, ids: Sequence[uuid.UUID]) -> tuple[str, Any]:
     if len(ids) == 1:
         return f"{column} = $1::uuid", ids[0]
     return f"{column} = ANY($1::uuid[])", list(ids)
-
-
-def reach(qualified: str, members: str) -> str:
-    """`reach(member_id, group_id, depth)`: each group the members chosen by the
-    condition ``members`` (over `group_members`) are in, through nesting; the
-    statement's `WITH RECURSIVE`, which must come first."""
-    direct = f"SELECT member_id, group_id FROM {qualified}.group_members WHERE {members}"
-    return f"WITH RECURSIVE {climbing(qualified, direct)} "
-
-
-def climbing(qualified: str, direct: str) -> str:
-    """The recursive `WITH` query `reach(member_id, group_id, depth)`: each group the
-    members are in, through nesting, from the memberships (`member_id, group_id`) the
-    query ``direct`` gives (the statement's `WITH` must be `RECURSIVE`).
-
-    Only memberships of groups lead further up, and their partial index keeps
-    the climb a probe rather than a scan of every membership (tenant migration
-    7); the depth bound keeps a membership cycle from recursing forever.
-    """
-    return (
-        "reach(member_id, group_id, depth) AS ("
-        f" SELECT member_id, group_id, 1 FROM ({direct}) AS direct"
-        " UNION"
-        " SELECT r.member_id, m.group_id, r.depth + 1 FROM reach r"
-        f" JOIN {qualified}.group_members m"
-        " ON m.member_id = r.group_id AND m.member_type = 'Group'"
-        " WHERE r.depth < 32)"
-    )
 
 
 def groups_column(qualified: str, user_id: str) -> str:

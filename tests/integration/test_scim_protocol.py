@@ -9,6 +9,7 @@ from uuid import uuid4
 import pytest
 
 from tests.integration.test_events import all_events
+from tests.integration.test_roles import create_group
 from tests.integration.test_scim_edge import assert_scim_error
 from tests.support.application import TenantHandle
 
@@ -98,6 +99,19 @@ def q(filter_text: str) -> str:
         ('meta.lastModified lt "2000-01-01T00:00:00Z"', []),
         ('userName gt "b" and userName lt "c"', ["bob@example.com"]),
         ('id eq "not-a-uuid"', []),
+        # A comparison needs a value to match, ne as well; not() takes the rest.
+        ('title ne "CEO"', ["Alice@Example.com"]),
+        ('not (title eq "CEO")', ["Alice@Example.com", "bob@example.com", "carol@other.example"]),
+        (f'{ENTERPRISE}:employeeNumber ne "7"', ["Alice@Example.com"]),
+        ("active ne true", ["bob@example.com"]),
+        # Unassigned (RFC 7643 section 2.5): no value, or no element (no one has a phone).
+        ("title eq null", ["bob@example.com", "carol@other.example"]),
+        ("phoneNumbers eq null", ["Alice@Example.com", "bob@example.com", "carol@other.example"]),
+        (
+            "phoneNumbers.value eq null",
+            ["Alice@Example.com", "bob@example.com", "carol@other.example"],
+        ),
+        ("emails.value eq null", []),
     ],
 )
 async def test_user_filters(
@@ -106,6 +120,30 @@ async def test_user_filters(
     body = await list_users(tenant, q(filter_text))
     assert sorted(user_names(body)) == sorted(expected)
     assert body["totalResults"] == len(expected)
+
+
+async def test_users_are_filtered_by_the_groups_they_are_in(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    """A user's `groups` are its memberships, direct and through nesting, as a GET shows
+    them, not part of its stored document: filters on them find the users in them."""
+    alice, bob = people["alice"]["id"], people["bob"]["id"]
+    engineers = await create_group(tenant, "Engineers", alice)
+    await create_group(tenant, "Staff", bob, engineers)
+
+    async def found(filter_text: str) -> list[str]:
+        return sorted(user_names(await list_users(tenant, q(filter_text))))
+
+    assert await found(f'groups eq "{engineers}"') == ["Alice@Example.com"]
+    assert await found('groups.display eq "staff"') == ["Alice@Example.com", "bob@example.com"]
+    assert await found('groups[display eq "Staff" and type eq "indirect"]') == ["Alice@Example.com"]
+    assert await found('groups[display eq "Staff" and type eq "direct"]') == ["bob@example.com"]
+    assert await found("groups pr") == ["Alice@Example.com", "bob@example.com"]
+    assert await found("groups eq null") == ["carol@other.example"]
+    assert await found('not (groups.display co "eng")') == [
+        "bob@example.com",
+        "carol@other.example",
+    ]
 
 
 async def test_filter_by_id(tenant: TenantHandle, people: dict[str, Any]) -> None:

@@ -1,0 +1,35 @@
+"""The SQL that climbs nested group memberships: from members to every group they are in.
+
+Its own module because both the stores of groups (`service.store.groups`) and the
+filters compiled over users (`service.store.filters`: `groups.value eq "..."`) climb,
+and the first imports the second."""
+
+from __future__ import annotations
+
+
+def reach(qualified: str, members: str) -> str:
+    """`reach(member_id, group_id, depth)`: each group the members chosen by the
+    condition ``members`` (over `group_members`) are in, through nesting; the
+    statement's `WITH RECURSIVE`, which must come first."""
+    direct = f"SELECT member_id, group_id FROM {qualified}.group_members WHERE {members}"
+    return f"WITH RECURSIVE {climbing(qualified, direct)} "
+
+
+def climbing(qualified: str, direct: str) -> str:
+    """The recursive `WITH` query `reach(member_id, group_id, depth)`: each group the
+    members are in, through nesting, from the memberships (`member_id, group_id`) the
+    query ``direct`` gives (the statement's `WITH` must be `RECURSIVE`).
+
+    Only memberships of groups lead further up, and their partial index keeps
+    the climb a probe rather than a scan of every membership (tenant migration
+    7); the depth bound keeps a membership cycle from recursing forever.
+    """
+    return (
+        "reach(member_id, group_id, depth) AS ("
+        f" SELECT member_id, group_id, 1 FROM ({direct}) AS direct"
+        " UNION"
+        " SELECT r.member_id, m.group_id, r.depth + 1 FROM reach r"
+        f" JOIN {qualified}.group_members m"
+        " ON m.member_id = r.group_id AND m.member_type = 'Group'"
+        " WHERE r.depth < 32)"
+    )
