@@ -249,8 +249,9 @@ class FilterCompiler:
             sub = sub or attribute.sub(_MULTI_VALUED_DEFAULT_SUB)
             if sub is None:
                 raise invalid_filter(f"name a sub-attribute of {attribute.name}")
-            if self._uses_email_index(attribute, sub, op, value):
-                return self._email_index(value)
+            indexed = self._indexed(core, attribute, sub, op, value)
+            if indexed is not None:
+                return indexed
             elements = self._elements_of(core, attribute, container)
             if op == "eq" and value is None:
                 # Unassigned (RFC 7643 section 2.5): no element has a value, if any element.
@@ -293,15 +294,15 @@ class FilterCompiler:
         inner = self._expr(expr.filter, _Element("e.v", attribute))
         elements = self._elements_of(core, attribute, container)
         exists = f"EXISTS (SELECT 1 FROM {elements} WHERE {inner})"
-        # emails[value eq "x" and ...]: let the expression index find candidates first.
+        # emails[value eq "x" and ...]: let an index find the candidates first.
         shortcuts = [
-            self._email_index(str(term.value))
+            indexed
             for term in _conjuncts(expr.filter)
-            if isinstance(term, scim_filter.Compare)
-            and term.path.sub_attr is None
-            and self._uses_email_index(
-                attribute, attribute.sub(term.path.attr), term.op, term.value
-            )
+            if isinstance(term, scim_filter.Compare) and term.path.sub_attr is None
+            for indexed in [
+                self._indexed(core, attribute, attribute.sub(term.path.attr), term.op, term.value)
+            ]
+            if indexed is not None
         ]
         return f"({' AND '.join([*shortcuts, exists])})"
 
@@ -324,22 +325,34 @@ class FilterCompiler:
             f"JOIN {qualified}.groups g ON g.id = d.group_id) AS e(v)"
         )
 
-    def _uses_email_index(
-        self, attribute: Attribute, sub: Attribute | None, op: str, value: Any
-    ) -> bool:
-        return (
-            self._target.email_values is not None
-            and attribute.name == "emails"
-            and sub is not None
-            and sub.name == "value"
-            and op == "eq"
-            and isinstance(value, str)
-        )
-
-    def _email_index(self, value: str) -> str:
-        # What users_email_values_idx is built on, so Postgres uses it.
-        param = self._builder.bind(value)
-        return f"{self._target.email_values} @> ARRAY[lower({param})]"
+    def _indexed(
+        self, core: bool, attribute: Attribute, sub: Attribute | None, op: str, value: Any
+    ) -> str | None:
+        """What selects exactly the resources with a value of ``attribute``'s ``sub``
+        that `eq` ``value``, through an index, where there is one: a user's email
+        address (the expression index on its lower-cased addresses) or a group it
+        is in (`groups.value eq "<id>"`: the users beneath that group, found from
+        it by the memberships' keys, where comparing each user's groups read them
+        all: 100 ms a filter over 10,000 users)."""
+        if op != "eq" or not isinstance(value, str) or sub is None or sub.name != "value":
+            return None
+        if attribute.name == "emails" and self._target.email_values is not None:
+            # What users_email_values_idx is built on, so PostgreSQL uses it.
+            param = self._builder.bind(value)
+            return f"{self._target.email_values} @> ARRAY[lower({param})]"
+        if core and attribute.name == "groups":
+            try:
+                group_id = uuid.UUID(value)
+            except ValueError:
+                return "FALSE"
+            # The value is compared as text, as a response shows it (lower case).
+            if str(group_id) != value.lower():
+                return "FALSE"
+            beneath = nesting.users_beneath(
+                self._target.schema_sql, f"group_id = {self._builder.bind(group_id)}"
+            )
+            return f"r.id IN ({beneath})"
+        return None
 
     def _members_exists(self, condition: scim_filter.Filter) -> str:
         inner = _member_expr(condition, self._builder)

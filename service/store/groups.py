@@ -14,7 +14,7 @@ from service.scim.filter import Filter
 from service.scim.resources import Member
 from service.store import outbox
 from service.store.filters import SqlBuilder, compile_member_filter
-from service.store.nesting import reach
+from service.store.nesting import reach, users_beneath
 from service.store.outbox import NewEvent
 from service.store.paging import RESOURCE_COLUMNS
 from service.store.resources import Along, AlongStatements, Row
@@ -523,15 +523,5 @@ async def users_under(
         return set()
     qualified = quoted_schema(schema)
     chosen, arg = one_of("group_id", group_ids)
-    rows = await conn.fetch(
-        "WITH RECURSIVE down(id, type, depth) AS ("
-        f" SELECT member_id, member_type, 1 FROM {qualified}.group_members"
-        f" WHERE {chosen}"
-        " UNION"
-        " SELECT m.member_id, m.member_type, d.depth + 1 FROM down d"
-        f" JOIN {qualified}.group_members m ON m.group_id = d.id"
-        " WHERE d.type = 'Group' AND d.depth < 32"
-        ") SELECT DISTINCT id FROM down WHERE type = 'User'",
-        arg,
-    )
+    rows = await conn.fetch(users_beneath(qualified, chosen), arg)
     return {row["id"] for row in rows}

@@ -1,8 +1,9 @@
-"""The SQL that climbs nested group memberships: from members to every group they are in.
+"""The SQL that walks nested group memberships: up from members to every group they
+are in, and down from groups to every user in them.
 
 Its own module because both the stores of groups (`service.store.groups`) and the
-filters compiled over users (`service.store.filters`: `groups.value eq "..."`) climb,
-and the first imports the second."""
+filters compiled over users (`service.store.filters`: `groups.value eq "..."`) walk
+them, and the first imports the second."""
 
 from __future__ import annotations
 
@@ -32,4 +33,20 @@ def climbing(qualified: str, direct: str) -> str:
         f" JOIN {qualified}.group_members m"
         " ON m.member_id = r.group_id AND m.member_type = 'Group'"
         " WHERE r.depth < 32)"
+    )
+
+
+def users_beneath(qualified: str, groups: str) -> str:
+    """A query of `id`: each user in the groups the condition ``groups`` (over
+    `group_members.group_id`) chooses, directly or through nested groups, once; the
+    climb's way down, bounded as it is."""
+    return (
+        "WITH RECURSIVE down(id, type, depth) AS ("
+        f" SELECT member_id, member_type, 1 FROM {qualified}.group_members"
+        f" WHERE {groups}"
+        " UNION"
+        " SELECT m.member_id, m.member_type, d.depth + 1 FROM down d"
+        f" JOIN {qualified}.group_members m ON m.group_id = d.id"
+        " WHERE d.type = 'Group' AND d.depth < 32"
+        ") SELECT DISTINCT id FROM down WHERE type = 'User'"
     )

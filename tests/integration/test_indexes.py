@@ -89,6 +89,8 @@ async def users_groups_plan(
         (USERS, 'displayName eq "Alice"', "users_display_name_idx"),
         (USERS, 'emails.value eq "alice@example.com"', "users_email_values_idx"),
         (USERS, 'emails[type eq "work" and value eq "a@example.com"]', "users_email_values_idx"),
+        # The users beneath the group, from its memberships down: not each user's climbed.
+        (USERS, 'groups.value eq "3f2504e0-4f89-11d3-9a0c-0305e82c3301"', "group_members_pkey"),
         (GROUPS, 'displayName eq "Engineering"', "groups_display_name_idx"),
         (GROUPS, 'externalId eq "g-1"', "groups_external_id_idx"),
     ],
