@@ -15,7 +15,7 @@ import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from service.scim import filter as scim_filter
 from service.scim.attributes import Attribute, ResourceType, resolve, resolve_path
@@ -40,7 +40,7 @@ class Column:
 
 # (attribute, sub-attribute) of the core schema -> the real column holding it.
 _COMMON_COLUMNS: dict[tuple[str, str | None], Column] = {
-    ("id", None): Column("r.id", "uuid"),
+    ("id", None): Column("r.id", "uuid", case_exact=True),
     ("externalid", None): Column("r.external_id", "text", case_exact=True),
     ("meta", "created"): Column("r.created", "timestamp"),
     ("meta", "lastmodified"): Column("r.last_modified", "timestamp"),
@@ -53,9 +53,12 @@ USER_COLUMNS: dict[tuple[str, str | None], Column] = _COMMON_COLUMNS | {
 GROUP_COLUMNS: dict[tuple[str, str | None], Column] = _COMMON_COLUMNS | {
     ("displayname", None): Column("r.display_name", "text"),
 }
+# Not caseExact (RFC 7643 section 8.7.1): `members[type eq "user"]` finds users, as the
+# same filter in a PATCH path does.
+_MEMBER_VALUE: Final = scim_filter.AttrPath(None, "value", None)
 _MEMBER_COLUMNS: dict[str, Column] = {
     "value": Column("m.member_id", "uuid"),
-    "type": Column("m.member_type", "text", case_exact=True),
+    "type": Column("m.member_type", "text"),
 }
 
 
@@ -151,7 +154,7 @@ def _column_condition(column: Column, op: str, value: Any, builder: SqlBuilder) 
                 # No resource has an id that is not a UUID.
                 return "FALSE" if op == "eq" else "TRUE"
             return f"{column.sql} {'=' if op == 'eq' else '<>'} {builder.bind(parsed)}"
-        return _text_condition(f"{column.sql}::text", True, op, value, builder)
+        return _text_condition(f"{column.sql}::text", column.case_exact, op, value, builder)
     if column.kind == "bool":
         if op not in ("eq", "ne") or not isinstance(value, bool):
             raise invalid_filter("a boolean attribute takes eq or ne with true or false")
@@ -237,6 +240,9 @@ class FilterCompiler:
         if core and column is not None:
             return _column_condition(column, op, value, self._builder)
         if core and attribute.name == "members":
+            if op == "eq" and value is None:
+                # Unassigned (RFC 7643 section 2.5): every member has an id and a type.
+                return f"NOT {self._members_exists(scim_filter.Present(_MEMBER_VALUE))}"
             member_path = scim_filter.AttrPath(None, sub.name if sub else "value", None)
             condition: scim_filter.Filter = (
                 scim_filter.Present(member_path)

@@ -273,6 +273,31 @@ async def test_groups_without_members_when_excluded(
     assert not_member.json()["totalResults"] == 0
 
 
+async def test_groups_are_filtered_by_members_without_case(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    """A member's `type` and `value` are not caseExact (RFC 7643 section 8.7.1), and a group
+    without members has them unassigned."""
+    alice = people["alice"]["id"]
+    staff = await create_group(tenant, "Staff", alice)
+    await create_group(tenant, "All", staff)
+    await create_group(tenant, "Empty")
+
+    async def found(filter_text: str) -> list[str]:
+        response = await tenant.client.get(
+            f"{tenant.scim}/Groups?" + q(filter_text), headers=tenant.auth()
+        )
+        assert response.status_code == 200, response.text
+        return sorted(group["displayName"] for group in response.json()["Resources"])
+
+    assert await found('members[type eq "user"]') == ["Staff"]
+    assert await found('members.type eq "GROUP"') == ["All"]
+    assert await found(f'members.value sw "{alice[:8].upper()}"') == ["Staff"]
+    assert await found("members eq null") == ["Empty"]
+    assert await found("members.value eq null") == ["Empty"]
+    assert await found("members pr") == ["All", "Staff"]
+
+
 async def test_post_search(tenant: TenantHandle, people: dict[str, Any]) -> None:
     response = await tenant.client.post(
         f"{tenant.scim}/Users/.search",
