@@ -98,6 +98,28 @@ class Target:
     user's addresses lower-cased, as an array; None: no such index."""
 
 
+def _elements_of(target: Target, core: bool, attribute: Attribute, container: str) -> str:
+    """The elements `e(v, n)` of the multi-valued complex ``attribute`` held in the jsonb
+    ``container`` of `r`: each an object, `n` its place in the list.
+
+    A user's `groups` are not stored with it but read from its memberships,
+    direct and through nesting, in the order a response lists them
+    (`groups.groups_column`): looked for in the document, a filter on them found
+    no user. Their `$ref` is the service's URL, which no filter here knows."""
+    if not (core and attribute.name == "groups"):
+        array = f"({container} -> {_literal(attribute.name)})"
+        return f"{_elements(array)} WITH ORDINALITY AS e(v, n)"
+    qualified = target.schema_sql
+    return (
+        f"({nesting.reach(qualified, 'member_id = r.id')}"
+        "SELECT jsonb_build_object('value', g.id::text, 'display', g.display_name, "
+        "'type', CASE WHEN d.depth = 1 THEN 'direct' ELSE 'indirect' END), "
+        "row_number() OVER (ORDER BY g.display_name, g.id) "
+        "FROM (SELECT group_id, min(depth) AS depth FROM reach GROUP BY group_id) d "
+        f"JOIN {qualified}.groups g ON g.id = d.group_id) AS e(v, n)"
+    )
+
+
 def _elements(array_json: str) -> str:
     # Resources written by older clients may hold an object where a list
     # belongs; treat anything but an array as empty instead of failing the query.
@@ -258,7 +280,7 @@ class FilterCompiler:
             indexed = self._indexed(core, attribute, sub, op, value)
             if indexed is not None:
                 return indexed
-            elements = self._elements_of(core, attribute, container)
+            elements = _elements_of(self._target, core, attribute, container)
             if op == "eq" and value is None:
                 # Unassigned (RFC 7643 section 2.5): no element has a value, if any element.
                 held = _json_condition("e.v", sub, "ne", None, self._builder)
@@ -298,7 +320,7 @@ class FilterCompiler:
             json_value = f"({container} -> {_literal(attribute.name)})"
             return self._expr(expr.filter, _Element(json_value, attribute))
         inner = self._expr(expr.filter, _Element("e.v", attribute))
-        elements = self._elements_of(core, attribute, container)
+        elements = _elements_of(self._target, core, attribute, container)
         exists = f"EXISTS (SELECT 1 FROM {elements} WHERE {inner})"
         # emails[value eq "x" and ...]: let an index find the candidates first.
         shortcuts = [
@@ -311,25 +333,6 @@ class FilterCompiler:
             if indexed is not None
         ]
         return f"({' AND '.join([*shortcuts, exists])})"
-
-    def _elements_of(self, core: bool, attribute: Attribute, container: str) -> str:
-        """The elements `e(v)` of the multi-valued complex ``attribute``, each an object.
-
-        A user's `groups` are not stored with it but read from its memberships,
-        direct and through nesting, as a response shows them
-        (`groups.groups_column`): looked for in the document, a filter on them
-        found no user. Their `$ref` is the service's URL, which no filter here
-        knows."""
-        if not (core and attribute.name == "groups"):
-            return f"{_elements(f'({container} -> {_literal(attribute.name)})')} AS e(v)"
-        qualified = self._target.schema_sql
-        return (
-            f"({nesting.reach(qualified, 'member_id = r.id')}"
-            "SELECT jsonb_build_object('value', g.id::text, 'display', g.display_name, "
-            "'type', CASE WHEN d.depth = 1 THEN 'direct' ELSE 'indirect' END) "
-            "FROM (SELECT group_id, min(depth) AS depth FROM reach GROUP BY group_id) d "
-            f"JOIN {qualified}.groups g ON g.id = d.group_id) AS e(v)"
-        )
 
     def _indexed(
         self, core: bool, attribute: Attribute, sub: Attribute | None, op: str, value: Any
@@ -471,10 +474,11 @@ def order_by(target: Target, sort_by: str, descending: bool) -> str:
             sub = sub or attribute.sub(_MULTI_VALUED_DEFAULT_SUB)
             if sub is None:
                 raise ScimError(400, f"cannot sort by {attribute.name}", "invalidValue")
-            array = f"({container} -> {_literal(attribute.name)})"
+            # Else its first value (RFC 7644 section 3.4.2.3), in the order it is listed.
+            elements = _elements_of(target, core, attribute, container)
             expression = (
-                f"(SELECT e.v ->> {_literal(sub.name)} FROM {_elements(array)} AS e(v) "
-                "ORDER BY (e.v ->> 'primary') = 'true' DESC NULLS LAST LIMIT 1)"
+                f"(SELECT e.v ->> {_literal(sub.name)} FROM {elements} "
+                "ORDER BY ((e.v ->> 'primary') = 'true') IS TRUE DESC, e.n LIMIT 1)"
             )
             case_exact = sub.case_exact
         elif attribute.type == "complex" and sub is None:

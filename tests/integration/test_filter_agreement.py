@@ -1,14 +1,17 @@
 """Filters evaluated two ways agree: in PostgreSQL, as a list request compiles them
 (`service.store.filters`), and in Python, as PATCH paths and attribute mappings
-evaluate them (`service.scim.filter.matches`).
+evaluate them (`service.scim.filter.matches`); and lists sort as RFC 7644 says.
 
-Users with random attributes (seeded: a failure names the filter and replays) are
-listed by random filters over every kind of attribute the schema has (indexed
-columns, jsonb strings, booleans, sub-attributes, multi-valued ones, value paths,
-the enterprise extension), with every operator, `and`, `or` and `not`; each filter
-the service accepts must select exactly the users that `matches` selects among
-them as a GET returns them. Both sides are ours, so neither is taken as the truth:
-a difference is a bug in one of them (or in the rule both should follow)."""
+Users and groups with random attributes (seeded: a failure names the filter and
+replays) are listed by random filters over every kind of attribute the schemas
+have (indexed columns, jsonb strings, booleans, sub-attributes, multi-valued ones,
+value paths, the enterprise extension, a user's groups, a group's members), with
+every operator, `and`, `or` and `not`; each filter the service accepts must
+select exactly the resources that `matches` selects among them as a list returns
+them. Both sides are ours, so neither is taken as the truth: a difference is a
+bug in one of them (or in the rule both should follow). Then they are listed
+sorted by random attributes, both ways, against the order the RFC's rule gives
+(`_sort_key`)."""
 
 from __future__ import annotations
 
@@ -292,7 +295,74 @@ async def _disagreements(
     assert hits > rounds // 2
 
 
-async def test_filters_select_in_sql_what_they_select_in_python(
+_SORTED_BY = {
+    "Users": [
+        *(path for path in _USERS.text_paths if path != "groups.display"),
+        "active",
+        "emails.primary",
+        "phoneNumbers",
+    ],
+    "Groups": ["displayName", "externalId", "id"],
+}
+
+
+def _sort_key(kind: _Kind, resource: dict[str, Any], path: str) -> Any:
+    """What RFC 7644 section 3.4.2.3 sorts ``resource`` by: the attribute's value (a
+    multi-valued one's primary value, or else its first), without case unless
+    caseExact (as PostgreSQL lowers text); None: no value."""
+    schema, _, name = path.rpartition(":")
+    attr, _, sub = name.partition(".")
+    holder = resource.get(schema, {}) if schema else resource
+    value = holder.get(attr)
+    resolved = resolve(kind.resource_type, schema or None, attr, sub or None)
+    assert resolved is not None, path
+    _, attribute, sub_attribute = resolved
+    if attribute.multi_valued:
+        elements = value or []
+        chosen = next((e for e in elements if e.get("primary") is True), None)
+        chosen = chosen or (elements[0] if elements else None)
+        sub_attribute = sub_attribute or attribute.sub("value")
+        assert sub_attribute is not None
+        value = None if chosen is None else chosen.get(sub_attribute.name)
+    elif sub_attribute is not None:
+        value = None if value is None else value.get(sub_attribute.name)
+    leaf = sub_attribute or attribute
+    if isinstance(value, str) and not leaf.case_exact and path != "id":
+        return value.translate({0x130: "i"}).lower()
+    return value
+
+
+async def _misorders(
+    client: Client, tenant: TenantHandle, rng: random.Random, kind: _Kind, *, rounds: int
+) -> None:
+    """Lists ``kind`` sorted by random attributes, both ways, and asserts the order is
+    the one `_sort_key` gives, resources without a value last and ties by id."""
+    listed = await client.get(
+        f"{tenant.scim}/{kind.endpoint}", params={"count": "200"}, headers=tenant.auth()
+    )
+    stored = listed.json()["Resources"]
+    wrong: list[str] = []
+    for _ in range(rounds):
+        path = rng.choice(_SORTED_BY[kind.endpoint])
+        order = rng.choice(["ascending", "descending"])
+        response = await client.get(
+            f"{tenant.scim}/{kind.endpoint}",
+            params={"sortBy": path, "sortOrder": order, "count": "200", "attributes": "id"},
+            headers=tenant.auth(),
+        )
+        assert response.status_code == 200, (path, response.text)
+        got = [resource["id"] for resource in response.json()["Resources"]]
+        keyed = [(_sort_key(kind, resource, path), resource["id"]) for resource in stored]
+        valued = sorted((k for k in keyed if k[0] is not None), reverse=order == "descending")
+        unvalued = sorted((k for k in keyed if k[0] is None), reverse=order == "descending")
+        expected = [resource_id for _, resource_id in valued + unvalued]
+        if got != expected:
+            at = next(n for n, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b)
+            wrong.append(f"sortBy={path} {order}: from position {at} on, {got[at : at + 3]}")
+    assert not wrong, "\n".join(wrong)
+
+
+async def test_lists_filter_and_sort_as_the_rules_in_python_do(
     client: Client, tenant: TenantHandle
 ) -> None:
     # Some 1,000 requests in a few seconds: above the default limit, as a bulk load is.
@@ -333,3 +403,5 @@ async def test_filters_select_in_sql_what_they_select_in_python(
                 user.setdefault("groups", []).append(held)
     await _disagreements(client, tenant, rng, _USERS, users, rounds=600)
     await _disagreements(client, tenant, rng, _GROUPS, groups, rounds=300)
+    await _misorders(client, tenant, rng, _USERS, rounds=60)
+    await _misorders(client, tenant, rng, _GROUPS, rounds=10)

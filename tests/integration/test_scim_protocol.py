@@ -215,6 +215,26 @@ async def test_sorting(tenant: TenantHandle, people: dict[str, Any]) -> None:
     assert user_names(by_email)[0] == "carol@other.example"
     bad = await tenant.client.get(f"{tenant.scim}/Users?sortBy=nope", headers=tenant.auth())
     assert_scim_error(bad, 400, "invalidValue")
+
+
+async def test_sorting_by_a_list_takes_its_primary_value_or_else_its_first(
+    tenant: TenantHandle,
+) -> None:
+    """RFC 7644 section 3.4.2.3; a value marked `primary: false` is no better than one
+    not marked, and a user's groups are listed as a response lists them."""
+    first = {"value": "b@example.com"}
+    second = {"value": "a@example.com", "primary": False}
+    dan = await tenant.create_user("dan@example.com", emails=[first, second])
+    eve = await tenant.create_user(
+        "eve@example.com", emails=[{"value": "c@example.com", "primary": True}, second]
+    )
+    await create_group(tenant, "Zeta", dan["id"])
+    await create_group(tenant, "Alpha", eve["id"])
+    await create_group(tenant, "Beta", dan["id"])
+    by_email = await list_users(tenant, "sortBy=emails.value")
+    assert user_names(by_email) == ["dan@example.com", "eve@example.com"]
+    by_group = await list_users(tenant, "sortBy=groups.display&sortOrder=descending")
+    assert user_names(by_group) == ["dan@example.com", "eve@example.com"]  # Beta, Alpha
     order = await tenant.client.get(
         f"{tenant.scim}/Users?sortOrder=sideways", headers=tenant.auth()
     )
