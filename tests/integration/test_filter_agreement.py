@@ -11,7 +11,10 @@ select exactly the resources that `matches` selects among them as a list returns
 them. Both sides are ours, so neither is taken as the truth: a difference is a
 bug in one of them (or in the rule both should follow). Then they are listed
 sorted by random attributes, both ways, against the order the RFC's rule gives
-(`_sort_key`)."""
+(`_sort_key`), and read with random `attributes` and `excludedAttributes`, each
+answer required to be the whole resource as `projection.project` trims it (the
+store skips reading a user's groups or a group's members a projection leaves out:
+a projection that wants them must not lose them)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from typing import Any
 
 from service.scim.attributes import GROUP_RESOURCE, USER_RESOURCE, ResourceType, resolve
 from service.scim.filter import AttrPath, matches, parse_filter
+from service.scim.projection import parse_projection, project
 from service.scim.schemas import ENTERPRISE_USER
 from tests.support.application import Client, TenantHandle, admin_headers
 
@@ -362,6 +366,97 @@ async def _misorders(
     assert not wrong, "\n".join(wrong)
 
 
+_PROJECTED = {
+    "Users": [
+        "userName",
+        "USERNAME",
+        "displayName",
+        "name.givenName",
+        "emails",
+        "emails.value",
+        "EMAILS.TYPE",
+        "groups",
+        "groups.display",
+        "Groups.Value",
+        "urn:ietf:params:scim:schemas:core:2.0:User:groups",
+        "urn:ietf:params:scim:schemas:core:2.0:User:groups.value",
+        ENTERPRISE_USER,
+        f"{ENTERPRISE_USER}:department",
+        "meta.version",
+        "id",
+        "externalId",
+        "noSuchAttribute",
+    ],
+    "Groups": [
+        "displayName",
+        "members",
+        "members.value",
+        "Members.Display",
+        "members.type",
+        "urn:ietf:params:scim:schemas:core:2.0:Group:members",
+        "urn:ietf:params:scim:schemas:core:2.0:Group:members.value",
+        "externalId",
+        "id",
+        "meta",
+    ],
+}
+
+
+async def _misprojections(
+    client: Client, tenant: TenantHandle, rng: random.Random, kind: _Kind, *, rounds: int
+) -> None:
+    """Reads ``kind`` with random `attributes` and `excludedAttributes`, one by one, in
+    lists and in `.search`, and asserts each answer is the whole resource trimmed by
+    `projection.project`: what the store skipped reading for it (a user's groups, a
+    group's members) was not wanted."""
+    listed = await client.get(
+        f"{tenant.scim}/{kind.endpoint}", params={"count": "200"}, headers=tenant.auth()
+    )
+    whole = {resource["id"]: resource for resource in listed.json()["Resources"]}
+    wrong: list[str] = []
+    for _ in range(rounds):
+        names = ",".join(rng.sample(_PROJECTED[kind.endpoint], rng.randrange(1, 4)))
+        parameter = rng.choice(["attributes", "excludedAttributes"])
+        projection = parse_projection(
+            kind.resource_type,
+            names if parameter == "attributes" else None,
+            names if parameter == "excludedAttributes" else None,
+        )
+        one = rng.choice(list(whole))
+        answers = [
+            (
+                await client.get(
+                    f"{tenant.scim}/{kind.endpoint}/{one}",
+                    params={parameter: names},
+                    headers=tenant.auth(),
+                )
+            ).json(),
+            *(
+                await client.get(
+                    f"{tenant.scim}/{kind.endpoint}",
+                    params={parameter: names, "filter": f'id eq "{one}"'},
+                    headers=tenant.auth(),
+                )
+            ).json()["Resources"],
+            *(
+                await client.post(
+                    f"{tenant.scim}/{kind.endpoint}/.search",
+                    json={
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                        "filter": f'id eq "{one}"',
+                        parameter: names.split(","),
+                    },
+                    headers=tenant.auth(),
+                )
+            ).json()["Resources"],
+        ]
+        expected = project(kind.resource_type, whole[one], projection)
+        for answer in answers:
+            if answer != expected:
+                wrong.append(f"{parameter}={names}: {answer} != {expected}")
+    assert not wrong, "\n".join(wrong[:10])
+
+
 async def test_lists_filter_and_sort_as_the_rules_in_python_do(
     client: Client, tenant: TenantHandle
 ) -> None:
@@ -405,3 +500,5 @@ async def test_lists_filter_and_sort_as_the_rules_in_python_do(
     await _disagreements(client, tenant, rng, _GROUPS, groups, rounds=300)
     await _misorders(client, tenant, rng, _USERS, rounds=60)
     await _misorders(client, tenant, rng, _GROUPS, rounds=10)
+    await _misprojections(client, tenant, rng, _USERS, rounds=60)
+    await _misprojections(client, tenant, rng, _GROUPS, rounds=30)
