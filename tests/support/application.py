@@ -101,6 +101,16 @@ class TenantHandle:
     def auth(self, token: str | None = None) -> dict[str, str]:
         return bearer(token or self.token) | SCIM_JSON
 
+    async def unlimited(self) -> None:
+        """Lift the tenant's rate limit, as an operator would for a bulk load: for a test
+        sending some hundreds of requests in a few seconds."""
+        raised = await self.client.put(
+            f"/admin/v1/tenants/{self.slug}/rate-limit",
+            json={"per_second": 10_000, "burst": 10_000},
+            headers=admin_headers(),
+        )
+        assert raised.status_code == 200, raised.text
+
     async def create_user(self, user_name: str, **attributes: Any) -> dict[str, Any]:
         response = await self.client.post(
             f"{self.scim}/Users", json={"userName": user_name, **attributes}, headers=self.auth()
