@@ -1260,16 +1260,21 @@ async def _change_user_unlocked(
     async with outbox.announced(pool, scope.announcer, transaction=False) as conn:
         groups_column = _groups_column(USERS, scope, projection, "r")
         guess = _guessed(scope, resource_id(raw_id, USERS), changed, if_match)
-        read = await _read_with_state(
-            conn,
-            USERS,
-            scope,
-            raw_id,
-            groups_column,
-            write=None if guess is None else guess.write,
-            mapped=guess is not None and guess.mapped,
-            counting=guess is not None and guess.guarded_in is not None,
-        )
+        try:
+            read = await _read_with_state(
+                conn,
+                USERS,
+                scope,
+                raw_id,
+                groups_column,
+                write=None if guess is None else guess.write,
+                mapped=guess is not None and guess.mapped,
+                counting=guess is not None and guess.guarded_in is not None,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            # The guessed change, tried in the read, took a userName another user has.
+            assert guess is not None
+            raise conflict(USERS, guess.resource) from exc
         if read is None:
             return None
         row, state = read

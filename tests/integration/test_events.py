@@ -22,6 +22,7 @@ from service import events, provisioning
 from service.postgres import Pool, create_pool
 from service.scim import resources
 from service.scim.errors import ScimError
+from service.scim.schemas import ENTERPRISE_USER
 from service.settings import Settings
 from service.store import groups, lifecycle, outbox
 from service.store.resources import GROUPS, USERS, Table
@@ -436,6 +437,101 @@ async def test_random_member_patches_answer_and_store_the_same_with_or_without_t
     # Changes and refusals both (a member that does not exist), and nothing else.
     assert set(statuses) == {204, 400}, statuses
     assert statuses[204] > 100, statuses
+
+
+async def test_a_patch_taking_a_used_user_name_is_a_conflict_and_changes_nothing(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """Also when the change is tried in the statement that reads the user (this process
+    has just seen it: `recent_users`), where the unique index refused it as a 500."""
+    await tenant.create_user("taken@example.com")
+    user = await tenant.create_user("me@example.com")
+    cursor = str((await all_events(client, tenant.slug))[-1]["sequence"])
+    url = f"{tenant.scim}/Users/{user['id']}"
+    for _ in range(2):
+        taking = patch_body({"op": "replace", "path": "userName", "value": "TAKEN@example.com"})
+        response = await client.patch(url, json=taking, headers=tenant.auth())
+        assert response.status_code == 409, response.text
+        assert response.json()["scimType"] == "uniqueness"
+    assert (await client.get(url, headers=tenant.auth())).json() == user
+    assert await all_events(client, tenant.slug, after=cursor) == []
+
+
+def _random_user_patch(rng: random.Random) -> dict[str, Any]:
+    """One to three operations on a user of the kinds IdPs send (Entra's deactivation,
+    its `emails[type eq "work"].value`, replaces without a path, the extension by its
+    URN), some repeating what is stored already, some refused."""
+    email = f"u{rng.randrange(3)}@example.com"
+    kinds: list[Callable[[], dict[str, Any]]] = [
+        lambda: {"op": "replace", "path": "active", "value": rng.choice([True, False])},
+        lambda: {"op": "replace", "value": {"active": rng.choice([True, False, "False"])}},
+        lambda: {"op": "replace", "path": "displayName", "value": f"Name {rng.randrange(3)}"},
+        lambda: {"op": "replace", "path": "name.givenName", "value": rng.choice(["Ada", "Bo"])},
+        lambda: {"op": "replace", "path": 'emails[type eq "work"].value', "value": email},
+        lambda: {"op": "add", "path": "emails", "value": [{"value": email, "type": "home"}]},
+        lambda: {"op": "remove", "path": 'emails[type eq "home"]'},
+        lambda: {"op": "remove", "path": "title"},
+        lambda: {"op": "add", "path": "title", "value": rng.choice(["CEO", "Engineer"])},
+        lambda: {
+            "op": "replace",
+            "path": f"{ENTERPRISE_USER}:department",
+            "value": rng.choice(["R&D", "Sales"]),
+        },
+        lambda: {"op": "replace", "path": "userName", "value": "taken@example.com"},
+        lambda: {"op": "remove", "path": "userName"},
+    ]
+    return patch_body(*(rng.choice(kinds)() for _ in range(rng.choice([1, 1, 1, 2, 3]))))
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["unmapped", "mapped"])
+async def test_random_user_patches_answer_and_store_the_same_with_or_without_the_lock(
+    client: Client, tenant: TenantHandle, mapped: bool
+) -> None:
+    """Two users alike take the same random PATCHes, one as IdPs send them (one
+    statement, no transaction block), the other with `If-Match: *` (the locked way):
+    each pair answers the same status and ETag, stores the same events and leaves
+    the same user (the tenant's guard counting the deactivations of both)."""
+    if mapped:
+        mapping = {"default_roles": ["member"], "groups": []}
+        saved = await client.put(
+            f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
+        )
+        assert saved.status_code == 200, saved.text
+    await tenant.unlimited()
+    await tenant.create_user("taken@example.com")
+    twins = [
+        (await tenant.create_user(name, emails=[{"value": "w@example.com", "type": "work"}]))
+        for name in ("fast@example.com", "locked@example.com")
+    ]
+    rng = random.Random(9)  # noqa: S311 - test data, not a secret
+    cursor = str((await all_events(client, tenant.slug))[-1]["sequence"])
+    statuses: Counter[int] = Counter()
+    for _ in range(150):
+        body = _random_user_patch(rng)
+        answers = []
+        for twin, if_match in zip(twins, ({}, {"If-Match": "*"}), strict=True):
+            url = f"{tenant.scim}/Users/{twin['id']}"
+            response = await client.patch(url, json=body, headers=tenant.auth() | if_match)
+            found = await all_events(client, tenant.slug, after=cursor)
+            if found:
+                cursor = str(found[-1]["sequence"])
+            for event in found:
+                del event["id"], event["sequence"]
+            stored = (await client.get(url, headers=tenant.auth())).json()
+            text = msgspec.json.encode([found, stored]).decode()
+            for name, value in (("userName", twin["userName"]), ("id", twin["id"])):
+                text = text.replace(value, f"<{name}>")
+            answers.append(
+                (
+                    response.status_code,
+                    response.headers.get("etag"),
+                    msgspec.json.decode(re.sub(_TIMESTAMP, "<time>", text)),
+                )
+            )
+        statuses[answers[0][0]] += 1
+        assert answers[0] == answers[1], (body, answers)
+    assert set(statuses) == {200, 400, 409}, statuses
+    assert statuses[200] > 100, statuses
 
 
 @pytest.mark.parametrize("mapped", [False, True])
