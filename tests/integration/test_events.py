@@ -457,6 +457,21 @@ async def test_a_patch_taking_a_used_user_name_is_a_conflict_and_changes_nothing
     assert await all_events(client, tenant.slug, after=cursor) == []
 
 
+def _random_user_put(rng: random.Random) -> dict[str, Any]:
+    """A whole user as Okta PUTs it, without its userName, sometimes the one stored."""
+    user: dict[str, Any] = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "name": {"givenName": rng.choice(["Ada", "Bo"]), "familyName": "Twin"},
+        "emails": [{"value": "w@example.com", "type": "work", "primary": True}],
+        "active": rng.choice([True, False]),
+    }
+    if rng.random() < 0.5:
+        user["title"] = rng.choice(["CEO", "Engineer"])
+    if rng.random() < 0.2:
+        user["password"] = "correct-horse-battery"
+    return user
+
+
 def _random_user_patch(rng: random.Random) -> dict[str, Any]:
     """One to three operations on a user of the kinds IdPs send (Entra's deactivation,
     its `emails[type eq "work"].value`, replaces without a path, the extension by its
@@ -487,8 +502,9 @@ def _random_user_patch(rng: random.Random) -> dict[str, Any]:
 async def test_random_user_patches_answer_and_store_the_same_with_or_without_the_lock(
     client: Client, tenant: TenantHandle, mapped: bool
 ) -> None:
-    """Two users alike take the same random PATCHes, one as IdPs send them (one
-    statement, no transaction block), the other with `If-Match: *` (the locked way):
+    """Two users alike take the same random PATCHes (and now and then a PUT of the whole
+    user), one as IdPs send them (one statement, no transaction block), the other
+    with `If-Match: *` (the locked way):
     each pair answers the same status and ETag, stores the same events and leaves
     the same user (the tenant's guard counting the deactivations of both)."""
     if mapped:
@@ -507,11 +523,18 @@ async def test_random_user_patches_answer_and_store_the_same_with_or_without_the
     cursor = str((await all_events(client, tenant.slug))[-1]["sequence"])
     statuses: Counter[int] = Counter()
     for _ in range(150):
+        # Now and then Okta's update: the whole user PUT, as the twin's own.
+        put = _random_user_put(rng) if rng.random() < 0.2 else None
         body = _random_user_patch(rng)
         answers = []
         for twin, if_match in zip(twins, ({}, {"If-Match": "*"}), strict=True):
             url = f"{tenant.scim}/Users/{twin['id']}"
-            response = await client.patch(url, json=body, headers=tenant.auth() | if_match)
+            headers = tenant.auth() | if_match
+            response = await (
+                client.patch(url, json=body, headers=headers)
+                if put is None
+                else client.put(url, json=put | {"userName": twin["userName"]}, headers=headers)
+            )
             found = await all_events(client, tenant.slug, after=cursor)
             if found:
                 cursor = str(found[-1]["sequence"])
@@ -529,7 +552,7 @@ async def test_random_user_patches_answer_and_store_the_same_with_or_without_the
                 )
             )
         statuses[answers[0][0]] += 1
-        assert answers[0] == answers[1], (body, answers)
+        assert answers[0] == answers[1], (put or body, answers)
     assert set(statuses) == {200, 400, 409}, statuses
     assert statuses[200] > 100, statuses
 
