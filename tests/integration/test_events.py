@@ -485,6 +485,86 @@ async def test_a_patch_taking_a_used_user_name_is_a_conflict_and_changes_nothing
     assert await all_events(client, tenant.slug, after=cursor) == []
 
 
+def _random_create(rng: random.Random, users: list[str], twin: str) -> tuple[str, dict[str, Any]]:
+    """A user or a group to create (the endpoint and the body), named for ``twin``;
+    some refused: a userName taken, a member that does not exist."""
+    if rng.random() < 0.3:
+        nobody = [str(uuid.UUID(int=rng.getrandbits(128)))] if rng.random() < 0.2 else []
+        chosen = rng.sample(users, min(len(users), rng.randrange(4))) + nobody
+        members = [{"value": member} for member in chosen]
+        return "Groups", {"displayName": f"Team {twin}", "members": members}
+    user: dict[str, Any] = {
+        "userName": "taken@example.com" if rng.random() < 0.1 else f"{twin}{rng.random()}",
+        "active": rng.choice([True, False]),
+        "name": {"givenName": rng.choice(["Ada", "Bo"]), "familyName": twin},
+        "emails": [{"value": f"{twin}@example.com", "type": "work", "primary": True}],
+    }
+    if rng.random() < 0.3:
+        user["title"] = "Engineer"
+    if rng.random() < 0.2:
+        user["password"] = "correct-horse-battery"
+    return "Users", user
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["unmapped", "mapped"])
+async def test_random_creates_answer_and_store_the_same_with_or_without_the_lock(
+    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, mapped: bool
+) -> None:
+    """Random users and groups (with members, some refused) created in pairs alike, one
+    as IdPs create them (one statement where it can), the other always the locked
+    way (a transaction): each pair answers the same and stores the same events; a
+    refused create stores nothing."""
+    if mapped:
+        mapping = {"default_roles": ["member"], "groups": []}
+        saved = await client.put(
+            f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
+        )
+        assert saved.status_code == 200, saved.text
+    await tenant.unlimited()
+    users = [(await tenant.create_user("taken@example.com"))["id"]]
+    locking = [False]
+    unlocked = provisioning._may_go_unlocked
+    monkeypatch.setattr(
+        provisioning, "_may_go_unlocked", lambda scope: not locking[0] and unlocked(scope)
+    )
+    rng = random.Random(3)  # noqa: S311 - test data, not a secret
+    cursor = str((await all_events(client, tenant.slug))[-1]["sequence"])
+    statuses: Counter[int] = Counter()
+    for _ in range(80):
+        state = rng.getstate()
+        answers = []
+        new_user = None
+        for twin in ("fast", "locked"):
+            rng.setstate(state)  # the same choices for both twins
+            endpoint, body = _random_create(rng, users, twin)
+            locking[0] = twin == "locked"
+            response = await client.post(
+                f"{tenant.scim}/{endpoint}", json=body, headers=tenant.auth()
+            )
+            locking[0] = False
+            found = await all_events(client, tenant.slug, after=cursor)
+            if found:
+                cursor = str(found[-1]["sequence"])
+            for event in found:
+                del event["id"], event["sequence"]
+            if response.status_code >= 400:
+                assert found == [], body
+            text = msgspec.json.encode([response.json(), found]).decode()
+            if response.status_code == 201:
+                text = text.replace(response.json()["id"], "<id>")
+                if endpoint == "Users" and twin == "fast":
+                    new_user = response.json()["id"]
+            # Members are the fast twin's users, whoever lists them.
+            text = re.sub("fast|locked", "<twin>", re.sub(_TIMESTAMP, "<time>", text))
+            answers.append((response.status_code, msgspec.json.decode(text)))
+        statuses[answers[0][0]] += 1
+        assert answers[0] == answers[1], answers
+        if new_user is not None:
+            users.append(new_user)  # a member for the groups to come
+    assert set(statuses) == {201, 400, 409}, statuses
+    assert statuses[201] > 50, statuses
+
+
 def _random_user_put(rng: random.Random) -> dict[str, Any]:
     """A whole user as Okta PUTs it, without its userName, sometimes the one stored."""
     user: dict[str, Any] = {
