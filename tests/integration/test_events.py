@@ -355,6 +355,53 @@ async def test_a_member_patch_stores_the_same_events_with_or_without_the_lock(
 _TIMESTAMP: Final = r"\d{4}-\d\d-\d\dT[\d:.]+Z"
 
 
+async def _set_up(client: Client, tenant: TenantHandle, way: str) -> list[str]:
+    """A tenant for the random both-ways tests: ``way`` "mapped" maps roles (group Sub
+    grants one), "tripped" has its deprovisioning guard tripped by the last of three
+    deactivations among ten users (those three held); their ids when it has."""
+    await tenant.unlimited()
+    if way == "mapped":
+        rules = {"groups": [{"match": "displayName", "value": "Sub", "roles": ["sub"]}]}
+        saved = await client.put(
+            f"/admin/v1/tenants/{tenant.slug}/roles",
+            json=rules | {"default_roles": ["member"]},
+            headers=admin_headers(),
+        )
+        assert saved.status_code == 200, saved.text
+    if way != "tripped":
+        return []
+    guard = {"threshold_percent": 20, "min_users": 5}
+    saved = await client.put(
+        f"/admin/v1/tenants/{tenant.slug}/guard", json=guard, headers=admin_headers()
+    )
+    assert saved.status_code == 200, saved.text
+    users = [(await tenant.create_user(f"g{n}@example.com"))["id"] for n in range(10)]
+    deactivation = patch_body({"op": "replace", "path": "active", "value": False})
+    for user in users[:3]:
+        response = await client.patch(
+            f"{tenant.scim}/Users/{user}", json=deactivation, headers=tenant.auth()
+        )
+        assert response.status_code == 200, response.text
+    state = await client.get(f"/admin/v1/tenants/{tenant.slug}/guard", headers=admin_headers())
+    assert state.json()["held_users"] == 1, state.text
+    return users
+
+
+async def _held(client: Client, tenant: TenantHandle, resource_id: str) -> list[dict[str, Any]]:
+    """The events the tenant's guard holds about this resource, in release order."""
+    response = await client.get(
+        f"/admin/v1/tenants/{tenant.slug}/guard/held",
+        params={"limit": "1000"},
+        headers=admin_headers(),
+    )
+    assert response.status_code == 200, response.text
+    return [
+        {key: event[key] for key in ("type", "data", "previous")}
+        for event in response.json()["events"]
+        if event["resource"]["id"] == resource_id
+    ]
+
+
 def _always_locked(monkeypatch: pytest.MonkeyPatch, resource_id: str) -> None:
     """Every write of this one resource goes the locked way: each way without a lock
     answers, for it alone, that it cannot go (None, having written nothing)."""
@@ -397,25 +444,18 @@ def _random_member_patch(rng: random.Random, ids: list[str], step: int) -> dict[
     return patch_body(*(rng.choice(kinds)() for _ in range(rng.choice([1, 1, 1, 2, 3]))))
 
 
-@pytest.mark.parametrize("mapped", [False, True], ids=["unmapped", "mapped"])
+@pytest.mark.parametrize("way", ["unmapped", "mapped", "tripped"])
 async def test_random_member_patches_answer_and_store_the_same_with_or_without_the_lock(
-    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, mapped: bool
+    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
     """Two groups alike take the same random PATCHes, one as IdPs send them (a single
     member step in one statement, a rename without a lock), the other always the
     locked way (in a transaction): each pair answers the same status and ETag, stores
-    the same events (and, mapped, the same roles' events) and leaves the same
-    group; a refused one changes nothing."""
-    if mapped:
-        rules = {"groups": [{"match": "displayName", "value": "Sub", "roles": ["sub"]}]}
-        saved = await client.put(
-            f"/admin/v1/tenants/{tenant.slug}/roles",
-            json=rules | {"default_roles": ["member"]},
-            headers=admin_headers(),
-        )
-        assert saved.status_code == 200, saved.text
-    await tenant.unlimited()
+    the same events (and, mapped, the same roles' events; tripped, holds the same of
+    them) and leaves the same group; a refused one changes nothing."""
+    guarded = await _set_up(client, tenant, way)
     users = [(await tenant.create_user(f"r{n}@example.com"))["id"] for n in range(5)]
+    users += guarded[1:4]  # one of them held
     created = [
         await client.post(
             f"{tenant.scim}/Groups", json={"displayName": name}, headers=tenant.auth()
@@ -447,7 +487,8 @@ async def test_random_member_patches_answer_and_store_the_same_with_or_without_t
                 # A refused PATCH changes nothing, none of its operations.
                 assert (found, stored) == ([], last.get(group, stored)), body
             last[group] = stored
-            text = msgspec.json.encode([found, stored]).decode()
+            held = await _held(client, tenant, group)
+            text = msgspec.json.encode([found, stored, held]).decode()
             answers.append(
                 (
                     response.status_code,
@@ -465,6 +506,7 @@ async def test_random_member_patches_answer_and_store_the_same_with_or_without_t
     # Changes and refusals both (a member that does not exist), and nothing else.
     assert set(statuses) == {204, 400}, statuses
     assert statuses[204] > 100, statuses
+    assert (way == "tripped") == bool(await _held(client, tenant, locked))
 
 
 async def test_a_patch_taking_a_used_user_name_is_a_conflict_and_changes_nothing(
@@ -506,22 +548,16 @@ def _random_create(rng: random.Random, users: list[str], twin: str) -> tuple[str
     return "Users", user
 
 
-@pytest.mark.parametrize("mapped", [False, True], ids=["unmapped", "mapped"])
+@pytest.mark.parametrize("way", ["unmapped", "mapped", "tripped"])
 async def test_random_creates_answer_and_store_the_same_with_or_without_the_lock(
-    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, mapped: bool
+    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
     """Random users and groups (with members, some refused) created in pairs alike, one
     as IdPs create them (one statement where it can), the other always the locked
     way (a transaction): each pair answers the same and stores the same events; a
     refused create stores nothing."""
-    if mapped:
-        mapping = {"default_roles": ["member"], "groups": []}
-        saved = await client.put(
-            f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
-        )
-        assert saved.status_code == 200, saved.text
-    await tenant.unlimited()
-    users = [(await tenant.create_user("taken@example.com"))["id"]]
+    held = (await _set_up(client, tenant, way))[2:3]  # a member whose events are held
+    users = [(await tenant.create_user("taken@example.com"))["id"], *held]
     locking = [False]
     unlocked = provisioning._may_go_unlocked
     monkeypatch.setattr(
@@ -549,7 +585,9 @@ async def test_random_creates_answer_and_store_the_same_with_or_without_the_lock
                 del event["id"], event["sequence"]
             if response.status_code >= 400:
                 assert found == [], body
-            text = msgspec.json.encode([response.json(), found]).decode()
+            made = response.json().get("id") if response.status_code == 201 else None
+            held_now = [] if made is None else await _held(client, tenant, made)
+            text = msgspec.json.encode([response.json(), found, held_now]).decode()
             if response.status_code == 201:
                 text = text.replace(response.json()["id"], "<id>")
                 if endpoint == "Users" and twin == "fast":
@@ -606,23 +644,17 @@ def _random_user_patch(rng: random.Random) -> dict[str, Any]:
     return patch_body(*(rng.choice(kinds)() for _ in range(rng.choice([1, 1, 1, 2, 3]))))
 
 
-@pytest.mark.parametrize("mapped", [False, True], ids=["unmapped", "mapped"])
+@pytest.mark.parametrize("way", ["unmapped", "mapped", "tripped"])
 async def test_random_user_patches_answer_and_store_the_same_with_or_without_the_lock(
-    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, mapped: bool
+    client: Client, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
     """Two users alike take the same random PATCHes (and now and then a PUT of the whole
     user), one as IdPs send them (without a lock, in one statement when this process
     has just seen the user), the other always the locked way:
     each pair answers the same status and ETag, stores the same events and leaves
-    the same user (the tenant's guard counting the deactivations of both); a refused
-    one changes nothing."""
-    if mapped:
-        mapping = {"default_roles": ["member"], "groups": []}
-        saved = await client.put(
-            f"/admin/v1/tenants/{tenant.slug}/roles", json=mapping, headers=admin_headers()
-        )
-        assert saved.status_code == 200, saved.text
-    await tenant.unlimited()
+    the same user (the tenant's guard counting the deactivations of both, and
+    holding the same events when tripped); a refused one changes nothing."""
+    await _set_up(client, tenant, way)
     await tenant.create_user("taken@example.com")
     twins = [
         (await tenant.create_user(name, emails=[{"value": "w@example.com", "type": "work"}]))
@@ -656,7 +688,8 @@ async def test_random_user_patches_answer_and_store_the_same_with_or_without_the
                 # A refused write changes nothing, none of its operations.
                 assert (found, stored) == ([], last.get(url, stored)), put or body
             last[url] = stored
-            text = msgspec.json.encode([found, stored]).decode()
+            held = await _held(client, tenant, twin["id"])
+            text = msgspec.json.encode([found, stored, held]).decode()
             for name, value in (("userName", twin["userName"]), ("id", twin["id"])):
                 text = text.replace(value, f"<{name}>")
             answers.append(
@@ -670,6 +703,7 @@ async def test_random_user_patches_answer_and_store_the_same_with_or_without_the
         assert answers[0] == answers[1], (put or body, answers)
     assert set(statuses) == {200, 400, 409}, statuses
     assert statuses[200] > 100, statuses
+    assert (way == "tripped") == bool(await _held(client, tenant, twins[1]["id"]))
 
 
 @pytest.mark.parametrize("mapped", [False, True])
