@@ -1561,6 +1561,9 @@ def _replayed(
             del held[resource_id]
             members.pop(resource_id, None)
             deleted.add(resource_id)
+        elif kind == "user.roles_changed":
+            assert users[resource_id]["roles"] == event["previous"]["roles"], event
+            users[resource_id] = users[resource_id] | {"roles": event["data"]["roles"]}
         elif kind in ("group.member_added", "group.member_removed"):
             # Held events come when released: a group's may follow its deletion.
             if resource_id not in deleted:
@@ -1575,35 +1578,56 @@ def _replayed(
     return users, groups, members
 
 
-@pytest.mark.parametrize("tripped", [False, True], ids=["open", "tripped and released"])
+@pytest.mark.parametrize("way", ["unmapped", "mapped", "tripped"])
 async def test_the_events_replayed_rebuild_every_user_group_and_membership(
-    client: Client, tenant: TenantHandle, tripped: bool
+    client: Client, tenant: TenantHandle, way: str
 ) -> None:
     """After 300 random writes of every kind (creates, PATCHes, PUTs, deletes, nesting,
     refusals among them), a consumer that applies the tenant's events in order holds
     every user and group as SCIM returns them, and every membership: the product
-    learns of each change, as the events promise. Tripped, the guard holds some
-    events until they are released; the feed is then complete as well."""
-    users = await _set_up(client, tenant, "tripped" if tripped else "open")
+    learns of each change, as the events promise. Mapped, it holds each user's
+    roles too (group Sub grants one, through nesting as well). Tripped, the guard
+    holds some events until they are released; the feed is then complete as well."""
+    users = await _set_up(client, tenant, way)
     teams: list[str] = []
+    sub_id = ""
+    if way == "mapped":
+        sub = {"displayName": "Sub"}
+        made = await client.post(f"{tenant.scim}/Groups", json=sub, headers=tenant.auth())
+        sub_id = made.json()["id"]
+        teams.append(sub_id)
     rng = random.Random(17)  # noqa: S311 - test data, not a secret
-    for _ in range(300):
+    for step in range(300):
         await _random_write(client, tenant, rng, users, teams)
-    if tripped:
+        if way == "mapped" and step % 10 == 0 and users:
+            # Into Sub (unless renamed or deleted since), to move some roles.
+            add = {"op": "add", "path": "members", "value": [{"value": rng.choice(users)}]}
+            await client.patch(
+                f"{tenant.scim}/Groups/{sub_id}", json=patch_body(add), headers=tenant.auth()
+            )
+    if way == "tripped":
         released = await client.post(
             f"/admin/v1/tenants/{tenant.slug}/guard/release", headers=admin_headers()
         )
         assert released.status_code == 200, released.text
-    replayed_users, replayed_groups, replayed_members = _replayed(
-        await all_events(client, tenant.slug)
-    )
+    found = await all_events(client, tenant.slug)
+    replayed_users, replayed_groups, replayed_members = _replayed(found)
     listed = await client.get(
         f"{tenant.scim}/Users", params={"count": "1000"}, headers=tenant.auth()
     )
     stored = {user["id"]: user for user in listed.json()["Resources"]}
-    for user in stored.values():
+    for user_id, user in stored.items():
         user.pop("groups", None)
+        if way == "mapped":
+            # Not a SCIM attribute: the roles the admin API serves.
+            roles = await client.get(
+                f"/admin/v1/tenants/{tenant.slug}/users/{user_id}/roles", headers=admin_headers()
+            )
+            user["roles"] = roles.json()["roles"]
     assert replayed_users == stored
+    if way == "mapped":
+        granted = [e for e in found if e["type"] == "user.roles_changed"]
+        assert any("sub" in event["data"]["roles"] for event in granted)
     listed = await client.get(
         f"{tenant.scim}/Groups", params={"count": "1000"}, headers=tenant.auth()
     )
