@@ -1000,7 +1000,8 @@ async def replace(
             await lifecycle.set_password(conn, scope.schema, row["id"], password_hash)
         members = events.MembershipChanges()
         if table is GROUPS:
-            removed = await groups.remove_all(conn, scope.schema, row["id"])
+            kept = groups.new_member_ids(row["id"], member_ids or [])
+            removed = await groups.remove_others(conn, scope.schema, row["id"], kept)
             added = await groups.add(conn, scope.schema, row["id"], member_ids or [])
             members.removed(removed.members)
             members.added(added.members)
@@ -1640,8 +1641,11 @@ async def _apply_member_step(
 async def _remove_members(
     conn: Connection, schema: str, group_id: uuid.UUID, step: patch.MemberStep, *, bump: bool
 ) -> groups.Change:
-    """The removing part of a member step: all members for `replace`."""
-    if step.kind in ("remove_all", "replace"):
+    """The removing part of a member step: for `replace`, the members it does not set."""
+    if step.kind == "replace":
+        kept = groups.new_member_ids(group_id, step.ids)
+        return await groups.remove_others(conn, schema, group_id, kept, bump=bump)
+    if step.kind == "remove_all":
         return await groups.remove_all(conn, schema, group_id, bump=bump)
     if step.kind == "remove":
         return await groups.remove(conn, schema, group_id, step.ids, bump=bump)

@@ -431,6 +431,21 @@ async def remove_all(
     return await _delete(conn, schema, "true", [group_id], bump=bump)
 
 
+async def remove_others(
+    conn: Connection,
+    schema: str,
+    group_id: uuid.UUID,
+    kept: list[uuid.UUID],
+    *,
+    bump: bool = False,
+) -> Change:
+    """Remove every member but ``kept``: the members a PUT or a `replace` sets, before
+    it adds those missing. Removing them all and adding them back rewrote every
+    membership (a PUT repeating 10,000 members: 0.3 s)."""
+    where = "NOT (m.member_id = ANY($2::uuid[]))"
+    return await _delete(conn, schema, where, [group_id, kept], bump=bump)
+
+
 def members_query(qualified: str, groups: str) -> str:
     """SQL for the members of the groups the condition ``groups`` (over `m.group_id`)
     chooses, each with its display name.

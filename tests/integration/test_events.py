@@ -1660,3 +1660,35 @@ async def test_the_events_replayed_rebuild_every_user_group_and_membership(
     }
     assert len(stored) > 20
     assert len(stored_groups) > 5
+
+
+async def test_members_set_again_are_left_as_they_are(
+    client: Client, db: Pool, tenant: TenantHandle
+) -> None:
+    """A group PUT or a `replace` of its members writes only the memberships that change:
+    those it repeats keep their rows, and setting the same members again changes
+    nothing, not even the version."""
+    ada, bob, cy = [
+        (await tenant.create_user(f"{name}@example.com"))["id"] for name in ("ada", "bob", "cy")
+    ]
+    url = f"{tenant.scim}/Groups"
+    made = await client.post(
+        url,
+        json={"displayName": "G", "members": [{"value": ada}, {"value": bob}]},
+        headers=tenant.auth(),
+    )
+    group = made.json()["id"]
+    qualified = quoted_schema(await schema_of(db, tenant.slug))
+    rows = f"SELECT member_id::text, xmin::text FROM {qualified}.group_members ORDER BY 1"
+    before = {row[0]: row[1] for row in await db.fetch(rows)}
+    put = {"displayName": "G", "members": [{"value": ada}, {"value": cy}]}
+    response = await client.put(f"{url}/{group}", json=put, headers=tenant.auth())
+    assert response.status_code == 200, response.text
+    after = {row[0]: row[1] for row in await db.fetch(rows)}
+    assert set(after) == {ada, cy}
+    assert after[ada] == before[ada]  # kept, not deleted and inserted again
+    replace = {"op": "replace", "path": "members", "value": [{"value": ada}, {"value": cy}]}
+    again = await client.patch(f"{url}/{group}", json=patch_body(replace), headers=tenant.auth())
+    assert again.status_code == 204, again.text
+    assert again.headers["etag"] == response.headers["etag"]
+    assert {row[0]: row[1] for row in await db.fetch(rows)} == after
