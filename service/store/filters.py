@@ -53,9 +53,9 @@ USER_COLUMNS: dict[tuple[str, str | None], Column] = _COMMON_COLUMNS | {
 GROUP_COLUMNS: dict[tuple[str, str | None], Column] = _COMMON_COLUMNS | {
     ("displayname", None): Column("r.display_name", "text"),
 }
+_MEMBER_VALUE: Final = scim_filter.AttrPath(None, "value", None)
 # Not caseExact (RFC 7643 section 8.7.1): `members[type eq "user"]` finds users, as the
 # same filter in a PATCH path does.
-_MEMBER_VALUE: Final = scim_filter.AttrPath(None, "value", None)
 _MEMBER_COLUMNS: dict[str, Column] = {
     "value": Column("m.member_id", "uuid"),
     "type": Column("m.member_type", "text"),
@@ -104,19 +104,16 @@ def _elements_of(target: Target, core: bool, attribute: Attribute, container: st
 
     A user's `groups` are not stored with it but read from its memberships,
     direct and through nesting, in the order a response lists them
-    (`groups.groups_column`): looked for in the document, a filter on them found
+    (`nesting.groups_of`): looked for in the document, a filter on them found
     no user. Their `$ref` is the service's URL, which no filter here knows."""
     if not (core and attribute.name == "groups"):
         array = f"({container} -> {_literal(attribute.name)})"
         return f"{_elements(array)} WITH ORDINALITY AS e(v, n)"
-    qualified = target.schema_sql
     return (
-        f"({nesting.reach(qualified, 'member_id = r.id')}"
-        "SELECT jsonb_build_object('value', g.id::text, 'display', g.display_name, "
-        "'type', CASE WHEN d.depth = 1 THEN 'direct' ELSE 'indirect' END), "
-        "row_number() OVER (ORDER BY g.display_name, g.id) "
-        "FROM (SELECT group_id, min(depth) AS depth FROM reach GROUP BY group_id) d "
-        f"JOIN {qualified}.groups g ON g.id = d.group_id) AS e(v, n)"
+        "(SELECT jsonb_build_object('value', s.id::text, 'display', s.display_name, "
+        "'type', CASE WHEN s.depth = 1 THEN 'direct' ELSE 'indirect' END), "
+        "row_number() OVER (ORDER BY s.display_name, s.id) "
+        f"FROM ({nesting.groups_of(target.schema_sql, 'r.id')}) s) AS e(v, n)"
     )
 
 
