@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from tests.integration.test_cli import cli_env, run, run_json  # noqa: F401 - fixture
+from tests.integration.test_events import Feed
 from tests.integration.test_guard import deactivate
-from tests.integration.test_roles import MAPPING, Feed, create_group
+from tests.integration.test_roles import MAPPING, create_group
 from tests.support.application import Client, TenantHandle
 
 

@@ -66,6 +66,32 @@ async def announced_scope(db: Pool, tenant: TenantHandle) -> provisioning.Scope:
     )
 
 
+class Feed:
+    """The tenant's events from where the last read stopped."""
+
+    def __init__(self, client: Client, slug: str) -> None:
+        self.client, self.slug = client, slug
+        self.cursor: str | None = None
+
+    async def new(self) -> list[dict[str, Any]]:
+        found = await all_events(self.client, self.slug, self.cursor)
+        if found:
+            self.cursor = str(found[-1]["sequence"])
+        return found
+
+    async def role_changes(self) -> dict[str, tuple[list[str], list[str]]]:
+        """userName -> (previous roles, roles) of each `user.roles_changed` since the last read."""
+        changes = {}
+        for event in await self.new():
+            if event["type"] == "user.roles_changed":
+                assert event["data"]["userName"] not in changes, "one event per user and change"
+                changes[event["data"]["userName"]] = (
+                    event["previous"]["roles"],
+                    event["data"]["roles"],
+                )
+        return changes
+
+
 def patch_body(*operations: dict[str, Any]) -> dict[str, Any]:
     return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
@@ -468,7 +494,8 @@ async def test_random_member_patches_answer_and_store_the_same_with_or_without_t
     nobody = str(uuid.uuid4())
     ids = [*users, sub, nobody, nobody]
     rng = random.Random(5)  # noqa: S311 - test data, not a secret
-    cursor = str((await all_events(client, tenant.slug))[-1]["sequence"])
+    feed = Feed(client, tenant.slug)
+    await feed.new()
     statuses: Counter[int] = Counter()
     last: dict[str, Any] = {}
     for step in range(150):
@@ -478,9 +505,7 @@ async def test_random_member_patches_answer_and_store_the_same_with_or_without_t
             response = await client.patch(
                 f"{tenant.scim}/Groups/{group}", json=body, headers=tenant.auth()
             )
-            found = await all_events(client, tenant.slug, after=cursor)
-            if found:
-                cursor = str(found[-1]["sequence"])
+            found = await feed.new()
             stored = (
                 await client.get(f"{tenant.scim}/Groups/{group}", headers=tenant.auth())
             ).json()
@@ -517,7 +542,8 @@ async def test_a_patch_taking_a_used_user_name_is_a_conflict_and_changes_nothing
     has just seen it: `recent_users`), where the unique index refused it as a 500."""
     await tenant.create_user("taken@example.com")
     user = await tenant.create_user("me@example.com")
-    cursor = str((await all_events(client, tenant.slug))[-1]["sequence"])
+    feed = Feed(client, tenant.slug)
+    await feed.new()
     url = f"{tenant.scim}/Users/{user['id']}"
     for _ in range(2):
         taking = patch_body({"op": "replace", "path": "userName", "value": "TAKEN@example.com"})
@@ -525,7 +551,7 @@ async def test_a_patch_taking_a_used_user_name_is_a_conflict_and_changes_nothing
         assert response.status_code == 409, response.text
         assert response.json()["scimType"] == "uniqueness"
     assert (await client.get(url, headers=tenant.auth())).json() == user
-    assert await all_events(client, tenant.slug, after=cursor) == []
+    assert await feed.new() == []
 
 
 def _random_create(rng: random.Random, users: list[str], twin: str) -> tuple[str, dict[str, Any]]:
@@ -565,7 +591,8 @@ async def test_random_creates_answer_and_store_the_same_with_or_without_the_lock
         provisioning, "_may_go_unlocked", lambda scope: not locking[0] and unlocked(scope)
     )
     rng = random.Random(3)  # noqa: S311 - test data, not a secret
-    cursor = str((await all_events(client, tenant.slug))[-1]["sequence"])
+    feed = Feed(client, tenant.slug)
+    await feed.new()
     statuses: Counter[int] = Counter()
     for _ in range(80):
         state = rng.getstate()
@@ -579,9 +606,7 @@ async def test_random_creates_answer_and_store_the_same_with_or_without_the_lock
                 f"{tenant.scim}/{endpoint}", json=body, headers=tenant.auth()
             )
             locking[0] = False
-            found = await all_events(client, tenant.slug, after=cursor)
-            if found:
-                cursor = str(found[-1]["sequence"])
+            found = await feed.new()
             for event in found:
                 del event["id"], event["sequence"]
             if response.status_code >= 400:
@@ -663,7 +688,8 @@ async def test_random_user_patches_answer_and_store_the_same_with_or_without_the
     ]
     _always_locked(monkeypatch, twins[1]["id"])
     rng = random.Random(9)  # noqa: S311 - test data, not a secret
-    cursor = str((await all_events(client, tenant.slug))[-1]["sequence"])
+    feed = Feed(client, tenant.slug)
+    await feed.new()
     statuses: Counter[int] = Counter()
     last: dict[str, Any] = {}
     for _ in range(150):
@@ -679,9 +705,7 @@ async def test_random_user_patches_answer_and_store_the_same_with_or_without_the
                 if put is None
                 else client.put(url, json=put | {"userName": twin["userName"]}, headers=headers)
             )
-            found = await all_events(client, tenant.slug, after=cursor)
-            if found:
-                cursor = str(found[-1]["sequence"])
+            found = await feed.new()
             for event in found:
                 del event["id"], event["sequence"]
             stored = (await client.get(url, headers=tenant.auth())).json()

@@ -15,8 +15,8 @@ from service.settings import Settings
 from service.store.resources import GROUPS, USERS
 from tenants.schemas import quoted_schema
 from tests.integration import receiver as receivers
-from tests.integration.test_events import announced_scope, interleave, patch_body
-from tests.integration.test_roles import Feed, create_group, patch_group
+from tests.integration.test_events import Feed, announced_scope, interleave, patch_body
+from tests.integration.test_roles import create_group, patch_group
 from tests.integration.test_webhooks import register, verify, worker
 from tests.support.application import Client, TenantHandle, admin_headers, schema_of
 from tests.support.concurrency import (

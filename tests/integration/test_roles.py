@@ -21,7 +21,7 @@ from service.scim import patch
 from service.store import groups as groups_store
 from service.store.resources import GROUPS, USERS
 from tenants import role_mappings
-from tests.integration.test_events import all_events, announced_scope, patch_body
+from tests.integration.test_events import Feed, announced_scope, patch_body
 from tests.support.application import Client, TenantHandle, admin_headers, make_tenant
 from tests.support.concurrency import finished, pause_first_call, paused_inside, still_waiting
 
@@ -32,32 +32,6 @@ MAPPING = {
         {"match": "externalId", "value": "adm-1", "roles": ["admin", "developer"]},
     ],
 }
-
-
-class Feed:
-    """The tenant's events from where the last read stopped."""
-
-    def __init__(self, client: Client, slug: str) -> None:
-        self.client, self.slug = client, slug
-        self.cursor: str | None = None
-
-    async def new(self) -> list[dict[str, Any]]:
-        found = await all_events(self.client, self.slug, self.cursor)
-        if found:
-            self.cursor = str(found[-1]["sequence"])
-        return found
-
-    async def role_changes(self) -> dict[str, tuple[list[str], list[str]]]:
-        """userName -> (previous roles, roles) of each `user.roles_changed` since the last read."""
-        changes = {}
-        for event in await self.new():
-            if event["type"] == "user.roles_changed":
-                assert event["data"]["userName"] not in changes, "one event per user and change"
-                changes[event["data"]["userName"]] = (
-                    event["previous"]["roles"],
-                    event["data"]["roles"],
-                )
-        return changes
 
 
 async def create_group(tenant: TenantHandle, name: str, *members: str, **extra: Any) -> str:
