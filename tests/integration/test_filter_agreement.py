@@ -257,6 +257,14 @@ async def _listed(client: Client, tenant: TenantHandle, kind: _Kind, text: str) 
     return {resource["id"] for resource in response.json()["Resources"]}
 
 
+async def _every(client: Client, tenant: TenantHandle, kind: _Kind) -> dict[str, dict[str, Any]]:
+    """Every resource of ``kind``, whole, as a list returns it, by id."""
+    listed = await client.get(
+        f"{tenant.scim}/{kind.endpoint}", params={"count": "200"}, headers=tenant.auth()
+    )
+    return {resource["id"]: resource for resource in listed.json()["Resources"]}
+
+
 async def _disagreements(
     client: Client,
     tenant: TenantHandle,
@@ -269,10 +277,7 @@ async def _disagreements(
     """Lists ``kind`` by ``rounds`` random filters and asserts each selects in SQL what
     `matches` selects among the resources as a list returns them (``known``: what
     they were written from, for values to ask for)."""
-    listed = await client.get(
-        f"{tenant.scim}/{kind.endpoint}", params={"count": "200"}, headers=tenant.auth()
-    )
-    stored = {resource["id"]: resource for resource in listed.json()["Resources"]}
+    stored = await _every(client, tenant, kind)
     assert len(stored) == len(known)
     exact = _case_exact(kind)
     refused: list[str] = []
@@ -341,10 +346,7 @@ async def _misorders(
 ) -> None:
     """Lists ``kind`` sorted by random attributes, both ways, and asserts the order is
     the one `_sort_key` gives, resources without a value last and ties by id."""
-    listed = await client.get(
-        f"{tenant.scim}/{kind.endpoint}", params={"count": "200"}, headers=tenant.auth()
-    )
-    stored = listed.json()["Resources"]
+    stored = list((await _every(client, tenant, kind)).values())
     wrong: list[str] = []
     for _ in range(rounds):
         path = rng.choice(_SORTED_BY[kind.endpoint])
@@ -409,10 +411,7 @@ async def _misprojections(
     lists and in `.search`, and asserts each answer is the whole resource trimmed by
     `projection.project`: what the store skipped reading for it (a user's groups, a
     group's members) was not wanted."""
-    listed = await client.get(
-        f"{tenant.scim}/{kind.endpoint}", params={"count": "200"}, headers=tenant.auth()
-    )
-    whole = {resource["id"]: resource for resource in listed.json()["Resources"]}
+    whole = await _every(client, tenant, kind)
     wrong: list[str] = []
     for _ in range(rounds):
         names = ",".join(rng.sample(_PROJECTED[kind.endpoint], rng.randrange(1, 4)))
