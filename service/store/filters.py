@@ -5,8 +5,10 @@ value is a bind parameter; the only text spliced into SQL is the tenant's
 validated schema and attribute names taken from our own schema definitions,
 never from the request. Attributes IdPs look resources up by (`id`,
 `userName`, `externalId`, `displayName`, `active`, `meta.created`,
-`meta.lastModified`, `emails.value`, `members.value`) go to indexed columns or
-expression indexes; everything else is evaluated on the `resource` jsonb.
+`meta.lastModified`, `emails.value`, `members.value`, a user's `groups.value` and
+`groups.display`) go to indexed columns or expression indexes; everything else is
+evaluated on the `resource` jsonb, or on the memberships for a user's `groups` and
+a group's `members`.
 """
 
 from __future__ import annotations
@@ -54,12 +56,31 @@ GROUP_COLUMNS: dict[tuple[str, str | None], Column] = _COMMON_COLUMNS | {
     ("displayname", None): Column("r.display_name", "text"),
 }
 _MEMBER_VALUE: Final = scim_filter.AttrPath(None, "value", None)
-# Not caseExact (RFC 7643 section 8.7.1): `members[type eq "user"]` finds users, as the
-# same filter in a PATCH path does.
-_MEMBER_COLUMNS: dict[str, Column] = {
-    "value": Column("m.member_id", "uuid"),
-    "type": Column("m.member_type", "text"),
-}
+
+
+def member_display(qualified: str) -> str:
+    """The display name of the member of the membership row `m`, as a group's response
+    shows it: a user's displayName, else its userName; a group's displayName."""
+    return (
+        f"coalesce((SELECT coalesce(u.display_name, u.user_name) FROM {qualified}.users u "
+        "WHERE m.member_type = 'User' AND u.id = m.member_id), "
+        f"(SELECT g.display_name FROM {qualified}.groups g "
+        "WHERE m.member_type = 'Group' AND g.id = m.member_id))"
+    )
+
+
+def _member_column(qualified: str, name: str) -> Column | None:
+    """The column of `m` (a membership row) holding a member's sub-attribute ``name``.
+
+    None of them caseExact (RFC 7643 section 8.7.1): `members[type eq "user"]` finds
+    users. A member's `$ref` is the service's URL, which no filter here knows."""
+    if name == "value":
+        return Column("m.member_id", "uuid")
+    if name == "type":
+        return Column("m.member_type", "text")
+    if name == "display":
+        return Column(member_display(qualified), "text")
+    return None
 
 
 def _literal(text: str) -> str:
@@ -106,6 +127,15 @@ def _elements_of(target: Target, core: bool, attribute: Attribute, container: st
     direct and through nesting, in the order a response lists them
     (`nesting.groups_of`): looked for in the document, a filter on them found
     no user. Their `$ref` is the service's URL, which no filter here knows."""
+    qualified = target.schema_sql
+    if core and attribute.name == "members":
+        # Not stored with the group either: its memberships, in a response's order.
+        return (
+            "(SELECT jsonb_build_object('value', m.member_id::text, 'type', m.member_type, "
+            f"'display', {member_display(qualified)}), "
+            f"row_number() OVER (ORDER BY m.member_id) FROM {qualified}.group_members m "
+            "WHERE m.group_id = r.id) AS e(v, n)"
+        )
     if not (core and attribute.name == "groups"):
         array = f"({container} -> {_literal(attribute.name)})"
         return f"{_elements(array)} WITH ORDINALITY AS e(v, n)"
@@ -113,7 +143,7 @@ def _elements_of(target: Target, core: bool, attribute: Attribute, container: st
         "(SELECT jsonb_build_object('value', s.id::text, 'display', s.display_name, "
         "'type', CASE WHEN s.depth = 1 THEN 'direct' ELSE 'indirect' END), "
         "row_number() OVER (ORDER BY s.display_name, s.id) "
-        f"FROM ({nesting.groups_of(target.schema_sql, 'r.id')}) s) AS e(v, n)"
+        f"FROM ({nesting.groups_of(qualified, 'r.id')}) s) AS e(v, n)"
     )
 
 
@@ -170,7 +200,10 @@ def _column_condition(column: Column, op: str, value: Any, builder: SqlBuilder) 
             try:
                 parsed = uuid.UUID(str(value))
             except ValueError:
-                # No resource has an id that is not a UUID.
+                parsed = None
+            if parsed is None or (column.case_exact and str(parsed) != value):
+                # No resource has an id that is not a UUID, nor one written otherwise
+                # than in lower case with hyphens (an `id` is caseExact).
                 return "FALSE" if op == "eq" else "TRUE"
             return f"{column.sql} {'=' if op == 'eq' else '<>'} {builder.bind(parsed)}"
         return _text_condition(f"{column.sql}::text", column.case_exact, op, value, builder)
@@ -337,50 +370,64 @@ class FilterCompiler:
         """What selects exactly the resources with a value of ``attribute``'s ``sub``
         that `eq` ``value``, through an index, where there is one: a user's email
         address (the expression index on its lower-cased addresses) or a group it
-        is in (`groups.value eq "<id>"`: the users beneath that group, found from
-        it by the memberships' keys, where comparing each user's groups read them
-        all: 100 ms a filter over 10,000 users)."""
-        if op != "eq" or not isinstance(value, str) or sub is None or sub.name != "value":
+        is in, by id or by name (`groups.value eq "<id>"`, `groups.display eq
+        "<name>"`: the users beneath that group, found from it by the memberships'
+        keys, where comparing each user's groups read them all: 80-100 ms a filter
+        over 10,000 users)."""
+        if op != "eq" or not isinstance(value, str) or sub is None:
             return None
-        if attribute.name == "emails" and self._target.email_values is not None:
+        if sub.name == "value" and attribute.name == "emails":
+            if self._target.email_values is None:
+                return None
             # What users_email_values_idx is built on, so PostgreSQL uses it.
             param = self._builder.bind(value)
             return f"{self._target.email_values} @> ARRAY[lower({param})]"
-        if core and attribute.name == "groups":
-            try:
-                group_id = uuid.UUID(value)
-            except ValueError:
-                return "FALSE"
-            # The value is compared as text, as a response shows it (lower case).
-            if str(group_id) != value.lower():
-                return "FALSE"
-            beneath = nesting.users_beneath(
-                self._target.schema_sql, f"group_id = {self._builder.bind(group_id)}"
+        if not (core and attribute.name == "groups"):
+            return None
+        qualified = self._target.schema_sql
+        if sub.name == "display":
+            # What groups_display_name_idx is built on.
+            named = (
+                f"SELECT id FROM {qualified}.groups "
+                f"WHERE lower(display_name) = lower({self._builder.bind(value)})"
             )
-            return f"r.id IN ({beneath})"
-        return None
+            return f"r.id IN ({nesting.users_beneath(qualified, f'group_id IN ({named})')})"
+        if sub.name != "value":
+            return None
+        try:
+            group_id = uuid.UUID(value)
+        except ValueError:
+            return "FALSE"
+        # The value is compared as text, as a response shows it (lower case).
+        if str(group_id) != value.lower():
+            return "FALSE"
+        beneath = nesting.users_beneath(qualified, f"group_id = {self._builder.bind(group_id)}")
+        return f"r.id IN ({beneath})"
 
     def _members_exists(self, condition: scim_filter.Filter) -> str:
-        inner = _member_expr(condition, self._builder)
+        qualified = self._target.schema_sql
+        inner = _member_expr(condition, self._builder, qualified)
         return (
-            f"EXISTS (SELECT 1 FROM {self._target.schema_sql}.group_members m "
+            f"EXISTS (SELECT 1 FROM {qualified}.group_members m "
             f"WHERE m.group_id = r.id AND {inner})"
         )
 
 
-def _member_expr(expr: scim_filter.Filter, builder: SqlBuilder) -> str:
-    if isinstance(expr, scim_filter.And):
-        return f"({_member_expr(expr.left, builder)} AND {_member_expr(expr.right, builder)})"
-    if isinstance(expr, scim_filter.Or):
-        return f"({_member_expr(expr.left, builder)} OR {_member_expr(expr.right, builder)})"
+def _member_expr(expr: scim_filter.Filter, builder: SqlBuilder, qualified: str) -> str:
+    if isinstance(expr, scim_filter.And | scim_filter.Or):
+        joint = "AND" if isinstance(expr, scim_filter.And) else "OR"
+        left, right = (_member_expr(side, builder, qualified) for side in (expr.left, expr.right))
+        return f"({left} {joint} {right})"
     if isinstance(expr, scim_filter.Not):
-        return f"(NOT {_member_expr(expr.expr, builder)})"
+        return f"(NOT coalesce({_member_expr(expr.expr, builder, qualified)}, FALSE))"
     if isinstance(expr, scim_filter.ValuePath):
         raise invalid_filter("value filters cannot be nested")
     path = expr.path
-    column = _MEMBER_COLUMNS.get(path.attr.lower())
+    column = _member_column(qualified, path.attr.lower())
     if column is None or path.sub_attr is not None or path.schema is not None:
-        raise invalid_filter(f"members can be filtered by value and type, not {path.attr!r}")
+        raise invalid_filter(
+            f"members can be filtered by value, type and display, not {path.attr!r}"
+        )
     if isinstance(expr, scim_filter.Present):
         return _column_condition(column, "pr", None, builder)
     return _column_condition(column, expr.op, expr.value, builder)
@@ -443,9 +490,10 @@ def compile_filter(target: Target, expr: scim_filter.Filter, builder: SqlBuilder
     return FilterCompiler(target, builder).compile(expr)
 
 
-def compile_member_filter(expr: scim_filter.Filter, builder: SqlBuilder) -> str:
-    """A value filter over `members`, on the `group_members` row aliased `m`."""
-    return _member_expr(expr, builder)
+def compile_member_filter(expr: scim_filter.Filter, builder: SqlBuilder, qualified: str) -> str:
+    """A value filter over `members`, on the `group_members` row aliased `m` of the
+    tenant's quoted schema ``qualified``."""
+    return _member_expr(expr, builder, qualified)
 
 
 def order_by(target: Target, sort_by: str, descending: bool) -> str:

@@ -421,7 +421,7 @@ async def remove_where(
 ) -> Change:
     """Remove the members a value filter selects (`members[type eq "Group"]`)."""
     builder = SqlBuilder(first_param=2)
-    where = compile_member_filter(condition, builder)
+    where = compile_member_filter(condition, builder, quoted_schema(schema))
     return await _delete(conn, schema, where, [group_id, *builder.params], bump=bump)
 
 

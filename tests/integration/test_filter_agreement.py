@@ -101,9 +101,17 @@ _USERS = _Kind(
 _GROUPS = _Kind(
     "Groups",
     GROUP_RESOURCE,
-    ["displayName", "externalId", "members", "members.value", "members.type", "id"],
+    [
+        "displayName",
+        "externalId",
+        "members",
+        "members.value",
+        "members.type",
+        "members.display",
+        "id",
+    ],
     [],
-    {"members": ["value", "type"]},
+    {"members": ["value", "type", "display"]},
     "displayName",
 )
 
@@ -174,7 +182,7 @@ def _values_at(path: str, users: list[dict[str, Any]]) -> list[Any]:
     return found
 
 
-def _text_value(rng: random.Random, known: list[Any], *, cased: bool = True) -> str:
+def _text_value(rng: random.Random, known: list[Any]) -> str:
     pick = rng.random()
     if not known or pick < 0.15:
         return rng.choice([*_NAMES, *_TITLES, "example", "@example.com", "zzz"])
@@ -182,7 +190,7 @@ def _text_value(rng: random.Random, known: list[Any], *, cased: bool = True) -> 
     if pick < 0.35 and value:
         start = rng.randrange(len(value))
         value = value[start : rng.randrange(start, len(value)) + 1]
-    return rng.choice([value, value, value.upper(), value.lower()]) if cased else value
+    return rng.choice([value, value, value.upper(), value.lower()])
 
 
 def _leaf(rng: random.Random, kind: _Kind, known: list[dict[str, Any]]) -> str:
@@ -196,10 +204,7 @@ def _leaf(rng: random.Random, kind: _Kind, known: list[dict[str, Any]]) -> str:
     op = rng.choice(_TEXT_OPS)
     if op in ("eq", "ne") and rng.random() < 0.08:
         return f"{path} {op} null"
-    # An id is a UUID to the service, compared as one (as in a URL: any case), where
-    # `matches` compares its text, case and all (the schema's caseExact): only the
-    # form the service answers is asked for.
-    value = _text_value(rng, _values_at(path, known), cased=path != "id")
+    value = _text_value(rng, _values_at(path, known))
     return f"{path} {op} {json.dumps(value)}"
 
 
@@ -311,7 +316,7 @@ _SORTED_BY = {
         "emails.primary",
         "phoneNumbers",
     ],
-    "Groups": ["displayName", "externalId", "id"],
+    "Groups": ["displayName", "externalId", "id", "members", "members.type", "members.display"],
 }
 
 
@@ -470,7 +475,11 @@ async def test_lists_filter_and_sort_as_the_rules_in_python_do(
     for n in range(16):
         # Some groups hold groups made before them: users are in groups through nesting.
         members = [
-            {"value": one["id"], "type": "Group" if one in groups else "User"}
+            {
+                "value": one["id"],
+                "type": "Group" if one in groups else "User",
+                "display": one.get("displayName") or one["userName"],
+            }
             for one in rng.sample(users, rng.randrange(9)) + rng.sample(groups, min(n, 2) // 2)
         ]
         group = {

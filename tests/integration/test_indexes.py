@@ -91,6 +91,8 @@ async def users_groups_plan(
         (USERS, 'emails[type eq "work" and value eq "a@example.com"]', "users_email_values_idx"),
         # The users beneath the group, from its memberships down: not each user's climbed.
         (USERS, 'groups.value eq "3f2504e0-4f89-11d3-9a0c-0305e82c3301"', "group_members_pkey"),
+        (USERS, 'groups.display eq "Engineering"', "groups_display_name_idx"),
+        (USERS, 'groups[display eq "Engineering" and type eq "direct"]', "group_members_pkey"),
         (GROUPS, 'displayName eq "Engineering"', "groups_display_name_idx"),
         (GROUPS, 'externalId eq "g-1"', "groups_external_id_idx"),
     ],

@@ -147,8 +147,13 @@ async def test_users_are_filtered_by_the_groups_they_are_in(
 
 
 async def test_filter_by_id(tenant: TenantHandle, people: dict[str, Any]) -> None:
-    body = await list_users(tenant, q(f'id eq "{people["bob"]["id"]}"'))
+    bob = people["bob"]["id"]
+    body = await list_users(tenant, q(f'id eq "{bob}"'))
     assert user_names(body) == ["bob@example.com"]
+    # An id is caseExact (RFC 7643 section 3.1), as a PATCH path compares it.
+    assert user_names(await list_users(tenant, q(f'id eq "{bob.upper()}"'))) == []
+    unlike = user_names(await list_users(tenant, q(f'id ne "{bob.upper()}"')))
+    assert "bob@example.com" in unlike
 
 
 async def test_entra_test_connection_probe(tenant: TenantHandle) -> None:
@@ -316,6 +321,48 @@ async def test_groups_are_filtered_by_members_without_case(
     assert await found("members eq null") == ["Empty"]
     assert await found("members.value eq null") == ["Empty"]
     assert await found("members pr") == ["All", "Staff"]
+
+
+async def test_groups_are_filtered_sorted_and_patched_by_their_members_names(
+    tenant: TenantHandle, people: dict[str, Any]
+) -> None:
+    """A member's `display` is what the group shows: a user's displayName, else its
+    userName, or a group's displayName. Lists filter and sort by it; a PATCH removes
+    the members it names."""
+    staff = await create_group(tenant, "Staff", people["alice"]["id"])
+    await create_group(tenant, "All", staff)
+    others = await create_group(tenant, "Others", people["carol"]["id"])
+    await create_group(tenant, "Empty")
+
+    async def found(query: str) -> list[str]:
+        response = await tenant.client.get(f"{tenant.scim}/Groups?{query}", headers=tenant.auth())
+        assert response.status_code == 200, response.text
+        return [group["displayName"] for group in response.json()["Resources"]]
+
+    assert await found(q('members.display eq "alice liddell"')) == ["Staff"]
+    assert await found(q('members[display sw "CAROL@" and type eq "User"]')) == ["Others"]
+    assert await found(q('members.display eq "staff"')) == ["All"]
+    assert await found(q('not (members.display co "a")')) == ["Empty"]
+    # By its first member (as listed, by id); a group without one last.
+    assert await found("sortBy=members.display") == ["Staff", "Others", "All", "Empty"]
+    assert await found("sortBy=members.display&sortOrder=descending") == [
+        "All",
+        "Others",
+        "Staff",
+        "Empty",
+    ]
+
+    removed = await tenant.client.patch(
+        f"{tenant.scim}/Groups/{others}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "remove", "path": 'members[display eq "Carol@Other.Example"]'}],
+        },
+        headers=tenant.auth(),
+    )
+    assert removed.status_code in (200, 204), removed.text
+    assert await found(q('displayName eq "Others" and members pr')) == []
+    assert sorted(await found(q("members pr"))) == ["All", "Staff"]
 
 
 async def test_post_search(tenant: TenantHandle, people: dict[str, Any]) -> None:
