@@ -25,8 +25,9 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 run: $(STAMP) ## migrate, ensure the demo tenant, print its Tenant URL and a Secret Token, serve
 	$(BIN)/scim-platform serve --demo
 
-test: $(STAMP) ## run the whole suite against a real PostgreSQL (and Redis)
+test: $(STAMP) ## run the whole suite against a real PostgreSQL (and Redis, and Chromium)
 	bash tests/support/ensure_redis.sh
+	bash tests/support/ensure_chromium.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff lint and format check

@@ -20,6 +20,7 @@ from observability.middleware import TelemetryMiddleware
 from observability.prometheus import metrics
 from observability.setup import Telemetry
 from service import ratelimit
+from service.console import console
 from service.pools import Layout, open_tenant_pools
 from service.request_log.plugin import RequestLogPlugin
 from service.routes.admin import AdminController
@@ -172,6 +173,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
             healthz,
             readyz,
             metrics,
+            console,
         ],
         lifespan=[lifespan, ratelimit.lifespan, webhooks.lifespan],
         middleware=[ratelimit.rate_limit_middleware],

@@ -304,6 +304,7 @@ def _serve(settings: Settings, *, demo: bool, telemetry: Telemetry) -> None:
                 "",
                 f"  Admin token:   {settings.admin_token}   ({admin_note})",
                 f"  Admin API:     {settings.base_url()}/admin/v1   (OpenAPI: /schema)",
+                f"  Console:       {settings.base_url()}/console   (sign in with the admin token)",
                 "",
                 f"  Try it:  curl -H 'Authorization: Bearer {issued.token}' \\",
                 f"             {tenant.scim_url}/Users",

@@ -123,7 +123,7 @@ def served(cli_env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
         assert process.stdout is not None
         deadline = time.monotonic() + 60
         for line in process.stdout:
-            for label in ("Tenant URL:", "Secret Token:", "Admin token:"):
+            for label in ("Tenant URL:", "Secret Token:", "Admin token:", "Console:"):
                 if line.strip().startswith(label):
                     printed[label] = line.split(label, 1)[1].split()[0]
             if "Application startup complete" in line or time.monotonic() > deadline:
@@ -154,3 +154,5 @@ def test_serve_demo_prints_a_working_tenant_url_and_token(
         assert admin.status_code == 200
         assert admin.json()["scim_url"] == printed["Tenant URL:"]
         assert http.get(f"{base_url}/readyz").json() == {"status": "ok"}
+        assert printed["Console:"] == f"{base_url}/console"
+        assert http.get(printed["Console:"]).headers["content-type"].startswith("text/html")

@@ -1,0 +1,229 @@
+"""The operator console in a real browser (headless Chromium) against a real `serve`:
+an operator signs in, onboards a tenant, hands its URL and Secret Token to an IdP
+that connects with them, reads its requests, and rotates, revokes, disables and
+deletes, each checked against what the service then does.
+
+Chromium is Debian's, or `CHROMIUM_PATH` (`tests/support/ensure_chromium.sh`, run
+by `make test`), driven by Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_playwright, expect
+
+from tenants.secrets import display_prefix
+from tests.integration.test_rate_limits_served import serve_env
+from tests.support.application import ADMIN_TOKEN
+from tests.support.ports import free_port
+from tests.support.serving import served
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+# As the machine's notes say: without these, Chromium dials Google's hosts at every
+# start, and a closed network refuses it many times over.
+_QUIET = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+_PROBE = 'userName eq "73ab4fd1-5c3b-4aea-9bb2-0b8e3c9cb1f5"'
+
+
+@pytest.fixture(scope="module")
+def server(migrated_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("console")
+    with served(serve_env(migrated_database, tmp), free_port(), tmp / "serve.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    assert CHROMIUM.exists(), f"no {CHROMIUM}: run tests/support/ensure_chromium.sh"
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium, args=_QUIET)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A new tab; any error the page logs (a script error, a blocked resource, a
+    Content-Security-Policy violation) fails the test."""
+    context = await browser.new_context()
+    opened = await context.new_page()
+    errors: list[str] = []
+
+    def on_console(entry: ConsoleMessage) -> None:
+        # A refused request logs an error too: the ones a test makes on purpose
+        # (the wrong admin token) are expected; anything else is not.
+        if entry.type == "error" and "401" not in entry.text:
+            errors.append(entry.text)
+
+    opened.on("console", on_console)
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    await context.close()
+    assert not errors, errors
+
+
+async def _accept(dialog: Dialog) -> None:
+    """Says yes to the console's "are you sure?"."""
+    await dialog.accept()
+
+
+async def _sign_in(page: Page, server: str) -> None:
+    await page.goto(f"{server}/console")
+    await page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Tenants")).to_be_visible()
+
+
+async def _onboard(page: Page, slug: str, name: str) -> tuple[str, str]:
+    """Creates the tenant through the console: its Tenant URL and Secret Token as shown."""
+    await page.get_by_role("link", name="New tenant").click()
+    await page.get_by_label("Slug").fill(slug)
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Identity provider").select_option("entra")
+    await page.get_by_role("button", name="Create tenant").click()
+    shown = page.get_by_role("region", name="Secret Token", exact=True)
+    await expect(shown).to_be_visible()
+    url = await shown.locator("input[name=tenant-url]").input_value()
+    token = await shown.locator("input[name=secret-token]").input_value()
+    return url, token
+
+
+async def _test_connection(url: str, token: str) -> int:
+    async with httpx.AsyncClient(timeout=30) as idp:
+        response = await idp.get(
+            f"{url}/Users", params={"filter": _PROBE}, headers={"Authorization": f"Bearer {token}"}
+        )
+    return response.status_code
+
+
+async def test_an_operator_onboards_a_tenant_whose_idp_then_connects(
+    page: Page, server: str
+) -> None:
+    slug = f"console-{uuid.uuid4().hex[:8]}"
+    await _sign_in(page, server)
+    url, token = await _onboard(page, slug, "Contoso")
+    assert url == f"{server}/scim/v2/{slug}"
+    assert token.startswith("scimsk_")
+    assert await _test_connection(url, token) == 200
+
+    # The IdP's requests, as the request log recorded them (written every 0.5 s).
+    async with httpx.AsyncClient(timeout=30) as idp:
+        refused = await idp.post(
+            f"{url}/Users", json={"userName": ""}, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert refused.status_code == 400
+    requests = page.get_by_role("table", name="Requests")
+    for _ in range(40):
+        await page.get_by_role("button", name="Refresh").click()
+        if await requests.get_by_role("row").count() >= 3:  # the header and two requests
+            break
+        await asyncio.sleep(0.25)
+    await expect(requests.get_by_role("row").nth(1)).to_contain_text("400")
+    await expect(requests.get_by_role("row").nth(2)).to_contain_text("200")
+    await page.get_by_label("Errors only").check()
+    await expect(requests.get_by_role("row")).to_have_count(2)
+
+    # The Secret Token is shown once: the tenant's page, drawn again, has only its prefix.
+    await page.reload()
+    await expect(page.get_by_role("region", name="Connection", exact=True)).to_be_visible()
+    assert await page.get_by_role("region", name="Secret Token", exact=True).count() == 0
+    assert token not in await page.content()
+    tokens = page.get_by_role("table", name="Tokens")
+    await expect(tokens.get_by_role("row")).to_have_count(2)
+    await expect(tokens).to_contain_text(display_prefix(token))
+
+    # The customer's setup guide, with the Tenant URL.
+    await page.get_by_role("button", name="Show the guide").click()
+    await expect(page.locator("pre.guide")).to_contain_text(url)
+
+
+async def test_rotating_revoking_disabling_and_deleting_act_on_the_service(
+    page: Page, server: str
+) -> None:
+    slug = f"console-{uuid.uuid4().hex[:8]}"
+    page.on("dialog", _accept)
+    await _sign_in(page, server)
+    url, first = await _onboard(page, slug, "Fabrikam")
+
+    await page.get_by_role("button", name="Rotate").click()
+    rotated = page.get_by_role("region", name="Secret Token", exact=True)
+    await expect(rotated.get_by_role("heading")).to_have_text("New Secret Token")
+    second = await rotated.locator("input[name=secret-token]").input_value()
+    assert second != first
+    assert await _test_connection(url, second) == 200
+
+    # Revoking the new one stops it at once; the old one is still in its grace period.
+    tokens = page.get_by_role("table", name="Tokens")
+    row = tokens.get_by_role("row").filter(has_text=display_prefix(second))
+    await row.get_by_role("button", name="Revoke").click()
+    await expect(row).to_contain_text("revoked")
+    assert await _test_connection(url, second) == 401
+
+    await page.get_by_role("button", name="Disable tenant").click()
+    await expect(page.get_by_role("button", name="Enable tenant")).to_be_visible()
+    assert await _test_connection(url, first) == 403
+    await page.get_by_role("button", name="Enable tenant").click()
+    await expect(page.get_by_role("button", name="Disable tenant")).to_be_visible()
+    assert await _test_connection(url, first) == 200
+
+    delete = page.get_by_role("button", name="Delete tenant")
+    await expect(delete).to_be_disabled()
+    await page.get_by_label("Type the slug to confirm").fill(slug)
+    await delete.click()
+    await expect(page.get_by_role("heading", name="Tenants")).to_be_visible()
+    await expect(page.get_by_role("link", name=slug)).to_have_count(0)
+    assert await _test_connection(url, first) == 401
+
+
+async def test_a_wrong_token_is_refused_and_signing_out_forgets_the_right_one(
+    page: Page, server: str
+) -> None:
+    await page.goto(f"{server}/console")
+    await page.get_by_label("Admin token").fill("scimadm_not-the-token")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("not accepted")
+
+    await page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Tenants")).to_be_visible()
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert await page.evaluate("() => sessionStorage.length") == 0
+    # Another tab (a new session) starts signed out.
+    other = await page.context.new_page()
+    await other.goto(f"{server}/console")
+    await expect(other.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+async def test_names_from_the_api_are_shown_as_text_never_run(page: Page, server: str) -> None:
+    slug = f"console-{uuid.uuid4().hex[:8]}"
+    name = "<img src=x onerror=\"document.title='owned'\">Tailspin"
+    async with httpx.AsyncClient(
+        base_url=server, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    ) as admin:
+        created = await admin.post("/admin/v1/tenants", json={"slug": slug, "name": name})
+        assert created.status_code == 201, created.text
+    await _sign_in(page, server)
+    await page.goto(f"{server}/console#/tenants/{slug}")
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(name)
+    assert await page.locator("main img").count() == 0
+    assert await page.title() != "owned"
