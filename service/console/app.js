@@ -80,15 +80,23 @@ function el(tag, attributes = {}, ...children) {
     else if (name in node && typeof value !== "string") node[name] = value;
     else node.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
+  return fill(node, children, true);
+}
+
+// Puts `children` (nested lists of nodes and strings; null, undefined and false
+// left out) in `node`, after what it holds if `keep`, else instead of it.
+function fill(node, children, keep = false) {
+  const nodes = children
+    .flat(Infinity)
+    .filter((child) => child !== null && child !== undefined && child !== false)
+    .map((child) => (child instanceof Node ? child : document.createTextNode(String(child))));
+  if (keep) node.append(...nodes);
+  else node.replaceChildren(...nodes);
   return node;
 }
 
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  fill(main, nodes);
 }
 
 function message(kind, text) {
@@ -120,9 +128,9 @@ function copyable(label, value, name) {
   return el("div", {}, el("div", { class: "muted" }, label), el("div", { class: "copyable" }, field, copy));
 }
 
-// Runs `action` with the button disabled; an error is shown in `place`.
+// Runs `action` with the button (if any) disabled; an error is shown in `place`.
 async function busy(button, place, action) {
-  button.disabled = true;
+  if (button) button.disabled = true;
   try {
     await action();
   } catch (error) {
@@ -130,7 +138,7 @@ async function busy(button, place, action) {
       place.replaceChildren(message("error", error.message));
     }
   } finally {
-    button.disabled = false;
+    if (button) button.disabled = false;
   }
 }
 
@@ -260,16 +268,13 @@ async function tenantView(slug) {
   const secret = shownOnce && shownOnce.slug === slug ? shownOnce : null;
   shownOnce = null;
   show(
-    el(
-      "div",
-      { class: "row" },
-      el("h1", {}, tenant.name, " ", el("span", { class: "muted mono" }, `(${tenant.slug})`)),
-      badge(tenant.status),
-    ),
+    el("h1", {}, tenant.name, " ", el("span", { class: "muted mono" }, `(${tenant.slug})`), " ", badge(tenant.status)),
     secret ? secretPanel(tenant, secret) : null,
     connectionPanel(tenant),
     tokensPanel(tenant, tokens.tokens),
+    guardPanel(tenant),
     requestsPanel(tenant),
+    webhooksPanel(tenant),
     guidePanel(tenant),
     settingsPanel(tenant),
     deletePanel(tenant),
@@ -428,6 +433,185 @@ function requestsPanel(tenant) {
       body,
     ),
     el("div", { class: "pager" }, older),
+  );
+}
+
+function guardPanel(tenant) {
+  const status = el("div");
+  const state = el("div", {}, el("p", { class: "muted" }, "Loading…"));
+
+  async function settle(action, question) {
+    if (!confirm(question)) return;
+    const settled = await api("POST", `${slugPath(tenant.slug)}/guard/${action}`);
+    await load();
+    const count = action === "release" ? settled.released : settled.discarded;
+    status.replaceChildren(message("info", `${count} held events ${action === "release" ? "released" : "discarded"}; the guard is armed again.`));
+  }
+
+  async function load() {
+    const guard = await api("GET", `${slugPath(tenant.slug)}/guard`);
+    const rule = guard.settings.enabled
+      ? `On: it trips when deprovisions within ${guard.settings.window_seconds} s exceed ${guard.settings.threshold_percent}% of the active users (tenants of at least ${guard.settings.min_users} users).`
+      : "Off: deprovisions are delivered however many.";
+    const window = guard.window_started_at
+      ? `This window: ${guard.window_deprovisions} deprovisions of ${guard.window_users} active users since ${when(guard.window_started_at)}.`
+      : null;
+    if (!guard.holding) {
+      fill(state, [el("p", {}, "Not holding anything. ", rule), window ? el("p", { class: "muted" }, window) : null]);
+      return;
+    }
+    const release = el("button", { type: "button" }, `Release ${guard.held_events} events`);
+    const discard = el("button", { type: "button", class: "danger" }, "Discard them");
+    release.addEventListener("click", () =>
+      busy(release, status, () => settle("release", `Deliver the ${guard.held_events} held events to your product now, in the order they were held?`)),
+    );
+    discard.addEventListener("click", () =>
+      busy(discard, status, () =>
+        settle("discard", `Delete the ${guard.held_events} held events? Your product never learns of those changes; they stay in the tenant's data.`),
+      ),
+    );
+    state.replaceChildren(
+      message("error", `Tripped ${when(guard.tripped_at)}: holding ${guard.held_events} events about ${guard.held_users} users.`),
+      el(
+        "ul",
+        {},
+        Object.entries(guard.held_by_type).map(([type, count]) => el("li", {}, el("span", { class: "mono" }, type), `: ${count}`)),
+      ),
+      el("p", { class: "muted" }, rule, " ", window || ""),
+      el("div", { class: "row" }, release, discard),
+    );
+  }
+
+  busy(null, status, load);
+  return el(
+    "section",
+    { class: "panel", "aria-label": "Mass-deprovisioning guard" },
+    el("h2", {}, "Mass-deprovisioning guard"),
+    status,
+    state,
+  );
+}
+
+function webhooksPanel(tenant) {
+  const status = el("div");
+  const list = el("div");
+
+  async function load() {
+    const { webhooks } = await api("GET", `${slugPath(tenant.slug)}/webhooks`);
+    if (!webhooks.length) {
+      list.replaceChildren(el("p", { class: "muted" }, "No endpoint receives this tenant's events yet (endpoints for every tenant are in the admin API)."));
+      return;
+    }
+    list.replaceChildren(
+      el(
+        "table",
+        { "aria-label": "Webhooks" },
+        el("thead", {}, el("tr", {}, ["URL", "Events", "Registered", ""].map((h) => el("th", {}, h)))),
+        el("tbody", {}, webhooks.map(endpointRows)),
+      ),
+    );
+  }
+
+  function endpointRows(endpoint) {
+    const deliveries = el("tr", { hidden: true }, el("td", { colspan: 4 }));
+    const show = el("button", { type: "button", class: "plain" }, "Deliveries");
+    show.addEventListener("click", () =>
+      busy(show, status, async () => {
+        const { deliveries: recent } = await api("GET", `/webhooks/${encodeURIComponent(endpoint.id)}/deliveries?limit=20`);
+        const dead = recent.some((delivery) => delivery.status === "dead");
+        const replay = el("button", { type: "button", hidden: !dead }, "Send dead letters again");
+        replay.addEventListener("click", () =>
+          busy(replay, status, async () => {
+            const { replayed } = await api("POST", `/webhooks/${encodeURIComponent(endpoint.id)}/replay`, {});
+            status.replaceChildren(message("info", `${replayed} deliveries queued again.`));
+            show.click();
+          }),
+        );
+        deliveries.firstChild.replaceChildren(
+          recent.length
+            ? el(
+                "table",
+                { "aria-label": "Deliveries" },
+                el("thead", {}, el("tr", {}, ["Event", "Type", "Status", "Attempts", "Last error", "Created"].map((h) => el("th", {}, h)))),
+                el(
+                  "tbody",
+                  {},
+                  recent.map((delivery) =>
+                    el(
+                      "tr",
+                      {},
+                      el("td", {}, String(delivery.sequence)),
+                      el("td", { class: "mono" }, delivery.event_type),
+                      el("td", {}, badge(delivery.status)),
+                      el("td", {}, String(delivery.attempts)),
+                      el("td", {}, delivery.last_error || "—"),
+                      el("td", {}, when(delivery.created_at)),
+                    ),
+                  ),
+                ),
+              )
+            : el("p", { class: "muted" }, "Nothing delivered yet."),
+          replay,
+        );
+        deliveries.hidden = false;
+      }),
+    );
+    const remove = el("button", { type: "button", class: "danger" }, "Remove");
+    remove.addEventListener("click", () =>
+      busy(remove, status, async () => {
+        if (!confirm(`Stop sending this tenant's events to ${endpoint.url}?`)) return;
+        await api("DELETE", `/webhooks/${encodeURIComponent(endpoint.id)}`);
+        await load();
+      }),
+    );
+    return [
+      el(
+        "tr",
+        {},
+        el("td", { class: "mono" }, endpoint.url),
+        el("td", {}, endpoint.events ? endpoint.events.join(", ") : "all"),
+        el("td", {}, when(endpoint.created_at)),
+        el("td", { class: "actions" }, show, remove),
+      ),
+      deliveries,
+    ];
+  }
+
+  const url = el("input", { name: "webhook-url", type: "url", required: true, placeholder: "https://product.example.com/scim-events" });
+  const types = el("input", { name: "webhook-events", placeholder: "all, or user.created, user.deactivated, …" });
+  const add = el("button", { type: "submit" }, "Add endpoint");
+  const secret = el("div");
+  const form = el("form", { class: "row" }, el("label", { class: "grow" }, "URL", url), el("label", {}, "Event types", types), add);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    busy(add, status, async () => {
+      const body = { url: url.value };
+      const chosen = types.value.split(",").map((type) => type.trim()).filter(Boolean);
+      if (chosen.length) body.events = chosen;
+      const created = await api("POST", `${slugPath(tenant.slug)}/webhooks`, body);
+      secret.replaceChildren(
+        el(
+          "div",
+          { class: "panel secret", "aria-label": "Signing secret", role: "region" },
+          el("p", {}, "Deliveries are signed (Standard Webhooks) with this secret, shown this once: give it to the endpoint's owner."),
+          copyable("Signing secret", created.secret, "webhook-secret"),
+        ),
+      );
+      url.value = "";
+      types.value = "";
+      await load();
+    });
+  });
+  busy(add, status, load);
+  return el(
+    "section",
+    { class: "panel", "aria-label": "Webhooks" },
+    el("h2", {}, "Webhooks"),
+    el("p", { class: "muted" }, "Where your product hears of this tenant's changes."),
+    status,
+    secret,
+    list,
+    form,
   );
 }
 

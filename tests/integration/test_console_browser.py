@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,8 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_playwright, expect
+from standardwebhooks.webhooks import Webhook
 
 from tenants.secrets import display_prefix
+from tests.integration import receiver
 from tests.integration.test_rate_limits_served import serve_env
 from tests.support.application import ADMIN_TOKEN
 from tests.support.ports import free_port
@@ -42,7 +45,9 @@ _PROBE = 'userName eq "73ab4fd1-5c3b-4aea-9bb2-0b8e3c9cb1f5"'
 @pytest.fixture(scope="module")
 def server(migrated_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("console")
-    with served(serve_env(migrated_database, tmp), free_port(), tmp / "serve.log") as url:
+    # A key seals webhook secrets, without which no endpoint can be registered.
+    env = serve_env(migrated_database, tmp, SCIM_SECRET_KEY=secrets.token_urlsafe(32))
+    with served(env, free_port(), tmp / "serve.log") as url:
         yield url
 
 
@@ -107,6 +112,30 @@ async def _onboard(page: Page, slug: str, name: str) -> tuple[str, str]:
     return url, token
 
 
+def _admin(server: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=f"{server}/admin/v1",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=30,
+    )
+
+
+async def _tenant(server: str) -> tuple[str, dict[str, str]]:
+    """A tenant made through the admin API: its slug and its IdP's headers."""
+    slug = f"console-{uuid.uuid4().hex[:8]}"
+    async with _admin(server) as admin:
+        assert (await admin.post("/tenants", json={"slug": slug, "name": slug})).status_code == 201
+        token = (await admin.post(f"/tenants/{slug}/tokens")).json()["token"]
+    return slug, {"Authorization": f"Bearer {token}"}
+
+
+async def _drawn_cleanly(page: Page) -> None:
+    """Nothing on the page reads as a value the script failed to turn into text."""
+    text = await page.locator("main").inner_text()
+    for leaked in ("null", "undefined", "[object", "NaN"):
+        assert leaked not in text, (leaked, text)
+
+
 async def _test_connection(url: str, token: str) -> int:
     async with httpx.AsyncClient(timeout=30) as idp:
         response = await idp.get(
@@ -150,6 +179,10 @@ async def test_an_operator_onboards_a_tenant_whose_idp_then_connects(
     tokens = page.get_by_role("table", name="Tokens")
     await expect(tokens.get_by_role("row")).to_have_count(2)
     await expect(tokens).to_contain_text(display_prefix(token))
+    await expect(page.get_by_role("region", name="Mass-deprovisioning guard")).to_contain_text(
+        "Not holding anything"
+    )
+    await _drawn_cleanly(page)
 
     # The customer's setup guide, with the Tenant URL.
     await page.get_by_role("button", name="Show the guide").click()
@@ -217,13 +250,79 @@ async def test_a_wrong_token_is_refused_and_signing_out_forgets_the_right_one(
 async def test_names_from_the_api_are_shown_as_text_never_run(page: Page, server: str) -> None:
     slug = f"console-{uuid.uuid4().hex[:8]}"
     name = "<img src=x onerror=\"document.title='owned'\">Tailspin"
-    async with httpx.AsyncClient(
-        base_url=server, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
-    ) as admin:
-        created = await admin.post("/admin/v1/tenants", json={"slug": slug, "name": name})
+    async with _admin(server) as admin:
+        created = await admin.post("/tenants", json={"slug": slug, "name": name})
         assert created.status_code == 201, created.text
     await _sign_in(page, server)
     await page.goto(f"{server}/console#/tenants/{slug}")
     await expect(page.get_by_role("heading", level=1)).to_contain_text(name)
     assert await page.locator("main img").count() == 0
     assert await page.title() != "owned"
+
+
+async def test_a_tripped_guard_is_seen_and_its_held_events_released(
+    page: Page, server: str
+) -> None:
+    slug, idp = await _tenant(server)
+    async with _admin(server) as admin:
+        guarded = {"enabled": True, "threshold_percent": 10, "min_users": 1}
+        assert (await admin.put(f"/tenants/{slug}/guard", json=guarded)).status_code == 200
+    async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
+        ids = []
+        for n in range(3):
+            made = await scim.post("/Users", json={"userName": f"u{n}@example.com"}, headers=idp)
+            ids.append(made.json()["id"])
+        deactivation = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}],
+        }
+        patched = await scim.patch(f"/Users/{ids[0]}", json=deactivation, headers=idp)
+        assert patched.status_code in (200, 204), patched.text
+
+    page.on("dialog", _accept)
+    await _sign_in(page, server)
+    await page.goto(f"{server}/console#/tenants/{slug}")
+    guard = page.get_by_role("region", name="Mass-deprovisioning guard")
+    await expect(guard).to_contain_text("holding 1 events about 1 users")
+    await expect(guard).to_contain_text("user.deactivated: 1")
+    await _drawn_cleanly(page)
+    await guard.get_by_role("button", name="Release 1 events").click()
+    await expect(guard).to_contain_text("1 held events released")
+    await expect(guard).to_contain_text("Not holding anything")
+    async with _admin(server) as admin:
+        delivered = (await admin.get(f"/tenants/{slug}/events")).json()["events"]
+    assert [event["type"] for event in delivered][-1] == "user.deactivated"
+
+
+async def test_a_webhook_added_in_the_console_receives_signed_events(
+    page: Page, server: str
+) -> None:
+    slug, idp = await _tenant(server)
+    page.on("dialog", _accept)
+    await _sign_in(page, server)
+    await page.goto(f"{server}/console#/tenants/{slug}")
+    hooks = page.get_by_role("region", name="Webhooks")
+    async with receiver.running() as product:
+        await hooks.get_by_label("URL").fill(product.url)
+        await hooks.get_by_label("Event types").fill("user.created")
+        await hooks.get_by_role("button", name="Add endpoint").click()
+        shown = page.get_by_role("region", name="Signing secret")
+        signing_secret = await shown.locator("input[name=webhook-secret]").input_value()
+        assert signing_secret.startswith("whsec_")
+        await expect(hooks.get_by_role("table", name="Webhooks")).to_contain_text(product.url)
+
+        async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
+            made = await scim.post("/Users", json={"userName": "hooked@example.com"}, headers=idp)
+            assert made.status_code == 201, made.text
+        await product.wait_for(1)
+        # The secret the page showed is the one the deliveries are signed with.
+        first = product.accepted[0]
+        assert Webhook(signing_secret).verify(first.body, first.headers)["type"] == "user.created"
+
+        await hooks.get_by_role("button", name="Deliveries").click()
+        await expect(hooks.get_by_role("table", name="Deliveries")).to_contain_text("delivered")
+        await _drawn_cleanly(page)
+        await hooks.get_by_role("button", name="Remove").click()
+        await expect(hooks).to_contain_text("No endpoint receives this tenant's events yet")
+    async with _admin(server) as admin:
+        assert (await admin.get(f"/tenants/{slug}/webhooks")).json()["webhooks"] == []
