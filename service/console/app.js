@@ -107,6 +107,10 @@ function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "—";
 }
 
+function counted(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
 function badge(text) {
   return el("span", { class: `badge ${text}` }, text);
 }
@@ -275,6 +279,7 @@ async function tenantView(slug) {
     guardPanel(tenant),
     requestsPanel(tenant),
     webhooksPanel(tenant),
+    rateLimitPanel(tenant),
     guidePanel(tenant),
     settingsPanel(tenant),
     deletePanel(tenant),
@@ -445,7 +450,7 @@ function guardPanel(tenant) {
     const settled = await api("POST", `${slugPath(tenant.slug)}/guard/${action}`);
     await load();
     const count = action === "release" ? settled.released : settled.discarded;
-    status.replaceChildren(message("info", `${count} held events ${action === "release" ? "released" : "discarded"}; the guard is armed again.`));
+    status.replaceChildren(message("info", `${counted(count, "held event")} ${action === "release" ? "released" : "discarded"}; the guard is armed again.`));
   }
 
   async function load() {
@@ -454,24 +459,24 @@ function guardPanel(tenant) {
       ? `On: it trips when deprovisions within ${guard.settings.window_seconds} s exceed ${guard.settings.threshold_percent}% of the active users (tenants of at least ${guard.settings.min_users} users).`
       : "Off: deprovisions are delivered however many.";
     const window = guard.window_started_at
-      ? `This window: ${guard.window_deprovisions} deprovisions of ${guard.window_users} active users since ${when(guard.window_started_at)}.`
+      ? `This window: ${counted(guard.window_deprovisions, "deprovision")} of ${counted(guard.window_users, "active user")} since ${when(guard.window_started_at)}.`
       : null;
     if (!guard.holding) {
       fill(state, [el("p", {}, "Not holding anything. ", rule), window ? el("p", { class: "muted" }, window) : null]);
       return;
     }
-    const release = el("button", { type: "button" }, `Release ${guard.held_events} events`);
+    const release = el("button", { type: "button" }, `Release ${counted(guard.held_events, "event")}`);
     const discard = el("button", { type: "button", class: "danger" }, "Discard them");
     release.addEventListener("click", () =>
-      busy(release, status, () => settle("release", `Deliver the ${guard.held_events} held events to your product now, in the order they were held?`)),
+      busy(release, status, () => settle("release", `Deliver ${counted(guard.held_events, "held event")} to your product now, in the order they were held?`)),
     );
     discard.addEventListener("click", () =>
       busy(discard, status, () =>
-        settle("discard", `Delete the ${guard.held_events} held events? Your product never learns of those changes; they stay in the tenant's data.`),
+        settle("discard", `Delete ${counted(guard.held_events, "held event")}? Your product never learns of those changes; they stay in the tenant's data.`),
       ),
     );
     state.replaceChildren(
-      message("error", `Tripped ${when(guard.tripped_at)}: holding ${guard.held_events} events about ${guard.held_users} users.`),
+      message("error", `Tripped ${when(guard.tripped_at)}: holding ${counted(guard.held_events, "event")} about ${counted(guard.held_users, "user")}.`),
       el(
         "ul",
         {},
@@ -523,7 +528,7 @@ function webhooksPanel(tenant) {
         replay.addEventListener("click", () =>
           busy(replay, status, async () => {
             const { replayed } = await api("POST", `/webhooks/${encodeURIComponent(endpoint.id)}/replay`, {});
-            status.replaceChildren(message("info", `${replayed} deliveries queued again.`));
+            status.replaceChildren(message("info", `${counted(replayed, "delivery", "deliveries")} queued again.`));
             show.click();
           }),
         );
@@ -612,6 +617,69 @@ function webhooksPanel(tenant) {
     secret,
     list,
     form,
+  );
+}
+
+function rateLimitPanel(tenant) {
+  const status = el("div");
+  const summary = el("p");
+  const fields = {
+    per_second: el("input", { name: "per-second", type: "number", min: 1 }),
+    burst: el("input", { name: "burst", type: "number", min: 1 }),
+    concurrency: el("input", { name: "concurrency", type: "number", min: 1 }),
+  };
+  const save = el("button", { type: "submit" }, "Save");
+  const reset = el("button", { type: "button", class: "plain" }, "Back to the defaults");
+  const path = `${slugPath(tenant.slug)}/rate-limit`;
+
+  function draw(limit) {
+    const own = Object.values(limit.override).some((value) => value !== null);
+    fill(summary, [
+      `${counted(limit.per_second, "request")} a second, bursts of ${limit.burst} (at most ${limit.burst} in any ${limit.window_seconds} s), `,
+      `${limit.concurrency} in flight at once in each process: `,
+      own ? "the tenant's own limits." : "the service's defaults.",
+    ]);
+    for (const [name, input] of Object.entries(fields)) {
+      // Empty: the default, whose value in force is the placeholder.
+      input.value = limit.override[name] === null ? "" : String(limit.override[name]);
+      input.placeholder = String(limit[name]);
+    }
+    reset.hidden = !own;
+  }
+
+  const form = el(
+    "form",
+    { class: "row" },
+    el("label", {}, "Requests a second", fields.per_second),
+    el("label", {}, "Burst", fields.burst),
+    el("label", {}, "In flight", fields.concurrency),
+    save,
+    reset,
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    busy(save, status, async () => {
+      const body = Object.fromEntries(Object.entries(fields).map(([name, input]) => [name, input.value ? Number(input.value) : null]));
+      draw(await api("PUT", path, body));
+      status.replaceChildren(message("info", "Saved: every replica applies it at once."));
+    });
+  });
+  reset.addEventListener("click", () =>
+    busy(reset, status, async () => {
+      await api("DELETE", path);
+      draw(await api("GET", path));
+      status.replaceChildren(message("info", "Back to the service's defaults."));
+    }),
+  );
+  busy(null, status, async () => draw(await api("GET", path)));
+  return el(
+    "section",
+    { class: "panel", "aria-label": "Rate limit" },
+    el("h2", {}, "Rate limit"),
+    status,
+    summary,
+    form,
+    el("p", { class: "muted" }, "Leave a field empty for the service's default."),
   );
 }
 

@@ -283,11 +283,11 @@ async def test_a_tripped_guard_is_seen_and_its_held_events_released(
     await _sign_in(page, server)
     await page.goto(f"{server}/console#/tenants/{slug}")
     guard = page.get_by_role("region", name="Mass-deprovisioning guard")
-    await expect(guard).to_contain_text("holding 1 events about 1 users")
+    await expect(guard).to_contain_text("holding 1 event about 1 user")
     await expect(guard).to_contain_text("user.deactivated: 1")
     await _drawn_cleanly(page)
-    await guard.get_by_role("button", name="Release 1 events").click()
-    await expect(guard).to_contain_text("1 held events released")
+    await guard.get_by_role("button", name="Release 1 event").click()
+    await expect(guard).to_contain_text("1 held event released")
     await expect(guard).to_contain_text("Not holding anything")
     async with _admin(server) as admin:
         delivered = (await admin.get(f"/tenants/{slug}/events")).json()["events"]
@@ -326,3 +326,30 @@ async def test_a_webhook_added_in_the_console_receives_signed_events(
         await expect(hooks).to_contain_text("No endpoint receives this tenant's events yet")
     async with _admin(server) as admin:
         assert (await admin.get(f"/tenants/{slug}/webhooks")).json()["webhooks"] == []
+
+
+async def test_a_tenants_rate_limit_is_changed_and_reset_from_the_console(
+    page: Page, server: str
+) -> None:
+    slug, idp = await _tenant(server)
+    await _sign_in(page, server)
+    await page.goto(f"{server}/console#/tenants/{slug}")
+    limit = page.get_by_role("region", name="Rate limit")
+    await expect(limit).to_contain_text("the service's defaults")
+    await limit.get_by_label("Requests a second").fill("1")
+    await limit.get_by_label("Burst").fill("2")
+    await limit.get_by_role("button", name="Save").click()
+    await expect(limit).to_contain_text("1 request a second, bursts of 2")
+    await expect(limit).to_contain_text("the tenant's own limits")
+    await _drawn_cleanly(page)
+
+    # The service applies it: a third request within the window is refused.
+    async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
+        answers = [(await scim.get("/Users", headers=idp)).status_code for _ in range(3)]
+    assert answers == [200, 200, 429]
+
+    await limit.get_by_role("button", name="Back to the defaults").click()
+    await expect(limit).to_contain_text("the service's defaults")
+    async with _admin(server) as admin:
+        override = (await admin.get(f"/tenants/{slug}/rate-limit")).json()["override"]
+    assert override == {"per_second": None, "burst": None, "concurrency": None}
