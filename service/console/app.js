@@ -111,6 +111,20 @@ function counted(count, one, many = `${one}s`) {
   return `${count} ${count === 1 ? one : many}`;
 }
 
+// Runs `action` (see `busy`) when `form` is submitted, instead of the browser's submit.
+function submits(form, button, place, action) {
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    busy(button, place, action);
+  });
+}
+
+// A titled part of a tenant's page; `name` is how assistive technology (and the
+// tests) find it, `title` its heading if other than the name.
+function panel({ name, title = name, kind = "" }, ...children) {
+  return el("section", { class: `panel ${kind}`.trim(), "aria-label": name }, el("h2", {}, title), children);
+}
+
 function badge(text) {
   return el("span", { class: `badge ${text}` }, text);
 }
@@ -160,29 +174,36 @@ function signInView() {
   sessionNav.replaceChildren();
   const status = el("div", {}, notice ? message("info", notice) : null);
   notice = null;
-  const token = el("input", { type: "password", name: "token", autocomplete: "off", required: true, class: "wide" });
+  const token = el("input", {
+    type: "password",
+    name: "token",
+    autocomplete: "off",
+    required: true,
+    class: "wide",
+  });
   const submit = el("button", { type: "submit" }, "Sign in");
   const form = el(
     "form",
     { class: "panel", "aria-label": "Sign in" },
     el("h1", {}, "Sign in"),
-    el("p", { class: "muted" }, "The admin token (SCIM_ADMIN_TOKEN). It is kept in this browser tab only, until you sign out or close it."),
+    el(
+      "p",
+      { class: "muted" },
+      "The admin token (SCIM_ADMIN_TOKEN). It is kept in this browser tab only, until you sign out or close it.",
+    ),
     status,
     el("label", {}, "Admin token", token),
     el("p", {}, submit),
   );
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    busy(submit, status, async () => {
-      try {
-        await api("GET", "/tenants?limit=1", undefined, token.value);
-      } catch (error) {
-        if (error.status === 401) throw new Error("That admin token was not accepted.");
-        throw error;
-      }
-      sessionStorage.setItem(TOKEN_KEY, token.value);
-      render();
-    });
+  submits(form, submit, status, async () => {
+    try {
+      await api("GET", "/tenants?limit=1", undefined, token.value);
+    } catch (error) {
+      if (error.status === 401) throw new Error("That admin token was not accepted.");
+      throw error;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token.value);
+    render();
   });
   show(form);
   token.focus();
@@ -224,7 +245,15 @@ async function tenantsView(after) {
         ? el(
             "table",
             { "aria-label": "Tenants" },
-            el("thead", {}, el("tr", {}, ["Slug", "Name", "Identity provider", "Status", "Created"].map((h) => el("th", {}, h)))),
+            el(
+              "thead",
+              {},
+              el(
+                "tr",
+                {},
+                ["Slug", "Name", "Identity provider", "Status", "Created"].map((h) => el("th", {}, h)),
+              ),
+            ),
             el("tbody", {}, rows),
           )
         : el("p", { class: "muted" }, "No tenants yet."),
@@ -235,15 +264,28 @@ async function tenantsView(after) {
 
 function newTenantView() {
   const status = el("div");
-  const slug = el("input", { name: "slug", required: true, pattern: "[a-z0-9]([a-z0-9\\-]*[a-z0-9])?", maxLength: 63 });
+  const slug = el("input", {
+    name: "slug",
+    required: true,
+    pattern: "[a-z0-9]([a-z0-9\\-]*[a-z0-9])?",
+    maxLength: 63,
+  });
   const name = el("input", { name: "name", required: true });
-  const idp = el("select", { name: "idp_type" }, IDP_TYPES.map((type) => el("option", { value: type }, IDP_NAMES[type])));
+  const idp = el(
+    "select",
+    { name: "idp_type" },
+    IDP_TYPES.map((type) => el("option", { value: type }, IDP_NAMES[type])),
+  );
   const submit = el("button", { type: "submit" }, "Create tenant");
   const form = el(
     "form",
     { class: "panel", "aria-label": "New tenant" },
     el("h1", {}, "New tenant"),
-    el("p", { class: "muted" }, "A customer organisation: its own schema, tokens and rate limit. It gets a Secret Token at once, to hand to its IT admin with the Tenant URL."),
+    el(
+      "p",
+      { class: "muted" },
+      "A customer organisation: its own schema, tokens and rate limit. It gets a Secret Token at once, to hand to its IT admin with the Tenant URL.",
+    ),
     status,
     el(
       "div",
@@ -254,25 +296,33 @@ function newTenantView() {
       submit,
     ),
   );
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    busy(submit, status, async () => {
-      const tenant = await api("POST", "/tenants", { slug: slug.value, name: name.value, idp_type: idp.value });
-      const issued = await api("POST", `${slugPath(tenant.slug)}/tokens`, { name: "initial" });
-      shownOnce = { slug: tenant.slug, token: issued.token, created: true };
-      location.hash = `#/tenants/${encodeURIComponent(tenant.slug)}`;
-    });
+  submits(form, submit, status, async () => {
+    const tenant = await api("POST", "/tenants", { slug: slug.value, name: name.value, idp_type: idp.value });
+    const issued = await api("POST", `${slugPath(tenant.slug)}/tokens`, { name: "initial" });
+    shownOnce = { slug: tenant.slug, token: issued.token, created: true };
+    location.hash = `#/tenants/${encodeURIComponent(tenant.slug)}`;
   });
   show(form);
   slug.focus();
 }
 
 async function tenantView(slug) {
-  const [tenant, tokens] = await Promise.all([api("GET", slugPath(slug)), api("GET", `${slugPath(slug)}/tokens`)]);
+  const [tenant, tokens] = await Promise.all([
+    api("GET", slugPath(slug)),
+    api("GET", `${slugPath(slug)}/tokens`),
+  ]);
   const secret = shownOnce && shownOnce.slug === slug ? shownOnce : null;
   shownOnce = null;
   show(
-    el("h1", {}, tenant.name, " ", el("span", { class: "muted mono" }, `(${tenant.slug})`), " ", badge(tenant.status)),
+    el(
+      "h1",
+      {},
+      tenant.name,
+      " ",
+      el("span", { class: "muted mono" }, `(${tenant.slug})`),
+      " ",
+      badge(tenant.status),
+    ),
     secret ? secretPanel(tenant, secret) : null,
     connectionPanel(tenant),
     tokensPanel(tenant, tokens.tokens),
@@ -287,10 +337,12 @@ async function tenantView(slug) {
 }
 
 function secretPanel(tenant, secret) {
-  return el(
-    "section",
-    { class: "panel secret", "aria-label": "Secret Token" },
-    el("h2", {}, secret.created ? "Tenant created: hand these to the customer's IT admin" : "New Secret Token"),
+  return panel(
+    {
+      name: "Secret Token",
+      title: secret.created ? "Tenant created: hand these to the customer's IT admin" : "New Secret Token",
+      kind: "secret",
+    },
     el("p", {}, "The Secret Token is shown this once. Copy it now: the service keeps only its hash."),
     copyable("Tenant URL", tenant.scim_url, "tenant-url"),
     copyable("Secret Token", secret.token, "secret-token"),
@@ -298,10 +350,8 @@ function secretPanel(tenant, secret) {
 }
 
 function connectionPanel(tenant) {
-  return el(
-    "section",
-    { class: "panel", "aria-label": "Connection" },
-    el("h2", {}, "Connection"),
+  return panel(
+    { name: "Connection" },
     copyable("Tenant URL", tenant.scim_url, "scim-url"),
     el(
       "p",
@@ -320,8 +370,17 @@ function tokensPanel(tenant, tokens) {
       const rotate = el("button", { type: "button", class: "plain" }, "Rotate");
       rotate.addEventListener("click", () =>
         busy(rotate, status, async () => {
-          if (!confirm(`Rotate "${token.name || token.display_prefix}"? The old token keeps working for the tenant's grace period.`)) return;
-          const issued = await api("POST", `${slugPath(tenant.slug)}/tokens/${encodeURIComponent(token.id)}/rotate`, {});
+          if (
+            !confirm(
+              `Rotate "${token.name || token.display_prefix}"? The old token keeps working for the tenant's grace period.`,
+            )
+          )
+            return;
+          const issued = await api(
+            "POST",
+            `${slugPath(tenant.slug)}/tokens/${encodeURIComponent(token.id)}/rotate`,
+            {},
+          );
           shownOnce = { slug: tenant.slug, token: issued.token, created: false };
           await reload();
         }),
@@ -329,7 +388,8 @@ function tokensPanel(tenant, tokens) {
       const revoke = el("button", { type: "button", class: "danger" }, "Revoke");
       revoke.addEventListener("click", () =>
         busy(revoke, status, async () => {
-          if (!confirm(`Revoke "${token.name || token.display_prefix}" now? The IdP using it stops at once.`)) return;
+          if (!confirm(`Revoke "${token.name || token.display_prefix}" now? The IdP using it stops at once.`))
+            return;
           await api("DELETE", `${slugPath(tenant.slug)}/tokens/${encodeURIComponent(token.id)}`);
           await reload();
         }),
@@ -358,26 +418,29 @@ function tokensPanel(tenant, tokens) {
     el("label", {}, "Expires in days", days),
     issue,
   );
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    busy(issue, status, async () => {
-      const body = { name: name.value };
-      if (days.value) body.expires_in_seconds = Math.round(Number(days.value) * 86400);
-      const issued = await api("POST", `${slugPath(tenant.slug)}/tokens`, body);
-      shownOnce = { slug: tenant.slug, token: issued.token, created: false };
-      await reload();
-    });
+  submits(form, issue, status, async () => {
+    const body = { name: name.value };
+    if (days.value) body.expires_in_seconds = Math.round(Number(days.value) * 86400);
+    const issued = await api("POST", `${slugPath(tenant.slug)}/tokens`, body);
+    shownOnce = { slug: tenant.slug, token: issued.token, created: false };
+    await reload();
   });
-  return el(
-    "section",
-    { class: "panel", "aria-label": "Secret Tokens" },
-    el("h2", {}, "Secret Tokens"),
+  return panel(
+    { name: "Secret Tokens" },
     status,
     tokens.length
       ? el(
           "table",
           { "aria-label": "Tokens" },
-          el("thead", {}, el("tr", {}, ["Name", "Prefix", "Status", "Issued", "Last used", "Expires", ""].map((h) => el("th", {}, h)))),
+          el(
+            "thead",
+            {},
+            el(
+              "tr",
+              {},
+              ["Name", "Prefix", "Status", "Issued", "Last used", "Expires", ""].map((h) => el("th", {}, h)),
+            ),
+          ),
           el("tbody", {}, rows),
         )
       : el("p", { class: "muted" }, "No tokens: the tenant's IdP cannot connect until one is issued."),
@@ -424,17 +487,27 @@ function requestsPanel(tenant) {
   older.addEventListener("click", () => busy(older, status, () => load(true)));
   errorsOnly.addEventListener("change", () => busy(refresh, status, () => load(false)));
   busy(refresh, status, () => load(false));
-  return el(
-    "section",
-    { class: "panel", "aria-label": "Provisioning requests" },
-    el("h2", {}, "Provisioning requests"),
-    el("p", { class: "muted" }, "What the IdP sent and what it got, newest first (bodies are in the admin API)."),
+  return panel(
+    { name: "Provisioning requests" },
+    el(
+      "p",
+      { class: "muted" },
+      "What the IdP sent and what it got, newest first (bodies are in the admin API).",
+    ),
     el("div", { class: "row" }, el("label", {}, el("span", {}, errorsOnly, " Errors only")), refresh),
     status,
     el(
       "table",
       { "aria-label": "Requests" },
-      el("thead", {}, el("tr", {}, ["Received", "Client", "Method", "Path", "Status", "Error", "Latency"].map((h) => el("th", {}, h)))),
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          ["Received", "Client", "Method", "Path", "Status", "Error", "Latency"].map((h) => el("th", {}, h)),
+        ),
+      ),
       body,
     ),
     el("div", { class: "pager" }, older),
@@ -450,7 +523,12 @@ function guardPanel(tenant) {
     const settled = await api("POST", `${slugPath(tenant.slug)}/guard/${action}`);
     await load();
     const count = action === "release" ? settled.released : settled.discarded;
-    status.replaceChildren(message("info", `${counted(count, "held event")} ${action === "release" ? "released" : "discarded"}; the guard is armed again.`));
+    status.replaceChildren(
+      message(
+        "info",
+        `${counted(count, "held event")} ${action === "release" ? "released" : "discarded"}; the guard is armed again.`,
+      ),
+    );
   }
 
   async function load() {
@@ -462,25 +540,41 @@ function guardPanel(tenant) {
       ? `This window: ${counted(guard.window_deprovisions, "deprovision")} of ${counted(guard.window_users, "active user")} since ${when(guard.window_started_at)}.`
       : null;
     if (!guard.holding) {
-      fill(state, [el("p", {}, "Not holding anything. ", rule), window ? el("p", { class: "muted" }, window) : null]);
+      fill(state, [
+        el("p", {}, "Not holding anything. ", rule),
+        window ? el("p", { class: "muted" }, window) : null,
+      ]);
       return;
     }
     const release = el("button", { type: "button" }, `Release ${counted(guard.held_events, "event")}`);
     const discard = el("button", { type: "button", class: "danger" }, "Discard them");
     release.addEventListener("click", () =>
-      busy(release, status, () => settle("release", `Deliver ${counted(guard.held_events, "held event")} to your product now, in the order they were held?`)),
+      busy(release, status, () =>
+        settle(
+          "release",
+          `Deliver ${counted(guard.held_events, "held event")} to your product now, in the order they were held?`,
+        ),
+      ),
     );
     discard.addEventListener("click", () =>
       busy(discard, status, () =>
-        settle("discard", `Delete ${counted(guard.held_events, "held event")}? Your product never learns of those changes; they stay in the tenant's data.`),
+        settle(
+          "discard",
+          `Delete ${counted(guard.held_events, "held event")}? Your product never learns of those changes; they stay in the tenant's data.`,
+        ),
       ),
     );
     state.replaceChildren(
-      message("error", `Tripped ${when(guard.tripped_at)}: holding ${counted(guard.held_events, "event")} about ${counted(guard.held_users, "user")}.`),
+      message(
+        "error",
+        `Tripped ${when(guard.tripped_at)}: holding ${counted(guard.held_events, "event")} about ${counted(guard.held_users, "user")}.`,
+      ),
       el(
         "ul",
         {},
-        Object.entries(guard.held_by_type).map(([type, count]) => el("li", {}, el("span", { class: "mono" }, type), `: ${count}`)),
+        Object.entries(guard.held_by_type).map(([type, count]) =>
+          el("li", {}, el("span", { class: "mono" }, type), `: ${count}`),
+        ),
       ),
       el("p", { class: "muted" }, rule, " ", window || ""),
       el("div", { class: "row" }, release, discard),
@@ -488,13 +582,7 @@ function guardPanel(tenant) {
   }
 
   busy(null, status, load);
-  return el(
-    "section",
-    { class: "panel", "aria-label": "Mass-deprovisioning guard" },
-    el("h2", {}, "Mass-deprovisioning guard"),
-    status,
-    state,
-  );
+  return panel({ name: "Mass-deprovisioning guard" }, status, state);
 }
 
 function webhooksPanel(tenant) {
@@ -504,14 +592,28 @@ function webhooksPanel(tenant) {
   async function load() {
     const { webhooks } = await api("GET", `${slugPath(tenant.slug)}/webhooks`);
     if (!webhooks.length) {
-      list.replaceChildren(el("p", { class: "muted" }, "No endpoint receives this tenant's events yet (endpoints for every tenant are in the admin API)."));
+      list.replaceChildren(
+        el(
+          "p",
+          { class: "muted" },
+          "No endpoint receives this tenant's events yet (endpoints for every tenant are in the admin API).",
+        ),
+      );
       return;
     }
     list.replaceChildren(
       el(
         "table",
         { "aria-label": "Webhooks" },
-        el("thead", {}, el("tr", {}, ["URL", "Events", "Registered", ""].map((h) => el("th", {}, h)))),
+        el(
+          "thead",
+          {},
+          el(
+            "tr",
+            {},
+            ["URL", "Events", "Registered", ""].map((h) => el("th", {}, h)),
+          ),
+        ),
         el("tbody", {}, webhooks.map(endpointRows)),
       ),
     );
@@ -522,13 +624,18 @@ function webhooksPanel(tenant) {
     const show = el("button", { type: "button", class: "plain" }, "Deliveries");
     show.addEventListener("click", () =>
       busy(show, status, async () => {
-        const { deliveries: recent } = await api("GET", `/webhooks/${encodeURIComponent(endpoint.id)}/deliveries?limit=20`);
+        const { deliveries: recent } = await api(
+          "GET",
+          `/webhooks/${encodeURIComponent(endpoint.id)}/deliveries?limit=20`,
+        );
         const dead = recent.some((delivery) => delivery.status === "dead");
         const replay = el("button", { type: "button", hidden: !dead }, "Send dead letters again");
         replay.addEventListener("click", () =>
           busy(replay, status, async () => {
             const { replayed } = await api("POST", `/webhooks/${encodeURIComponent(endpoint.id)}/replay`, {});
-            status.replaceChildren(message("info", `${counted(replayed, "delivery", "deliveries")} queued again.`));
+            status.replaceChildren(
+              message("info", `${counted(replayed, "delivery", "deliveries")} queued again.`),
+            );
             show.click();
           }),
         );
@@ -537,7 +644,17 @@ function webhooksPanel(tenant) {
             ? el(
                 "table",
                 { "aria-label": "Deliveries" },
-                el("thead", {}, el("tr", {}, ["Event", "Type", "Status", "Attempts", "Last error", "Created"].map((h) => el("th", {}, h)))),
+                el(
+                  "thead",
+                  {},
+                  el(
+                    "tr",
+                    {},
+                    ["Event", "Type", "Status", "Attempts", "Last error", "Created"].map((h) =>
+                      el("th", {}, h),
+                    ),
+                  ),
+                ),
                 el(
                   "tbody",
                   {},
@@ -582,36 +699,52 @@ function webhooksPanel(tenant) {
     ];
   }
 
-  const url = el("input", { name: "webhook-url", type: "url", required: true, placeholder: "https://product.example.com/scim-events" });
-  const types = el("input", { name: "webhook-events", placeholder: "all, or user.created, user.deactivated, …" });
+  const url = el("input", {
+    name: "webhook-url",
+    type: "url",
+    required: true,
+    placeholder: "https://product.example.com/scim-events",
+  });
+  const types = el("input", {
+    name: "webhook-events",
+    placeholder: "all, or user.created, user.deactivated, …",
+  });
   const add = el("button", { type: "submit" }, "Add endpoint");
   const secret = el("div");
-  const form = el("form", { class: "row" }, el("label", { class: "grow" }, "URL", url), el("label", {}, "Event types", types), add);
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    busy(add, status, async () => {
-      const body = { url: url.value };
-      const chosen = types.value.split(",").map((type) => type.trim()).filter(Boolean);
-      if (chosen.length) body.events = chosen;
-      const created = await api("POST", `${slugPath(tenant.slug)}/webhooks`, body);
-      secret.replaceChildren(
+  const form = el(
+    "form",
+    { class: "row" },
+    el("label", { class: "grow" }, "URL", url),
+    el("label", {}, "Event types", types),
+    add,
+  );
+  submits(form, add, status, async () => {
+    const body = { url: url.value };
+    const chosen = types.value
+      .split(",")
+      .map((type) => type.trim())
+      .filter(Boolean);
+    if (chosen.length) body.events = chosen;
+    const created = await api("POST", `${slugPath(tenant.slug)}/webhooks`, body);
+    secret.replaceChildren(
+      el(
+        "div",
+        { class: "panel secret", "aria-label": "Signing secret", role: "region" },
         el(
-          "div",
-          { class: "panel secret", "aria-label": "Signing secret", role: "region" },
-          el("p", {}, "Deliveries are signed (Standard Webhooks) with this secret, shown this once: give it to the endpoint's owner."),
-          copyable("Signing secret", created.secret, "webhook-secret"),
+          "p",
+          {},
+          "Deliveries are signed (Standard Webhooks) with this secret, shown this once: give it to the endpoint's owner.",
         ),
-      );
-      url.value = "";
-      types.value = "";
-      await load();
-    });
+        copyable("Signing secret", created.secret, "webhook-secret"),
+      ),
+    );
+    url.value = "";
+    types.value = "";
+    await load();
   });
   busy(add, status, load);
-  return el(
-    "section",
-    { class: "panel", "aria-label": "Webhooks" },
-    el("h2", {}, "Webhooks"),
+  return panel(
+    { name: "Webhooks" },
     el("p", { class: "muted" }, "Where your product hears of this tenant's changes."),
     status,
     secret,
@@ -656,13 +789,12 @@ function rateLimitPanel(tenant) {
     save,
     reset,
   );
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    busy(save, status, async () => {
-      const body = Object.fromEntries(Object.entries(fields).map(([name, input]) => [name, input.value ? Number(input.value) : null]));
-      draw(await api("PUT", path, body));
-      status.replaceChildren(message("info", "Saved: every replica applies it at once."));
-    });
+  submits(form, save, status, async () => {
+    const body = Object.fromEntries(
+      Object.entries(fields).map(([name, input]) => [name, input.value ? Number(input.value) : null]),
+    );
+    draw(await api("PUT", path, body));
+    status.replaceChildren(message("info", "Saved: every replica applies it at once."));
   });
   reset.addEventListener("click", () =>
     busy(reset, status, async () => {
@@ -672,10 +804,8 @@ function rateLimitPanel(tenant) {
     }),
   );
   busy(null, status, async () => draw(await api("GET", path)));
-  return el(
-    "section",
-    { class: "panel", "aria-label": "Rate limit" },
-    el("h2", {}, "Rate limit"),
+  return panel(
+    { name: "Rate limit" },
     status,
     summary,
     form,
@@ -688,25 +818,28 @@ function guidePanel(tenant) {
   const idp = el(
     "select",
     { name: "guide-idp" },
-    GUIDE_IDPS.map((type) => el("option", { value: type, selected: type === tenant.idp_type }, IDP_NAMES[type])),
+    GUIDE_IDPS.map((type) =>
+      el("option", { value: type, selected: type === tenant.idp_type }, IDP_NAMES[type]),
+    ),
   );
   const product = el("input", { name: "product", placeholder: "your product's name" });
   const text = el("pre", { class: "guide", hidden: true });
   const showGuide = el("button", { type: "submit" }, "Show the guide");
-  const form = el("form", { class: "row" }, el("label", {}, "Identity provider", idp), el("label", {}, "Product", product), showGuide);
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    busy(showGuide, status, async () => {
-      const query = new URLSearchParams({ idp: idp.value });
-      if (product.value) query.set("product", product.value);
-      text.textContent = await api("GET", `${slugPath(tenant.slug)}/setup-guide?${query}`);
-      text.hidden = false;
-    });
+  const form = el(
+    "form",
+    { class: "row" },
+    el("label", {}, "Identity provider", idp),
+    el("label", {}, "Product", product),
+    showGuide,
+  );
+  submits(form, showGuide, status, async () => {
+    const query = new URLSearchParams({ idp: idp.value });
+    if (product.value) query.set("product", product.value);
+    text.textContent = await api("GET", `${slugPath(tenant.slug)}/setup-guide?${query}`);
+    text.hidden = false;
   });
-  return el(
-    "section",
-    { class: "panel", "aria-label": "Setup guide" },
-    el("h2", {}, "Setup guide for the customer"),
+  return panel(
+    { name: "Setup guide", title: "Setup guide for the customer" },
     el("p", { class: "muted" }, "Step by step, with this tenant's URL; never the token."),
     status,
     form,
@@ -720,33 +853,50 @@ function settingsPanel(tenant) {
   const idp = el(
     "select",
     { name: "change-idp" },
-    IDP_TYPES.map((type) => el("option", { value: type, selected: type === tenant.idp_type }, IDP_NAMES[type])),
+    IDP_TYPES.map((type) =>
+      el("option", { value: type, selected: type === tenant.idp_type }, IDP_NAMES[type]),
+    ),
   );
   const save = el("button", { type: "submit" }, "Save");
-  const form = el("form", { class: "row" }, el("label", {}, "Name", name), el("label", {}, "Identity provider", idp), save);
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    busy(save, status, async () => {
-      await api("PATCH", slugPath(tenant.slug), { name: name.value, idp_type: idp.value });
-      await tenantView(tenant.slug);
-    });
+  const form = el(
+    "form",
+    { class: "row" },
+    el("label", {}, "Name", name),
+    el("label", {}, "Identity provider", idp),
+    save,
+  );
+  submits(form, save, status, async () => {
+    await api("PATCH", slugPath(tenant.slug), { name: name.value, idp_type: idp.value });
+    await tenantView(tenant.slug);
   });
   const enabled = tenant.status === "enabled";
-  const toggle = el("button", { type: "button", class: enabled ? "danger" : "" }, enabled ? "Disable tenant" : "Enable tenant");
+  const toggle = el(
+    "button",
+    { type: "button", class: enabled ? "danger" : "" },
+    enabled ? "Disable tenant" : "Enable tenant",
+  );
   toggle.addEventListener("click", () =>
     busy(toggle, status, async () => {
-      if (enabled && !confirm(`Disable ${tenant.slug}? Its IdP's requests are refused (403) until it is enabled again.`)) return;
+      if (
+        enabled &&
+        !confirm(`Disable ${tenant.slug}? Its IdP's requests are refused (403) until it is enabled again.`)
+      )
+        return;
       await api("PATCH", slugPath(tenant.slug), { status: enabled ? "disabled" : "enabled" });
       await tenantView(tenant.slug);
     }),
   );
-  return el(
-    "section",
-    { class: "panel", "aria-label": "Settings" },
-    el("h2", {}, "Settings"),
+  return panel(
+    { name: "Settings" },
     status,
     form,
-    el("p", { class: "muted" }, enabled ? "Disabling refuses the IdP's requests and keeps every user and group." : "Disabled: the IdP's requests are refused with 403."),
+    el(
+      "p",
+      { class: "muted" },
+      enabled
+        ? "Disabling refuses the IdP's requests and keeps every user and group."
+        : "Disabled: the IdP's requests are refused with 403.",
+    ),
     toggle,
   );
 }
@@ -758,19 +908,23 @@ function deletePanel(tenant) {
   confirmation.addEventListener("input", () => {
     remove.disabled = confirmation.value !== tenant.slug;
   });
-  const form = el("form", { class: "row" }, el("label", {}, "Type the slug to confirm", confirmation), remove);
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    busy(remove, status, async () => {
-      await api("DELETE", `${slugPath(tenant.slug)}?confirm=${encodeURIComponent(confirmation.value)}`);
-      location.hash = "#/";
-    });
+  const form = el(
+    "form",
+    { class: "row" },
+    el("label", {}, "Type the slug to confirm", confirmation),
+    remove,
+  );
+  submits(form, remove, status, async () => {
+    await api("DELETE", `${slugPath(tenant.slug)}?confirm=${encodeURIComponent(confirmation.value)}`);
+    location.hash = "#/";
   });
-  return el(
-    "section",
-    { class: "panel danger", "aria-label": "Delete" },
-    el("h2", {}, "Delete"),
-    el("p", {}, "Drops every user, group, event and logged request of this tenant, and its tokens. There is no undo."),
+  return panel(
+    { name: "Delete", kind: "danger" },
+    el(
+      "p",
+      {},
+      "Drops every user, group, event and logged request of this tenant, and its tokens. There is no undo.",
+    ),
     status,
     form,
   );
