@@ -160,7 +160,7 @@ def _cmd_tenants(args: argparse.Namespace, settings: Settings) -> Callable[[Any]
             tenant = await registry.create(args.slug, args.name or args.slug, args.idp)
             emit(tenant, args.json, lambda: _tenant_text(tenant))
         elif args.action == "list":
-            tenants = await registry.list()
+            tenants, _ = await registry.page(search=args.search)
             emit(
                 tenants,
                 args.json,
@@ -352,7 +352,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("slug")
     create.add_argument("--name", help="display name (default: the slug)")
     create.add_argument("--idp", choices=idp_choices, default="generic")
-    tenant_actions.add_parser("list", help="all tenants")
+    tenant_actions.add_parser("list", help="all tenants").add_argument(
+        "--search", help="only those whose slug starts with this, or whose name contains it"
+    )
     for action in ("show", "enable", "disable"):
         tenant_actions.add_parser(action, help=f"{action} a tenant").add_argument("slug")
     update = tenant_actions.add_parser("update", help="change name, IdP type or settings")

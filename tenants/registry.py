@@ -51,6 +51,11 @@ class TenantChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     token_rotation_grace_seconds: int | msgspec.UnsetType | None = msgspec.UNSET
 
 
+def _like_literal(text: str) -> str:
+    """``text`` matched as it is inside a LIKE pattern: its `%`, `_` and `\\` escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def validate_slug(slug: str) -> str:
     if not SLUG_PATTERN.fullmatch(slug):
         raise InvalidInput(
@@ -154,16 +159,23 @@ class TenantRegistry:
         return self._info(row, None)
 
     async def page(
-        self, *, limit: int | None = None, after: str | None = None
+        self, *, limit: int | None = None, after: str | None = None, search: str | None = None
     ) -> tuple[list[TenantInfo], str | None]:
         """Tenants in slug order, those after the slug ``after``, at most ``limit`` (all
-        when None), and the slug the next page follows (None: there is no more).
+        when None), and the slug the next page follows (None: there is no more); with
+        ``search``, only those whose slug starts with it or whose name contains it,
+        either without case.
 
         By slug, not by creation: the unique index on slugs serves each page, and a
         tenant created meanwhile shows up where it belongs instead of shifting pages."""
         query = Tenant.select(*_SELECT).order_by(Tenant.slug)
         if after is not None:
             query = query.where(Tenant.slug > after)
+        if search:
+            pattern = _like_literal(search)
+            query = query.where(
+                Tenant.slug.ilike(f"{pattern}%") | Tenant.name.ilike(f"%{pattern}%")
+            )
         if limit is not None:
             query = query.limit(limit + 1)
         rows = await query
@@ -173,10 +185,6 @@ class TenantRegistry:
         grace = await self._grace_by_tenant([row["id"] for row in rows])
         tenants = [self._info(row, grace.get(row["id"])) for row in rows]
         return tenants, tenants[-1].slug if more else None
-
-    async def list(self) -> list[TenantInfo]:
-        """Every tenant, in slug order."""
-        return (await self.page())[0]
 
     async def _row(self, slug: str) -> dict[str, Any]:
         row: dict[str, Any] | None = (

@@ -119,6 +119,24 @@ function submits(form, button, place, action) {
   });
 }
 
+// A table named `name` with a header row of `headers`, over `body` (a tbody).
+function table(name, headers, body) {
+  return el(
+    "table",
+    { "aria-label": name },
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        headers.map((header) => el("th", {}, header)),
+      ),
+    ),
+    body,
+  );
+}
+
 // A titled part of a tenant's page; `name` is how assistive technology (and the
 // tests) find it, `title` its heading if other than the name.
 function panel({ name, title = name, kind = "" }, ...children) {
@@ -218,8 +236,9 @@ function signedInNav() {
 
 // --- tenants ------------------------------------------------------------------------
 
-async function tenantsView(after) {
+async function tenantsView(search, after) {
   const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (search) query.set("search", search);
   if (after) query.set("after", after);
   const page = await api("GET", `/tenants?${query}`);
   const rows = page.tenants.map((tenant) =>
@@ -233,30 +252,37 @@ async function tenantsView(after) {
       el("td", {}, when(tenant.created_at)),
     ),
   );
+  const listed = (more) => {
+    const params = new URLSearchParams(search ? { search } : {});
+    if (more) params.set("after", more);
+    return `#/?${params}`;
+  };
   const pager = el("div", { class: "pager" });
-  if (after) pager.append(el("a", { href: "#/" }, "First page"));
-  if (page.next) pager.append(el("a", { href: `#/?after=${encodeURIComponent(page.next)}` }, "Next page"));
+  if (after) pager.append(el("a", { href: listed(null) }, "First page"));
+  if (page.next) pager.append(el("a", { href: listed(page.next) }, "Next page"));
+  const find = el("input", {
+    name: "search",
+    type: "search",
+    value: search || "",
+    placeholder: "slug or name",
+  });
+  const form = el("form", { class: "row", role: "search" }, el("label", {}, "Find a tenant", find));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = find.value.trim() ? `#/?${new URLSearchParams({ search: find.value.trim() })}` : "#/";
+  });
+  const none = search
+    ? `No tenant's slug starts with "${search}", nor does any name contain it.`
+    : "No tenants yet.";
   show(
     el("div", { class: "row" }, el("h1", {}, "Tenants"), el("a", { href: "#/new" }, "New tenant")),
     el(
       "div",
       { class: "panel" },
+      form,
       rows.length
-        ? el(
-            "table",
-            { "aria-label": "Tenants" },
-            el(
-              "thead",
-              {},
-              el(
-                "tr",
-                {},
-                ["Slug", "Name", "Identity provider", "Status", "Created"].map((h) => el("th", {}, h)),
-              ),
-            ),
-            el("tbody", {}, rows),
-          )
-        : el("p", { class: "muted" }, "No tenants yet."),
+        ? table("Tenants", ["Slug", "Name", "Identity provider", "Status", "Created"], el("tbody", {}, rows))
+        : el("p", { class: "muted" }, none),
       pager,
     ),
   );
@@ -429,18 +455,9 @@ function tokensPanel(tenant, tokens) {
     { name: "Secret Tokens" },
     status,
     tokens.length
-      ? el(
-          "table",
-          { "aria-label": "Tokens" },
-          el(
-            "thead",
-            {},
-            el(
-              "tr",
-              {},
-              ["Name", "Prefix", "Status", "Issued", "Last used", "Expires", ""].map((h) => el("th", {}, h)),
-            ),
-          ),
+      ? table(
+          "Tokens",
+          ["Name", "Prefix", "Status", "Issued", "Last used", "Expires", ""],
           el("tbody", {}, rows),
         )
       : el("p", { class: "muted" }, "No tokens: the tenant's IdP cannot connect until one is issued."),
@@ -496,20 +513,7 @@ function requestsPanel(tenant) {
     ),
     el("div", { class: "row" }, el("label", {}, el("span", {}, errorsOnly, " Errors only")), refresh),
     status,
-    el(
-      "table",
-      { "aria-label": "Requests" },
-      el(
-        "thead",
-        {},
-        el(
-          "tr",
-          {},
-          ["Received", "Client", "Method", "Path", "Status", "Error", "Latency"].map((h) => el("th", {}, h)),
-        ),
-      ),
-      body,
-    ),
+    table("Requests", ["Received", "Client", "Method", "Path", "Status", "Error", "Latency"], body),
     el("div", { class: "pager" }, older),
   );
 }
@@ -602,20 +606,7 @@ function webhooksPanel(tenant) {
       return;
     }
     list.replaceChildren(
-      el(
-        "table",
-        { "aria-label": "Webhooks" },
-        el(
-          "thead",
-          {},
-          el(
-            "tr",
-            {},
-            ["URL", "Events", "Registered", ""].map((h) => el("th", {}, h)),
-          ),
-        ),
-        el("tbody", {}, webhooks.map(endpointRows)),
-      ),
+      table("Webhooks", ["URL", "Events", "Registered", ""], el("tbody", {}, webhooks.map(endpointRows))),
     );
   }
 
@@ -641,20 +632,9 @@ function webhooksPanel(tenant) {
         );
         deliveries.firstChild.replaceChildren(
           recent.length
-            ? el(
-                "table",
-                { "aria-label": "Deliveries" },
-                el(
-                  "thead",
-                  {},
-                  el(
-                    "tr",
-                    {},
-                    ["Event", "Type", "Status", "Attempts", "Last error", "Created"].map((h) =>
-                      el("th", {}, h),
-                    ),
-                  ),
-                ),
+            ? table(
+                "Deliveries",
+                ["Event", "Type", "Status", "Attempts", "Last error", "Created"],
                 el(
                   "tbody",
                   {},
@@ -943,7 +923,10 @@ async function render() {
     const tenant = /^\/tenants\/([^/]+)$/.exec(path || "");
     if (tenant) await tenantView(decodeURIComponent(tenant[1]));
     else if (path === "/new") newTenantView();
-    else await tenantsView(new URLSearchParams(query || "").get("after"));
+    else {
+      const params = new URLSearchParams(query || "");
+      await tenantsView(params.get("search"), params.get("after"));
+    }
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return;
     show(message("error", error.message), el("p", {}, el("a", { href: "#/" }, "Back to the tenants")));

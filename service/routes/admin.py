@@ -92,12 +92,14 @@ class AdminController(Controller):
         state: State,
         limit: FromQuery[int] = DEFAULT_TENANT_PAGE,
         after: FromQuery[str | None] = None,
+        search: FromQuery[str | None] = None,
     ) -> TenantList:
-        """Tenants in slug order, a page at a time: follow `next` with `after`."""
+        """Tenants in slug order, a page at a time: follow `next` with `after`. With
+        `search`, those whose slug starts with it or whose name contains it (any case)."""
         if not 1 <= limit <= MAX_TENANT_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_TENANT_PAGE}")
         registry: TenantRegistry = state.registry
-        tenants, following = await registry.page(limit=limit, after=after)
+        tenants, following = await registry.page(limit=limit, after=after, search=search)
         return TenantList(tenants, following)
 
     @get("/tenants/{slug:str}")

@@ -55,6 +55,9 @@ def test_tenant_and_token_commands(cli_env: dict[str, str]) -> None:
     human = run(cli_env, "tenants", "list").stdout
     assert human.splitlines()[0].split() == ["SLUG", "NAME", "STATUS", "IDP", "TENANT", "URL"]
     assert slug in human
+    found = run_json(cli_env, "tenants", "list", "--search", "cli co")
+    assert slug in [t["slug"] for t in found]
+    assert run_json(cli_env, "tenants", "list", "--search", f"{slug}-not") == []
 
     issued = run_json(cli_env, "tokens", "issue", slug, "--name", "entra")
     assert issued["token"].startswith("scimsk_")

@@ -353,3 +353,32 @@ async def test_a_tenants_rate_limit_is_changed_and_reset_from_the_console(
     async with _admin(server) as admin:
         override = (await admin.get(f"/tenants/{slug}/rate-limit")).json()["override"]
     assert override == {"per_second": None, "burst": None, "concurrency": None}
+
+
+async def test_tenants_are_found_by_the_start_of_their_slug_or_a_part_of_their_name(
+    page: Page, server: str
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    async with _admin(server) as admin:
+        for slug, name in (
+            (f"find-{mark}-a", "Northwind"),
+            (f"find-{mark}-b", f"Woodgrove {mark}"),
+        ):
+            assert (
+                await admin.post("/tenants", json={"slug": slug, "name": name})
+            ).status_code == 201
+    await _sign_in(page, server)
+    find = page.get_by_label("Find a tenant")
+    tenants = page.get_by_role("table", name="Tenants")
+
+    await find.fill(f"FIND-{mark}")
+    await find.press("Enter")
+    await expect(tenants.get_by_role("row")).to_have_count(3)
+    await find.fill(f"grove {mark}")
+    await find.press("Enter")
+    await expect(tenants.get_by_role("row")).to_have_count(2)
+    await expect(tenants).to_contain_text(f"find-{mark}-b")
+    await find.fill(f"nothing-{mark}")
+    await find.press("Enter")
+    nothing = f'No tenant\'s slug starts with "nothing-{mark}"'
+    await expect(page.locator("main")).to_contain_text(nothing)

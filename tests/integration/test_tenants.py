@@ -92,6 +92,23 @@ async def test_tenants_are_listed_a_page_at_a_time_in_slug_order(client: Client)
     assert second["tenants"][0]["scim_url"].endswith(f"/scim/v2/{prefix}-c")
     # Past the last slug there is nothing, and no next page.
     assert await listed(after="z" * 63) == {"tenants": [], "next": None}
+    # A search keeps its pages: slugs starting with it, names containing it.
+    searched = await listed(search=prefix.upper(), limit=2)
+    assert [t["slug"] for t in searched["tenants"]] == [f"{prefix}-a", f"{prefix}-b"]
+    rest = await listed(search=prefix, after=searched["next"], limit=2)
+    assert rest == {"tenants": [second["tenants"][0]], "next": None}
+    assert [t["slug"] for t in (await listed(search=prefix[2:]))["tenants"]] == []
+    named = await client.post(
+        "/admin/v1/tenants",
+        json={"slug": f"{prefix}-d", "name": f"{prefix} 100%_done"},
+        headers=admin_headers(),
+    )
+    assert named.status_code == 201, named.text
+    by_name = await listed(search="0%_DONE")
+    assert [t["slug"] for t in by_name["tenants"]] == [f"{prefix}-d"]
+    # `%` and `_` are themselves, not patterns.
+    assert [t["slug"] for t in (await listed(search=f"{prefix}%"))["tenants"]] == []
+    assert [t["slug"] for t in (await listed(search="0__done"))["tenants"]] == []
     for bad in ({"limit": 0}, {"limit": 1001}, {"limit": "many"}):
         response = await client.get("/admin/v1/tenants", params=bad, headers=admin_headers())
         assert response.status_code == 400, response.text
