@@ -355,6 +355,7 @@ async function tenantView(slug) {
     guardPanel(tenant),
     requestsPanel(tenant),
     webhooksPanel(tenant),
+    rolesPanel(tenant),
     rateLimitPanel(tenant),
     guidePanel(tenant),
     settingsPanel(tenant),
@@ -729,6 +730,111 @@ function webhooksPanel(tenant) {
     status,
     secret,
     list,
+    form,
+  );
+}
+
+// "a, b,, c " -> ["a", "b", "c"]
+function listed(text) {
+  return text
+    .split(",")
+    .map((item) => item.trim())
+    .filter(Boolean);
+}
+
+function rolesPanel(tenant) {
+  const status = el("div");
+  const path = `${slugPath(tenant.slug)}/roles`;
+  const defaults = el("input", { name: "default-roles", placeholder: "none" });
+  const rules = el("tbody");
+  const updated = el("p", { class: "muted" });
+  const save = el("button", { type: "submit" }, "Save the mapping");
+  const remove = el("button", { type: "button", class: "plain" }, "Remove the mapping");
+  const add = el("button", { type: "button", class: "plain" }, "Add a rule");
+
+  function rule({ match = "displayName", value = "", roles = [] } = {}) {
+    const matchBy = el(
+      "select",
+      { name: "rule-match", "aria-label": "Match the group's" },
+      ["displayName", "externalId"].map((attribute) =>
+        el("option", { value: attribute, selected: attribute === match }, attribute),
+      ),
+    );
+    const named = el("input", { name: "rule-value", value, required: true, "aria-label": "Group" });
+    const granted = el("input", { name: "rule-roles", value: roles.join(", "), "aria-label": "Roles" });
+    const drop = el("button", { type: "button", class: "plain" }, "Remove");
+    const row = el(
+      "tr",
+      {},
+      el("td", {}, matchBy),
+      el("td", {}, named),
+      el("td", {}, granted),
+      el("td", {}, drop),
+    );
+    drop.addEventListener("click", () => row.remove());
+    row.read = () => ({ match: matchBy.value, value: named.value, roles: listed(granted.value) });
+    return row;
+  }
+
+  function draw(mapping) {
+    defaults.value = mapping.default_roles.join(", ");
+    fill(rules, mapping.groups.map(rule));
+    const mapped = mapping.updated_at !== null;
+    updated.textContent = mapped ? `Set ${when(mapping.updated_at)}.` : "No mapping: users have no roles.";
+    remove.hidden = !mapped;
+  }
+
+  add.addEventListener("click", () => rules.append(rule()));
+  const form = el(
+    "form",
+    {},
+    el(
+      "div",
+      { class: "row" },
+      el("label", { class: "grow" }, "Default roles (every provisioned user)", defaults),
+    ),
+    table("Role rules", ["Match the group's", "Group", "Roles (comma-separated)", ""], rules),
+    el("div", { class: "row" }, add, save, remove),
+  );
+  submits(form, save, status, async () => {
+    const body = {
+      default_roles: listed(defaults.value),
+      groups: [...rules.children].map((row) => row.read()),
+    };
+    const saved = await api("PUT", path, body);
+    draw(saved.mapping);
+    fill(status, [
+      message("info", `Saved: ${counted(saved.roles_changed, "user's roles", "users' roles")} changed.`),
+    ]);
+  });
+  remove.addEventListener("click", () =>
+    busy(remove, status, async () => {
+      if (
+        !confirm(
+          "Remove the role mapping? Every user's roles become null, each reported in user.roles_changed.",
+        )
+      )
+        return;
+      const removed = await api("DELETE", path);
+      draw(removed.mapping);
+      fill(status, [
+        message(
+          "info",
+          `Removed: ${counted(removed.roles_changed, "user's roles", "users' roles")} changed.`,
+        ),
+      ]);
+    }),
+  );
+  busy(null, status, async () => draw(await api("GET", path)));
+  return panel(
+    { name: "Roles" },
+    el(
+      "p",
+      { class: "muted" },
+      "The roles of your product that the groups the IdP syncs grant, through nesting too.",
+    ),
+    status,
+    updated,
     form,
   );
 }

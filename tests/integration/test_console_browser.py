@@ -382,3 +382,41 @@ async def test_tenants_are_found_by_the_start_of_their_slug_or_a_part_of_their_n
     await find.press("Enter")
     nothing = f'No tenant\'s slug starts with "nothing-{mark}"'
     await expect(page.locator("main")).to_contain_text(nothing)
+
+
+async def test_a_role_mapping_set_in_the_console_gives_users_their_roles(
+    page: Page, server: str
+) -> None:
+    slug, idp = await _tenant(server)
+    async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
+        user = (await scim.post("/Users", json={"userName": "ada@example.com"}, headers=idp)).json()
+        group = {"displayName": "Engineering", "members": [{"value": user["id"]}]}
+        assert (await scim.post("/Groups", json=group, headers=idp)).status_code == 201
+
+    async def roles_of_the_user() -> list[str] | None:
+        async with _admin(server) as admin:
+            answer = await admin.get(f"/tenants/{slug}/users/{user['id']}/roles")
+        roles: list[str] | None = answer.json()["roles"]
+        return roles
+
+    page.on("dialog", _accept)
+    await _sign_in(page, server)
+    await page.goto(f"{server}/console#/tenants/{slug}")
+    mapping = page.get_by_role("region", name="Roles")
+    await expect(mapping).to_contain_text("No mapping")
+    await mapping.get_by_label("Default roles").fill("member")
+    await mapping.get_by_role("button", name="Add a rule").click()
+    await mapping.get_by_label("Group", exact=True).fill("engineering")
+    await mapping.get_by_label("Roles", exact=True).fill("developer, reviewer")
+    await mapping.get_by_role("button", name="Save the mapping").click()
+    await expect(mapping).to_contain_text("Saved: 1 user's roles changed")
+    assert await roles_of_the_user() == ["developer", "member", "reviewer"]
+    await _drawn_cleanly(page)
+
+    # Drawn again from what was stored.
+    await page.reload()
+    await expect(mapping.get_by_label("Roles", exact=True)).to_have_value("developer, reviewer")
+    await mapping.get_by_role("button", name="Remove the mapping").click()
+    await expect(mapping).to_contain_text("Removed: 1 user's roles changed")
+    await expect(mapping).to_contain_text("No mapping")
+    assert await roles_of_the_user() is None
