@@ -43,14 +43,16 @@ class _Asset:
 
 
 def _load(name: str, media_type: str) -> _Asset:
+    """The file ``name`` of this package (a text type's charset, UTF-8, is added by
+    Litestar)."""
     body = resources.files(__package__).joinpath(name).read_bytes()
     return _Asset(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
 
-_PAGE: Final = _load("index.html", "text/html; charset=utf-8")
+_PAGE: Final = _load("index.html", "text/html")
 _ASSETS: Final = {
-    "app.js": _load("app.js", "text/javascript; charset=utf-8"),
-    "app.css": _load("app.css", "text/css; charset=utf-8"),
+    "app.js": _load("app.js", "text/javascript"),
+    "app.css": _load("app.css", "text/css"),
     # Linked from the page: else the browser asks for /favicon.ico, which is not ours.
     "favicon.svg": _load("favicon.svg", "image/svg+xml"),
 }

@@ -20,7 +20,7 @@ _SCRIPT = resources.files("service.console").joinpath("app.js").read_text()
 async def test_the_page_is_served_with_a_strict_content_security_policy(client: Client) -> None:
     response = await client.get("/console")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
     policy = response.headers["content-security-policy"]
     assert "default-src 'none'" in policy
     assert "script-src 'self'" in policy
@@ -42,14 +42,19 @@ async def test_a_trailing_slash_is_sent_to_the_page_its_relative_links_are_made_
 
 
 @pytest.mark.parametrize(
-    ("name", "media_type"), [("app.js", "text/javascript"), ("app.css", "text/css")]
+    ("name", "media_type"),
+    [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ],
 )
 async def test_its_files_are_served_and_revalidated_by_etag(
     client: Client, name: str, media_type: str
 ) -> None:
     first = await client.get(f"/console/{name}")
     assert first.status_code == 200
-    assert first.headers["content-type"].startswith(media_type)
+    assert first.headers["content-type"] == media_type
     assert first.headers["cache-control"] == "no-cache"
     again = await client.get(f"/console/{name}", headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
