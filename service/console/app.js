@@ -353,6 +353,7 @@ async function tenantView(slug) {
     connectionPanel(tenant),
     tokensPanel(tenant, tokens.tokens),
     guardPanel(tenant),
+    usersPanel(tenant),
     requestsPanel(tenant),
     webhooksPanel(tenant),
     rolesPanel(tenant),
@@ -463,6 +464,85 @@ function tokensPanel(tenant, tokens) {
         )
       : el("p", { class: "muted" }, "No tokens: the tenant's IdP cannot connect until one is issued."),
     form,
+  );
+}
+
+function usersPanel(tenant) {
+  const status = el("div");
+  const body = el("tbody");
+  const count = el("p", { class: "muted" });
+  const find = el("input", {
+    name: "user-search",
+    type: "search",
+    placeholder: "userName, displayName or externalId",
+  });
+  const submit = el("button", { type: "submit", class: "plain" }, "Find");
+  const more = el("button", { type: "button", class: "plain", hidden: true }, "More");
+  const size = 25;
+  let shown = 0;
+
+  function rows(user) {
+    const details = el(
+      "tr",
+      { hidden: true },
+      el(
+        "td",
+        { colspan: 6 },
+        el(
+          "pre",
+          { class: "guide" },
+          JSON.stringify({ profile: user.profile, attributes: user.attributes }, null, 2),
+        ),
+      ),
+    );
+    const open = el("button", { type: "button", class: "plain", "aria-expanded": "false" }, user.userName);
+    open.addEventListener("click", () => {
+      details.hidden = !details.hidden;
+      open.setAttribute("aria-expanded", String(!details.hidden));
+    });
+    return [
+      el(
+        "tr",
+        {},
+        el("td", {}, open),
+        el("td", {}, badge(user.state)),
+        el("td", {}, user.active ? "active" : "inactive"),
+        el("td", {}, user.roles === null ? "—" : user.roles.join(", ") || "none"),
+        el("td", {}, when(user.created)),
+        el("td", {}, when(user.last_modified)),
+      ),
+      details,
+    ];
+  }
+
+  async function load(append) {
+    const query = new URLSearchParams({ offset: String(append ? shown : 0), limit: String(size) });
+    if (find.value.trim()) query.set("search", find.value.trim());
+    const page = await api("GET", `${slugPath(tenant.slug)}/users?${query}`);
+    shown = (append ? shown : 0) + page.users.length;
+    fill(body, [append ? [...body.children] : [], page.users.map(rows)]);
+    count.textContent = find.value.trim()
+      ? `${counted(page.total, "user")} found; ${shown} shown.`
+      : `${counted(page.total, "user")} (managed by the IdP, pre-loaded or soft-deleted); ${shown} shown.`;
+    more.hidden = shown >= page.total;
+  }
+
+  const form = el(
+    "form",
+    { class: "row", role: "search" },
+    el("label", { class: "grow" }, "Find a user", find),
+    submit,
+  );
+  submits(form, submit, status, () => load(false));
+  more.addEventListener("click", () => busy(more, status, () => load(true)));
+  busy(null, status, () => load(false));
+  return panel(
+    { name: "Users" },
+    status,
+    form,
+    count,
+    table("Users", ["userName", "State", "Active", "Roles", "Created", "Last modified"], body),
+    el("div", { class: "pager" }, more),
   );
 }
 

@@ -123,14 +123,19 @@ class ProvisioningAdminController(Controller):
         slug: FromPath[str],
         offset: FromQuery[int] = 0,
         limit: FromQuery[int] = 100,
+        search: FromQuery[str | None] = None,
     ) -> UserList:
-        """Every user (managed, pre-loaded, soft-deleted) with its mapped profile."""
+        """Every user (managed, pre-loaded, soft-deleted) with its mapped profile; with
+        `search`, those whose userName or displayName contains it (any case) or whose
+        externalId it is."""
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"offset must be 0 or more and limit 1 to {MAX_PAGE}")
         policies = PolicyStore(state.pool)
         tenant_id, schema = await policies.tenant(slug)
         mapping = await policies.mapping(slug)
-        total, rows = await lifecycle.users(state.pool, schema, offset=offset, limit=limit)
+        total, rows = await lifecycle.users(
+            state.pool, schema, offset=offset, limit=limit, search=search
+        )
         users = [user_admin.admin_user(row, mapping) for row in rows]
         return UserList(total, await _with_roles(state.pool, tenant_id, schema, users))
 

@@ -269,13 +269,25 @@ _ADMIN_COLUMNS = (
 )
 
 
-async def users(pool: Pool, schema: str, *, offset: int, limit: int) -> tuple[int, list[Row]]:
-    """Every user, visible over SCIM or not, in creation order, with the total."""
+async def users(
+    pool: Pool, schema: str, *, offset: int, limit: int, search: str | None = None
+) -> tuple[int, list[Row]]:
+    """Every user, visible over SCIM or not, in creation order, with the total; with
+    ``search``, those whose userName or displayName contains it (any case) or whose
+    externalId it is."""
     qualified = quoted_schema(schema)
-    total: int = await pool.fetchval(f"SELECT count(*) FROM {qualified}.users")
+    where, args = "", []
+    if search:
+        where = (
+            "WHERE strpos(lower(r.user_name), lower($1)) > 0 "
+            "OR strpos(lower(r.display_name), lower($1)) > 0 OR r.external_id = $1"
+        )
+        args = [search]
+    total: int = await pool.fetchval(f"SELECT count(*) FROM {qualified}.users r {where}", *args)
     rows = await pool.fetch(
-        f"SELECT {_ADMIN_COLUMNS} FROM {qualified}.users r ORDER BY r.created, r.id "
-        "OFFSET $1 LIMIT $2",
+        f"SELECT {_ADMIN_COLUMNS} FROM {qualified}.users r {where} ORDER BY r.created, r.id "
+        f"OFFSET ${len(args) + 1} LIMIT ${len(args) + 2}",
+        *args,
         offset,
         limit,
     )

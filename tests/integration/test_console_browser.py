@@ -420,3 +420,30 @@ async def test_a_role_mapping_set_in_the_console_gives_users_their_roles(
     await expect(mapping).to_contain_text("Removed: 1 user's roles changed")
     await expect(mapping).to_contain_text("No mapping")
     assert await roles_of_the_user() is None
+
+
+async def test_a_tenants_users_are_listed_found_and_opened(page: Page, server: str) -> None:
+    slug, idp = await _tenant(server)
+    async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
+        for n in range(25):
+            user = {"userName": f"user{n:02}@example.com", "active": n % 2 == 0}
+            assert (await scim.post("/Users", json=user, headers=idp)).status_code == 201
+        grace = {"userName": "grace@example.com", "displayName": "Grace Hopper", "title": "RADM"}
+        assert (await scim.post("/Users", json=grace, headers=idp)).status_code == 201
+
+    await _sign_in(page, server)
+    await page.goto(f"{server}/console#/tenants/{slug}")
+    users = page.get_by_role("region", name="Users")
+    listed = users.get_by_role("table", name="Users")
+    await expect(users).to_contain_text("26 users")
+    await expect(users).to_contain_text("25 shown")
+    await users.get_by_role("button", name="More").click()
+    await expect(users).to_contain_text("26 shown")
+    await expect(users.get_by_role("button", name="More")).to_be_hidden()
+
+    await users.get_by_label("Find a user").fill("hopper")
+    await users.get_by_role("button", name="Find").click()
+    await expect(users).to_contain_text("1 user found")
+    await listed.get_by_role("button", name="grace@example.com").click()
+    await expect(listed).to_contain_text('"title": "RADM"')
+    await _drawn_cleanly(page)

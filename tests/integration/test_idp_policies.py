@@ -189,6 +189,29 @@ async def test_no_match_creates_a_new_user(tenant: TenantHandle) -> None:
     assert sorted(u["state"] for u in listed["users"]) == ["managed", "preloaded"]
 
 
+async def test_users_are_found_by_user_name_display_name_or_external_id(
+    tenant: TenantHandle,
+) -> None:
+    await preload(tenant, userName="grace@example.com", displayName="Grace Hopper")
+    await post_user(tenant, userName="ada@example.com", externalId="obj-7")
+    await post_user(tenant, userName="alan@example.org", displayName="Alan Turing")
+
+    async def found(search: str, **page: int) -> tuple[int, list[str]]:
+        listed = await tenant.client.get(
+            admin(tenant, "/users"), params={"search": search, **page}, headers=admin_headers()
+        )
+        assert listed.status_code == 200, listed.text
+        body = listed.json()
+        return body["total"], [user["userName"] for user in body["users"]]
+
+    assert await found("EXAMPLE.COM") == (2, ["grace@example.com", "ada@example.com"])
+    assert await found("example.com", offset=1, limit=1) == (2, ["ada@example.com"])
+    assert await found("hopper") == (1, ["grace@example.com"])
+    assert await found("obj-7") == (1, ["ada@example.com"])
+    assert await found("OBJ-7") == (0, [])  # externalId is caseExact
+    assert await found("%") == (0, [])
+
+
 async def test_refuse_policy_answers_409(tenant: TenantHandle) -> None:
     await preload(tenant, userName="ada@example.com")
     await set_policy(tenant, link_mode="refuse")
