@@ -164,9 +164,11 @@ function copyable(label, value, name) {
   return el("div", {}, el("div", { class: "muted" }, label), el("div", { class: "copyable" }, field, copy));
 }
 
-// Runs `action` with the button (if any) disabled; an error is shown in `place`.
+// Runs `action` with the button (if any) disabled; what `place` said before goes,
+// an error is shown there.
 async function busy(button, place, action) {
   if (button) button.disabled = true;
+  place.replaceChildren();
   try {
     await action();
   } catch (error) {
