@@ -18,7 +18,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Route,
+    async_playwright,
+    expect,
+)
 from standardwebhooks.webhooks import Webhook
 
 from tenants.secrets import display_prefix
@@ -455,3 +463,24 @@ async def test_a_tenants_users_are_listed_found_and_opened(page: Page, server: s
     await listed.get_by_role("button", name="grace@example.com").click()
     await expect(listed).to_contain_text('"title": "RADM"')
     await _drawn_cleanly(page)
+
+
+async def test_the_console_works_under_a_proxys_path_prefix(page: Page, server: str) -> None:
+    """Served by a proxy as `<host>/behind-proxy/...`, the prefix stripped on the way in
+    (here Playwright's routing plays the proxy): every file and API call the page asks
+    for stays under the prefix."""
+    prefix = f"{server}/behind-proxy"
+    asked: list[str] = []
+
+    async def proxy(route: Route) -> None:
+        asked.append(route.request.url)
+        forwarded = await route.fetch(url=server + route.request.url.removeprefix(prefix))
+        await route.fulfill(response=forwarded)
+
+    await page.route(f"{prefix}/**", proxy)
+    await page.goto(f"{prefix}/console")
+    await page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Tenants")).to_be_visible()
+    paths = {url.removeprefix(prefix).split("?")[0] for url in asked}
+    assert {"/console", "/console/app.js", "/console/app.css", "/admin/v1/tenants"} <= paths
