@@ -219,7 +219,7 @@ function signInView() {
     try {
       await api("GET", "/tenants?limit=1", undefined, token.value);
     } catch (error) {
-      if (error.status === 401) throw new Error("That admin token was not accepted.");
+      if (error.status === 401) throw new Error(`That admin token was not accepted: ${error.message}.`);
       throw error;
     }
     sessionStorage.setItem(TOKEN_KEY, token.value);

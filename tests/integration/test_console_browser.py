@@ -244,7 +244,9 @@ async def test_a_wrong_token_is_refused_and_signing_out_forgets_the_right_one(
     await page.goto(f"{server}/console")
     await page.get_by_label("Admin token").fill("scimadm_not-the-token")
     await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("alert")).to_contain_text("not accepted")
+    await expect(page.get_by_role("alert")).to_contain_text(
+        "not accepted: a valid admin bearer token is required"
+    )
 
     await page.get_by_label("Admin token").fill(ADMIN_TOKEN)
     await page.get_by_role("button", name="Sign in").click()
