@@ -1,13 +1,15 @@
 """The operator's web console at `/console`: a static page and its script, a client of
 the admin API like any other.
 
-The browser keeps the admin token in the tab's `sessionStorage` and sends it as a
-bearer header to `/admin/v1`, so the server keeps no session and sets no cookie:
-no other site can make a signed-in browser act (nothing is sent without the
-script), and the API's guard, tests and audit stay the one way in. Every value
-the page shows is set as text, never parsed as markup, and the
-Content-Security-Policy below allows scripts, styles and requests to this origin
-only, so a tenant named like an HTML tag stays a name.
+The script keeps the admin token in its memory, from sign-in to sign-out or a
+reload, and sends it as a bearer header to `/admin/v1`, so the server keeps no
+session and sets no cookie: no other site can make a signed-in browser act
+(nothing is sent without the script), and the API's guard and tests stay the one
+way in. Not in `sessionStorage`: other pages of this origin could read it there,
+and `/schema`'s API browsers load scripts from public CDNs. Every value the page
+shows is set as text, never parsed as markup, and the Content-Security-Policy
+below allows scripts, styles and requests to this origin only, so a tenant named
+like an HTML tag stays a name.
 
 The files are read once, at import, and served from memory with an ETag."""
 

@@ -1,10 +1,9 @@
 // The operator console: a client of the admin API (/admin/v1), nothing more.
 //
 // Every value from the API is put on the page as text (`el` never parses markup),
-// and the admin token lives in this tab's sessionStorage only, sent as a bearer
-// header: see service/console/__init__.py for why there is no cookie.
+// and the admin token lives in this page's memory only, sent as a bearer header:
+// see service/console/__init__.py for why there is no cookie, and why not storage.
 
-const TOKEN_KEY = "scim-platform.admin-token";
 const IDP_TYPES = ["generic", "entra", "okta", "onelogin", "google", "jumpcloud"];
 const GUIDE_IDPS = ["entra", "okta", "onelogin", "jumpcloud"];
 const IDP_NAMES = {
@@ -35,8 +34,11 @@ class ApiError extends Error {
 
 // --- the admin API ------------------------------------------------------------------
 
+// The admin token, from sign-in to sign-out or the page's end.
+let signedInWith = null;
+
 function adminToken() {
-  return sessionStorage.getItem(TOKEN_KEY);
+  return signedInWith;
 }
 
 async function api(method, path, body, token = adminToken()) {
@@ -183,7 +185,7 @@ async function busy(button, place, action) {
 // --- signing in and out --------------------------------------------------------------
 
 function signOut(reason) {
-  sessionStorage.removeItem(TOKEN_KEY);
+  signedInWith = null;
   shownOnce = null;
   notice = reason;
   if (location.hash !== "" && location.hash !== "#/") location.hash = "#/";
@@ -197,7 +199,8 @@ function signInView() {
   const token = el("input", {
     type: "password",
     name: "token",
-    autocomplete: "off",
+    // A password manager may keep it: signing in again after a reload is then a click.
+    autocomplete: "current-password",
     required: true,
     class: "wide",
   });
@@ -209,7 +212,7 @@ function signInView() {
     el(
       "p",
       { class: "muted" },
-      "The admin token (SCIM_ADMIN_TOKEN). It is kept in this browser tab only, until you sign out or close it.",
+      "The admin token (SCIM_ADMIN_TOKEN). It is kept in this page only: signing out, reloading or closing it forgets it.",
     ),
     status,
     el("label", {}, "Admin token", token),
@@ -222,7 +225,7 @@ function signInView() {
       if (error.status === 401) throw new Error(`That admin token was not accepted: ${error.message}.`);
       throw error;
     }
-    sessionStorage.setItem(TOKEN_KEY, token.value);
+    signedInWith = token.value;
     render();
   });
   show(form);
