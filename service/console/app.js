@@ -360,6 +360,7 @@ async function tenantView(slug) {
     guardPanel(tenant),
     usersPanel(tenant),
     requestsPanel(tenant),
+    eventsPanel(tenant),
     webhooksPanel(tenant),
     rolesPanel(tenant),
     rateLimitPanel(tenant),
@@ -600,6 +601,75 @@ function requestsPanel(tenant) {
     el("div", { class: "row" }, el("label", {}, el("span", {}, errorsOnly, " Errors only")), refresh),
     status,
     table("Requests", ["Received", "Client", "Method", "Path", "Status", "Error", "Latency"], body),
+    el("div", { class: "pager" }, older),
+  );
+}
+
+function eventsPanel(tenant) {
+  const status = el("div");
+  const body = el("tbody");
+  const refresh = el("button", { type: "button", class: "plain" }, "Refresh");
+  const older = el("button", { type: "button", class: "plain", hidden: true }, "Older");
+  let next = null;
+
+  function rows(event) {
+    const details = el(
+      "tr",
+      { hidden: true },
+      el(
+        "td",
+        { colspan: 4 },
+        el(
+          "pre",
+          { class: "guide" },
+          JSON.stringify({ data: event.data, previous: event.previous }, null, 2),
+        ),
+      ),
+    );
+    const open = el("button", { type: "button", class: "plain", "aria-expanded": "false" }, event.type);
+    open.addEventListener("click", () => {
+      details.hidden = !details.hidden;
+      open.setAttribute("aria-expanded", String(!details.hidden));
+    });
+    return [
+      el(
+        "tr",
+        {},
+        el("td", {}, String(event.sequence)),
+        el("td", {}, open),
+        el("td", { class: "mono" }, `${event.resource.type} ${event.resource.id}`),
+        el("td", {}, when(event.occurred_at)),
+      ),
+      details,
+    ];
+  }
+
+  async function load(append) {
+    const query = new URLSearchParams({ limit: "20" });
+    if (append && next) query.set("before", next);
+    const page = await api("GET", `${slugPath(tenant.slug)}/events/recent?${query}`);
+    next = page.next;
+    older.hidden = !next;
+    const drawn = page.events.map(rows);
+    if (!append && !drawn.length) {
+      drawn.push(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No events yet.")));
+    }
+    fill(body, [append ? [...body.children] : [], drawn]);
+  }
+
+  refresh.addEventListener("click", () => busy(refresh, status, () => load(false)));
+  older.addEventListener("click", () => busy(older, status, () => load(true)));
+  busy(null, status, () => load(false));
+  return panel(
+    { name: "Events" },
+    el(
+      "p",
+      { class: "muted" },
+      "What your product hears of this tenant's changes, newest first (webhooks and the events API carry them).",
+    ),
+    el("div", { class: "row" }, refresh),
+    status,
+    table("Events", ["Number", "Type", "Resource", "Occurred"], body),
     el("div", { class: "pager" }, older),
   );
 }

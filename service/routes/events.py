@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
@@ -32,6 +33,12 @@ class EventPage(msgspec.Struct):
     events: list[dict[str, Any]]
     next: str
     """Pass as `after` to get what follows; the same cursor when nothing new has come yet."""
+
+
+class RecentEvents(msgspec.Struct):
+    events: list[dict[str, Any]]
+    next: str | None
+    """Pass as `before` for the events before these; null when these reach the first."""
 
 
 class NewEndpoint(msgspec.Struct, forbid_unknown_fields=True):
@@ -74,6 +81,17 @@ def _cursor(after: str | None) -> int:
     return int(after)
 
 
+async def _tenant(state: State, slug: str) -> asyncpg.Record:
+    """The tenant's id and schema name; NotFound if there is no such tenant."""
+    pool: Pool = state.pool
+    tenant: asyncpg.Record | None = await pool.fetchrow(
+        "SELECT id, schema_name FROM scim_control.tenants WHERE slug = $1", slug
+    )
+    if tenant is None:
+        raise NotFound(f"no tenant with slug {slug!r}")
+    return tenant
+
+
 def _store(state: State) -> WebhookStore:
     store: WebhookStore = state.webhooks
     return store
@@ -108,16 +126,32 @@ class EventsController(Controller):
         if not 1 <= limit <= MAX_EVENTS_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_EVENTS_PAGE}")
         cursor = _cursor(after)
-        pool: Pool = state.pool
-        tenant = await pool.fetchrow(
-            "SELECT id, schema_name FROM scim_control.tenants WHERE slug = $1", slug
-        )
-        if tenant is None:
-            raise NotFound(f"no tenant with slug {slug!r}")
-        stored = await outbox.read(pool, tenant["schema_name"], after=cursor, limit=limit)
+        tenant = await _tenant(state, slug)
+        stored = await outbox.read(state.pool, tenant["schema_name"], after=cursor, limit=limit)
         return EventPage(
             events=[events.envelope(event, tenant["id"], slug) for event in stored],
             next=str(stored[-1].sequence if stored else cursor),
+        )
+
+    @get("/tenants/{slug:str}/events/recent")
+    async def recent_events(
+        self,
+        state: State,
+        slug: FromPath[str],
+        before: FromQuery[str | None] = None,
+        limit: FromQuery[int] = DEFAULT_EVENTS_PAGE,
+    ) -> RecentEvents:
+        """A tenant's latest events, newest first, those numbered below `before` if given:
+        for a person looking at what happened lately (consumers read forward, above)."""
+        if not 1 <= limit <= MAX_EVENTS_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_EVENTS_PAGE}")
+        tenant = await _tenant(state, slug)
+        stored = await outbox.read_back(
+            state.pool, tenant["schema_name"], before=_cursor(before) or None, limit=limit
+        )
+        return RecentEvents(
+            events=[events.envelope(event, tenant["id"], slug) for event in stored],
+            next=str(stored[-1].sequence) if len(stored) == limit else None,
         )
 
     @post("/tenants/{slug:str}/webhooks")

@@ -404,6 +404,21 @@ async def read(
     return [_stored(row) for row in rows]
 
 
+async def read_back(
+    conn: Connection | Pool, schema: str, *, before: int | None, limit: int
+) -> list[StoredEvent]:
+    """Events numbered below ``before`` (all when None), newest first: what happened
+    lately, for a person looking; consumers read forward (`read`)."""
+    rows = await conn.fetch(
+        "SELECT sequence, id, type, resource_type, resource_id, occurred_at, data, previous "
+        f"FROM {quoted_schema(schema)}.events WHERE $1::bigint IS NULL OR sequence < $1 "
+        "ORDER BY sequence DESC LIMIT $2",
+        before,
+        limit,
+    )
+    return [_stored(row) for row in rows]
+
+
 async def purge(conn: Connection | Pool, schema: str, *, older_than: datetime) -> int:
     """Delete events that occurred before ``older_than``; returns how many."""
     result: str = await conn.execute(

@@ -179,15 +179,16 @@ async def test_an_operator_onboards_a_tenant_whose_idp_then_connects(
             f"{url}/Users", json={"userName": ""}, headers={"Authorization": f"Bearer {token}"}
         )
     assert refused.status_code == 400
-    requests = page.get_by_role("table", name="Requests")
+    logged = page.get_by_role("region", name="Provisioning requests")
+    requests = logged.get_by_role("table", name="Requests")
     for _ in range(40):
-        await page.get_by_role("button", name="Refresh").click()
+        await logged.get_by_role("button", name="Refresh").click()
         if await requests.get_by_role("row").count() >= 3:  # the header and two requests
             break
         await asyncio.sleep(0.25)
     await expect(requests.get_by_role("row").nth(1)).to_contain_text("400")
     await expect(requests.get_by_role("row").nth(2)).to_contain_text("200")
-    await page.get_by_label("Errors only").check()
+    await logged.get_by_label("Errors only").check()
     await expect(requests.get_by_role("row")).to_have_count(2)
 
     # The Secret Token is shown once: the tenant's page, drawn again, has only its prefix.
@@ -479,6 +480,16 @@ async def test_a_tenants_users_are_listed_found_and_opened(page: Page, server: s
     await listed.get_by_role("button", name="grace@example.com").click()
     await expect(listed).to_contain_text('"title": "RADM"')
     await _drawn_cleanly(page)
+
+    # What the product heard, newest first: Grace's creation, then the 25 before it.
+    events = page.get_by_role("region", name="Events").get_by_role("table", name="Events")
+    await expect(events.get_by_role("row")).to_have_count(21)
+    newest = events.get_by_role("row").nth(1)
+    await expect(newest).to_contain_text("26")
+    await newest.get_by_role("button", name="user.created").click()
+    await expect(events).to_contain_text('"userName": "grace@example.com"')
+    await page.get_by_role("region", name="Events").get_by_role("button", name="Older").click()
+    await expect(events.get_by_role("row").filter(has_text="user.created")).to_have_count(26)
 
 
 async def test_the_console_works_under_a_proxys_path_prefix(page: Page, server: str) -> None:

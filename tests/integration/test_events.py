@@ -1373,6 +1373,32 @@ async def test_events_api_errors(client: Client, tenant: TenantHandle) -> None:
     assert anonymous.status_code == 401
 
 
+async def test_recent_events_are_read_back_newest_first(
+    client: Client, tenant: TenantHandle
+) -> None:
+    for n in range(5):
+        await tenant.create_user(f"recent{n}@example.com")
+    forward = await all_events(client, tenant.slug)
+    url = f"/admin/v1/tenants/{tenant.slug}/events/recent"
+
+    async def recent(**params: Any) -> Any:
+        response = await client.get(url, params=params, headers=admin_headers())
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    latest = await recent(limit=3)
+    assert latest["events"] == forward[::-1][:3]
+    older = await recent(limit=3, before=latest["next"])
+    assert older == {"events": forward[::-1][3:], "next": None}
+    assert (await recent())["events"] == forward[::-1]
+    for bad in ({"before": "abc"}, {"limit": 0}, {"limit": 5000}):
+        refused = await client.get(url, params=bad, headers=admin_headers())
+        assert refused.status_code == 400, bad
+    missing = await client.get("/admin/v1/tenants/nope/events/recent", headers=admin_headers())
+    assert missing.status_code == 404
+    assert (await client.get(url)).status_code == 401
+
+
 async def test_events_can_be_turned_off(db: Pool, tenant: TenantHandle) -> None:
     schema = await schema_of(db, tenant.slug)
     scope = provisioning.Scope(schema=schema, base_url="http://x", events=False)
