@@ -677,10 +677,52 @@ function eventsPanel(tenant) {
 function guardPanel(tenant) {
   const status = el("div");
   const state = el("div", {}, el("p", { class: "muted" }, "Loading…"));
+  const path = `${slugPath(tenant.slug)}/guard`;
+  const fields = {
+    enabled: el(
+      "select",
+      { name: "guard-enabled" },
+      el("option", { value: "" }, "Default"),
+      el("option", { value: "true" }, "On"),
+      el("option", { value: "false" }, "Off"),
+    ),
+    threshold_percent: el("input", { name: "guard-threshold", type: "number", min: 1, max: 100 }),
+    window_seconds: el("input", { name: "guard-window", type: "number", min: 1 }),
+    min_users: el("input", { name: "guard-min-users", type: "number", min: 0 }),
+  };
+  const save = el("button", { type: "submit" }, "Save the guard's settings");
+  const form = el(
+    "form",
+    { class: "row" },
+    el("label", {}, "Guard", fields.enabled),
+    el("label", {}, "Threshold (%)", fields.threshold_percent),
+    el("label", {}, "Window (s)", fields.window_seconds),
+    el("label", {}, "Smallest tenant guarded (users)", fields.min_users),
+    save,
+  );
+  submits(form, save, status, async () => {
+    const chosen = fields.enabled.value;
+    const body = { enabled: chosen === "" ? null : chosen === "true" };
+    for (const name of ["threshold_percent", "window_seconds", "min_users"]) {
+      body[name] = fields[name].value === "" ? null : Number(fields[name].value);
+    }
+    await api("PUT", path, body);
+    await load();
+    fill(status, [message("info", "Saved. A field left empty takes the service's default.")]);
+  });
+
+  function drawSettings(guard) {
+    const own = guard.override;
+    fields.enabled.value = own.enabled === null ? "" : String(own.enabled);
+    for (const name of ["threshold_percent", "window_seconds", "min_users"]) {
+      fields[name].value = own[name] === null ? "" : String(own[name]);
+      fields[name].placeholder = String(guard.settings[name]);
+    }
+  }
 
   async function settle(action, question) {
     if (!confirm(question)) return;
-    const settled = await api("POST", `${slugPath(tenant.slug)}/guard/${action}`);
+    const settled = await api("POST", `${path}/${action}`);
     await load();
     const count = action === "release" ? settled.released : settled.discarded;
     status.replaceChildren(
@@ -692,9 +734,10 @@ function guardPanel(tenant) {
   }
 
   async function load() {
-    const guard = await api("GET", `${slugPath(tenant.slug)}/guard`);
+    const guard = await api("GET", path);
+    drawSettings(guard);
     const rule = guard.settings.enabled
-      ? `On: it trips when deprovisions within ${guard.settings.window_seconds} s exceed ${guard.settings.threshold_percent}% of the active users (tenants of at least ${guard.settings.min_users} users).`
+      ? `On: it trips when deprovisions within ${guard.settings.window_seconds} s exceed ${guard.settings.threshold_percent}% of the active users (tenants of at least ${counted(guard.settings.min_users, "user")}).`
       : "Off: deprovisions are delivered however many.";
     const window = guard.window_started_at
       ? `This window: ${counted(guard.window_deprovisions, "deprovision")} of ${counted(guard.window_users, "active user")} since ${when(guard.window_started_at)}.`
@@ -741,8 +784,16 @@ function guardPanel(tenant) {
     );
   }
 
+  const refresh = el("button", { type: "button", class: "plain" }, "Refresh");
+  refresh.addEventListener("click", () => busy(refresh, status, load));
   busy(null, status, load);
-  return panel({ name: "Mass-deprovisioning guard" }, status, state);
+  return panel(
+    { name: "Mass-deprovisioning guard" },
+    el("div", { class: "row" }, refresh),
+    status,
+    state,
+    form,
+  );
 }
 
 function webhooksPanel(tenant) {

@@ -288,13 +288,30 @@ async def test_names_from_the_api_are_shown_as_text_never_run(page: Page, server
     assert await page.title() != "owned"
 
 
-async def test_a_tripped_guard_is_seen_and_its_held_events_released(
+async def test_a_guard_set_in_the_console_trips_and_its_held_events_are_released(
     page: Page, server: str
 ) -> None:
     slug, idp = await _tenant(server)
+    page.on("dialog", _accept)
+    await _sign_in(page, server)
+    await page.goto(f"{server}/console#/tenants/{slug}")
+    guard = page.get_by_role("region", name="Mass-deprovisioning guard")
+    await guard.get_by_role("combobox").select_option("true")
+    await guard.get_by_label("Threshold (%)").fill("10")
+    await guard.get_by_label("Smallest tenant guarded (users)").fill("1")
+    await guard.get_by_role("button", name="Save the guard's settings").click()
+    await expect(guard).to_contain_text(
+        "exceed 10% of the active users (tenants of at least 1 user)"
+    )
     async with _admin(server) as admin:
-        guarded = {"enabled": True, "threshold_percent": 10, "min_users": 1}
-        assert (await admin.put(f"/tenants/{slug}/guard", json=guarded)).status_code == 200
+        override = (await admin.get(f"/tenants/{slug}/guard")).json()["override"]
+    assert override == {
+        "enabled": True,
+        "threshold_percent": 10,
+        "window_seconds": None,
+        "min_users": 1,
+    }
+
     async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
         ids = []
         for n in range(3):
@@ -307,10 +324,7 @@ async def test_a_tripped_guard_is_seen_and_its_held_events_released(
         patched = await scim.patch(f"/Users/{ids[0]}", json=deactivation, headers=idp)
         assert patched.status_code in (200, 204), patched.text
 
-    page.on("dialog", _accept)
-    await _sign_in(page, server)
-    await page.goto(f"{server}/console#/tenants/{slug}")
-    guard = page.get_by_role("region", name="Mass-deprovisioning guard")
+    await guard.get_by_role("button", name="Refresh").click()
     await expect(guard).to_contain_text("holding 1 event about 1 user")
     await expect(guard).to_contain_text("user.deactivated: 1")
     await _drawn_cleanly(page)
