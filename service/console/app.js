@@ -145,6 +145,23 @@ function panel({ name, title = name, kind = "" }, ...children) {
   return el("section", { class: `panel ${kind}`.trim(), "aria-label": name }, el("h2", {}, title), children);
 }
 
+// A table row of the cells `cells(open)` gives, `open` a button named `label` that
+// shows or hides `value`, as indented JSON, in a row of its own below: both rows.
+function rowWithDetails(label, value, cells) {
+  const open = el("button", { type: "button", class: "plain", "aria-expanded": "false" }, label);
+  const row = el("tr", {}, cells(open));
+  const details = el(
+    "tr",
+    { hidden: true },
+    el("td", { colspan: row.children.length }, el("pre", { class: "guide" }, JSON.stringify(value, null, 2))),
+  );
+  open.addEventListener("click", () => {
+    details.hidden = !details.hidden;
+    open.setAttribute("aria-expanded", String(!details.hidden));
+  });
+  return [row, details];
+}
+
 function badge(text) {
   return el("span", { class: `badge ${text}` }, text);
 }
@@ -488,37 +505,14 @@ function usersPanel(tenant) {
   let shown = 0;
 
   function rows(user) {
-    const details = el(
-      "tr",
-      { hidden: true },
-      el(
-        "td",
-        { colspan: 6 },
-        el(
-          "pre",
-          { class: "guide" },
-          JSON.stringify({ profile: user.profile, attributes: user.attributes }, null, 2),
-        ),
-      ),
-    );
-    const open = el("button", { type: "button", class: "plain", "aria-expanded": "false" }, user.userName);
-    open.addEventListener("click", () => {
-      details.hidden = !details.hidden;
-      open.setAttribute("aria-expanded", String(!details.hidden));
-    });
-    return [
-      el(
-        "tr",
-        {},
-        el("td", {}, open),
-        el("td", {}, badge(user.state)),
-        el("td", {}, user.active ? "active" : "inactive"),
-        el("td", {}, user.roles === null ? "—" : user.roles.join(", ") || "none"),
-        el("td", {}, when(user.created)),
-        el("td", {}, when(user.last_modified)),
-      ),
-      details,
-    ];
+    return rowWithDetails(user.userName, { profile: user.profile, attributes: user.attributes }, (open) => [
+      el("td", {}, open),
+      el("td", {}, badge(user.state)),
+      el("td", {}, user.active ? "active" : "inactive"),
+      el("td", {}, user.roles === null ? "—" : user.roles.join(", ") || "none"),
+      el("td", {}, when(user.created)),
+      el("td", {}, when(user.last_modified)),
+    ]);
   }
 
   async function load(append) {
@@ -613,35 +607,12 @@ function eventsPanel(tenant) {
   let next = null;
 
   function rows(event) {
-    const details = el(
-      "tr",
-      { hidden: true },
-      el(
-        "td",
-        { colspan: 4 },
-        el(
-          "pre",
-          { class: "guide" },
-          JSON.stringify({ data: event.data, previous: event.previous }, null, 2),
-        ),
-      ),
-    );
-    const open = el("button", { type: "button", class: "plain", "aria-expanded": "false" }, event.type);
-    open.addEventListener("click", () => {
-      details.hidden = !details.hidden;
-      open.setAttribute("aria-expanded", String(!details.hidden));
-    });
-    return [
-      el(
-        "tr",
-        {},
-        el("td", {}, String(event.sequence)),
-        el("td", {}, open),
-        el("td", { class: "mono" }, `${event.resource.type} ${event.resource.id}`),
-        el("td", {}, when(event.occurred_at)),
-      ),
-      details,
-    ];
+    return rowWithDetails(event.type, { data: event.data, previous: event.previous }, (open) => [
+      el("td", {}, String(event.sequence)),
+      el("td", {}, open),
+      el("td", { class: "mono" }, `${event.resource.type} ${event.resource.id}`),
+      el("td", {}, when(event.occurred_at)),
+    ]);
   }
 
   async function load(append) {

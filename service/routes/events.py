@@ -81,6 +81,11 @@ def _cursor(after: str | None) -> int:
     return int(after)
 
 
+def _check_page_size(limit: int) -> None:
+    if not 1 <= limit <= MAX_EVENTS_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_EVENTS_PAGE}")
+
+
 async def _tenant(state: State, slug: str) -> asyncpg.Record:
     """The tenant's id and schema name; NotFound if there is no such tenant."""
     pool: Pool = state.pool
@@ -123,8 +128,7 @@ class EventsController(Controller):
         Events are numbered without gaps in commit order, so a consumer that stores
         `next` and resumes with it after a crash neither misses nor repeats an event.
         """
-        if not 1 <= limit <= MAX_EVENTS_PAGE:
-            raise InvalidInput(f"limit must be between 1 and {MAX_EVENTS_PAGE}")
+        _check_page_size(limit)
         cursor = _cursor(after)
         tenant = await _tenant(state, slug)
         stored = await outbox.read(state.pool, tenant["schema_name"], after=cursor, limit=limit)
@@ -143,8 +147,7 @@ class EventsController(Controller):
     ) -> RecentEvents:
         """A tenant's latest events, newest first, those numbered below `before` if given:
         for a person looking at what happened lately (consumers read forward, above)."""
-        if not 1 <= limit <= MAX_EVENTS_PAGE:
-            raise InvalidInput(f"limit must be between 1 and {MAX_EVENTS_PAGE}")
+        _check_page_size(limit)
         tenant = await _tenant(state, slug)
         stored = await outbox.read_back(
             state.pool, tenant["schema_name"], before=_cursor(before) or None, limit=limit

@@ -391,12 +391,18 @@ def _stored(row: asyncpg.Record) -> StoredEvent:
     )
 
 
+_EVENT_COLUMNS: Final = (
+    "sequence, id, type, resource_type, resource_id, occurred_at, data, previous"
+)
+"""What `_stored` reads of an event row."""
+
+
 async def read(
     conn: Connection | Pool, schema: str, *, after: int, limit: int
 ) -> list[StoredEvent]:
     """Events numbered above ``after``, oldest first."""
     rows = await conn.fetch(
-        "SELECT sequence, id, type, resource_type, resource_id, occurred_at, data, previous "
+        f"SELECT {_EVENT_COLUMNS} "
         f"FROM {quoted_schema(schema)}.events WHERE sequence > $1 ORDER BY sequence LIMIT $2",
         after,
         limit,
@@ -410,7 +416,7 @@ async def read_back(
     """Events numbered below ``before`` (all when None), newest first: what happened
     lately, for a person looking; consumers read forward (`read`)."""
     rows = await conn.fetch(
-        "SELECT sequence, id, type, resource_type, resource_id, occurred_at, data, previous "
+        f"SELECT {_EVENT_COLUMNS} "
         f"FROM {quoted_schema(schema)}.events WHERE $1::bigint IS NULL OR sequence < $1 "
         "ORDER BY sequence DESC LIMIT $2",
         before,

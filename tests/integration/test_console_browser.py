@@ -109,6 +109,18 @@ async def _sign_in(page: Page, server: str) -> None:
     await expect(page.get_by_role("heading", name="Tenants")).to_be_visible()
 
 
+async def _open_tenant(page: Page, server: str, slug: str) -> None:
+    """Signs in and opens the tenant's page, saying yes to every "are you sure?"."""
+    page.on("dialog", _accept)
+    await _sign_in(page, server)
+    await page.goto(f"{server}/console#/tenants/{slug}")
+
+
+def _scim(server: str, slug: str) -> httpx.AsyncClient:
+    """A client of the tenant's SCIM endpoint (its IdP's headers are the test's)."""
+    return httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30)
+
+
 async def _reload(page: Page) -> None:
     """Loads the page again, which forgets the admin token, and signs in on it: the
     console draws the page the address names."""
@@ -281,8 +293,7 @@ async def test_names_from_the_api_are_shown_as_text_never_run(page: Page, server
     async with _admin(server) as admin:
         created = await admin.post("/tenants", json={"slug": slug, "name": name})
         assert created.status_code == 201, created.text
-    await _sign_in(page, server)
-    await page.goto(f"{server}/console#/tenants/{slug}")
+    await _open_tenant(page, server, slug)
     await expect(page.get_by_role("heading", level=1)).to_contain_text(name)
     assert await page.locator("main img").count() == 0
     assert await page.title() != "owned"
@@ -292,9 +303,7 @@ async def test_a_guard_set_in_the_console_trips_and_its_held_events_are_released
     page: Page, server: str
 ) -> None:
     slug, idp = await _tenant(server)
-    page.on("dialog", _accept)
-    await _sign_in(page, server)
-    await page.goto(f"{server}/console#/tenants/{slug}")
+    await _open_tenant(page, server, slug)
     guard = page.get_by_role("region", name="Mass-deprovisioning guard")
     await guard.get_by_role("combobox").select_option("true")
     await guard.get_by_label("Threshold (%)").fill("10")
@@ -312,7 +321,7 @@ async def test_a_guard_set_in_the_console_trips_and_its_held_events_are_released
         "min_users": 1,
     }
 
-    async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
+    async with _scim(server, slug) as scim:
         ids = []
         for n in range(3):
             made = await scim.post("/Users", json={"userName": f"u{n}@example.com"}, headers=idp)
@@ -340,9 +349,7 @@ async def test_a_webhook_added_in_the_console_receives_signed_events(
     page: Page, server: str
 ) -> None:
     slug, idp = await _tenant(server)
-    page.on("dialog", _accept)
-    await _sign_in(page, server)
-    await page.goto(f"{server}/console#/tenants/{slug}")
+    await _open_tenant(page, server, slug)
     hooks = page.get_by_role("region", name="Webhooks")
     # What the API refuses is said in the panel, and goes once a request succeeds.
     await hooks.get_by_label("URL").fill("ftp://product.example.com/hook")
@@ -358,7 +365,7 @@ async def test_a_webhook_added_in_the_console_receives_signed_events(
         await expect(hooks.get_by_role("table", name="Webhooks")).to_contain_text(product.url)
         await expect(hooks.get_by_role("alert")).to_have_count(0)
 
-        async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
+        async with _scim(server, slug) as scim:
             made = await scim.post("/Users", json={"userName": "hooked@example.com"}, headers=idp)
             assert made.status_code == 201, made.text
         await product.wait_for(1)
@@ -379,8 +386,7 @@ async def test_a_tenants_rate_limit_is_changed_and_reset_from_the_console(
     page: Page, server: str
 ) -> None:
     slug, idp = await _tenant(server)
-    await _sign_in(page, server)
-    await page.goto(f"{server}/console#/tenants/{slug}")
+    await _open_tenant(page, server, slug)
     limit = page.get_by_role("region", name="Rate limit")
     await expect(limit).to_contain_text("the service's defaults")
     await limit.get_by_label("Requests a second").fill("1")
@@ -391,7 +397,7 @@ async def test_a_tenants_rate_limit_is_changed_and_reset_from_the_console(
     await _drawn_cleanly(page)
 
     # The service applies it: a third request within the window is refused.
-    async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
+    async with _scim(server, slug) as scim:
         answers = [(await scim.get("/Users", headers=idp)).status_code for _ in range(3)]
     assert answers == [200, 200, 429]
 
@@ -435,7 +441,7 @@ async def test_a_role_mapping_set_in_the_console_gives_users_their_roles(
     page: Page, server: str
 ) -> None:
     slug, idp = await _tenant(server)
-    async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
+    async with _scim(server, slug) as scim:
         user = (await scim.post("/Users", json={"userName": "ada@example.com"}, headers=idp)).json()
         group = {"displayName": "Engineering", "members": [{"value": user["id"]}]}
         assert (await scim.post("/Groups", json=group, headers=idp)).status_code == 201
@@ -446,9 +452,7 @@ async def test_a_role_mapping_set_in_the_console_gives_users_their_roles(
         roles: list[str] | None = answer.json()["roles"]
         return roles
 
-    page.on("dialog", _accept)
-    await _sign_in(page, server)
-    await page.goto(f"{server}/console#/tenants/{slug}")
+    await _open_tenant(page, server, slug)
     mapping = page.get_by_role("region", name="Roles")
     await expect(mapping).to_contain_text("No mapping")
     await mapping.get_by_label("Default roles").fill("member")
@@ -471,15 +475,14 @@ async def test_a_role_mapping_set_in_the_console_gives_users_their_roles(
 
 async def test_a_tenants_users_are_listed_found_and_opened(page: Page, server: str) -> None:
     slug, idp = await _tenant(server)
-    async with httpx.AsyncClient(base_url=f"{server}/scim/v2/{slug}", timeout=30) as scim:
+    async with _scim(server, slug) as scim:
         for n in range(25):
             user = {"userName": f"user{n:02}@example.com", "active": n % 2 == 0}
             assert (await scim.post("/Users", json=user, headers=idp)).status_code == 201
         grace = {"userName": "grace@example.com", "displayName": "Grace Hopper", "title": "RADM"}
         assert (await scim.post("/Users", json=grace, headers=idp)).status_code == 201
 
-    await _sign_in(page, server)
-    await page.goto(f"{server}/console#/tenants/{slug}")
+    await _open_tenant(page, server, slug)
     users = page.get_by_role("region", name="Users")
     listed = users.get_by_role("table", name="Users")
     await expect(users).to_contain_text("26 users")
