@@ -41,6 +41,7 @@ from tenants.auth import Authenticator
 from tenants.control import close_pool, open_pool
 from tenants.errors import Conflict, ControlPlaneError, InvalidInput, NotFound
 from tenants.registry import TenantRegistry
+from tenants.spares import SpareKeeper
 from tenants.tokens import TokenStore
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
             flush_seconds=settings.last_used_flush_seconds,
         )
         await authenticator.start(dsn)
-        registry = TenantRegistry(settings)
+        keeper = SpareKeeper(pool, settings.spare_schemas)
+        keeper.start()
+        registry = TenantRegistry(settings, spare_taken=keeper.taken)
         announcer = outbox.Announcer(pool)
         app.state.update(
             pool=pool,
@@ -148,11 +151,13 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
             registry=registry,
             tokens=TokenStore(registry),
             announcer=announcer,
+            spare_keeper=keeper,
         )
         try:
             yield
         finally:
             await announcer.stop()
+            await keeper.stop()
             await authenticator.stop()
             telemetry.bind_pools({})
             await tenant_pools.close()

@@ -163,6 +163,9 @@ class Settings:
     """`SCIM_LAST_USED_FLUSH_SECONDS`: how often token last-used times are written."""
     migrate_concurrency: int = 4
     """`SCIM_MIGRATE_CONCURRENCY`: tenants migrated at once by `migrate`."""
+    spare_schemas: int = 4
+    """`SCIM_SPARE_SCHEMAS`: tenant schemas `serve` keeps made ahead, so onboarding
+    runs no DDL (`tenants.spares`); 0 makes each at onboarding."""
     workers: int = 1
     """`SCIM_WORKERS`: `serve` processes sharing the port (each with its own pool and caches)."""
     max_page_size: int = 1000
@@ -240,6 +243,7 @@ class Settings:
             migrate_concurrency=_int(
                 env, "SCIM_MIGRATE_CONCURRENCY", cls.migrate_concurrency, minimum=1
             ),
+            spare_schemas=_int(env, "SCIM_SPARE_SCHEMAS", cls.spare_schemas),
             workers=_int(env, "SCIM_WORKERS", cls.workers, minimum=1),
             max_page_size=_int(env, "SCIM_MAX_PAGE_SIZE", cls.max_page_size, minimum=1),
             rate_limit=_rate_limit_defaults(env),

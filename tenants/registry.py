@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -16,7 +17,7 @@ import asyncpg
 import msgspec
 
 from service.settings import Settings
-from tenants import notifications
+from tenants import notifications, spares
 from tenants.control import engine
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.migrations import LATEST_VERSION, new_schema_script
@@ -108,8 +109,12 @@ async def tenant_schema_at(conn: Any, slug: str, version: int) -> tuple[uuid.UUI
 
 
 class TenantRegistry:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, spare_taken: Callable[[], None] | None = None
+    ) -> None:
+        """``spare_taken``: told after onboarding used a spare schema (`tenants.spares`)."""
         self._settings = settings
+        self._spare_taken = spare_taken
 
     def _info(self, row: dict[str, Any], grace: int | None) -> TenantInfo:
         return TenantInfo(
@@ -137,11 +142,12 @@ class TenantRegistry:
         validate_slug(slug)
         name = _validate_name(name)
         _validate_choice(idp_type, "idp_type", IDP_TYPES)
-        tenant_id = uuid.uuid4()
-        schema = schema_name_for(tenant_id)
         try:
             async with engine().transaction() as transaction:
                 conn = transaction.connection
+                spare = await spares.take(conn)
+                tenant_id = spare or uuid.uuid4()
+                schema = schema_name_for(tenant_id)
                 [row] = await Tenant.insert(
                     Tenant(
                         id=tenant_id,
@@ -152,9 +158,12 @@ class TenantRegistry:
                         schema_version=LATEST_VERSION,
                     )
                 ).returning(*_SELECT)
-                await conn.execute(new_schema_script(schema))
+                if spare is None:
+                    await conn.execute(new_schema_script(schema))
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"a tenant with slug {slug!r} already exists") from exc
+        if spare is not None and self._spare_taken is not None:
+            self._spare_taken()
         # A new tenant has no settings of its own yet: no rotation grace to read.
         return self._info(row, None)
 

@@ -15,6 +15,7 @@ from tenants.migrations import LATEST_VERSION, TENANT_MIGRATIONS, apply_pending,
 from tenants.piccolo_migrations import control_2026_11_23t12_00_00_000000
 from tenants.schemas import quoted_schema, schema_name_for
 from tests.support.application import Client, TenantHandle, schema_of
+from tests.support.schemas import schema_shape
 
 TENANT_TABLES = {"users", "groups", "group_members"}
 
@@ -110,31 +111,6 @@ async def test_one_broken_tenant_does_not_stop_the_others(db: Pool, old_tenants:
     assert version == 0
 
 
-async def _shape(db: Pool, schema: str) -> dict[str, list[tuple[object, ...]]]:
-    """Columns, indexes, constraints, functions and triggers of a schema, its name taken out."""
-
-    def plain(value: object) -> object:
-        return value.replace(schema, "<schema>") if isinstance(value, str) else value
-
-    queries = {
-        "columns": "SELECT table_name, column_name, data_type, is_nullable, column_default, "
-        "is_identity, is_generated, generation_expression "
-        "FROM information_schema.columns WHERE table_schema = $1",
-        "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1",
-        "constraints": "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
-        "JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = $1",
-        "functions": "SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc p "
-        "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1",
-        "triggers": "SELECT t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
-        "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = $1 AND NOT t.tgisinternal",
-    }
-    return {
-        name: sorted(tuple(plain(value) for value in row) for row in await db.fetch(sql, schema))
-        for name, sql in queries.items()
-    }
-
-
 async def test_a_new_tenant_gets_the_schema_the_migrations_build_step_by_step(
     db: Pool, tenant: TenantHandle, old_tenants: list[str]
 ) -> None:
@@ -146,8 +122,8 @@ async def test_a_new_tenant_gets_the_schema_the_migrations_build_step_by_step(
     )
     await migrate_all(db, concurrency=4)
     upgraded = old_tenants[0]
-    assert await _shape(db, new) == await _shape(db, upgraded)
-    assert (await _shape(db, new))["indexes"]
+    assert await schema_shape(db, new) == await schema_shape(db, upgraded)
+    assert (await schema_shape(db, new))["indexes"]
 
 
 async def test_each_function_a_tenants_schema_names_is_the_only_one_of_its_name(

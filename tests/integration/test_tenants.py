@@ -34,7 +34,12 @@ async def tenant_count(db: Pool) -> int:
 
 
 async def schema_count(db: Pool) -> int:
-    count: int = await db.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_%'")
+    """Tenant schemas, not counting spares (the keeper makes them in the background)."""
+    count: int = await db.fetchval(
+        "SELECT count(*) FROM pg_namespace n WHERE nspname LIKE 't\\_%' AND NOT EXISTS ("
+        " SELECT 1 FROM scim_control.spare_schemas s"
+        " WHERE n.nspname = 't_' || replace(s.id::text, '-', ''))"
+    )
     return count
 
 

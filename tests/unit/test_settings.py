@@ -19,6 +19,7 @@ INT_VARIABLES = {
     "SCIM_AUTH_CACHE_SECONDS": ("auth_cache_seconds", 0),
     "SCIM_LAST_USED_FLUSH_SECONDS": ("last_used_flush_seconds", 1),
     "SCIM_MIGRATE_CONCURRENCY": ("migrate_concurrency", 1),
+    "SCIM_SPARE_SCHEMAS": ("spare_schemas", 0),
     "SCIM_MAX_PAGE_SIZE": ("max_page_size", 1),
 }
 
@@ -47,6 +48,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.auth_cache_seconds == 30
     assert settings.last_used_flush_seconds == 60
     assert settings.migrate_concurrency == 4
+    assert settings.spare_schemas == 4
     assert settings.max_page_size == 1000
     assert settings.log_level == "INFO"
 
@@ -89,6 +91,7 @@ def test_every_variable_is_parsed() -> None:
             "SCIM_AUTH_CACHE_SECONDS": "7",
             "SCIM_LAST_USED_FLUSH_SECONDS": "15",
             "SCIM_MIGRATE_CONCURRENCY": "9",
+            "SCIM_SPARE_SCHEMAS": "0",
             "SCIM_MAX_PAGE_SIZE": "250",
             "SCIM_LOG_LEVEL": "debug",
         }
@@ -107,6 +110,7 @@ def test_every_variable_is_parsed() -> None:
         auth_cache_seconds=7,
         last_used_flush_seconds=15,
         migrate_concurrency=9,
+        spare_schemas=0,
         max_page_size=250,
         log_level="DEBUG",
     )
