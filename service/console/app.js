@@ -6,6 +6,9 @@
 
 const IDP_TYPES = ["generic", "entra", "okta", "onelogin", "google", "jumpcloud"];
 const GUIDE_IDPS = ["entra", "okta", "onelogin", "jumpcloud"];
+const LINK_MODES = ["link", "refuse"];
+const MATCH_KEYS = ["externalId", "userName", "email"];
+const DEPROVISION_MODES = ["deactivate", "soft_delete", "hard_delete"];
 const IDP_NAMES = {
   generic: "Generic SCIM client",
   entra: "Microsoft Entra ID",
@@ -380,6 +383,10 @@ async function tenantView(slug) {
     eventsPanel(tenant),
     webhooksPanel(tenant),
     rolesPanel(tenant),
+    policyPanel(tenant),
+    preloadPanel(tenant),
+    linksPanel(tenant),
+    mappingPanel(tenant),
     rateLimitPanel(tenant),
     guidePanel(tenant),
     settingsPanel(tenant),
@@ -1012,6 +1019,251 @@ function rolesPanel(tenant) {
     ),
     status,
     updated,
+    form,
+  );
+}
+
+// A select named `name` of `choices`, `chosen` selected, each shown as `label(choice)`.
+function choice(name, label, choices, chosen, shown = (value) => value) {
+  return el(
+    "select",
+    { name, "aria-label": label },
+    choices.map((value) => el("option", { value, selected: value === chosen }, shown(value))),
+  );
+}
+
+const DEPROVISION_NAMES = {
+  deactivate: "hide the user, keep its data",
+  soft_delete: "hide the user, purge after the retention period",
+  hard_delete: "delete the user at once",
+};
+
+function policyPanel(tenant) {
+  const status = el("div");
+  const updated = el("p", { class: "muted" });
+  const path = `${slugPath(tenant.slug)}/provisioning-policy`;
+  const linkMode = choice("link-mode", "A POSTed user matching a pre-loaded one", LINK_MODES, null, (mode) =>
+    mode === "link" ? "is adopted (linked)" : "is refused (409)",
+  );
+  const matchOrder = el("input", { name: "match-order", required: true, "aria-label": "Matched by" });
+  const deprovision = choice(
+    "deprovision-mode",
+    "A DELETE from the IdP",
+    DEPROVISION_MODES,
+    null,
+    (mode) => DEPROVISION_NAMES[mode],
+  );
+  const retention = el("input", { name: "retention-days", type: "number", min: 0, required: true });
+  const save = el("button", { type: "submit" }, "Save the policy");
+  const purge = el("button", { type: "button", class: "plain" }, "Purge now");
+
+  function draw(policy) {
+    linkMode.value = policy.link_mode;
+    matchOrder.value = policy.match_order.join(", ");
+    deprovision.value = policy.deprovision_mode;
+    retention.value = String(policy.retention_days);
+    updated.textContent = policy.updated_at ? `Set ${when(policy.updated_at)}.` : "The service's defaults.";
+  }
+
+  const form = el(
+    "form",
+    {},
+    el(
+      "div",
+      { class: "row" },
+      el("label", {}, "A POSTed user matching a pre-loaded one", linkMode),
+      el("label", { class: "grow" }, `Matched by, in order (of ${MATCH_KEYS.join(", ")})`, matchOrder),
+    ),
+    el(
+      "div",
+      { class: "row" },
+      el("label", {}, "A DELETE from the IdP", deprovision),
+      el("label", {}, "Retention (days)", retention),
+      save,
+      purge,
+    ),
+  );
+  submits(form, save, status, async () => {
+    draw(
+      await api("PUT", path, {
+        link_mode: linkMode.value,
+        match_order: listed(matchOrder.value),
+        deprovision_mode: deprovision.value,
+        retention_days: Number(retention.value),
+      }),
+    );
+    status.replaceChildren(message("info", "Saved."));
+  });
+  purge.addEventListener("click", () =>
+    busy(purge, status, async () => {
+      if (
+        !confirm("Purge now the soft-deleted users past the retention period? Their data is gone for good.")
+      )
+        return;
+      const purged = await api("POST", `${slugPath(tenant.slug)}/purge`);
+      status.replaceChildren(message("info", `Purged ${counted(purged.purged, "user")}.`));
+    }),
+  );
+  busy(null, status, async () => draw(await api("GET", path)));
+  return panel(
+    { name: "Provisioning policy" },
+    el(
+      "p",
+      { class: "muted" },
+      "How the IdP's users meet the ones you pre-loaded, and what its DELETE does. Deactivation (active: false) only ever deactivates.",
+    ),
+    status,
+    updated,
+    form,
+  );
+}
+
+function preloadPanel(tenant) {
+  const status = el("div");
+  const users = el("textarea", {
+    name: "preload-users",
+    rows: 6,
+    class: "wide mono",
+    required: true,
+    placeholder: '[{"userName": "ada@example.com", "externalId": "...", "emails": [...]}]',
+    "aria-label": "Users (a JSON list of SCIM User bodies)",
+  });
+  const results = el("tbody");
+  const outcome = el("div", { hidden: true }, table("Pre-load results", ["#", "Result", "Detail"], results));
+  const load = el("button", { type: "submit" }, "Pre-load");
+  const form = el("form", {}, users, el("p", {}, load));
+  submits(form, load, status, async () => {
+    let parsed;
+    try {
+      parsed = JSON.parse(users.value);
+    } catch (error) {
+      throw new Error(`Not JSON: ${error.message}`);
+    }
+    if (!Array.isArray(parsed)) throw new Error("A JSON list of SCIM User bodies, please: [{...}, {...}].");
+    const report = await api("POST", `${slugPath(tenant.slug)}/users/bulk`, { users: parsed });
+    const refused = report.results.filter((result) => result.status !== "created");
+    fill(
+      results,
+      refused.map((result) =>
+        el(
+          "tr",
+          {},
+          el("td", {}, String(result.index)),
+          el("td", {}, badge(result.status)),
+          el("td", {}, result.detail || ""),
+        ),
+      ),
+    );
+    outcome.hidden = refused.length === 0;
+    status.replaceChildren(
+      message(
+        refused.length ? "error" : "info",
+        `${counted(report.created, "user")} pre-loaded${refused.length ? `; ${refused.length} not (below)` : ""}.`,
+      ),
+    );
+  });
+  return panel(
+    { name: "Pre-load users" },
+    el(
+      "p",
+      { class: "muted" },
+      "Your product's existing members, before the customer turns provisioning on (1,000 at a time): hidden from SCIM until the IdP's user matching one is linked to it.",
+    ),
+    status,
+    form,
+    outcome,
+  );
+}
+
+function linksPanel(tenant) {
+  const status = el("div");
+  const body = el("tbody");
+  const empty = el("p", { class: "muted", hidden: true }, "No user has been linked or restored yet.");
+  const refresh = el("button", { type: "button", class: "plain" }, "Refresh");
+
+  async function load() {
+    const audit = await api("GET", `${slugPath(tenant.slug)}/links`);
+    fill(
+      body,
+      audit.links.map((link) =>
+        el(
+          "tr",
+          {},
+          el("td", {}, when(link.linked_at)),
+          el("td", {}, badge(link.kind)),
+          el("td", { class: "mono" }, link.user_id),
+          el("td", {}, `${link.matched_by || "—"}${link.matched_value ? `: ${link.matched_value}` : ""}`),
+          el("td", {}, link.client || "—"),
+        ),
+      ),
+    );
+    empty.hidden = audit.links.length > 0;
+  }
+
+  refresh.addEventListener("click", () => busy(refresh, status, load));
+  busy(null, status, load);
+  return panel(
+    { name: "Link audit" },
+    el(
+      "p",
+      { class: "muted" },
+      "Pre-loaded users the IdP adopted, and soft-deleted ones it restored, newest first.",
+    ),
+    status,
+    table("Links", ["When", "Kind", "User id", "Matched by", "Client"], body),
+    empty,
+    refresh,
+  );
+}
+
+function mappingPanel(tenant) {
+  const status = el("div");
+  const path = `${slugPath(tenant.slug)}/attribute-mapping`;
+  const fields = el("tbody");
+  const save = el("button", { type: "submit" }, "Save the mapping");
+  const add = el("button", { type: "button", class: "plain" }, "Add a field");
+
+  function field([name, attribute] = ["", ""]) {
+    const named = el("input", { name: "mapping-field", value: name, required: true, "aria-label": "Field" });
+    const from = el("input", {
+      name: "mapping-path",
+      value: attribute,
+      required: true,
+      class: "wide mono",
+      "aria-label": "SCIM attribute",
+    });
+    const drop = el("button", { type: "button", class: "plain" }, "Remove");
+    const row = el("tr", {}, el("td", {}, named), el("td", {}, from), el("td", {}, drop));
+    drop.addEventListener("click", () => row.remove());
+    row.read = () => [named.value.trim(), from.value.trim()];
+    return row;
+  }
+
+  const draw = (mapping) => fill(fields, Object.entries(mapping.mapping).map(field));
+  add.addEventListener("click", () => fields.append(field()));
+  const form = el(
+    "form",
+    {},
+    table("Attribute mapping", ["Your field", "SCIM attribute", ""], fields),
+    el("div", { class: "row" }, add, save),
+  );
+  submits(form, save, status, async () => {
+    const pairs = [...fields.children].map((row) => row.read());
+    const twice = pairs.map(([name]) => name).find((name, index, names) => names.indexOf(name) !== index);
+    if (twice !== undefined) throw new Error(`The field ${twice} is mapped twice.`);
+    const mapping = Object.fromEntries(pairs);
+    draw(await api("PUT", path, { mapping }));
+    status.replaceChildren(message("info", "Saved: every user's profile follows it."));
+  });
+  busy(null, status, async () => draw(await api("GET", path)));
+  return panel(
+    { name: "Attribute mapping" },
+    el(
+      "p",
+      { class: "muted" },
+      "Your product's profile fields and the SCIM attribute each is read from: name.givenName, emails[type eq \"work\"].value, or an extension's, with its URN.",
+    ),
+    status,
     form,
   );
 }

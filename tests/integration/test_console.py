@@ -11,6 +11,7 @@ from importlib import resources
 import pytest
 
 from service.setup_guide import GUIDE_IDPS
+from tenants.policies import DEPROVISION_MODES, LINK_MODES, MATCH_KEYS
 from tenants.registry import IDP_TYPES
 from tests.support.application import Client
 
@@ -79,9 +80,12 @@ async def test_the_page_holds_no_secret_and_needs_none_to_load(client: Client) -
 
 
 def test_the_script_offers_the_choices_the_api_takes() -> None:
-    """The lists of identity providers in the script are the API's."""
+    """The lists of identity providers and policy choices in the script are the API's."""
     assert _listed("IDP_TYPES") == list(IDP_TYPES)
     assert _listed("GUIDE_IDPS") == list(GUIDE_IDPS)
+    assert _listed("LINK_MODES") == list(LINK_MODES)
+    assert _listed("MATCH_KEYS") == list(MATCH_KEYS)
+    assert _listed("DEPROVISION_MODES") == list(DEPROVISION_MODES)
 
 
 def _listed(name: str) -> list[str]:

@@ -9,6 +9,7 @@ by `make test`), driven by Playwright."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -483,7 +484,7 @@ async def test_a_tenants_users_are_listed_found_and_opened(page: Page, server: s
         assert (await scim.post("/Users", json=grace, headers=idp)).status_code == 201
 
     await _open_tenant(page, server, slug)
-    users = page.get_by_role("region", name="Users")
+    users = page.get_by_role("region", name="Users", exact=True)
     listed = users.get_by_role("table", name="Users")
     await expect(users).to_contain_text("26 users")
     await expect(users).to_contain_text("25 shown")
@@ -507,6 +508,95 @@ async def test_a_tenants_users_are_listed_found_and_opened(page: Page, server: s
     await expect(events).to_contain_text('"userName": "grace@example.com"')
     await page.get_by_role("region", name="Events").get_by_role("button", name="Older").click()
     await expect(events.get_by_role("row").filter(has_text="user.created")).to_have_count(26)
+
+
+async def test_users_pre_loaded_in_the_console_are_linked_by_its_policy_and_mapped(
+    page: Page, server: str
+) -> None:
+    slug, idp = await _tenant(server)
+    await _open_tenant(page, server, slug)
+    policy = page.get_by_role("region", name="Provisioning policy")
+    await expect(policy).to_contain_text("The service's defaults.")
+    await expect(policy.get_by_label("Matched by")).to_have_value("externalId, userName, email")
+    await policy.get_by_label("Matched by").fill("phone")
+    await policy.get_by_role("button", name="Save the policy").click()
+    await expect(policy).to_contain_text(
+        "match_order must list some of externalId, userName, email"
+    )
+    await policy.get_by_label("Matched by").fill("email, userName")
+    await policy.get_by_label("A DELETE from the IdP").select_option("deactivate")
+    await policy.get_by_label("Retention (days)").fill("7")
+    await policy.get_by_role("button", name="Save the policy").click()
+    await expect(policy).to_contain_text("Saved.")
+    await expect(policy).to_contain_text("Set ")
+
+    mapping = page.get_by_role("region", name="Attribute mapping")
+    for field, attribute in (("first_name", "name.givenName"), ("first_name", "name.familyName")):
+        await mapping.get_by_role("button", name="Add a field").click()
+        await mapping.get_by_label("Field").last.fill(field)
+        await mapping.get_by_label("SCIM attribute").last.fill(attribute)
+    await mapping.get_by_role("button", name="Save the mapping").click()
+    await expect(mapping).to_contain_text("The field first_name is mapped twice.")
+    await mapping.get_by_label("Field").last.fill("nickname")
+    await mapping.get_by_label("SCIM attribute").last.fill("name.nickname")
+    await mapping.get_by_role("button", name="Save the mapping").click()
+    await expect(mapping).to_contain_text("field 'nickname': name has no 'nickname'")
+    await expect(mapping).not_to_contain_text("Saved")
+    await mapping.get_by_label("SCIM attribute").last.fill("nickName")
+    await mapping.get_by_role("button", name="Save the mapping").click()
+    await expect(mapping).to_contain_text("Saved")
+
+    preload = page.get_by_role("region", name="Pre-load users")
+    users = preload.get_by_label("Users (a JSON list of SCIM User bodies)")
+    await users.fill('{"userName": "not a list"}')
+    await preload.get_by_role("button", name="Pre-load").click()
+    await expect(preload).to_contain_text("A JSON list of SCIM User bodies, please")
+    ada = {
+        "userName": "ada.l@example.com",
+        "name": {"givenName": "Ada"},
+        "nickName": "Countess",
+        "emails": [{"value": "ada@example.com", "primary": True}],
+    }
+    await users.fill(json.dumps([ada, {"displayName": "no userName"}]))
+    await preload.get_by_role("button", name="Pre-load").click()
+    await expect(preload).to_contain_text("1 user pre-loaded; 1 not (below)")
+    refused = preload.get_by_role("table", name="Pre-load results")
+    await expect(refused).to_contain_text("invalid")
+    await expect(refused).to_contain_text("userName")
+
+    async with _scim(server, slug) as scim:
+        # The IdP's own user, found by the address first, as the policy now says.
+        sent = {"userName": "ada@corp.example", "emails": [{"value": "ADA@example.com"}]}
+        created = await scim.post("/Users", json=sent, headers=idp)
+    assert created.status_code == 201, created.text
+    links = page.get_by_role("region", name="Link audit")
+    await expect(links).to_contain_text("No user has been linked")
+    await links.get_by_role("button", name="Refresh").click()
+    linked = links.get_by_role("table", name="Links")
+    await expect(linked).to_contain_text("linked")
+    await expect(linked).to_contain_text(created.json()["id"])
+    await expect(linked).to_contain_text("email: ada@example.com")
+
+    async with _admin(server) as admin:
+        stored = (await admin.get(f"/tenants/{slug}/provisioning-policy")).json()
+        user = (await admin.get(f"/tenants/{slug}/users/{created.json()['id']}")).json()
+    assert (stored["match_order"], stored["deprovision_mode"], stored["retention_days"]) == (
+        ["email", "userName"],
+        "deactivate",
+        7,
+    )
+    assert user["profile"] == {"first_name": "Ada", "nickname": "Countess"}
+    await _drawn_cleanly(page)
+
+    # Drawn again from what was stored.
+    await _reload(page)
+    await expect(policy.get_by_label("A DELETE from the IdP")).to_have_value("deactivate")
+    attributes = mapping.get_by_label("SCIM attribute")
+    await expect(attributes).to_have_count(2)
+    shown = await attributes.evaluate_all("(inputs) => inputs.map((input) => input.value)")
+    assert sorted(shown) == ["name.givenName", "nickName"]
+    await policy.get_by_role("button", name="Purge now").click()
+    await expect(policy).to_contain_text("Purged 0 users.")
 
 
 async def test_the_console_works_under_a_proxys_path_prefix(page: Page, server: str) -> None:
