@@ -202,6 +202,17 @@ async function busy(button, place, action) {
   }
 }
 
+// Runs a panel's first `load` (see `busy`) with `form`'s fields disabled until it has
+// drawn them: what an operator typed before then would be overwritten.
+function firstLoad(form, place, load) {
+  const fields = [...form.elements];
+  for (const field of fields) field.disabled = true;
+  busy(null, place, async () => {
+    await load();
+    for (const field of fields) field.disabled = false;
+  });
+}
+
 // --- signing in and out --------------------------------------------------------------
 
 function signOut(reason) {
@@ -764,7 +775,7 @@ function guardPanel(tenant) {
 
   const refresh = el("button", { type: "button", class: "plain" }, "Refresh");
   refresh.addEventListener("click", () => busy(refresh, status, load));
-  busy(null, status, load);
+  firstLoad(form, status, load);
   return panel(
     { name: "Mass-deprovisioning guard" },
     el("div", { class: "row" }, refresh),
@@ -1009,7 +1020,7 @@ function rolesPanel(tenant) {
       ]);
     }),
   );
-  busy(null, status, async () => draw(await api("GET", path)));
+  firstLoad(form, status, async () => draw(await api("GET", path)));
   return panel(
     { name: "Roles" },
     el(
@@ -1104,7 +1115,7 @@ function policyPanel(tenant) {
       status.replaceChildren(message("info", `Purged ${counted(purged.purged, "user")}.`));
     }),
   );
-  busy(null, status, async () => draw(await api("GET", path)));
+  firstLoad(form, status, async () => draw(await api("GET", path)));
   return panel(
     { name: "Provisioning policy" },
     el(
@@ -1255,7 +1266,7 @@ function mappingPanel(tenant) {
     draw(await api("PUT", path, { mapping }));
     status.replaceChildren(message("info", "Saved: every user's profile follows it."));
   });
-  busy(null, status, async () => draw(await api("GET", path)));
+  firstLoad(form, status, async () => draw(await api("GET", path)));
   return panel(
     { name: "Attribute mapping" },
     el(
@@ -1318,7 +1329,7 @@ function rateLimitPanel(tenant) {
       status.replaceChildren(message("info", "Back to the service's defaults."));
     }),
   );
-  busy(null, status, async () => draw(await api("GET", path)));
+  firstLoad(form, status, async () => draw(await api("GET", path)));
   return panel(
     { name: "Rate limit" },
     status,

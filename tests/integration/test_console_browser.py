@@ -599,6 +599,26 @@ async def test_users_pre_loaded_in_the_console_are_linked_by_its_policy_and_mapp
     await expect(policy).to_contain_text("Purged 0 users.")
 
 
+async def test_a_panels_fields_are_disabled_until_its_settings_have_loaded(
+    page: Page, server: str
+) -> None:
+    """What an operator typed before a panel's settings arrived would be overwritten by them."""
+    slug, _ = await _tenant(server)
+    async with _admin(server) as admin:
+        limited = {"per_second": 7, "burst": 14}
+        assert (await admin.put(f"/tenants/{slug}/rate-limit", json=limited)).status_code == 200
+    held: asyncio.Queue[Route] = asyncio.Queue()
+    await page.route(re.compile(r".*/rate-limit$"), held.put_nowait)
+    await _open_tenant(page, server, slug)
+    limit = page.get_by_role("region", name="Rate limit")
+    route = await asyncio.wait_for(held.get(), 30)
+    await expect(limit.get_by_label("Requests a second")).to_be_disabled()
+    await expect(limit.get_by_role("button", name="Save")).to_be_disabled()
+    await route.continue_()
+    await expect(limit.get_by_label("Requests a second")).to_be_enabled()
+    await expect(limit.get_by_label("Requests a second")).to_have_value("7")
+
+
 async def test_the_console_works_under_a_proxys_path_prefix(page: Page, server: str) -> None:
     """Served by a proxy as `<host>/behind-proxy/...`, the prefix stripped on the way in
     (here Playwright's routing plays the proxy): every file and API call the page asks
