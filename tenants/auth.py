@@ -11,6 +11,7 @@ token reach every replica at once through `tenants.notifications`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -158,6 +159,19 @@ class Authenticator:
             self._tokens = {k: v for k, v in self._tokens.items() if v.tenant_id != object_id}
         elif kind == "token":
             self._tokens = {k: v for k, v in self._tokens.items() if v.token_id != object_id}
+
+    def changed_here(self, slug: str, token_id: str | None = None) -> None:
+        """Drop at once what is cached of the tenant ``slug`` (and its tokens), or of one
+        of its tokens, after this process changed it. The NOTIFY sent with the change
+        reaches this process too, but a moment after the commit: the operator's next
+        request may come sooner, and must see the change."""
+        if token_id is not None:
+            with contextlib.suppress(ValueError):
+                self.forget("token", uuid.UUID(token_id))
+            return
+        cached = self._tenants.pop(slug, None)
+        if cached is not None:
+            self.forget("tenant", cached.tenant.id)
 
     def forget_all(self) -> None:
         self._tenants.clear()

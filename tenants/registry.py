@@ -21,7 +21,7 @@ from tenants import notifications, spares
 from tenants.control import engine
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.migrations import LATEST_VERSION, new_schema_script
-from tenants.models import Tenant, TenantSettings
+from tenants.models import Tenant
 from tenants.schemas import quoted_schema, schema_name_for
 
 SLUG_PATTERN: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -41,6 +41,11 @@ class TenantInfo(msgspec.Struct, kw_only=True):
     token_rotation_grace_seconds: int | None
     created_at: datetime
     updated_at: datetime
+    last_request_at: datetime | None = None
+    """When one of its tokens was last used: its IdP's latest request, as of the last
+    write of last-used times (`SCIM_LAST_USED_FLUSH_SECONDS`)."""
+    guard_tripped_at: datetime | None = None
+    """When its mass-deprovisioning guard tripped, while it is holding events."""
 
 
 class TenantChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -116,7 +121,8 @@ class TenantRegistry:
         self._settings = settings
         self._spare_taken = spare_taken
 
-    def _info(self, row: dict[str, Any], grace: int | None) -> TenantInfo:
+    def _info(self, row: dict[str, Any], facts: dict[str, Any] | None) -> TenantInfo:
+        facts = facts or {}
         return TenantInfo(
             id=str(row["id"]),
             slug=row["slug"],
@@ -125,18 +131,30 @@ class TenantRegistry:
             idp_type=row["idp_type"],
             scim_url=self._settings.tenant_scim_url(row["slug"]),
             schema_version=row["schema_version"],
-            token_rotation_grace_seconds=grace,
+            token_rotation_grace_seconds=facts.get("grace"),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            last_request_at=facts.get("last_request_at"),
+            guard_tripped_at=facts.get("guard_tripped_at"),
         )
 
-    async def _grace_by_tenant(self, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, int | None]:
+    async def _facts(self, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        """What the tenants' other control-plane rows say: each one's own rotation grace,
+        latest request and tripped guard (each None when there is none)."""
         if not tenant_ids:
             return {}
-        rows = await TenantSettings.select(
-            TenantSettings.tenant, TenantSettings.token_rotation_grace_seconds
-        ).where(TenantSettings.tenant.is_in(tenant_ids))
-        return {row["tenant"]: row["token_rotation_grace_seconds"] for row in rows}
+        rows = await Tenant.raw(
+            "SELECT t.id,"
+            " (SELECT s.token_rotation_grace_seconds FROM scim_control.tenant_settings s"
+            "  WHERE s.tenant = t.id) AS grace,"
+            " (SELECT max(k.last_used_at) FROM scim_control.tokens k"
+            "  WHERE k.tenant = t.id) AS last_request_at,"
+            " (SELECT g.tripped_at FROM scim_control.deprovision_guards g"
+            "  WHERE g.tenant = t.id) AS guard_tripped_at"
+            " FROM unnest({}::uuid[]) AS t(id)",
+            tenant_ids,
+        )
+        return {row["id"]: row for row in rows}
 
     async def create(self, slug: str, name: str, idp_type: str = "generic") -> TenantInfo:
         validate_slug(slug)
@@ -164,7 +182,7 @@ class TenantRegistry:
             raise Conflict(f"a tenant with slug {slug!r} already exists") from exc
         if spare is not None and self._spare_taken is not None:
             self._spare_taken()
-        # A new tenant has no settings of its own yet: no rotation grace to read.
+        # A new tenant has no settings, tokens or guard of its own yet.
         return self._info(row, None)
 
     async def page(
@@ -191,8 +209,8 @@ class TenantRegistry:
         more = limit is not None and len(rows) > limit
         if more:
             rows = rows[:limit]
-        grace = await self._grace_by_tenant([row["id"] for row in rows])
-        tenants = [self._info(row, grace.get(row["id"])) for row in rows]
+        facts = await self._facts([row["id"] for row in rows])
+        tenants = [self._info(row, facts.get(row["id"])) for row in rows]
         return tenants, tenants[-1].slug if more else None
 
     async def _row(self, slug: str) -> dict[str, Any]:
@@ -205,8 +223,8 @@ class TenantRegistry:
 
     async def get(self, slug: str) -> TenantInfo:
         row = await self._row(slug)
-        grace = await self._grace_by_tenant([row["id"]])
-        return self._info(row, grace.get(row["id"]))
+        facts = await self._facts([row["id"]])
+        return self._info(row, facts.get(row["id"]))
 
     async def tenant_id(self, slug: str) -> uuid.UUID:
         tenant_id: uuid.UUID = (await self._row(slug))["id"]
@@ -260,5 +278,5 @@ class TenantRegistry:
             await notifications.notify_tenant_changed(conn, row["id"])
 
     async def rotation_grace_seconds(self, tenant_id: uuid.UUID) -> int:
-        grace = (await self._grace_by_tenant([tenant_id])).get(tenant_id)
+        grace = (await self._facts([tenant_id])).get(tenant_id, {}).get("grace")
         return self._settings.token_rotation_grace_seconds if grace is None else grace

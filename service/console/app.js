@@ -284,7 +284,22 @@ async function tenantsView(search, after) {
       el("td", {}, el("a", { href: `#/tenants/${encodeURIComponent(tenant.slug)}` }, tenant.slug)),
       el("td", {}, tenant.name),
       el("td", {}, IDP_NAMES[tenant.idp_type] || tenant.idp_type),
-      el("td", {}, badge(tenant.status)),
+      el(
+        "td",
+        {},
+        badge(tenant.status),
+        tenant.guard_tripped_at
+          ? [
+              " ",
+              el(
+                "span",
+                { class: "badge tripped", title: `Since ${when(tenant.guard_tripped_at)}` },
+                "guard holding",
+              ),
+            ]
+          : null,
+      ),
+      el("td", {}, when(tenant.last_request_at)),
       el("td", {}, when(tenant.created_at)),
     ),
   );
@@ -317,7 +332,11 @@ async function tenantsView(search, after) {
       { class: "panel" },
       form,
       rows.length
-        ? table("Tenants", ["Slug", "Name", "Identity provider", "Status", "Created"], el("tbody", {}, rows))
+        ? table(
+            "Tenants",
+            ["Slug", "Name", "Identity provider", "Status", "Last request", "Created"],
+            el("tbody", {}, rows),
+          )
         : el("p", { class: "muted" }, none),
       pager,
     ),

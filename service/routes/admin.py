@@ -14,7 +14,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from tenants.auth import bearer_token
+from tenants.auth import Authenticator, bearer_token
 from tenants.errors import InvalidInput
 from tenants.registry import TenantChanges, TenantInfo, TenantRegistry
 from tenants.tokens import IssuedToken, TokenInfo, TokenStore
@@ -49,6 +49,12 @@ class Rotation(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _Body = TypeVar("_Body", bound=msgspec.Struct)
+
+
+def forget_changed(state: State, slug: str, token_id: str | None = None) -> None:
+    """This process's cached tenant (or token) dropped once the change has committed."""
+    authenticator: Authenticator = state.authenticator
+    authenticator.changed_here(slug, token_id)
 
 
 async def _optional_body(request: Request[Any, Any, State], kind: type[_Body]) -> _Body:
@@ -112,7 +118,9 @@ class AdminController(Controller):
         self, state: State, slug: FromPath[str], data: JSONBody[TenantChanges]
     ) -> TenantInfo:
         registry: TenantRegistry = state.registry
-        return await registry.update(slug, data)
+        updated = await registry.update(slug, data)
+        forget_changed(state, slug)
+        return updated
 
     @delete("/tenants/{slug:str}", status_code=204)
     async def delete_tenant(
@@ -121,6 +129,7 @@ class AdminController(Controller):
         """Drops the tenant's schema and all its data; `?confirm=<slug>` is required."""
         registry: TenantRegistry = state.registry
         await registry.delete(slug, confirm=confirm)
+        forget_changed(state, slug)
 
     @post("/tenants/{slug:str}/tokens")
     async def issue_token(
@@ -145,7 +154,9 @@ class AdminController(Controller):
     ) -> IssuedToken:
         tokens: TokenStore = state.tokens
         data = await _optional_body(request, Rotation)
-        return await tokens.rotate(slug, token_id, grace_seconds=data.grace_seconds)
+        rotated = await tokens.rotate(slug, token_id, grace_seconds=data.grace_seconds)
+        forget_changed(state, slug, token_id)
+        return rotated
 
     @delete("/tenants/{slug:str}/tokens/{token_id:str}", status_code=204)
     async def revoke_token(
@@ -153,3 +164,4 @@ class AdminController(Controller):
     ) -> None:
         tokens: TokenStore = state.tokens
         await tokens.revoke(slug, token_id)
+        forget_changed(state, slug, token_id)

@@ -6,7 +6,7 @@ from litestar import Controller, delete, get, put
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 
-from service.routes.admin import admin_guard
+from service.routes.admin import admin_guard, forget_changed
 from service.settings import Settings
 from tenants.ratelimit import RateLimitChanges, RateLimitInfo
 from tenants.ratelimit_store import RateLimitStore
@@ -35,9 +35,12 @@ class RateLimitController(Controller):
 
         Every replica applies the change at once, without a restart.
         """
-        return await _store(state).set(slug, data)
+        limits = await _store(state).set(slug, data)
+        forget_changed(state, slug)
+        return limits
 
     @delete("/", status_code=204)
     async def reset_rate_limit(self, state: State, slug: FromPath[str]) -> None:
         """Back to the service defaults."""
         await _store(state).reset(slug)
+        forget_changed(state, slug)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from litestar import Litestar
 
 from service.postgres import Pool
+from tenants import notifications
+from tenants.auth import Authenticator
+from tests.integration.test_guard import trip_the_guard
 from tests.support.application import (
     BASE_URL,
     Client,
@@ -256,3 +261,81 @@ async def test_tenants_created_concurrently_each_get_a_schema(db: Pool, client: 
     for handle in handles:
         assert await schema_exists(db, handle.slug)
         await handle.create_user("same-name")
+
+
+async def test_a_tenant_says_when_its_idp_was_last_heard_from_and_whether_its_guard_holds(
+    app: Litestar, client: Client, tenant: TenantHandle, other_tenant: TenantHandle
+) -> None:
+    async def listed() -> dict[str, dict[str, Any]]:
+        found = await client.get("/admin/v1/tenants?limit=1000", headers=admin_headers())
+        return {t["slug"]: t for t in found.json()["tenants"] if t["slug"] in slugs}
+
+    slugs = {tenant.slug, other_tenant.slug}
+    for shown in (await listed()).values():
+        assert (shown["last_request_at"], shown["guard_tripped_at"]) == (None, None)
+
+    before = datetime.now(UTC)
+    await trip_the_guard(client, tenant)
+    authenticator: Authenticator = app.state.authenticator
+    client.blocking_portal.call(authenticator.flush_last_used)
+    one = (await client.get(f"/admin/v1/tenants/{tenant.slug}", headers=admin_headers())).json()
+    assert datetime.fromisoformat(one["last_request_at"]) >= before
+    assert datetime.fromisoformat(one["guard_tripped_at"]) >= before
+    both = await listed()
+    assert both[tenant.slug] == one
+    assert (
+        both[other_tenant.slug]["last_request_at"],
+        both[other_tenant.slug]["guard_tripped_at"],
+    ) == (None, None)
+
+    released = await client.post(
+        f"/admin/v1/tenants/{tenant.slug}/guard/release", headers=admin_headers()
+    )
+    assert released.status_code == 200, released.text
+    again = (await client.get(f"/admin/v1/tenants/{tenant.slug}", headers=admin_headers())).json()
+    assert again["guard_tripped_at"] is None
+    assert again["last_request_at"] == one["last_request_at"]
+
+
+async def test_a_change_made_through_this_process_holds_for_its_next_request_at_once(
+    monkeypatch: pytest.MonkeyPatch, client: Client, tenant: TenantHandle
+) -> None:
+    """Every process learns of a change by the NOTIFY sent with it, this one too, but a
+    moment after the commit; the process that made it does not wait for its own."""
+    monkeypatch.setattr(notifications, "parse", lambda payload: None)  # none arrives
+    admin = f"/admin/v1/tenants/{tenant.slug}"
+
+    async def answer() -> int:
+        found = await client.get(f"{tenant.scim}/Users", headers=tenant.auth())
+        return found.status_code
+
+    assert await answer() == 200  # cached
+    await client.patch(admin, json={"status": "disabled"}, headers=admin_headers())
+    assert await answer() == 403
+    await client.patch(admin, json={"status": "enabled"}, headers=admin_headers())
+    assert await answer() == 200
+    limited = {"per_second": 1, "burst": 1}
+    assert (
+        await client.put(f"{admin}/rate-limit", json=limited, headers=admin_headers())
+    ).status_code == 200
+    assert [await answer() for _ in range(2)] == [200, 429]
+    assert (await client.delete(f"{admin}/rate-limit", headers=admin_headers())).status_code == 204
+    await asyncio.sleep(1)  # the one-a-second window passed
+    assert [await answer() for _ in range(2)] == [200, 200]
+    rotated = await client.post(
+        f"{admin}/tokens/{tenant.token_id}/rotate",
+        json={"grace_seconds": 0},
+        headers=admin_headers(),
+    )
+    assert rotated.status_code == 201, rotated.text
+    assert await answer() == 401
+    tenant.token = rotated.json()["token"]
+    assert await answer() == 200
+    revoked = await client.delete(f"{admin}/tokens/{rotated.json()['id']}", headers=admin_headers())
+    assert revoked.status_code == 204
+    assert await answer() == 401
+    deleted = await client.delete(f"{admin}?confirm={tenant.slug}", headers=admin_headers())
+    assert deleted.status_code == 204
+    reborn = await make_tenant(client, tenant.slug)
+    tenant.token = reborn.token
+    assert await answer() == 200
