@@ -583,6 +583,27 @@ function usersPanel(tenant) {
   );
 }
 
+// What a logged request's details show: what was sent (masked as the log keeps it),
+// who sent it, and where to look further.
+function sent(request) {
+  let body = request.body;
+  try {
+    // Stored as received (masked): JSON, shown indented, unless it was cut short or not JSON.
+    body = body === null ? null : JSON.parse(body);
+  } catch {
+    // Left as the text it is.
+  }
+  return {
+    operation: request.operation,
+    resource_id: request.resource_id,
+    user_agent: request.user_agent,
+    trace_id: request.trace_id,
+    body_bytes: request.body_bytes,
+    body_truncated: request.body_truncated,
+    body,
+  };
+}
+
 function requestsPanel(tenant) {
   const status = el("div");
   const body = el("tbody");
@@ -598,18 +619,16 @@ function requestsPanel(tenant) {
     const page = await api("GET", `${slugPath(tenant.slug)}/requests?${query}`);
     next = page.next;
     older.hidden = !next;
-    const rows = page.requests.map((request) =>
-      el(
-        "tr",
-        {},
+    const rows = page.requests.flatMap((request) =>
+      rowWithDetails(request.method, sent(request), (open) => [
         el("td", {}, when(request.received_at)),
         el("td", {}, request.client || "—"),
-        el("td", { class: "mono" }, request.method),
+        el("td", { class: "mono" }, open),
         el("td", { class: "mono" }, request.query ? `${request.path}?${request.query}` : request.path),
         el("td", { class: `status-${String(request.status)[0]}` }, String(request.status)),
         el("td", {}, [request.scim_type, request.detail].filter(Boolean).join(": ") || "—"),
         el("td", {}, `${request.latency_ms.toFixed(1)} ms`),
-      ),
+      ]),
     );
     if (append) body.append(...rows);
     else body.replaceChildren(...rows);
@@ -627,7 +646,7 @@ function requestsPanel(tenant) {
     el(
       "p",
       { class: "muted" },
-      "What the IdP sent and what it got, newest first (bodies are in the admin API).",
+      "What the IdP sent and what it got, newest first; open a request's method for its body.",
     ),
     el("div", { class: "row" }, el("label", {}, el("span", {}, errorsOnly, " Errors only")), refresh),
     status,

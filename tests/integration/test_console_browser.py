@@ -201,6 +201,10 @@ async def test_an_operator_onboards_a_tenant_whose_idp_then_connects(
         await asyncio.sleep(0.25)
     await expect(requests.get_by_role("row").nth(1)).to_contain_text("400")
     await expect(requests.get_by_role("row").nth(2)).to_contain_text("200")
+    # What the IdP sent, opened from the request's method (never its token: below).
+    await requests.get_by_role("button", name="POST").click()
+    await expect(requests).to_contain_text('"userName": ""')
+    await expect(requests).to_contain_text('"operation": "create"')
     await logged.get_by_label("Errors only").check()
     await expect(requests.get_by_role("row")).to_have_count(2)
 
@@ -218,8 +222,9 @@ async def test_an_operator_onboards_a_tenant_whose_idp_then_connects(
     await _drawn_cleanly(page)
 
     # The customer's setup guide, with the Tenant URL.
-    await page.get_by_role("button", name="Show the guide").click()
-    await expect(page.locator("pre.guide")).to_contain_text(url)
+    guide = page.get_by_role("region", name="Setup guide")
+    await guide.get_by_role("button", name="Show the guide").click()
+    await expect(guide.locator("pre")).to_contain_text(url)
 
 
 async def test_rotating_revoking_disabling_and_deleting_act_on_the_service(
