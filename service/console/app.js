@@ -266,6 +266,7 @@ function signInView() {
 function signedInNav() {
   sessionNav.replaceChildren(
     el("a", { href: "#/", class: "brand" }, "Tenants"),
+    el("a", { href: "#/webhooks" }, "Webhooks"),
     el("button", { type: "button", class: "plain", onclick: () => signOut("Signed out.") }, "Sign out"),
   );
 }
@@ -343,6 +344,13 @@ async function tenantsView(search, after) {
   );
 }
 
+function webhooksView() {
+  show(
+    el("h1", {}, "Webhooks"),
+    webhooksPanel({ path: "/webhooks", whose: "every tenant's", everyTenant: true }),
+  );
+}
+
 function newTenantView() {
   const status = el("div");
   const slug = el("input", {
@@ -411,7 +419,7 @@ async function tenantView(slug) {
     usersPanel(tenant),
     requestsPanel(tenant),
     eventsPanel(tenant),
-    webhooksPanel(tenant),
+    webhooksPanel({ path: `${slugPath(tenant.slug)}/webhooks`, whose: "this tenant's" }),
     rolesPanel(tenant),
     policyPanel(tenant),
     preloadPanel(tenant),
@@ -823,41 +831,43 @@ function guardPanel(tenant) {
   );
 }
 
-function webhooksPanel(tenant) {
+// The webhook endpoints at `path` (a tenant's, or "/webhooks": every endpoint, and
+// those added there receive every tenant's events), `whose` events they receive.
+function webhooksPanel({ path, whose, everyTenant = false }) {
   const status = el("div");
   const list = el("div");
 
   async function load() {
-    const { webhooks } = await api("GET", `${slugPath(tenant.slug)}/webhooks`);
+    const { webhooks } = await api("GET", path);
     if (!webhooks.length) {
       list.replaceChildren(
         el(
           "p",
           { class: "muted" },
-          "No endpoint receives this tenant's events yet (endpoints for every tenant are in the admin API).",
+          everyTenant
+            ? "No endpoint is registered."
+            : "No endpoint receives this tenant's events yet, but those for every tenant (Webhooks, above).",
         ),
       );
       return;
     }
-    list.replaceChildren(
-      table("Webhooks", ["URL", "Events", "Registered", ""], el("tbody", {}, webhooks.map(endpointRows))),
-    );
+    const headers = ["URL", "Events", "Registered", ""];
+    if (everyTenant) headers.splice(1, 0, "Tenant");
+    list.replaceChildren(table("Webhooks", headers, el("tbody", {}, webhooks.map(endpointRows))));
   }
 
   function endpointRows(endpoint) {
-    const deliveries = el("tr", { hidden: true }, el("td", { colspan: 4 }));
+    const deliveries = el("tr", { hidden: true }, el("td", { colspan: everyTenant ? 5 : 4 }));
+    const endpointPath = `/webhooks/${encodeURIComponent(endpoint.id)}`;
     const show = el("button", { type: "button", class: "plain" }, "Deliveries");
     show.addEventListener("click", () =>
       busy(show, status, async () => {
-        const { deliveries: recent } = await api(
-          "GET",
-          `/webhooks/${encodeURIComponent(endpoint.id)}/deliveries?limit=20`,
-        );
+        const { deliveries: recent } = await api("GET", `${endpointPath}/deliveries?limit=20`);
         const dead = recent.some((delivery) => delivery.status === "dead");
         const replay = el("button", { type: "button", hidden: !dead }, "Send dead letters again");
         replay.addEventListener("click", () =>
           busy(replay, status, async () => {
-            const { replayed } = await api("POST", `/webhooks/${encodeURIComponent(endpoint.id)}/replay`, {});
+            const { replayed } = await api("POST", `${endpointPath}/replay`, {});
             status.replaceChildren(
               message("info", `${counted(replayed, "delivery", "deliveries")} queued again.`),
             );
@@ -868,7 +878,7 @@ function webhooksPanel(tenant) {
           recent.length
             ? table(
                 "Deliveries",
-                ["Event", "Type", "Status", "Attempts", "Last error", "Created"],
+                ["Tenant", "Event", "Type", "Status", "Attempts", "Last error", "Created"],
                 el(
                   "tbody",
                   {},
@@ -876,6 +886,7 @@ function webhooksPanel(tenant) {
                     el(
                       "tr",
                       {},
+                      el("td", { class: "mono" }, delivery.tenant),
                       el("td", {}, String(delivery.sequence)),
                       el("td", { class: "mono" }, delivery.event_type),
                       el("td", {}, badge(delivery.status)),
@@ -892,11 +903,23 @@ function webhooksPanel(tenant) {
         deliveries.hidden = false;
       }),
     );
+    const rotate = el("button", { type: "button", class: "plain" }, "Rotate secret");
+    rotate.addEventListener("click", () =>
+      busy(rotate, status, async () => {
+        if (!confirm(`Give ${endpoint.url} a new signing secret? The old one signs too for a day.`)) return;
+        const rotated = await api("POST", `${endpointPath}/rotate`, {});
+        showSecret(
+          rotated.secret,
+          `The new signing secret, shown this once; the old one signs too until ${when(rotated.previous_secret_expires_at)}.`,
+        );
+      }),
+    );
     const remove = el("button", { type: "button", class: "danger" }, "Remove");
     remove.addEventListener("click", () =>
       busy(remove, status, async () => {
-        if (!confirm(`Stop sending this tenant's events to ${endpoint.url}?`)) return;
-        await api("DELETE", `/webhooks/${encodeURIComponent(endpoint.id)}`);
+        const sent = endpoint.tenant ? `${endpoint.tenant}'s` : "every tenant's";
+        if (!confirm(`Stop sending ${sent} events to ${endpoint.url}?`)) return;
+        await api("DELETE", endpointPath);
         await load();
       }),
     );
@@ -905,9 +928,10 @@ function webhooksPanel(tenant) {
         "tr",
         {},
         el("td", { class: "mono" }, endpoint.url),
+        everyTenant ? el("td", { class: "mono" }, endpoint.tenant || "every tenant") : null,
         el("td", {}, endpoint.events ? endpoint.events.join(", ") : "all"),
         el("td", {}, when(endpoint.created_at)),
-        el("td", { class: "actions" }, show, remove),
+        el("td", { class: "actions" }, show, rotate, remove),
       ),
       deliveries,
     ];
@@ -925,6 +949,15 @@ function webhooksPanel(tenant) {
   });
   const add = el("button", { type: "submit" }, "Add endpoint");
   const secret = el("div");
+  const showSecret = (value, said) =>
+    secret.replaceChildren(
+      el(
+        "div",
+        { class: "panel secret", "aria-label": "Signing secret", role: "region" },
+        el("p", {}, said),
+        copyable("Signing secret", value, "webhook-secret"),
+      ),
+    );
   const form = el(
     "form",
     { class: "row" },
@@ -939,18 +972,10 @@ function webhooksPanel(tenant) {
       .map((type) => type.trim())
       .filter(Boolean);
     if (chosen.length) body.events = chosen;
-    const created = await api("POST", `${slugPath(tenant.slug)}/webhooks`, body);
-    secret.replaceChildren(
-      el(
-        "div",
-        { class: "panel secret", "aria-label": "Signing secret", role: "region" },
-        el(
-          "p",
-          {},
-          "Deliveries are signed (Standard Webhooks) with this secret, shown this once: give it to the endpoint's owner.",
-        ),
-        copyable("Signing secret", created.secret, "webhook-secret"),
-      ),
+    const created = await api("POST", path, body);
+    showSecret(
+      created.secret,
+      "Deliveries are signed (Standard Webhooks) with this secret, shown this once: give it to the endpoint's owner.",
     );
     url.value = "";
     types.value = "";
@@ -959,7 +984,7 @@ function webhooksPanel(tenant) {
   busy(add, status, load);
   return panel(
     { name: "Webhooks" },
-    el("p", { class: "muted" }, "Where your product hears of this tenant's changes."),
+    el("p", { class: "muted" }, `Where your product hears of ${whose} changes.`),
     status,
     secret,
     list,
@@ -1507,6 +1532,7 @@ async function render() {
     const tenant = /^\/tenants\/([^/]+)$/.exec(path || "");
     if (tenant) await tenantView(decodeURIComponent(tenant[1]));
     else if (path === "/new") newTenantView();
+    else if (path === "/webhooks") webhooksView();
     else {
       const params = new URLSearchParams(query || "");
       await tenantsView(params.get("search"), params.get("after"));

@@ -395,6 +395,68 @@ async def test_a_webhook_added_in_the_console_receives_signed_events(
         assert (await admin.get(f"/tenants/{slug}/webhooks")).json()["webhooks"] == []
 
 
+async def test_a_webhook_for_every_tenant_is_added_rotated_and_removed_in_the_console(
+    page: Page, server: str
+) -> None:
+    slugs_idps = [await _tenant(server) for _ in range(2)]
+    page.on("dialog", _accept)
+    await _sign_in(page, server)
+    await page.get_by_role("link", name="Webhooks").click()
+    hooks = page.get_by_role("region", name="Webhooks")
+    async with receiver.running() as product:
+        await hooks.get_by_label("URL").fill(product.url)
+        await hooks.get_by_label("Event types").fill("user.created")
+        await hooks.get_by_role("button", name="Add endpoint").click()
+        secret = page.get_by_role("region", name="Signing secret").locator(
+            "input[name=webhook-secret]"
+        )
+        first_secret = await secret.input_value()
+        row = hooks.get_by_role("row").filter(has_text=product.url)
+        await expect(row).to_contain_text("every tenant")
+
+        # Each tenant's creation reaches it, signed with the secret the page showed.
+        for n, (slug, idp) in enumerate(slugs_idps):
+            async with _scim(server, slug) as scim:
+                made = await scim.post(
+                    "/Users", json={"userName": f"everyone{n}@example.com"}, headers=idp
+                )
+                assert made.status_code == 201, made.text
+        await product.wait_for(2)
+        for delivery in product.accepted[:2]:
+            assert (
+                Webhook(first_secret).verify(delivery.body, delivery.headers)["type"]
+                == "user.created"
+            )
+        await row.get_by_role("button", name="Deliveries").click()
+        deliveries = hooks.get_by_role("table", name="Deliveries")
+        for slug, _ in slugs_idps:
+            await expect(deliveries).to_contain_text(slug)
+
+        await row.get_by_role("button", name="Rotate secret").click()
+        await expect(page.get_by_role("region", name="Signing secret")).to_contain_text(
+            "the old one signs too until"
+        )
+        await expect(secret).not_to_have_value(first_secret)
+        second_secret = await secret.input_value()
+        slug, idp = slugs_idps[0]
+        async with _scim(server, slug) as scim:
+            made = await scim.post("/Users", json={"userName": "after@example.com"}, headers=idp)
+            assert made.status_code == 201, made.text
+        await product.wait_for(3)
+        last = product.accepted[2]
+        assert (
+            Webhook(second_secret).verify(last.body, last.headers)["data"]["userName"]
+            == "after@example.com"
+        )
+        await _drawn_cleanly(page)
+
+        await row.get_by_role("button", name="Remove").click()
+        await expect(hooks.get_by_role("row").filter(has_text=product.url)).to_have_count(0)
+    async with _admin(server) as admin:
+        left = (await admin.get("/webhooks")).json()["webhooks"]
+    assert product.url not in [endpoint["url"] for endpoint in left]
+
+
 async def test_a_tenants_rate_limit_is_changed_and_reset_from_the_console(
     page: Page, server: str
 ) -> None:
