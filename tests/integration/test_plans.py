@@ -30,12 +30,15 @@ def _replace(path: str, value: Any) -> dict[str, Any]:
     return patch_body({"op": "replace", "path": path, "value": value})
 
 
+@pytest.mark.parametrize("users", [0, 1000])
 @pytest.mark.parametrize("mapped", [False, True])
 async def test_repeated_writes_run_on_cached_plans(
-    client: Client, migrated_database: str, tenant: TenantHandle, mapped: bool
+    client: Client, migrated_database: str, tenant: TenantHandle, mapped: bool, users: int
 ) -> None:
     """The IdPs' writes, in a tenant without a role mapping and in one whose groups
-    grant roles (where a member change also computes and stores its users' roles)."""
+    grant roles (where a member change also computes and stores its users' roles);
+    in a new tenant, and in one of 1,000 users analyzed, whose estimates are the
+    statistics' rather than an empty table's."""
     # Deactivations are counted by the guard in their own statement, never held.
     await configure(client, tenant.slug, min_users=1_000_000)
     if mapped:
@@ -53,6 +56,13 @@ async def test_repeated_writes_run_on_cached_plans(
     one = await create_pool(migrated_database, min_size=1, max_size=1)
     try:
         scope = await announced_scope(one, tenant)
+        if users:
+            table = f'"{scope.schema}".users'
+            await one.execute(
+                f"INSERT INTO {table} (id, resource, user_name) SELECT gen_random_uuid(), "
+                f"'{{}}', 'bulk' || n || '@example.com' FROM generate_series(1, {users}) n"
+            )
+            await one.execute(f"ANALYZE {table}")
         for n in range(ROUNDS):
             user = await provisioning.create(one, USERS, scope, {"userName": f"u{n}@example.com"})
             group = await provisioning.create(one, GROUPS, scope, {"displayName": f"g{n}"})
