@@ -50,6 +50,7 @@ SCIM_ACTIVE_TENANTS: Final = "scim.tenants.active"
 SCIM_USER_CHANGES: Final = "scim.user_changes"
 SCIM_WRITE_DEADLOCKS: Final = "scim.write_deadlocks"
 SCIM_RATE_LIMIT_STORAGE_FAILURES: Final = "scim.rate_limit.storage_failures"
+SCIM_TENANT_ONBOARDINGS: Final = "scim.tenant.onboardings"
 DB_CLIENT_CONNECTION_COUNT: Final = "db.client.connection.count"
 DB_CLIENT_CONNECTION_MAX: Final = "db.client.connection.max"
 
@@ -61,6 +62,7 @@ LABEL_STATUS_CODE: Final = "status_code"
 LABEL_STATUS_CLASS: Final = "status_class"
 LABEL_ACTION: Final = "action"
 LABEL_FOUND: Final = "found"
+LABEL_SCHEMA: Final = "schema"
 DB_CLIENT_CONNECTION_STATE: Final = "db.client.connection.state"
 DB_CLIENT_CONNECTION_POOL_NAME: Final = "db.client.connection.pool.name"
 
@@ -78,6 +80,12 @@ FOUND_STALE: Final = "stale"
 """Seen, but it or the tenant's state changed since: changed by a second statement."""
 FOUND_READ: Final = "read"
 """Not seen (or not a change to try as seen): read, then changed by a second statement."""
+
+# How an onboarding got its tenant's schema (`tenants.spares`), as the `schema` label.
+SCHEMA_SPARE: Final = "spare"
+"""A spare schema made ahead: no DDL on the onboarding's path."""
+SCHEMA_BUILT: Final = "built"
+"""None was ready: the onboarding ran the schema's DDL itself."""
 
 # The tenant label of every tenant that does not get its own (see observability.tenants).
 OTHER_TENANT: Final = "other"

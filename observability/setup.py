@@ -266,6 +266,14 @@ class Telemetry:
             unit="{check}",
             description="Rate-limit checks that could not reach Redis.",
         )
+        self._onboardings: Callable[[], Mapping[str, int]] = dict
+        meter.create_observable_counter(
+            attr.SCIM_TENANT_ONBOARDINGS,
+            callbacks=[self._observe_onboardings],
+            unit="{tenant}",
+            description="Tenants this process onboarded, by whether a spare schema was "
+            "ready (spare) or the onboarding built its own (built).",
+        )
         meter.create_observable_gauge(
             attr.DB_CLIENT_CONNECTION_MAX,
             callbacks=[self._observe_max],
@@ -292,6 +300,17 @@ class Telemetry:
     def watch_rate_limiter(self, limiter: Callable[[], Any]) -> None:
         """Where the rate limiter is found (it has `storage_failures`), once it exists."""
         self._rate_limiter = limiter
+
+    def watch_onboardings(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Where this process's onboardings are counted, by `attr.LABEL_SCHEMA` value."""
+        self._onboardings = counts
+
+    def _observe_onboardings(self, options: CallbackOptions) -> Iterable[Observation]:
+        del options
+        return [
+            Observation(count, {attr.LABEL_SCHEMA: schema})
+            for schema, count in self._onboardings().items()
+        ]
 
     def _observe_storage_failures(self, options: CallbackOptions) -> Iterable[Observation]:
         del options

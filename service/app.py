@@ -142,7 +142,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         await authenticator.start(dsn)
         keeper = SpareKeeper(pool, settings.spare_schemas)
         keeper.start()
-        registry = TenantRegistry(settings, spare_taken=keeper.taken)
+        telemetry.watch_onboardings(lambda: keeper.onboardings)
+        registry = TenantRegistry(settings, onboarded=keeper.onboarded)
         announcer = outbox.Announcer(pool)
         app.state.update(
             pool=pool,

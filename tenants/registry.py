@@ -115,11 +115,12 @@ async def tenant_schema_at(conn: Any, slug: str, version: int) -> tuple[uuid.UUI
 
 class TenantRegistry:
     def __init__(
-        self, settings: Settings, *, spare_taken: Callable[[], None] | None = None
+        self, settings: Settings, *, onboarded: Callable[[bool], None] | None = None
     ) -> None:
-        """``spare_taken``: told after onboarding used a spare schema (`tenants.spares`)."""
+        """``onboarded``: told after each onboarding whether it took a spare schema
+        (`tenants.spares`)."""
         self._settings = settings
-        self._spare_taken = spare_taken
+        self._onboarded = onboarded
 
     def _info(self, row: dict[str, Any], facts: dict[str, Any] | None) -> TenantInfo:
         facts = facts or {}
@@ -180,8 +181,8 @@ class TenantRegistry:
                     await conn.execute(new_schema_script(schema))
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"a tenant with slug {slug!r} already exists") from exc
-        if spare is not None and self._spare_taken is not None:
-            self._spare_taken()
+        if self._onboarded is not None:
+            self._onboarded(spare is not None)
         # A new tenant has no settings, tokens or guard of its own yet.
         return self._info(row, None)
 

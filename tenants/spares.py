@@ -21,6 +21,7 @@ import logging
 import uuid
 from typing import Any, Final
 
+from observability.attributes import SCHEMA_BUILT, SCHEMA_SPARE
 from service.background import cancel_all
 from service.postgres import Pool
 from tenants.migrations import LATEST_VERSION, new_schema_script
@@ -120,19 +121,24 @@ async def _drop_unwanted(conn: Any, wanted: int) -> int:
 
 class SpareKeeper:
     """Keeps a serving process's share of the pool: at start, after each spare this
-    process took (`taken`), and every `CHECK_SECONDS`."""
+    process took (`onboarded`), and every `CHECK_SECONDS`; counts its onboardings."""
 
     def __init__(self, pool: Pool, wanted: int) -> None:
         self._pool = pool
         self._wanted = wanted
         self._asked = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.onboardings = {SCHEMA_SPARE: 0, SCHEMA_BUILT: 0}
+        """This process's onboardings, by whether a spare was ready (the metric's label)."""
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run(), name="spare-schemas"))
 
-    def taken(self) -> None:
-        self._asked.set()
+    def onboarded(self, spare: bool) -> None:
+        """A tenant was onboarded here, on a spare schema (one to make again) or not."""
+        self.onboardings[SCHEMA_SPARE if spare else SCHEMA_BUILT] += 1
+        if spare:
+            self._asked.set()
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)

@@ -30,7 +30,14 @@ from service.webhooks.worker import WebhookWorker
 from tenants import notifications
 from tenants.migrations import LATEST_VERSION, apply_pending
 from tenants.schemas import quoted_schema
-from tests.support.application import Client, TenantHandle, admin_headers, make_tenant, schema_of
+from tests.support.application import (
+    Client,
+    TenantHandle,
+    admin_headers,
+    make_tenant,
+    schema_of,
+    seen_by_the_service,
+)
 from tests.support.concurrency import finished, pause_first_call, paused_inside, still_waiting
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -1553,10 +1560,12 @@ async def test_a_tenant_below_version_8_numbers_events_in_the_insert(
             outbox.NUMBERED_AT_COMMIT_VERSION - 1,
         )
         await notifications.notify_tenant_changed(conn, tenant_id)
+    seen_by_the_service(tenant, tenant_id)
     await tenant.create_user("old@example.com")
     await tenant.create_user("older@example.com")
     async with db.acquire() as conn:
         assert await apply_pending(conn, tenant_id) == LATEST_VERSION - 7
+    seen_by_the_service(tenant, tenant_id)
     await tenant.create_user("migrated@example.com")
     found = await all_events(client, tenant.slug)
     assert [event["sequence"] for event in found] == [1, 2, 3]

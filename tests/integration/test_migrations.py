@@ -14,7 +14,7 @@ from tenants import notifications
 from tenants.migrations import LATEST_VERSION, TENANT_MIGRATIONS, apply_pending, migrate_all
 from tenants.piccolo_migrations import control_2026_11_23t12_00_00_000000
 from tenants.schemas import quoted_schema, schema_name_for
-from tests.support.application import Client, TenantHandle, schema_of
+from tests.support.application import Client, TenantHandle, schema_of, seen_by_the_service
 from tests.support.schemas import schema_shape
 
 TENANT_TABLES = {"users", "groups", "group_members"}
@@ -158,9 +158,9 @@ async def test_each_function_a_tenants_schema_names_is_the_only_one_of_its_name(
     }
 
 
-async def _back_to(version: int, db: Pool, tenant: TenantHandle, email_index_on: str) -> None:
+async def _back_to(version: int, db: Pool, tenant: TenantHandle, email_index_on: str) -> uuid.UUID:
     """The tenant's schema as at ``version`` (9 or 10), its email index on the expression
-    ``email_index_on`` (`{schema}`: the quoted schema), its processes told."""
+    ``email_index_on`` (`{schema}`: the quoted schema), its processes told; its id."""
     schema = await schema_of(db, tenant.slug)
     qualified = quoted_schema(schema)
     async with db.acquire() as conn, conn.transaction():
@@ -170,12 +170,14 @@ async def _back_to(version: int, db: Pool, tenant: TenantHandle, email_index_on:
             f"CREATE INDEX users_email_values_idx ON {qualified}.users "
             f"USING gin ({email_index_on.format(schema=qualified)})"
         )
-        tenant_id = await conn.fetchval(
+        tenant_id: uuid.UUID = await conn.fetchval(
             "UPDATE scim_control.tenants SET schema_version = $2 WHERE slug = $1 RETURNING id",
             tenant.slug,
             version,
         )
         await notifications.notify_tenant_changed(conn, tenant_id)
+    seen_by_the_service(tenant, tenant_id)
+    return tenant_id
 
 
 async def _found_by_email(client: Client, tenant: TenantHandle, address: str) -> list[str]:
@@ -204,10 +206,11 @@ async def test_a_tenant_at_version_9_gets_its_email_index_on_the_shared_function
     qualified = quoted_schema(schema)
     await tenant.create_user("kept@example.com", emails=[{"value": "Kept@Example.com"}])
     # As releases before step 10 built it: on the tenant's own function.
-    await _back_to(9, db, tenant, "{schema}.email_values(resource)")
+    tenant_id = await _back_to(9, db, tenant, "{schema}.email_values(resource)")
     assert await _found_by_email(client, tenant, "KEPT@example.com") == ["kept@example.com"]
     report = await migrate_all(db, concurrency=2)
     assert report.failed == {}
+    seen_by_the_service(tenant, tenant_id)
     assert "gin (email_values)" in await _email_index(db, schema)
     # Releases before step 10 still call the tenant's own function while they roll out.
     assert await db.fetchval(
@@ -222,13 +225,14 @@ async def test_a_tenant_at_version_10_gets_its_addresses_stored_and_indexed_with
     schema = await schema_of(db, tenant.slug)
     # As step 10 left it: on the shared function over the document, with GIN's default
     # fast update, which queues these users' entries; served at that version meanwhile.
-    await _back_to(10, db, tenant, "scim_control.user_email_values(resource)")
+    tenant_id = await _back_to(10, db, tenant, "scim_control.user_email_values(resource)")
     for number in range(3):
         address = f"queued{number}@example.com"
         await tenant.create_user(address, emails=[{"value": address.upper()}])
     assert await _found_by_email(client, tenant, "Queued1@example.com") == ["queued1@example.com"]
     report = await migrate_all(db, concurrency=2)
     assert report.failed == {}
+    seen_by_the_service(tenant, tenant_id)
     assert "gin (email_values) WITH (fastupdate=off)" in await _email_index(db, schema)
     stored = await db.fetch(
         f"SELECT user_name, email_values FROM {quoted_schema(schema)}.users ORDER BY user_name"
@@ -304,7 +308,7 @@ async def test_each_step_applied_tells_every_process_the_tenant_changed(
     db: Pool, tenant: TenantHandle, migrated_database: str
 ) -> None:
     """Processes cache a tenant's schema version with it, and filters compile by it."""
-    await _back_to(10, db, tenant, "scim_control.user_email_values(resource)")
+    tenant_id = await _back_to(10, db, tenant, "scim_control.user_email_values(resource)")
     tenant_id = await db.fetchval(
         "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
     )

@@ -17,6 +17,7 @@ from tenants import spares
 from tenants.migrations import LATEST_VERSION
 from tenants.schemas import quoted_schema, schema_name_for
 from tenants.spares import SpareKeeper
+from tests.integration.test_observability import scrape
 from tests.support.application import Client, admin_headers, make_tenant, schema_of
 from tests.support.schemas import schema_shape
 
@@ -190,3 +191,25 @@ async def test_without_spares_onboarding_makes_the_schema_itself(
     tenant = await make_tenant(client)
     assert not await spare_ids(db)
     await tenant.create_user("grace@example.com")
+
+
+async def onboardings(client: Client) -> dict[str, float]:
+    """`scim_tenant_onboardings_total` by its `schema` label, as `/metrics` serves it."""
+    family = (await scrape(client))["scim_tenant_onboardings"]
+    return {
+        sample.labels["schema"]: sample.value
+        for sample in family.samples
+        if sample.name == "scim_tenant_onboardings_total"
+    }
+
+
+async def test_onboardings_are_counted_by_whether_a_spare_was_ready(
+    db: Pool, client: Client, quiet_keeper: None
+) -> None:
+    before = await onboardings(client)
+    await spares.keep(db, 1)
+    for _ in range(2):  # the first takes the spare; the second finds none
+        await create(client, f"counted-{uuid.uuid4().hex[:8]}")
+    after = await onboardings(client)
+    assert after["spare"] == before.get("spare", 0) + 1
+    assert after["built"] == before.get("built", 0) + 1

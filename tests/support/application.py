@@ -128,6 +128,15 @@ async def schema_of(db: Pool, slug: str) -> str:
     return schema
 
 
+def seen_by_the_service(tenant: TenantHandle, tenant_id: uuid.UUID) -> None:
+    """What a test changed of a tenant behind the service's back (its schema version, a
+    migration applied) seen by the application at once: the NOTIFY sent with it reaches
+    the application a moment after the commit, and the test's next request may be
+    sooner (a 500 in CI, the cached version's SQL on an older schema)."""
+    authenticator = tenant.client.app.state.authenticator
+    tenant.client.blocking_portal.call(authenticator.forget, "tenant", tenant_id)
+
+
 async def make_tenant(client: Client, slug: str | None = None) -> TenantHandle:
     slug = slug or f"t-{uuid.uuid4().hex[:12]}"
     response = await client.post(
