@@ -6,7 +6,7 @@ where it does not (this project's benchmark machine, some days: about 1 ms a
 file). A spare is a schema made exactly as a new tenant's (`new_schema_script`),
 named for an id no tenant has yet; onboarding takes one and gives the tenant the
 spare's id, so the schema is already named for it (`schema_name_for`). A spare
-is never renamed: the trigger functions' bodies name their schema.
+is never renamed: the events trigger's function names its schema in its body.
 
 Spares are made at the running release's `LATEST_VERSION`, and onboarding takes
 only spares of that version; a newer release's keeper drops older ones (they
@@ -19,11 +19,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import Any, Final
+from typing import Final
 
 from observability.attributes import SCHEMA_BUILT, SCHEMA_SPARE
 from service.background import cancel_all
-from service.postgres import Pool
+from service.postgres import Connection, Pool
 from tenants.migrations import LATEST_VERSION, new_schema_script
 from tenants.schemas import quoted_schema, schema_name_for
 
@@ -37,7 +37,7 @@ KEEPER_LOCK_KEY: Final = 0x5C1A_5BA8
 """The advisory lock a process keeps the pool under (any constant the same in every process)."""
 
 
-async def take(conn: Any) -> uuid.UUID | None:
+async def take(conn: Connection) -> uuid.UUID | None:
     """Take a spare of this release's version, in the caller's transaction.
 
     The caller's tenant gets the returned id; if its transaction rolls back the
@@ -53,7 +53,7 @@ async def take(conn: Any) -> uuid.UUID | None:
     return taken
 
 
-async def count(db: Any) -> int:
+async def count(db: Connection | Pool) -> int:
     """Spares of this release's version (``db``: a pool or a connection)."""
     spares: int = await db.fetchval(
         "SELECT count(*) FROM scim_control.spare_schemas WHERE schema_version = $1",
@@ -89,7 +89,7 @@ async def keep(pool: Pool, wanted: int) -> tuple[int, int]:
         return made, dropped
 
 
-async def _make(conn: Any) -> None:
+async def _make(conn: Connection) -> None:
     spare = uuid.uuid4()
     async with conn.transaction():
         await conn.execute(new_schema_script(schema_name_for(spare)))
@@ -100,7 +100,7 @@ async def _make(conn: Any) -> None:
         )
 
 
-async def _drop_unwanted(conn: Any, wanted: int) -> int:
+async def _drop_unwanted(conn: Connection, wanted: int) -> int:
     # Spares of a newer release are left to it.
     async with conn.transaction():
         unwanted = await conn.fetch(
