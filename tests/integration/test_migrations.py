@@ -309,9 +309,6 @@ async def test_each_step_applied_tells_every_process_the_tenant_changed(
 ) -> None:
     """Processes cache a tenant's schema version with it, and filters compile by it."""
     tenant_id = await _back_to(10, db, tenant, "scim_control.user_email_values(resource)")
-    tenant_id = await db.fetchval(
-        "SELECT id FROM scim_control.tenants WHERE slug = $1", tenant.slug
-    )
     heard: list[str] = []
     listener = await asyncpg.connect(migrated_database)
     try:
