@@ -165,6 +165,30 @@ function rowWithDetails(label, value, cells) {
   return [row, details];
 }
 
+// A select named `name` of `choices`, `chosen` selected, each shown as `shown(value)`;
+// `label` names it where no <label> around it does.
+function choice(name, choices, chosen, shown = (value) => value, label = null) {
+  return el(
+    "select",
+    { name, "aria-label": label },
+    choices.map((value) => el("option", { value, selected: value === chosen }, shown(value))),
+  );
+}
+
+// A table row of `cells` and a Remove button that takes it out; `row.read()` is `read()`.
+function removableRow(cells, read) {
+  const drop = el("button", { type: "button", class: "plain" }, "Remove");
+  const row = el(
+    "tr",
+    {},
+    cells.map((cell) => el("td", {}, cell)),
+    el("td", {}, drop),
+  );
+  drop.addEventListener("click", () => row.remove());
+  row.read = read;
+  return row;
+}
+
 function badge(text) {
   return el("span", { class: `badge ${text}` }, text);
 }
@@ -360,11 +384,7 @@ function newTenantView() {
     maxLength: 63,
   });
   const name = el("input", { name: "name", required: true });
-  const idp = el(
-    "select",
-    { name: "idp_type" },
-    IDP_TYPES.map((type) => el("option", { value: type }, IDP_NAMES[type])),
-  );
+  const idp = choice("idp_type", IDP_TYPES, null, (type) => IDP_NAMES[type]);
   const submit = el("button", { type: "submit" }, "Create tenant");
   const form = el(
     "form",
@@ -709,18 +729,14 @@ function eventsPanel(tenant) {
   );
 }
 
+const GUARD_STATES = { "": "Default", true: "On", false: "Off" };
+
 function guardPanel(tenant) {
   const status = el("div");
   const state = el("div", {}, el("p", { class: "muted" }, "Loading…"));
   const path = `${slugPath(tenant.slug)}/guard`;
   const fields = {
-    enabled: el(
-      "select",
-      { name: "guard-enabled" },
-      el("option", { value: "" }, "Default"),
-      el("option", { value: "true" }, "On"),
-      el("option", { value: "false" }, "Off"),
-    ),
+    enabled: choice("guard-enabled", ["", "true", "false"], "", (value) => GUARD_STATES[value]),
     threshold_percent: el("input", { name: "guard-threshold", type: "number", min: 1, max: 100 }),
     window_seconds: el("input", { name: "guard-window", type: "number", min: 1 }),
     min_users: el("input", { name: "guard-min-users", type: "number", min: 0 }),
@@ -1011,27 +1027,20 @@ function rolesPanel(tenant) {
   const add = el("button", { type: "button", class: "plain" }, "Add a rule");
 
   function rule({ match = "displayName", value = "", roles = [] } = {}) {
-    const matchBy = el(
-      "select",
-      { name: "rule-match", "aria-label": "Match the group's" },
-      ["displayName", "externalId"].map((attribute) =>
-        el("option", { value: attribute, selected: attribute === match }, attribute),
-      ),
+    const matchBy = choice(
+      "rule-match",
+      ["displayName", "externalId"],
+      match,
+      undefined,
+      "Match the group's",
     );
     const named = el("input", { name: "rule-value", value, required: true, "aria-label": "Group" });
     const granted = el("input", { name: "rule-roles", value: roles.join(", "), "aria-label": "Roles" });
-    const drop = el("button", { type: "button", class: "plain" }, "Remove");
-    const row = el(
-      "tr",
-      {},
-      el("td", {}, matchBy),
-      el("td", {}, named),
-      el("td", {}, granted),
-      el("td", {}, drop),
-    );
-    drop.addEventListener("click", () => row.remove());
-    row.read = () => ({ match: matchBy.value, value: named.value, roles: listed(granted.value) });
-    return row;
+    return removableRow([matchBy, named, granted], () => ({
+      match: matchBy.value,
+      value: named.value,
+      roles: listed(granted.value),
+    }));
   }
 
   function draw(mapping) {
@@ -1097,15 +1106,6 @@ function rolesPanel(tenant) {
   );
 }
 
-// A select named `name` of `choices`, `chosen` selected, each shown as `label(choice)`.
-function choice(name, label, choices, chosen, shown = (value) => value) {
-  return el(
-    "select",
-    { name, "aria-label": label },
-    choices.map((value) => el("option", { value, selected: value === chosen }, shown(value))),
-  );
-}
-
 const DEPROVISION_NAMES = {
   deactivate: "hide the user, keep its data",
   soft_delete: "hide the user, purge after the retention period",
@@ -1116,17 +1116,11 @@ function policyPanel(tenant) {
   const status = el("div");
   const updated = el("p", { class: "muted" });
   const path = `${slugPath(tenant.slug)}/provisioning-policy`;
-  const linkMode = choice("link-mode", "A POSTed user matching a pre-loaded one", LINK_MODES, null, (mode) =>
+  const linkMode = choice("link-mode", LINK_MODES, null, (mode) =>
     mode === "link" ? "is adopted (linked)" : "is refused (409)",
   );
   const matchOrder = el("input", { name: "match-order", required: true, "aria-label": "Matched by" });
-  const deprovision = choice(
-    "deprovision-mode",
-    "A DELETE from the IdP",
-    DEPROVISION_MODES,
-    null,
-    (mode) => DEPROVISION_NAMES[mode],
-  );
+  const deprovision = choice("deprovision-mode", DEPROVISION_MODES, null, (mode) => DEPROVISION_NAMES[mode]);
   const retention = el("input", { name: "retention-days", type: "number", min: 0, required: true });
   const save = el("button", { type: "submit" }, "Save the policy");
   const purge = el("button", { type: "button", class: "plain" }, "Purge now");
@@ -1306,11 +1300,7 @@ function mappingPanel(tenant) {
       class: "wide mono",
       "aria-label": "SCIM attribute",
     });
-    const drop = el("button", { type: "button", class: "plain" }, "Remove");
-    const row = el("tr", {}, el("td", {}, named), el("td", {}, from), el("td", {}, drop));
-    drop.addEventListener("click", () => row.remove());
-    row.read = () => [named.value.trim(), from.value.trim()];
-    return row;
+    return removableRow([named, from], () => [named.value.trim(), from.value.trim()]);
   }
 
   const draw = (mapping) => fill(fields, Object.entries(mapping.mapping).map(field));
@@ -1404,13 +1394,7 @@ function rateLimitPanel(tenant) {
 
 function guidePanel(tenant) {
   const status = el("div");
-  const idp = el(
-    "select",
-    { name: "guide-idp" },
-    GUIDE_IDPS.map((type) =>
-      el("option", { value: type, selected: type === tenant.idp_type }, IDP_NAMES[type]),
-    ),
-  );
+  const idp = choice("guide-idp", GUIDE_IDPS, tenant.idp_type, (type) => IDP_NAMES[type]);
   const product = el("input", { name: "product", placeholder: "your product's name" });
   const text = el("pre", { class: "guide", hidden: true });
   const showGuide = el("button", { type: "submit" }, "Show the guide");
@@ -1439,13 +1423,7 @@ function guidePanel(tenant) {
 function settingsPanel(tenant) {
   const status = el("div");
   const name = el("input", { name: "rename", value: tenant.name, required: true });
-  const idp = el(
-    "select",
-    { name: "change-idp" },
-    IDP_TYPES.map((type) =>
-      el("option", { value: type, selected: type === tenant.idp_type }, IDP_NAMES[type]),
-    ),
-  );
+  const idp = choice("change-idp", IDP_TYPES, tenant.idp_type, (type) => IDP_NAMES[type]);
   const save = el("button", { type: "submit" }, "Save");
   const form = el(
     "form",
